@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates (idempotently) the Python venv that provides libtorch for tch:
+# torch==2.11.0 from PyPI, the pair tch 0.24 is built for. Re-running is cheap: it checks the
+# installed version first. Override the location with SAMIX_VENV.
+set -euo pipefail
+
+# Outside the checkout by default, so clean clones (CI) on the same machine reuse it.
+venv="${SAMIX_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/samix/venv-torch2.11.0}"
+torch_version="2.11.0"
+py="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating venv at $venv"
+  "$py" -m venv "$venv"
+fi
+have="$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)"
+if [ "$have" != "$torch_version" ]; then
+  echo "setup: installing torch==$torch_version into $venv (about 2.7 GB with its CUDA libraries)"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet "torch==$torch_version" numpy
+fi
+"$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "ready at", torch.__path__[0])'

@@ -1,0 +1,138 @@
+//! The `samix` command line: train, eval, data verify, bench. Errors from the library are printed
+//! as one line and give a non-zero exit code.
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use samix::config::TrainConfig;
+use samix::data::{open_splits, verify};
+use samix::device::parse_device;
+use samix::train::{self, checkpoint, eval, Model, RunOptions};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "samix", version, about = "Mixup-augmented training of image classifiers (SAMix and handcrafted policies)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a classifier from a TOML config.
+    Train {
+        /// Config file (optional with --resume: the run's own config.toml is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config value: --set optim.lr=0.05 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Run directory (default: runs/<config file stem>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Replace an existing run directory.
+        #[arg(long)]
+        force: bool,
+        /// cpu, cuda, cuda:N or auto (default: cuda if available).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Evaluate a checkpoint (folder, or a run folder for its latest) on a dataset's test split.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Dataset path (default: the one in the checkpoint's config).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Dataset utilities.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Identify and validate a dataset archive or folder (sizes, records, labels, md5).
+    Verify { path: PathBuf },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SAMIX_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train { config, set, out, resume, force, device } => {
+            let device = parse_device(device.as_deref())?;
+            let out = match (&out, &config) {
+                (Some(o), _) => o.clone(),
+                (None, Some(c)) => PathBuf::from("runs").join(c.file_stem().unwrap_or_default()),
+                (None, None) => bail!("--out is required when no --config is given"),
+            };
+            let config = match (&config, resume) {
+                (Some(path), _) => TrainConfig::load(path, &set)?,
+                (None, true) => TrainConfig::load(&out.join("config.toml"), &set)
+                    .with_context(|| format!("--resume without --config reads {}", out.join("config.toml").display()))?,
+                (None, false) => bail!("--config is required (or --resume with an existing --out)"),
+            };
+            eprintln!("samix: training on {device:?}, run directory {}", out.display());
+            let progress = std::io::stderr().is_terminal();
+            let s = train::run(RunOptions { config, out: out.clone(), resume, force, device, progress })?;
+            println!(
+                "done: {} epochs, final top-1 {:.2}%, best {:.2}% (epoch {}), median of last {} = {:.2}%, {:.0} img/s; summary in {}",
+                s.epochs,
+                s.final_acc1,
+                s.best_acc1,
+                s.best_epoch,
+                s.median_of_last,
+                s.median_acc1,
+                s.mean_images_per_sec,
+                out.join("summary.json").display()
+            );
+        }
+        Command::Eval { checkpoint: path, data, device } => {
+            let device = parse_device(device.as_deref())?;
+            let ckpt = checkpoint::open(&path)?;
+            let mut cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+            if let Some(d) = data {
+                cfg.data.path = d;
+            }
+            cfg.data.train_limit = Some(0);
+            let splits = open_splits(&cfg.data)?;
+            let mut model = Model::build(&cfg, splits.test.info(), device)?;
+            ckpt.load_model(&mut model.vs)?;
+            let loader = train::eval_loader(&cfg, splits.test, device);
+            let r = eval::evaluate(&model.net, &loader)?;
+            println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {})", r.acc1, r.acc5, r.loss, r.images, ckpt.state.epoch);
+        }
+        Command::Data { command: DataCommand::Verify { path } } => {
+            let report = verify::verify(&path)?;
+            println!("{}: {} ({} classes, {} train / {} test images)", path.display(), report.dataset, report.num_classes, report.train_records, report.test_records);
+            for f in &report.files {
+                let status = match f.matches() {
+                    Some(true) => "md5 ok".to_string(),
+                    Some(false) => format!("md5 MISMATCH (expected {})", f.expected.unwrap_or_default()),
+                    None => "md5 not known".to_string(),
+                };
+                println!("  {:<28} {:>10} bytes  {}  {status}", f.name, f.bytes, f.md5);
+            }
+            if !report.all_match() {
+                bail!("{}: some files do not match their official checksums", path.display());
+            }
+        }
+    }
+    Ok(())
+}

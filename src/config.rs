@@ -1,0 +1,359 @@
+//! Run configuration: TOML files with strict keys (an unknown key is an error naming it), dotted
+//! `--set key=value` overrides, defaults from the reference recipe, and range validation.
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    Cifar10,
+    Cifar100,
+    Mnist,
+    FashionMnist,
+    ImageFolder,
+    TinyImagenet,
+}
+
+impl DatasetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion_mnist",
+            DatasetKind::ImageFolder => "image_folder",
+            DatasetKind::TinyImagenet => "tiny_imagenet",
+        }
+    }
+    /// Native image side of the fixed-size datasets.
+    pub fn native_size(self) -> Option<usize> {
+        match self {
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(32),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => Some(28),
+            DatasetKind::TinyImagenet => Some(64),
+            DatasetKind::ImageFolder => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaddingMode {
+    /// Mirror without repeating the edge (the reference's CIFAR recipe).
+    #[default]
+    Reflect,
+    Zeros,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// RandomCrop padding in pixels (0 = no random crop). CIFAR recipe: 4, reflect.
+    #[serde(default)]
+    pub crop_padding: usize,
+    #[serde(default)]
+    pub padding_mode: PaddingMode,
+    #[serde(default)]
+    pub hflip: bool,
+    /// Output side for folder datasets (and a resize for fixed-size ones).
+    #[serde(default)]
+    pub image_size: Option<usize>,
+    /// With `image_size`: RandomResizedCrop for training instead of resize + centre crop.
+    #[serde(default)]
+    pub random_resized_crop: bool,
+    #[serde(default = "default_rrc_scale")]
+    pub rrc_scale: [f64; 2],
+    /// Shorter side before the centre crop at test time (ImageNet recipe: 256 for 224).
+    #[serde(default)]
+    pub test_resize: Option<usize>,
+}
+
+fn default_rrc_scale() -> [f64; 2] {
+    [0.08, 1.0]
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            crop_padding: 0,
+            padding_mode: PaddingMode::Reflect,
+            hflip: false,
+            image_size: None,
+            random_resized_crop: false,
+            rrc_scale: default_rrc_scale(),
+            test_resize: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Archive or folder holding the dataset in its official layout.
+    pub path: PathBuf,
+    /// Use only the first N training / test images (quick runs, tests).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+    /// Compare md5 sums of files whose official sums are known.
+    #[serde(default = "yes")]
+    pub verify_checksums: bool,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_prefetch() -> usize {
+    2
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Resnet18,
+    Resnet34,
+    Resnet50,
+    Resnet101,
+    Resnext50_32x4d,
+    Wrn28_8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stem {
+    /// 3×3 conv, stride 1, no max-pool (32×32 and 64×64 inputs).
+    #[default]
+    Cifar,
+    /// 7×7 conv stride 2 + 3×3 max-pool (224×224 inputs).
+    Imagenet,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    #[serde(default)]
+    pub stem: Stem,
+    /// Channels of the first stage (ResNet default 64; WRN default 16 before widening). Smaller
+    /// values give tiny models for tests and quick runs.
+    #[serde(default)]
+    pub base_width: Option<i64>,
+    /// Residual blocks per stage, overriding the architecture's own.
+    #[serde(default)]
+    pub blocks: Option<Vec<usize>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default = "default_wd")]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub nesterov: bool,
+}
+
+fn default_lr() -> f64 {
+    0.1
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_wd() -> f64 {
+    1e-4
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig { lr: default_lr(), momentum: default_momentum(), weight_decay: default_wd(), nesterov: false }
+    }
+}
+
+/// Cosine annealing per epoch from `optim.lr` to `min_lr` (mmcv's by-epoch rule), after an
+/// optional linear warm-up counted in iterations.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    #[serde(default)]
+    pub min_lr: f64,
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Learning rate at the first warm-up iteration.
+    #[serde(default)]
+    pub warmup_start_lr: f64,
+}
+
+/// The mixing policy and its arguments (`[mix] policy = "..."`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MixConfig {
+    #[default]
+    None,
+    /// Input mixup: λ ~ Beta(α, α), per batch or per sample.
+    Mixup {
+        alpha: f64,
+        #[serde(default)]
+        per_sample: bool,
+    },
+    /// Box pasted from the paired image; λ recomputed from the box area.
+    Cutmix { alpha: f64 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub eval_batch_size: Option<usize>,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Save a checkpoint every N epochs (the last epoch always).
+    #[serde(default = "one")]
+    pub checkpoint_every: usize,
+    /// How many epochs of test accuracy the run summary takes the median over (reference: 10).
+    #[serde(default = "ten")]
+    pub median_of_last: usize,
+    /// libtorch intra-op threads on CPU (0 = libtorch's default).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_batch() -> usize {
+    100
+}
+fn one() -> usize {
+    1
+}
+fn ten() -> usize {
+    10
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub mix: MixConfig,
+    pub train: RunConfig,
+}
+
+impl TrainConfig {
+    /// Reads a TOML file, applies `key.path=value` overrides, and validates the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, overrides).map_err(|e| match e {
+            Error::ConfigFile { msg, .. } => Error::ConfigFile { path: path.to_path_buf(), msg },
+            Error::Config { key, msg } => Error::ConfigFile { path: path.to_path_buf(), msg: format!("key `{key}`: {msg}") },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str, overrides: &[String]) -> Result<TrainConfig> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::ConfigFile { path: PathBuf::new(), msg: e.to_string() })?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let cfg: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            Error::config(if key == "." { "(top level)".into() } else { key }, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, key: &str, msg: &str| if ok { Ok(()) } else { Err(Error::config(key, msg)) };
+        let t = &self.train;
+        check(t.epochs >= 1, "train.epochs", "must be at least 1")?;
+        check(t.batch_size >= 1, "train.batch_size", "must be at least 1")?;
+        check(t.eval_batch_size.map_or(true, |b| b >= 1), "train.eval_batch_size", "must be at least 1")?;
+        check((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", "must be in [0, 1)")?;
+        check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1")?;
+        check(t.median_of_last >= 1, "train.median_of_last", "must be at least 1")?;
+        let o = &self.optim;
+        check(o.lr.is_finite() && o.lr > 0.0, "optim.lr", "must be a positive number")?;
+        check((0.0..1.0).contains(&o.momentum), "optim.momentum", "must be in [0, 1)")?;
+        check(o.weight_decay.is_finite() && o.weight_decay >= 0.0, "optim.weight_decay", "must be >= 0")?;
+        check(!o.nesterov || o.momentum > 0.0, "optim.nesterov", "needs optim.momentum > 0")?;
+        let s = &self.schedule;
+        check(s.min_lr >= 0.0 && s.min_lr <= o.lr, "schedule.min_lr", "must be in [0, optim.lr]")?;
+        check(s.warmup_epochs >= 0.0 && s.warmup_epochs < t.epochs as f64, "schedule.warmup_epochs", "must be in [0, train.epochs)")?;
+        check(s.warmup_start_lr >= 0.0 && s.warmup_start_lr <= o.lr, "schedule.warmup_start_lr", "must be in [0, optim.lr]")?;
+        match self.mix {
+            MixConfig::None => {}
+            MixConfig::Mixup { alpha, .. } | MixConfig::Cutmix { alpha } => {
+                check(alpha.is_finite() && alpha > 0.0, "mix.alpha", "must be a positive number (Beta(α, α))")?
+            }
+        }
+        let m = &self.model;
+        check(m.base_width.map_or(true, |w| w >= 1), "model.base_width", "must be at least 1")?;
+        if let Some(blocks) = &m.blocks {
+            let stages = if m.arch == Arch::Wrn28_8 { 3 } else { 4 };
+            check(blocks.len() == stages && blocks.iter().all(|&b| b >= 1), "model.blocks", &format!("must list {stages} positive block counts"))?;
+        }
+        let a = &self.data.augment;
+        check(a.image_size.map_or(true, |s| s >= 1), "data.augment.image_size", "must be at least 1")?;
+        check(a.rrc_scale[0] > 0.0 && a.rrc_scale[0] <= a.rrc_scale[1] && a.rrc_scale[1] <= 1.0, "data.augment.rrc_scale", "must be [lo, hi] with 0 < lo <= hi <= 1")?;
+        check(
+            a.image_size.is_some() || self.data.dataset.native_size().is_some(),
+            "data.augment.image_size",
+            "is required for image_folder datasets (images of any size are resized to it)",
+        )?;
+        Ok(())
+    }
+}
+
+/// Applies one `a.b.c=value` override; the value is read as TOML (number, bool, array, quoted
+/// string), and as a plain string when it is none of those.
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| Error::Argument(format!("--set `{spec}`: expected key.path=value")))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::Argument(format!("--set `{spec}`: empty key segment")));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let mut cur = table;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = cur.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            Error::config(parts[..=i].join("."), "is a value, not a table; cannot set a key inside it")
+        })?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Image-folder datasets decoded on demand: `root/{train,val|test}/<class>/*.{png,jpg,jpeg}` and the
+//! Tiny-ImageNet-200 layout (`train/<wnid>/images/*`, `val/images/*` + `val/val_annotations.txt`).
+//! Listing validates the layout; decoding errors name the file when the image is read.
+use super::{Dataset, DatasetInfo, RawImage};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+pub struct FolderDataset {
+    info: DatasetInfo,
+    items: Vec<(PathBuf, i64)>,
+}
+
+impl FolderDataset {
+    pub fn items(&self) -> &[(PathBuf, i64)] {
+        &self.items
+    }
+}
+
+impl std::fmt::Debug for FolderDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FolderDataset({}, {} images)", self.info.name, self.items.len())
+    }
+}
+
+impl Dataset for FolderDataset {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn label(&self, index: usize) -> i64 {
+        self.items[index].1
+    }
+    fn load(&self, index: usize) -> Result<RawImage> {
+        decode_rgb(&self.items[index].0)
+    }
+    fn info(&self) -> &DatasetInfo {
+        &self.info
+    }
+}
+
+/// Decodes any PNG/JPEG into 3-channel CHW bytes (grey images are replicated).
+pub fn decode_rgb(path: &Path) -> Result<RawImage> {
+    let img = image::open(path).map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?.to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = vec![0u8; 3 * h * w];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * h * w + i] = px.0[c];
+        }
+    }
+    Ok(RawImage::new(3, h, w, data))
+}
+
+fn is_image(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        Some("png" | "jpg" | "jpeg")
+    )
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(dir, err)))
+        .collect::<Result<_>>()?;
+    out.sort();
+    Ok(out)
+}
+
+fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect())
+}
+
+fn info(name: &str, class_names: Vec<String>) -> DatasetInfo {
+    DatasetInfo {
+        name: name.into(),
+        num_classes: class_names.len(),
+        channels: 3,
+        mean: IMAGENET_MEAN.to_vec(),
+        std: IMAGENET_STD.to_vec(),
+        class_names,
+    }
+}
+
+/// `root/train/<class>/*` and `root/val/<class>/*` (or `root/test/...`). Classes come from the
+/// training folder; a class folder in the evaluation split that training lacks is an error.
+pub fn load_image_folder(root: &Path) -> Result<(FolderDataset, FolderDataset)> {
+    let train_dir = root.join("train");
+    let eval_dir = ["val", "test"].iter().map(|s| root.join(s)).find(|p| p.is_dir()).ok_or_else(|| {
+        Error::data(root, "expected `train/` and `val/` (or `test/`) folders with one sub-folder per class")
+    })?;
+    if !train_dir.is_dir() {
+        return Err(Error::data(root, "missing `train/` folder"));
+    }
+    let classes: Vec<String> = sorted_entries(&train_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::data(&train_dir, "no class folders"));
+    }
+    let index: HashMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
+    let list = |dir: &Path| -> Result<Vec<(PathBuf, i64)>> {
+        let mut items = Vec::new();
+        for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+            let name = class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let label = *index
+                .get(name.as_str())
+                .ok_or_else(|| Error::data(&class_dir, "class folder not present in `train/` (unknown class)"))?;
+            items.extend(images_in(&class_dir)?.into_iter().map(|p| (p, label)));
+        }
+        if items.is_empty() {
+            return Err(Error::data(dir, "no images (.png/.jpg/.jpeg) found"));
+        }
+        Ok(items)
+    };
+    let (train_items, eval_items) = (list(&train_dir)?, list(&eval_dir)?);
+    drop(index);
+    let train = FolderDataset { info: info("image_folder", classes.clone()), items: train_items };
+    let eval = FolderDataset { info: info("image_folder", classes), items: eval_items };
+    Ok((train, eval))
+}
+
+/// Tiny-ImageNet-200: 200 classes from `wnids.txt` (or the train folders), validation labels from
+/// `val/val_annotations.txt`.
+pub fn load_tiny_imagenet(root: &Path) -> Result<(FolderDataset, FolderDataset)> {
+    let train_dir = root.join("train");
+    if !train_dir.is_dir() {
+        return Err(Error::data(root, "missing `train/` (expected the Tiny-ImageNet-200 layout)"));
+    }
+    let wnids_file = root.join("wnids.txt");
+    let classes: Vec<String> = if wnids_file.is_file() {
+        std::fs::read_to_string(&wnids_file)
+            .map_err(|e| Error::io(&wnids_file, e))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    } else {
+        sorted_entries(&train_dir)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
+    };
+    let index: HashMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
+    let mut train_items = Vec::new();
+    for (wnid, &label) in classes.iter().map(|c| (c, &index[c.as_str()])) {
+        let dir = train_dir.join(wnid).join("images");
+        if !dir.is_dir() {
+            return Err(Error::data(&dir, format!("missing training folder of class `{wnid}`")));
+        }
+        train_items.extend(images_in(&dir)?.into_iter().map(|p| (p, label)));
+    }
+    let ann = root.join("val").join("val_annotations.txt");
+    let text = std::fs::read_to_string(&ann).map_err(|e| Error::io(&ann, e))?;
+    let mut val_items = Vec::new();
+    for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let mut fields = line.split('\t');
+        let (Some(file), Some(wnid)) = (fields.next(), fields.next()) else {
+            return Err(Error::data(&ann, format!("line {}: expected `<file>\\t<wnid>...`", line_no + 1)));
+        };
+        let label = *index
+            .get(wnid.trim())
+            .ok_or_else(|| Error::data(&ann, format!("line {}: unknown class `{wnid}`", line_no + 1)))?;
+        let path = root.join("val").join("images").join(file.trim());
+        if !path.is_file() {
+            return Err(Error::data(&ann, format!("line {}: image `{}` does not exist", line_no + 1, path.display())));
+        }
+        val_items.push((path, label));
+    }
+    Ok((
+        FolderDataset { info: info("tiny_imagenet", classes.clone()), items: train_items },
+        FolderDataset { info: info("tiny_imagenet", classes), items: val_items },
+    ))
+}

@@ -1,0 +1,174 @@
+//! The batch loader: shuffles per epoch from a seeded stream, loads and augments on worker
+//! threads, keeps a bounded number of batches prefetched, and uploads finished batches to the
+//! device. Batches arrive in a fixed order whatever the thread timing (worker w builds batches
+//! w, w+W, ...), and each image's augmentation draws from its own (seed, epoch, index) stream, so
+//! a run is reproducible. Records how long the consumer waited.
+use super::transform::Pipeline;
+use super::Dataset;
+use crate::rng::{stream, Stream};
+use crate::{Error, Result};
+use rand::seq::SliceRandom;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::{Device, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub workers: usize,
+    /// Batches each worker may hold ready ahead of the consumer.
+    pub prefetch: usize,
+    pub shuffle: bool,
+    /// Drop the last incomplete batch (training) or keep it (evaluation).
+    pub drop_last: bool,
+    pub seed: u64,
+}
+
+/// A batch on the target device: images `N×C×H×W` (f32, normalised) and labels `N` (i64).
+pub struct Batch {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct Loader {
+    dataset: Arc<dyn Dataset>,
+    pipeline: Arc<Pipeline>,
+    cfg: LoaderConfig,
+    device: Device,
+}
+
+impl Loader {
+    pub fn new(dataset: Arc<dyn Dataset>, pipeline: Pipeline, cfg: LoaderConfig, device: Device) -> Self {
+        Loader { dataset, pipeline: Arc::new(pipeline), cfg, device }
+    }
+
+    pub fn num_batches(&self) -> usize {
+        let (n, b) = (self.dataset.len(), self.cfg.batch_size.max(1));
+        if self.cfg.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.dataset
+    }
+
+    /// The sample order of an epoch.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.cfg.shuffle {
+            order.shuffle(&mut stream(self.cfg.seed, Stream::Shuffle, epoch, 0));
+        }
+        order
+    }
+
+    /// Starts the workers for one epoch and returns the batches in order.
+    pub fn epoch(&self, epoch: u64) -> EpochIter {
+        let order = Arc::new(self.order(epoch));
+        let num_batches = self.num_batches();
+        let workers = self.cfg.workers.max(1).min(num_batches.max(1));
+        let mut receivers = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
+            let (dataset, pipeline, order) = (self.dataset.clone(), self.pipeline.clone(), order.clone());
+            let (bs, seed) = (self.cfg.batch_size.max(1), self.cfg.seed);
+            std::thread::spawn(move || {
+                for b in (w..num_batches).step_by(workers) {
+                    let end = ((b + 1) * bs).min(order.len());
+                    let batch = build_batch(&*dataset, &pipeline, &order[b * bs..end], seed, epoch);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            receivers.push(rx);
+        }
+        EpochIter { receivers, next: 0, num_batches, device: self.device, waited: Duration::ZERO }
+    }
+}
+
+/// Loads, augments and normalises `indices` into one CPU batch.
+fn build_batch(dataset: &dyn Dataset, pipeline: &Pipeline, indices: &[usize], seed: u64, epoch: u64) -> Result<(Tensor, Tensor)> {
+    let mut pixels: Vec<f32> = Vec::new();
+    let mut shape: Option<(usize, usize, usize)> = None;
+    let mut labels = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let mut rng = stream(seed, Stream::Augment, epoch, i as u64);
+        let img = pipeline.apply(dataset.load(i)?, &mut rng);
+        let this = (img.channels, img.height, img.width);
+        let (c, h, w) = *shape.get_or_insert_with(|| {
+            pixels = vec![0f32; indices.len() * this.0 * this.1 * this.2];
+            this
+        });
+        if this != (c, h, w) {
+            return Err(Error::Data {
+                path: format!("{} item {i}", dataset.info().name).into(),
+                msg: format!(
+                    "image is {}×{}×{} after transforms but the batch is {c}×{h}×{w}; set data.augment.image_size so all images share one size",
+                    this.0, this.1, this.2
+                ),
+            });
+        }
+        let k = labels.len();
+        pipeline.normalize_into(&img, &mut pixels[k * c * h * w..(k + 1) * c * h * w]);
+        labels.push(dataset.label(i));
+    }
+    let (c, h, w) = shape.unwrap_or((0, 0, 0));
+    let images = Tensor::from_slice(&pixels).view([labels.len() as i64, c as i64, h as i64, w as i64]);
+    Ok((images, Tensor::from_slice(&labels)))
+}
+
+pub struct EpochIter {
+    receivers: Vec<Receiver<Result<(Tensor, Tensor)>>>,
+    next: usize,
+    num_batches: usize,
+    device: Device,
+    waited: Duration,
+}
+
+impl EpochIter {
+    /// Total time the consumer spent blocked waiting for a batch.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+    pub fn num_batches(&self) -> usize {
+        self.num_batches
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.num_batches {
+            return None;
+        }
+        let rx = &self.receivers[self.next % self.receivers.len()];
+        self.next += 1;
+        let start = Instant::now();
+        let received = rx.recv();
+        self.waited += start.elapsed();
+        let result = match received {
+            Ok(Ok((images, labels))) => Ok(Batch { images: images.to_device(self.device), labels: labels.to_device(self.device) }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Argument("a loader worker stopped unexpectedly".into())),
+        };
+        if result.is_err() {
+            self.next = self.num_batches;
+        }
+        Some(result)
+    }
+}

@@ -1,0 +1,184 @@
+//! Known checksums of official dataset files and `samix data verify`: recognises what a path holds,
+//! validates it with the same loaders training uses, and compares md5 sums where they are known.
+use super::{cifar, folder, idx, Dataset};
+use crate::config::DatasetKind;
+use crate::{Error, Result};
+use md5::{Digest, Md5};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// md5 of the *uncompressed* official files. CIFAR-100 from ../shared/datasets/README.md (the
+/// official values); MNIST and Fashion-MNIST computed from the shared copies, whose README states
+/// they equal the official ones (Fashion-MNIST prefixes match the README). CIFAR-10's per-file sums
+/// are not known here, so only its sizes and labels are checked.
+pub const KNOWN_MD5: &[(DatasetKind, &str, &str)] = &[
+    (DatasetKind::Cifar100, "train.bin", "6172c7755cfe09b2fe270c85cebc1b15"),
+    (DatasetKind::Cifar100, "test.bin", "4499cfba6c016c1be1438163640a0898"),
+    (DatasetKind::Mnist, "train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
+    (DatasetKind::Mnist, "train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624"),
+    (DatasetKind::Mnist, "t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea"),
+    (DatasetKind::Mnist, "t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637"),
+    (DatasetKind::FashionMnist, "train-images-idx3-ubyte", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+    (DatasetKind::FashionMnist, "train-labels-idx1-ubyte", "9018921c3c673c538a1fc5bad174d6f9"),
+    (DatasetKind::FashionMnist, "t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a"),
+    (DatasetKind::FashionMnist, "t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965"),
+];
+
+pub fn known_md5(kind: DatasetKind, file: &str) -> Option<&'static str> {
+    KNOWN_MD5.iter().find(|(k, f, _)| *k == kind && *f == file).map(|(_, _, m)| *m)
+}
+
+pub fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fails with the file named when its md5 is known and differs.
+pub fn check_md5(kind: DatasetKind, file: &str, shown_path: &Path, bytes: &[u8]) -> Result<()> {
+    match known_md5(kind, file) {
+        Some(expected) => {
+            let got = md5_hex(bytes);
+            if got == expected {
+                Ok(())
+            } else {
+                Err(Error::data(
+                    shown_path,
+                    format!("md5 {got} differs from the official {expected} (corrupt or modified file; set data.verify_checksums = false to use it anyway)"),
+                ))
+            }
+        }
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug)]
+pub struct FileCheck {
+    pub name: String,
+    pub bytes: usize,
+    pub md5: String,
+    pub expected: Option<&'static str>,
+}
+
+impl FileCheck {
+    pub fn matches(&self) -> Option<bool> {
+        self.expected.map(|e| e == self.md5)
+    }
+}
+
+#[derive(Debug)]
+pub struct VerifyReport {
+    pub dataset: String,
+    pub train_records: usize,
+    pub test_records: usize,
+    pub num_classes: usize,
+    pub files: Vec<FileCheck>,
+}
+
+impl VerifyReport {
+    /// True when every file with a known checksum matches it.
+    pub fn all_match(&self) -> bool {
+        self.files.iter().all(|f| f.matches() != Some(false))
+    }
+}
+
+/// Recognises the dataset at `path`, loads it fully (all structural checks) and hashes its files.
+pub fn verify(path: &Path) -> Result<VerifyReport> {
+    if path.is_file() {
+        let mut members = HashMap::new();
+        let names: Vec<&str> = [&cifar::CIFAR10, &cifar::CIFAR100]
+            .iter()
+            .flat_map(|l| l.train_files.iter().chain(l.test_files.iter()))
+            .copied()
+            .collect();
+        cifar::read_archive_members(path, &names, &mut members)?;
+        let kind = if members.contains_key("train.bin") { DatasetKind::Cifar100 } else { DatasetKind::Cifar10 };
+        return verify_cifar(path, kind, members);
+    }
+    if !path.is_dir() {
+        return Err(Error::data(path, "no such file or folder"));
+    }
+    for (kind, lay) in [(DatasetKind::Cifar100, &cifar::CIFAR100), (DatasetKind::Cifar10, &cifar::CIFAR10)] {
+        for dir in [path.to_path_buf(), path.join(lay.folder)] {
+            if dir.join(lay.test_files[0]).is_file() {
+                let mut members = HashMap::new();
+                for name in lay.train_files.iter().chain(lay.test_files) {
+                    let f = dir.join(name);
+                    if f.is_file() {
+                        members.insert(name.to_string(), std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
+                    }
+                }
+                return verify_cifar(path, kind, members);
+            }
+        }
+    }
+    let has_idx = ["t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"].iter().any(|n| path.join(n).is_file());
+    if has_idx {
+        return verify_idx(path);
+    }
+    if path.join("val").join("val_annotations.txt").is_file() {
+        let (tr, te) = folder::load_tiny_imagenet(path)?;
+        return verify_folder("tiny_imagenet", tr, te);
+    }
+    let (tr, te) = folder::load_image_folder(path)?;
+    verify_folder("image_folder", tr, te)
+}
+
+fn verify_cifar(path: &Path, kind: DatasetKind, members: HashMap<String, Vec<u8>>) -> Result<VerifyReport> {
+    let (train, test) = cifar::load(path, kind, false)?;
+    let mut files: Vec<FileCheck> = members
+        .iter()
+        .map(|(name, bytes)| FileCheck {
+            name: name.clone(),
+            bytes: bytes.len(),
+            md5: md5_hex(bytes),
+            expected: known_md5(kind, name),
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(VerifyReport {
+        dataset: kind.name().into(),
+        train_records: train.len(),
+        test_records: test.len(),
+        num_classes: train.info().num_classes,
+        files,
+    })
+}
+
+fn verify_idx(dir: &Path) -> Result<VerifyReport> {
+    let mut files = Vec::new();
+    for (name, _) in idx::FILES {
+        let (_, bytes) = idx::read_idx_file(dir, name)?;
+        files.push((name, md5_hex(&bytes), bytes.len()));
+    }
+    // The format is shared, so the checksums tell which of the two datasets this is.
+    let kind = [DatasetKind::Mnist, DatasetKind::FashionMnist]
+        .into_iter()
+        .find(|k| files.iter().any(|(n, m, _)| known_md5(*k, n) == Some(m.as_str())))
+        .unwrap_or(DatasetKind::Mnist);
+    let (train, test) = idx::load(dir, kind, false)?;
+    Ok(VerifyReport {
+        dataset: kind.name().into(),
+        train_records: train.len(),
+        test_records: test.len(),
+        num_classes: 10,
+        files: files
+            .into_iter()
+            .map(|(n, md5, bytes)| FileCheck { name: n.into(), bytes, expected: known_md5(kind, n), md5 })
+            .collect(),
+    })
+}
+
+fn verify_folder(name: &str, train: folder::FolderDataset, test: folder::FolderDataset) -> Result<VerifyReport> {
+    // Decoding every image is the only way to find unreadable files before a run trips on them.
+    for ds in [&train, &test] {
+        for i in 0..ds.len() {
+            ds.load(i)?;
+        }
+    }
+    Ok(VerifyReport {
+        dataset: name.into(),
+        train_records: train.len(),
+        test_records: test.len(),
+        num_classes: train.info().num_classes,
+        files: Vec::new(),
+    })
+}

@@ -1,0 +1,29 @@
+//! Parsing of `--device cpu|cuda|cuda:N` into a tch device, with the default "cuda if available".
+use crate::{Error, Result};
+use tch::Device;
+
+/// `None` or "auto" picks the first GPU when one is usable, else the CPU.
+pub fn parse_device(spec: Option<&str>) -> Result<Device> {
+    let spec = spec.unwrap_or("auto").trim();
+    let cuda_count = || tch::Cuda::device_count() as usize;
+    match spec {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda_device(0, cuda_count()),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => cuda_device(n, cuda_count()),
+            _ => Err(Error::Argument(format!(
+                "device `{other}`: expected `cpu`, `cuda`, `cuda:N` or `auto`"
+            ))),
+        },
+    }
+}
+
+fn cuda_device(index: usize, available: usize) -> Result<Device> {
+    if index >= available {
+        return Err(Error::Argument(format!(
+            "device `cuda:{index}`: {available} CUDA device(s) visible to libtorch"
+        )));
+    }
+    Ok(Device::Cuda(index))
+}

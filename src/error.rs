@@ -1,0 +1,41 @@
+//! The library's error type: every failure a user can cause (files, configs, arguments) ends up here
+//! with the file or key named, so the CLI can print one clear line and exit non-zero.
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    /// A dataset file exists but its content is not what the format promises.
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+    /// A configuration value is missing, unknown or out of range.
+    #[error("config key `{key}`: {msg}")]
+    Config { key: String, msg: String },
+    #[error("{path}: {msg}")]
+    ConfigFile { path: PathBuf, msg: String },
+    /// A run directory or checkpoint that cannot be used as asked.
+    #[error("{path}: {msg}")]
+    Run { path: PathBuf, msg: String },
+    #[error("invalid argument: {0}")]
+    Argument(String),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), source }
+    }
+    pub fn data(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Data { path: path.as_ref().to_path_buf(), msg: msg.into() }
+    }
+    pub fn config(key: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config { key: key.into(), msg: msg.into() }
+    }
+    pub fn run(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Run { path: path.as_ref().to_path_buf(), msg: msg.into() }
+    }
+}

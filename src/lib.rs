@@ -1,0 +1,16 @@
+//! samix: mixup-augmented training of image classifiers on tch/libtorch, built around SAMix
+//! (Scenario-Agnostic Mixup, arXiv 2111.15454).
+//!
+//! Data flows one way: [`data`] (datasets, transforms, loader) → [`mix`] (mixing policies) →
+//! [`model`] → [`loss`] → [`train`] (optimizer, schedules, checkpoints, metrics).
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod loss;
+pub mod mix;
+pub mod model;
+pub mod rng;
+pub mod train;
+
+pub use error::{Error, Result};

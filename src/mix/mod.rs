@@ -1,0 +1,134 @@
+//! Handcrafted mixing policies. Each takes a batch already on its device and a seeded host RNG,
+//! and returns the mixed images with the label mix (y_a, y_b, λ per sample). Scalars (λ, box
+//! position, the pairing) are drawn on the host; the pixels are mixed with tensor ops on the
+//! batch's device. A policy never sees the model.
+mod cutmix;
+mod mixup;
+
+pub use cutmix::{cutmix_box, paste_box, CutBox, CutMix};
+pub use mixup::{mix_images, MixUp};
+
+use crate::config::MixConfig;
+use crate::rng::SamixRng;
+use crate::{Error, Result};
+use rand::seq::SliceRandom;
+use rand_distr::{Beta, Distribution};
+use tch::{Device, Kind, Tensor};
+
+/// The label side of a mixed batch: sample n is `λ_n·onehot(y_a[n]) + (1−λ_n)·onehot(y_b[n])`.
+#[derive(Debug)]
+pub struct MixedTargets {
+    pub y_a: Tensor,
+    pub y_b: Tensor,
+    /// Weight of `y_a`, shape `[N]`, f32, on the batch's device.
+    pub lam: Tensor,
+}
+
+impl MixedTargets {
+    /// Unmixed labels: λ = 1 for every sample.
+    pub fn clean(labels: &Tensor) -> Self {
+        let n = labels.size()[0];
+        MixedTargets {
+            y_a: labels.shallow_clone(),
+            y_b: labels.shallow_clone(),
+            lam: Tensor::ones([n], (Kind::Float, labels.device())),
+        }
+    }
+
+    /// Dense mixed targets `N × K`, with label smoothing folded in (ε/K to every class).
+    pub fn to_dense(&self, num_classes: i64, smoothing: f64) -> Tensor {
+        let one = |y: &Tensor| y.one_hot(num_classes).to_kind(Kind::Float);
+        let lam = self.lam.unsqueeze(1);
+        let mixed = one(&self.y_a) * &lam + one(&self.y_b) * (1.0 - &lam);
+        mixed * (1.0 - smoothing) + smoothing / num_classes as f64
+    }
+}
+
+#[derive(Debug)]
+pub struct MixedBatch {
+    pub images: Tensor,
+    pub targets: MixedTargets,
+}
+
+/// A mixing policy: batch in, mixed batch out.
+pub trait MixPolicy {
+    fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch;
+}
+
+/// No mixing: images unchanged, λ = 1.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMix;
+
+impl MixPolicy for NoMix {
+    fn mix(&self, images: &Tensor, labels: &Tensor, _rng: &mut SamixRng) -> MixedBatch {
+        MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels) }
+    }
+}
+
+/// The policies a config can name.
+#[derive(Clone, Debug)]
+pub enum Policy {
+    None(NoMix),
+    MixUp(MixUp),
+    CutMix(CutMix),
+}
+
+impl Policy {
+    pub fn from_config(cfg: &MixConfig) -> Result<Policy> {
+        Ok(match *cfg {
+            MixConfig::None => Policy::None(NoMix),
+            MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(alpha, per_sample)?),
+            MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(alpha)?),
+        })
+    }
+}
+
+impl MixPolicy for Policy {
+    fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
+        match self {
+            Policy::None(p) => p.mix(images, labels, rng),
+            Policy::MixUp(p) => p.mix(images, labels, rng),
+            Policy::CutMix(p) => p.mix(images, labels, rng),
+        }
+    }
+}
+
+/// Beta(α, α), validated once at construction.
+#[derive(Clone, Debug)]
+pub struct LambdaSampler {
+    alpha: f64,
+    beta: Beta<f64>,
+}
+
+impl LambdaSampler {
+    pub fn new(alpha: f64) -> Result<Self> {
+        if !(alpha.is_finite() && alpha > 0.0) {
+            return Err(Error::config("mix.alpha", format!("{alpha} is not a positive number")));
+        }
+        let beta = Beta::new(alpha, alpha).map_err(|e| Error::config("mix.alpha", e.to_string()))?;
+        Ok(LambdaSampler { alpha, beta })
+    }
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+    pub fn sample(&self, rng: &mut SamixRng) -> f64 {
+        self.beta.sample(rng)
+    }
+}
+
+/// A random permutation of the batch: sample n is paired with sample `perm[n]`.
+pub fn random_pairing(n: usize, rng: &mut SamixRng, device: Device) -> Tensor {
+    let mut perm: Vec<i64> = (0..n as i64).collect();
+    perm.shuffle(rng);
+    Tensor::from_slice(&perm).to_device(device)
+}
+
+/// Labels of a batch-level mix: y_a = labels, y_b = labels[perm], λ broadcast to `[N]`.
+pub fn mix_targets(labels: &Tensor, perm: &Tensor, lam: f64) -> MixedTargets {
+    let n = labels.size()[0];
+    MixedTargets {
+        y_a: labels.shallow_clone(),
+        y_b: labels.index_select(0, perm),
+        lam: Tensor::full([n], lam, (Kind::Float, labels.device())),
+    }
+}

@@ -1,0 +1,156 @@
+//! Image classifiers: ResNet-18/34/50/101 and ResNeXt-50 32x4d (CIFAR or ImageNet stem) and
+//! WRN-28-8. Every network runs stage by stage ([`StagedNet`]), so callers can read any stage's
+//! output (SAMix's Mixer reads stage 3) or mix hidden features between stages (ManifoldMix).
+//! Touches only its own parameters.
+pub mod resnet;
+pub mod wrn;
+
+use crate::config::{Arch, ModelConfig};
+use crate::Result;
+use tch::{nn, Tensor};
+
+pub use resnet::{ResNet, ResNetConfig};
+pub use wrn::{WideResNet, WideResNetConfig};
+
+/// A network that runs as stem → stages → head.
+pub trait StagedNet {
+    fn num_stages(&self) -> usize;
+    fn stem_t(&self, x: &Tensor, train: bool) -> Tensor;
+    /// Stage `i` (0-based; stage-k of the paper is `i = k − 1`).
+    fn stage_t(&self, i: usize, h: &Tensor, train: bool) -> Tensor;
+    /// Global average pooling and the linear classifier on the last stage's output.
+    fn head(&self, h: &Tensor) -> Tensor;
+    /// Output channels of each stage.
+    fn stage_channels(&self) -> Vec<i64>;
+
+    /// Logits and the outputs of the stages listed in `keep` (in `keep`'s order).
+    fn forward_stages(&self, x: &Tensor, train: bool, keep: &[usize]) -> (Tensor, Vec<Tensor>) {
+        let mut h = self.stem_t(x, train);
+        let mut kept: Vec<(usize, Tensor)> = Vec::new();
+        for i in 0..self.num_stages() {
+            h = self.stage_t(i, &h, train);
+            if keep.contains(&i) {
+                kept.push((i, h.shallow_clone()));
+            }
+        }
+        let out = keep.iter().filter_map(|k| kept.iter().find(|(i, _)| i == k).map(|(_, t)| t.shallow_clone())).collect();
+        (self.head(&h), out)
+    }
+}
+
+/// Any supported architecture.
+pub enum Network {
+    ResNet(ResNet),
+    Wide(WideResNet),
+}
+
+impl Network {
+    /// Builds the architecture a config names for `in_channels`-channel images and `num_classes`.
+    pub fn new(path: &nn::Path, cfg: &ModelConfig, in_channels: i64, num_classes: i64) -> Result<Network> {
+        Ok(match cfg.arch {
+            Arch::Wrn28_8 => {
+                let mut wc = WideResNetConfig::wrn28_8(in_channels, num_classes);
+                if let Some(w) = cfg.base_width {
+                    wc.base_width = w;
+                }
+                if let Some(b) = &cfg.blocks {
+                    wc.blocks = b.clone();
+                }
+                Network::Wide(WideResNet::new(path, &wc))
+            }
+            arch => {
+                let mut rc = ResNetConfig::preset(arch, cfg.stem, in_channels, num_classes);
+                if let Some(w) = cfg.base_width {
+                    rc.base_width = w;
+                }
+                if let Some(b) = &cfg.blocks {
+                    rc.blocks = b.clone();
+                }
+                Network::ResNet(ResNet::new(path, &rc))
+            }
+        })
+    }
+
+    fn inner(&self) -> &dyn StagedNet {
+        match self {
+            Network::ResNet(n) => n,
+            Network::Wide(n) => n,
+        }
+    }
+}
+
+impl StagedNet for Network {
+    fn num_stages(&self) -> usize {
+        self.inner().num_stages()
+    }
+    fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.inner().stem_t(x, train)
+    }
+    fn stage_t(&self, i: usize, h: &Tensor, train: bool) -> Tensor {
+        self.inner().stage_t(i, h, train)
+    }
+    fn head(&self, h: &Tensor) -> Tensor {
+        self.inner().head(h)
+    }
+    fn stage_channels(&self) -> Vec<i64> {
+        self.inner().stage_channels()
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Network(stages: {:?})", self.stage_channels())
+    }
+}
+
+impl nn::ModuleT for Network {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_stages(x, train, &[]).0
+    }
+}
+
+/// Classifier head shared by the networks: GAP → flatten → linear, fc ~ N(0, 0.01²), bias 0.
+#[derive(Debug)]
+pub struct LinearHead {
+    fc: nn::Linear,
+}
+
+impl LinearHead {
+    pub fn new(path: &nn::Path, in_features: i64, num_classes: i64) -> Self {
+        let cfg = nn::LinearConfig {
+            ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.01 },
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        };
+        LinearHead { fc: nn::linear(path / "fc", in_features, num_classes, cfg) }
+    }
+}
+
+impl nn::Module for LinearHead {
+    fn forward(&self, h: &Tensor) -> Tensor {
+        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+/// Kaiming-normal (fan-out, ReLU) convolution without bias, as the reference's ResNets.
+pub fn conv(path: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        groups,
+        bias: false,
+        ws_init: nn::Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanOut,
+            non_linearity: nn::init::NonLinearity::ReLU,
+        },
+        ..Default::default()
+    };
+    nn::conv2d(path, cin, cout, k, cfg)
+}
+
+/// BatchNorm with γ = `gamma` (1, or 0 for the last BN of a residual branch) and β = 0.
+pub fn batch_norm(path: nn::Path, c: i64, gamma: f64) -> nn::BatchNorm {
+    let cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(gamma), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    nn::batch_norm2d(path, c, cfg)
+}

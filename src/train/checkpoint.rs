@@ -1,0 +1,102 @@
+//! Checkpoints: `checkpoints/epoch-NNNN/` holds `model.safetensors` (weights and BN buffers),
+//! `optimizer.safetensors` (momentum buffers), `state.json` and the resolved `config.toml`, so a
+//! checkpoint folder is usable on its own (`samix eval`). A folder is written under a temporary
+//! name and renamed; `checkpoints/latest` then names it (also replaced atomically), so a crash
+//! never leaves a half checkpoint in use.
+use super::metrics::write_atomic;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Tensor};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Epochs completed when the checkpoint was taken.
+    pub epoch: usize,
+    pub global_step: u64,
+    pub seed: u64,
+    pub samix_version: String,
+}
+
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub state: CheckpointState,
+}
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "state.json";
+pub const CONFIG_FILE: &str = "config.toml";
+
+pub fn save(run_dir: &Path, vs: &VarStore, optimizer_state: &[(String, Tensor)], state: &CheckpointState, config_toml: &str) -> Result<PathBuf> {
+    let root = run_dir.join("checkpoints");
+    std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    let name = format!("epoch-{:04}", state.epoch);
+    let final_dir = root.join(&name);
+    let tmp = root.join(format!("{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    vs.save(tmp.join(MODEL_FILE))?;
+    if !optimizer_state.is_empty() {
+        Tensor::write_safetensors(optimizer_state, tmp.join(OPTIMIZER_FILE))?;
+    }
+    let json = serde_json::to_string_pretty(state).unwrap_or_default();
+    write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?;
+    write_atomic(&tmp.join(CONFIG_FILE), config_toml.as_bytes())?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    write_atomic(&root.join("latest"), name.as_bytes())?;
+    // Older checkpoints are removed only once `latest` points at the new one.
+    for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))?.flatten() {
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if n.starts_with("epoch-") && n != name {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(final_dir)
+}
+
+/// The checkpoint `run_dir/checkpoints/latest` names, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<Checkpoint>> {
+    let pointer = run_dir.join("checkpoints").join("latest");
+    if !pointer.exists() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
+    open(&run_dir.join("checkpoints").join(name.trim())).map(Some)
+}
+
+/// Opens a checkpoint folder (or a run folder, meaning its latest checkpoint).
+pub fn open(dir: &Path) -> Result<Checkpoint> {
+    if !dir.join(STATE_FILE).is_file() {
+        if dir.join("checkpoints").is_dir() {
+            return latest(dir)?.ok_or_else(|| Error::run(dir, "run has no checkpoint yet"));
+        }
+        return Err(Error::run(dir, format!("not a checkpoint folder (no {STATE_FILE})")));
+    }
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let state = serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))?;
+    Ok(Checkpoint { dir: dir.to_path_buf(), state })
+}
+
+impl Checkpoint {
+    pub fn load_model(&self, vs: &mut VarStore) -> Result<()> {
+        let path = self.dir.join(MODEL_FILE);
+        vs.load(&path).map_err(|e| Error::data(&path, format!("cannot load weights: {e}")))
+    }
+    pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
+        let path = self.dir.join(OPTIMIZER_FILE);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, format!("cannot read optimizer state: {e}")))
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+}

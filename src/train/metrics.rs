@@ -1,0 +1,108 @@
+//! Per-epoch metrics (`metrics.jsonl`, one JSON object per line) and the run summary.
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_acc1: f64,
+    pub test_acc5: f64,
+    pub lr: f64,
+    pub images_per_sec: f64,
+    /// Seconds the training loop spent blocked on the loader this epoch.
+    pub loader_wait_s: f64,
+    pub epoch_time_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub epochs: usize,
+    pub final_acc1: f64,
+    pub final_acc5: f64,
+    pub best_acc1: f64,
+    pub best_epoch: usize,
+    /// The reference's headline statistic: median top-1 over the last `median_of_last` epochs.
+    pub median_acc1: f64,
+    pub median_of_last: usize,
+    pub mean_images_per_sec: f64,
+    pub total_loader_wait_s: f64,
+    pub total_time_s: f64,
+    pub device: String,
+    pub seed: u64,
+}
+
+/// Median of the last `k` values (mean of the two middle ones for an even count).
+pub fn median_of_last(values: &[f64], k: usize) -> f64 {
+    let mut tail: Vec<f64> = values[values.len().saturating_sub(k)..].to_vec();
+    if tail.is_empty() {
+        return f64::NAN;
+    }
+    tail.sort_by(|a, b| a.total_cmp(b));
+    let m = tail.len() / 2;
+    if tail.len() % 2 == 1 {
+        tail[m]
+    } else {
+        (tail[m - 1] + tail[m]) / 2.0
+    }
+}
+
+pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: String, seed: u64) -> Summary {
+    let acc: Vec<f64> = history.iter().map(|m| m.test_acc1).collect();
+    let (best_epoch, best_acc1) = history.iter().map(|m| (m.epoch, m.test_acc1)).fold((0, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b });
+    let last = history.last();
+    Summary {
+        epochs: history.len(),
+        final_acc1: last.map_or(f64::NAN, |m| m.test_acc1),
+        final_acc5: last.map_or(f64::NAN, |m| m.test_acc5),
+        best_acc1,
+        best_epoch,
+        median_acc1: median_of_last(&acc, k),
+        median_of_last: k,
+        mean_images_per_sec: history.iter().map(|m| m.images_per_sec).sum::<f64>() / history.len().max(1) as f64,
+        total_loader_wait_s: history.iter().map(|m| m.loader_wait_s).sum(),
+        total_time_s,
+        device,
+        seed,
+    }
+}
+
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1))))
+        .collect()
+}
+
+/// Rewrites the whole log atomically (used on resume to drop epochs after the checkpoint).
+pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let text: String = history.iter().map(|m| serde_json::to_string(m).unwrap_or_default() + "\n").collect();
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    let line = serde_json::to_string(m).unwrap_or_default();
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
+
+/// Writes to `path.tmp`, syncs, then renames over `path`: readers see the old or the new file,
+/// never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,243 @@
+//! Supervised training with a handcrafted mixing policy: the run directory, the epoch loop
+//! (loader → policy → model → mixup CE → SGD), evaluation every epoch, metrics, checkpoints and
+//! exact resume. Owns the run directory; reads data only through the loader.
+pub mod checkpoint;
+pub mod eval;
+pub mod metrics;
+pub mod schedule;
+pub mod sgd;
+
+use crate::config::TrainConfig;
+use crate::data::loader::{Loader, LoaderConfig};
+use crate::data::transform::Pipeline;
+use crate::data::{open_splits, Dataset};
+use crate::loss::mixup_cross_entropy;
+use crate::mix::{MixPolicy, Policy};
+use crate::model::Network;
+use crate::rng::{stream, Stream};
+use crate::{Error, Result};
+use checkpoint::CheckpointState;
+use metrics::{EpochMetrics, Summary};
+use schedule::CosineSchedule;
+use sgd::Sgd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// How often (in steps) the loss is read back to the host for the progress display.
+const LOG_EVERY: usize = 20;
+
+pub struct RunOptions {
+    pub config: TrainConfig,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub force: bool,
+    pub device: Device,
+    /// Draw a progress bar (interactive use).
+    pub progress: bool,
+}
+
+/// A model with its variables, built from a config for a dataset.
+pub struct Model {
+    pub vs: VarStore,
+    pub net: Network,
+}
+
+impl Model {
+    /// Builds the network with weights drawn from `seed` (libtorch's generator).
+    pub fn build(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Model> {
+        tch::manual_seed(stream(cfg.seed, Stream::Init, 0, 0).next_u64_i64());
+        let vs = VarStore::new(device);
+        let net = Network::new(&vs.root(), &cfg.model, info.channels as i64, info.num_classes as i64)?;
+        Ok(Model { vs, net })
+    }
+}
+
+trait NextI64 {
+    fn next_u64_i64(&mut self) -> i64;
+}
+impl NextI64 for crate::rng::SamixRng {
+    fn next_u64_i64(&mut self) -> i64 {
+        (rand::RngCore::next_u64(self) >> 1) as i64
+    }
+}
+
+pub fn train_pipeline(cfg: &TrainConfig, info: &crate::data::DatasetInfo) -> Pipeline {
+    Pipeline::train(&cfg.data.augment, cfg.data.dataset.native_size(), &info.mean, &info.std)
+}
+
+pub fn eval_loader(cfg: &TrainConfig, test: Arc<dyn Dataset>, device: Device) -> Loader {
+    let info = test.info().clone();
+    let pipeline = Pipeline::eval(&cfg.data.augment, &info.mean, &info.std);
+    let lc = LoaderConfig {
+        batch_size: cfg.train.eval_batch_size.unwrap_or(cfg.train.batch_size),
+        workers: cfg.data.workers,
+        prefetch: cfg.data.prefetch,
+        shuffle: false,
+        drop_last: false,
+        seed: cfg.seed,
+    };
+    Loader::new(test, pipeline, lc, device)
+}
+
+/// Prepares the run directory: new, resumed, or replaced with `--force`.
+fn prepare_run_dir(out: &Path, resume: bool, force: bool) -> Result<()> {
+    if out.exists() && !resume {
+        let is_empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
+        if !is_empty {
+            if !force {
+                return Err(Error::run(out, "run directory exists; pass --resume to continue it or --force to replace it"));
+            }
+            let looks_like_run = ["config.toml", "metrics.jsonl", "checkpoints"].iter().any(|f| out.join(f).exists());
+            if !looks_like_run {
+                return Err(Error::run(out, "--force refuses to delete a non-empty folder that is not a samix run"));
+            }
+            std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+        }
+    }
+    if resume && !out.join("checkpoints").join("latest").exists() {
+        return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+}
+
+/// Trains as the options say and returns the run summary (also written to `summary.json`).
+pub fn run(opts: RunOptions) -> Result<Summary> {
+    let RunOptions { mut config, out, resume, force, device, progress } = opts;
+    if config.train.threads > 0 {
+        tch::set_num_threads(config.train.threads as i32);
+    }
+    if let Ok(abs) = config.data.path.canonicalize() {
+        config.data.path = abs;
+    }
+    prepare_run_dir(&out, resume, force)?;
+    let config_toml = config.to_toml();
+    let policy = Policy::from_config(&config.mix)?;
+    let splits = open_splits(&config.data)?;
+    let info = splits.train.info().clone();
+    if splits.train.len() < config.train.batch_size {
+        return Err(Error::config(
+            "train.batch_size",
+            format!("{} is larger than the training set ({} images)", config.train.batch_size, splits.train.len()),
+        ));
+    }
+    let mut model = Model::build(&config, &info, device)?;
+    let mut sgd = Sgd::new(&model.vs, &config.optim);
+    let schedule = CosineSchedule::new(config.optim.lr, config.train.epochs, &config.schedule);
+    let train_loader = Loader::new(
+        splits.train.clone(),
+        train_pipeline(&config, &info),
+        LoaderConfig {
+            batch_size: config.train.batch_size,
+            workers: config.data.workers,
+            prefetch: config.data.prefetch,
+            shuffle: true,
+            drop_last: true,
+            seed: config.seed,
+        },
+        device,
+    );
+    let test_loader = eval_loader(&config, splits.test.clone(), device);
+    let metrics_path = out.join("metrics.jsonl");
+
+    let (mut start_epoch, mut global_step, mut history) = (0usize, 0u64, Vec::new());
+    if resume {
+        let ckpt = checkpoint::latest(&out)?.ok_or_else(|| Error::run(&out, "--resume: no checkpoint found"))?;
+        ckpt.load_model(&mut model.vs)?;
+        sgd.load_state(ckpt.optimizer_state()?);
+        start_epoch = ckpt.state.epoch;
+        global_step = ckpt.state.global_step;
+        history = metrics::read_metrics(&metrics_path)?;
+        history.retain(|m| m.epoch <= start_epoch);
+        metrics::write_metrics(&metrics_path, &history)?;
+        tracing::info!("resumed from {} (epoch {start_epoch})", ckpt.dir.display());
+    } else {
+        metrics::write_metrics(&metrics_path, &[])?;
+    }
+    metrics::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
+    metrics::write_atomic(&out.join("seed"), format!("{}\n", config.seed).as_bytes())?;
+
+    let started = Instant::now();
+    let iters = train_loader.num_batches();
+    let total_epochs = config.train.epochs;
+    for epoch in start_epoch..total_epochs {
+        let bar = progress_bar(progress, iters, epoch, total_epochs);
+        let epoch_start = Instant::now();
+        let mut rng = stream(config.seed, Stream::Mix, epoch as u64, 0);
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+        let mut batches = train_loader.epoch(epoch as u64);
+        let mut images = 0usize;
+        let mut lr = schedule.lr(epoch, 0, iters);
+        for (i, batch) in (&mut batches).enumerate() {
+            let batch = batch?;
+            lr = schedule.lr(epoch, i, iters);
+            let mixed = policy.mix(&batch.images, &batch.labels, &mut rng);
+            let logits = model.net.forward_t(&mixed.images, true);
+            let loss = mixup_cross_entropy(&logits, &mixed.targets, config.train.label_smoothing);
+            sgd.zero_grad();
+            loss.backward();
+            sgd.step(lr);
+            loss_sum += loss.detach();
+            images += batch.len();
+            global_step += 1;
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                if i % LOG_EVERY == 0 {
+                    let ips = images as f64 / epoch_start.elapsed().as_secs_f64();
+                    bar.set_message(format!("loss {:.3} lr {lr:.4} {ips:.0} img/s", loss.double_value(&[])));
+                }
+            }
+        }
+        let loader_wait_s = batches.waited().as_secs_f64();
+        let train_time = epoch_start.elapsed().as_secs_f64();
+        let train_loss = loss_sum.double_value(&[]) / iters.max(1) as f64;
+        if !train_loss.is_finite() {
+            return Err(Error::run(&out, format!("training diverged at epoch {} (loss {train_loss}); lower optim.lr", epoch + 1)));
+        }
+        let ev = eval::evaluate(&model.net, &test_loader)?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss,
+            test_loss: ev.loss,
+            test_acc1: ev.acc1,
+            test_acc5: ev.acc5,
+            lr,
+            images_per_sec: images as f64 / train_time,
+            loader_wait_s,
+            epoch_time_s: epoch_start.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "epoch {:>3}/{total_epochs}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  lr {:.4}  {:.0} img/s  loader wait {:.2}s",
+            m.epoch, m.train_loss, m.test_acc1, m.test_acc5, m.lr, m.images_per_sec, m.loader_wait_s
+        );
+        metrics::append_metrics(&metrics_path, &m)?;
+        history.push(m);
+        let done = epoch + 1;
+        if done % config.train.checkpoint_every == 0 || done == total_epochs {
+            let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: env!("CARGO_PKG_VERSION").into() };
+            checkpoint::save(&out, &model.vs, &sgd.state(), &state, &config_toml)?;
+        }
+    }
+    let summary = metrics::summarize(&history, config.train.median_of_last, started.elapsed().as_secs_f64(), format!("{device:?}"), config.seed);
+    let json = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    metrics::write_atomic(&out.join("summary.json"), json.as_bytes())?;
+    Ok(summary)
+}
+
+fn progress_bar(enabled: bool, len: usize, epoch: usize, total: usize) -> Option<indicatif::ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("epoch {}/{}", epoch + 1, total));
+    Some(bar)
+}

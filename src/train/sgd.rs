@@ -1,0 +1,77 @@
+//! SGD with momentum, weight decay and optional Nesterov, following torch.optim.SGD's update
+//! (dampening 0, the first step seeds the buffer with the gradient). Written here rather than
+//! using tch's optimizer because tch does not expose optimizer state, and exact resume needs the
+//! momentum buffers in the checkpoint.
+use crate::config::OptimConfig;
+use std::collections::HashMap;
+use tch::{nn::VarStore, Tensor};
+
+pub struct Sgd {
+    params: Vec<(String, Tensor)>,
+    momentum_buffers: Vec<Option<Tensor>>,
+    cfg: OptimConfig,
+}
+
+impl Sgd {
+    /// Optimises every trainable variable of `vs`, in name order.
+    pub fn new(vs: &VarStore, cfg: &OptimConfig) -> Self {
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let momentum_buffers = params.iter().map(|_| None).collect();
+        Sgd { params, momentum_buffers, cfg: cfg.clone() }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.detach_().zero_();
+            }
+        }
+    }
+
+    /// One update with learning rate `lr`; parameters without a gradient are left alone.
+    pub fn step(&mut self, lr: f64) {
+        let (m, wd, nesterov) = (self.cfg.momentum, self.cfg.weight_decay, self.cfg.nesterov);
+        tch::no_grad(|| {
+            for ((_, p), buf) in self.params.iter_mut().zip(self.momentum_buffers.iter_mut()) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let d = if wd != 0.0 { g + &*p * wd } else { g };
+                let direction = if m != 0.0 {
+                    let b = match buf.take() {
+                        Some(mut b) => {
+                            let _ = b.g_mul_scalar_(m).g_add_(&d);
+                            b
+                        }
+                        None => d.copy(),
+                    };
+                    let direction = if nesterov { &d + &b * m } else { b.shallow_clone() };
+                    *buf = Some(b);
+                    direction
+                } else {
+                    d
+                };
+                let _ = p.g_add_(&(direction * -lr));
+            }
+        });
+    }
+
+    /// Momentum buffers by parameter name, for checkpoints.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.momentum_buffers)
+            .filter_map(|((n, _), b)| b.as_ref().map(|b| (format!("momentum.{n}"), b.shallow_clone())))
+            .collect()
+    }
+
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) {
+        let map: HashMap<String, Tensor> = state.into_iter().collect();
+        for ((n, p), buf) in self.params.iter().zip(self.momentum_buffers.iter_mut()) {
+            *buf = map.get(&format!("momentum.{n}")).map(|t| t.to_device(p.device()));
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Shared test helpers: where the real datasets live, and small tensors.
+#![allow(dead_code)]
+use std::path::PathBuf;
+
+/// `../shared/datasets` beside the project root (tests and CI read the real data there).
+pub fn datasets() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("datasets");
+    assert!(p.is_dir(), "real datasets expected at {} (see README)", p.display());
+    p
+}
+
+pub fn cifar100_archive() -> PathBuf {
+    datasets().join("cifar-100-binary.tar.gz")
+}
+
+pub fn fashion() -> PathBuf {
+    datasets().join("fashion-mnist")
+}
+
+pub fn mnist() -> PathBuf {
+    datasets().join("mnist")
+}
+
+/// A training config for a tiny ResNet on a Fashion-MNIST slice.
+pub fn tiny_fashion_config(train: usize, test: usize, epochs: usize, mix: &str) -> String {
+    format!(
+        r#"
+seed = 7
+[data]
+dataset = "fashion_mnist"
+path = "{path}"
+train_limit = {train}
+test_limit = {test}
+workers = 2
+[data.augment]
+crop_padding = 2
+padding_mode = "zeros"
+hflip = true
+[model]
+arch = "resnet18"
+base_width = 8
+blocks = [1, 1, 1, 1]
+[optim]
+lr = 0.05
+[mix]
+{mix}
+[train]
+epochs = {epochs}
+batch_size = 50
+threads = 1
+"#,
+        path = fashion().display()
+    )
+}
