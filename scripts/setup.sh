@@ -19,4 +19,4 @@ if [ "$have" != "$torch_version" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet "torch==$torch_version" numpy
 fi
-"$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "ready at", torch.__path__[0])'
+"$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "at", torch.__path__[0])' 2>/dev/null

@@ -280,7 +280,10 @@ impl TrainConfig {
         }
         let cfg: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = e.path().to_string();
-            Error::config(if key == "." { "(top level)".into() } else { key }, e.into_inner().to_string())
+            // toml appends "in `table`" on a second line; the key path already says where.
+            let msg = e.into_inner().to_string();
+            let msg = msg.lines().next().unwrap_or_default().to_string();
+            Error::config(if key == "." { "(top level)".into() } else { key }, msg)
         })?;
         cfg.validate()?;
         Ok(cfg)

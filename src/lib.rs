@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: [`data`] (datasets, transforms, loader) → [`mix`] (mixing policies) →
 //! [`model`] → [`loss`] → [`train`] (optimizer, schedules, checkpoints, metrics).
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -38,6 +38,9 @@ enum Command {
         /// cpu, cuda, cuda:N or auto (default: cuda if available).
         #[arg(long)]
         device: Option<String>,
+        /// Train at most N epochs now, then stop with a checkpoint (continue with --resume).
+        #[arg(long, value_name = "N")]
+        stop_after: Option<usize>,
     },
     /// Evaluate a checkpoint (folder, or a run folder for its latest) on a dataset's test split.
     Eval {
@@ -48,6 +51,18 @@ enum Command {
         data: Option<PathBuf>,
         #[arg(long)]
         device: Option<String>,
+    },
+    /// Time the ResNet-18 CIFAR training step per method (the work of
+    /// ../shared/bench/torch_samix_ref.py), on synthetic data.
+    Bench {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: i64,
     },
     /// Dataset utilities.
     Data {
@@ -75,7 +90,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { config, set, out, resume, force, device } => {
+        Command::Train { config, set, out, resume, force, device, stop_after } => {
             let device = parse_device(device.as_deref())?;
             let out = match (&out, &config) {
                 (Some(o), _) => o.clone(),
@@ -90,7 +105,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             eprintln!("samix: training on {device:?}, run directory {}", out.display());
             let progress = std::io::stderr().is_terminal();
-            let s = train::run(RunOptions { config, out: out.clone(), resume, force, device, progress })?;
+            let s = train::run(RunOptions { config, out: out.clone(), resume, force, device, progress, stop_after })?;
             println!(
                 "done: {} epochs, final top-1 {:.2}%, best {:.2}% (epoch {}), median of last {} = {:.2}%, {:.0} img/s; summary in {}",
                 s.epochs,
@@ -117,6 +132,27 @@ fn run(cli: Cli) -> Result<()> {
             let loader = train::eval_loader(&cfg, splits.test, device);
             let r = eval::evaluate(&model.net, &loader)?;
             println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {})", r.acc1, r.acc5, r.loss, r.images, ckpt.state.epoch);
+        }
+        Command::Bench { device, steps, warmup, batch } => {
+            let device = parse_device(device.as_deref())?;
+            if batch < 1 || steps < 1 {
+                bail!("--batch and --steps must be at least 1");
+            }
+            let mut vanilla = None;
+            for method in samix::bench::Method::ALL {
+                let r = samix::bench::bench_step(method, device, batch, warmup, steps)?;
+                println!(
+                    "RESULT samix {} device={device:?} bs={batch}: {:.2} ms/step {:.0} img/s",
+                    method.name(),
+                    r.ms_per_step,
+                    r.images_per_sec
+                );
+                if method == samix::bench::Method::Vanilla {
+                    vanilla = Some(r.ms_per_step);
+                } else if let Some(v) = vanilla {
+                    println!("RATIO {}/vanilla {:.2}", method.name(), r.ms_per_step / v);
+                }
+            }
         }
         Command::Data { command: DataCommand::Verify { path } } => {
             let report = verify::verify(&path)?;

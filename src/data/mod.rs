@@ -140,6 +140,12 @@ pub struct Splits {
 
 /// Opens the dataset a config names, validating every file it reads.
 pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
+    if !cfg.path.exists() {
+        return Err(crate::Error::data(
+            &cfg.path,
+            "does not exist (data.path; a relative path is read from the current directory, see README \"Datasets\")",
+        ));
+    }
     let (train, test): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match cfg.dataset {
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
             let (tr, te) = cifar::load(&cfg.path, cfg.dataset, cfg.verify_checksums)?;

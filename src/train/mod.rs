@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub device: Device,
     /// Draw a progress bar (interactive use).
     pub progress: bool,
+    /// Train at most this many epochs in this call, then stop with a checkpoint, leaving a run
+    /// that `--resume` continues (for time-limited job slots).
+    pub stop_after: Option<usize>,
 }
 
 /// A model with its variables, built from a config for a dataset.
@@ -105,7 +108,7 @@ fn prepare_run_dir(out: &Path, resume: bool, force: bool) -> Result<()> {
 
 /// Trains as the options say and returns the run summary (also written to `summary.json`).
 pub fn run(opts: RunOptions) -> Result<Summary> {
-    let RunOptions { mut config, out, resume, force, device, progress } = opts;
+    let RunOptions { mut config, out, resume, force, device, progress, stop_after } = opts;
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads as i32);
     }
@@ -162,7 +165,8 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let iters = train_loader.num_batches();
     let total_epochs = config.train.epochs;
-    for epoch in start_epoch..total_epochs {
+    let end_epoch = stop_after.map_or(total_epochs, |n| (start_epoch + n).min(total_epochs));
+    for epoch in start_epoch..end_epoch {
         let bar = progress_bar(progress, iters, epoch, total_epochs);
         let epoch_start = Instant::now();
         let mut rng = stream(config.seed, Stream::Mix, epoch as u64, 0);
@@ -218,7 +222,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         metrics::append_metrics(&metrics_path, &m)?;
         history.push(m);
         let done = epoch + 1;
-        if done % config.train.checkpoint_every == 0 || done == total_epochs {
+        if done % config.train.checkpoint_every == 0 || done == end_epoch {
             let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: env!("CARGO_PKG_VERSION").into() };
             checkpoint::save(&out, &model.vs, &sgd.state(), &state, &config_toml)?;
         }
