@@ -1,5 +1,7 @@
 //! Run configuration: TOML files with strict keys (an unknown key is an error naming it), dotted
 //! `--set key=value` overrides, defaults from the reference recipe, and range validation.
+use crate::loss::MixupLoss;
+use crate::mixer::{MaskLossConfig, MixerConfig, MixerVariant};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -212,6 +214,143 @@ pub enum MixConfig {
     },
     /// Box pasted from the paired image; λ recomputed from the box area.
     Cutmix { alpha: f64 },
+    /// Online SAMix: a learnable Mixer trained through an EMA critic (SAMIX_SPEC.md §3).
+    Samix(SamixConfig),
+    /// Online AutoMix: the same training step with AutoMix's Mixer, mask loss and CE critic.
+    Automix(SamixConfig),
+}
+
+impl MixConfig {
+    /// The online-Mixer settings with the variant's defaults filled in, if this is one.
+    pub fn online_mixer(&self) -> Option<ResolvedSamix> {
+        match self {
+            MixConfig::Samix(c) => Some(c.resolve(MixerVariant::Samix)),
+            MixConfig::Automix(c) => Some(c.resolve(MixerVariant::Automix)),
+            _ => None,
+        }
+    }
+}
+
+/// Options of online SAMix / AutoMix; defaults are the reference's CIFAR-100 ResNet-18 settings
+/// (SAMIX_SPEC.md §3.6–§3.7, §4).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamixConfig {
+    /// λ ~ Beta(α, α), two draws per step (Mixer branch, backbone branch).
+    #[serde(default = "two_f")]
+    pub alpha: f64,
+    /// 0-based stage whose output the Mixer reads (2 = stage-3 of a ResNet; WRN: 1).
+    #[serde(default = "two_u")]
+    pub mask_stage: usize,
+    /// Backbone branch falls back to plain mixup when λ or 1−λ is at most this.
+    #[serde(default = "lam_margin")]
+    pub lam_margin: f64,
+    /// Probability of rescaling the backbone mask to its own λ's area (§3.3).
+    #[serde(default)]
+    pub mask_adjust: f64,
+    /// Mixer architecture (default: the variant's).
+    #[serde(default)]
+    pub mixer: Option<MixerConfig>,
+    /// Mask regulariser (default: SAMix L1+Variance, AutoMix L1; margin 0.1, weight 0.1).
+    #[serde(default)]
+    pub mask_loss: Option<MaskLossConfig>,
+    /// Loss of the Mixer branch through the EMA critic (default: SAMix pair-local + 0.5·global,
+    /// AutoMix soft CE).
+    #[serde(default)]
+    pub mixer_loss: Option<MixupLoss>,
+    /// Optimiser settings of the Mixer's parameters (unset fields follow `[optim]`/`[schedule]`).
+    #[serde(default)]
+    pub mixer_optim: MixerOptimConfig,
+    #[serde(default)]
+    pub ema: EmaConfig,
+    /// Write a grid of pairs, masks and mixed images every N epochs (0 = only after the last).
+    #[serde(default = "ten")]
+    pub visual_every: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixerOptimConfig {
+    pub lr: Option<f64>,
+    pub min_lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub weight_decay: Option<f64>,
+}
+
+/// EMA momentum: `base` for the first `warmup_fraction` of the iterations, then the reference's
+/// cosine rise `end − (end − base)·(cos(π·t/T) + 1)/2` (SAMIX_SPEC.md §3.5).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmaConfig {
+    #[serde(default = "ema_base")]
+    pub momentum: f64,
+    #[serde(default = "ema_end")]
+    pub end_momentum: f64,
+    #[serde(default = "tenth_f")]
+    pub warmup_fraction: f64,
+}
+
+impl Default for EmaConfig {
+    fn default() -> Self {
+        EmaConfig { momentum: ema_base(), end_momentum: ema_end(), warmup_fraction: tenth_f() }
+    }
+}
+
+impl EmaConfig {
+    /// Momentum before iteration `t` of `total`.
+    pub fn momentum_at(&self, t: u64, total: u64) -> f64 {
+        let progress = t as f64 / total.max(1) as f64;
+        if progress < self.warmup_fraction {
+            self.momentum
+        } else {
+            self.end_momentum - (self.end_momentum - self.momentum) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+        }
+    }
+}
+
+fn two_f() -> f64 {
+    2.0
+}
+fn two_u() -> usize {
+    2
+}
+fn lam_margin() -> f64 {
+    0.08
+}
+fn ema_base() -> f64 {
+    0.999
+}
+fn ema_end() -> f64 {
+    0.999999
+}
+fn tenth_f() -> f64 {
+    0.1
+}
+
+/// [`SamixConfig`] with every optional part decided.
+#[derive(Clone, Debug)]
+pub struct ResolvedSamix {
+    pub cfg: SamixConfig,
+    pub mixer: MixerConfig,
+    pub mask_loss: MaskLossConfig,
+    pub mixer_loss: MixupLoss,
+}
+
+impl SamixConfig {
+    pub fn resolve(&self, variant: MixerVariant) -> ResolvedSamix {
+        let (mixer, mask_loss, mixer_loss) = match variant {
+            MixerVariant::Samix => (MixerConfig::default(), MaskLossConfig::samix(), MixupLoss::PairLocalGlobal { eta: 0.5 }),
+            MixerVariant::Automix => (MixerConfig::automix(), MaskLossConfig::automix(), MixupLoss::SoftCe),
+        };
+        let mut mixer = self.mixer.clone().unwrap_or(mixer);
+        mixer.variant = variant;
+        ResolvedSamix {
+            cfg: self.clone(),
+            mixer,
+            mask_loss: self.mask_loss.clone().unwrap_or(mask_loss),
+            mixer_loss: self.mixer_loss.clone().unwrap_or(mixer_loss),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -311,10 +450,29 @@ impl TrainConfig {
         check(s.min_lr >= 0.0 && s.min_lr <= o.lr, "schedule.min_lr", "must be in [0, optim.lr]")?;
         check(s.warmup_epochs >= 0.0 && s.warmup_epochs < t.epochs as f64, "schedule.warmup_epochs", "must be in [0, train.epochs)")?;
         check(s.warmup_start_lr >= 0.0 && s.warmup_start_lr <= o.lr, "schedule.warmup_start_lr", "must be in [0, optim.lr]")?;
-        match self.mix {
+        match &self.mix {
             MixConfig::None => {}
             MixConfig::Mixup { alpha, .. } | MixConfig::Cutmix { alpha } => {
+                let alpha = *alpha;
                 check(alpha.is_finite() && alpha > 0.0, "mix.alpha", "must be a positive number (Beta(α, α))")?
+            }
+            MixConfig::Samix(c) | MixConfig::Automix(c) => {
+                check(c.alpha.is_finite() && c.alpha > 0.0, "mix.alpha", "must be a positive number (Beta(α, α))")?;
+                check((0.0..0.5).contains(&c.lam_margin) || c.lam_margin < 0.0, "mix.lam_margin", "must be below 0.5")?;
+                check((0.0..=1.0).contains(&c.mask_adjust), "mix.mask_adjust", "is a probability in [0, 1]")?;
+                let e = &c.ema;
+                check((0.0..=1.0).contains(&e.momentum) && (0.0..=1.0).contains(&e.end_momentum), "mix.ema", "momenta must be in [0, 1]")?;
+                check((0.0..=1.0).contains(&e.warmup_fraction), "mix.ema.warmup_fraction", "must be in [0, 1]")?;
+                let r = self.mix.online_mixer().map(|r| r.mixer).unwrap_or_default();
+                check(r.reduction >= 1, "mix.mixer.reduction", "must be at least 1")?;
+                check((0.0..1.0).contains(&r.value_dropout), "mix.mixer.value_dropout", "must be in [0, 1)")?;
+                let o = &c.mixer_optim;
+                check(o.lr.map_or(true, |v| v > 0.0 && v.is_finite()), "mix.mixer_optim.lr", "must be a positive number")?;
+                check(o.min_lr.map_or(true, |v| v >= 0.0), "mix.mixer_optim.min_lr", "must be >= 0")?;
+                check(o.momentum.map_or(true, |v| (0.0..1.0).contains(&v)), "mix.mixer_optim.momentum", "must be in [0, 1)")?;
+                check(o.weight_decay.map_or(true, |v| v >= 0.0), "mix.mixer_optim.weight_decay", "must be >= 0")?;
+                let stages = if self.model.arch == Arch::Wrn28_8 { 3 } else { 4 };
+                check(c.mask_stage + 1 < stages, "mix.mask_stage", &format!("must be a stage before the last (0..{})", stages - 1))?;
             }
         }
         let m = &self.model;

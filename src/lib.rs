@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod loss;
 pub mod mix;
+pub mod mixer;
 pub mod model;
 pub mod rng;
 pub mod train;

@@ -24,3 +24,62 @@ pub fn mixup_cross_entropy(logits: &Tensor, t: &MixedTargets, smoothing: f64) ->
 pub fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
     -(target * logits.log_softmax(-1, tch::Kind::Float)).sum_dim_intlist(-1, false, tch::Kind::Float).mean(None)
 }
+
+/// The mixup classification loss of a head, as a family (SAMIX_SPEC.md §5). With
+/// `ỹ = λ·e_a + (1−λ)·e_b`, `p = softmax(z)`:
+/// - `SoftCe`: `−λ log p_a − (1−λ) log p_b` — what the reference's released SAMix SL configs
+///   effectively run (its η weights multiply zero terms, §5.3).
+/// - `PairLocalGlobal { eta }` (default for SAMix's Mixer, Form B): a *local* 2-way softmax
+///   between the two mixed classes, `−λ log σ(z_a − z_b) − (1−λ) log σ(z_b − z_a)` (0 when
+///   a = b), plus `eta ×` the *global* mixup CE over all classes.
+/// - `BceNeg { eta }` (Form A): `Σ_c w_c·BCE(z_c, ỹ_c)` with `w_c = 1` on the two mixed classes
+///   and `eta` on every other class (the reference's sigmoid head with `neg_weight = η`).
+/// - `Decoupled { eta }` (DecoupleMix): `SoftCe + eta · Σ_{t∈{a,b}} −log( e^{z_t} / (e^{z_t} +
+///   Σ_{c∉{a,b}} e^{z_c}) )`; rows with a = b keep only the soft CE.
+///
+/// All are means over the batch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MixupLoss {
+    SoftCe,
+    PairLocalGlobal { eta: f64 },
+    BceNeg { eta: f64 },
+    Decoupled { eta: f64 },
+}
+
+impl MixupLoss {
+    pub fn compute(&self, logits: &Tensor, t: &MixedTargets) -> Tensor {
+        let logits = logits.to_kind(tch::Kind::Float);
+        match *self {
+            MixupLoss::SoftCe => mixup_cross_entropy(&logits, t, 0.0),
+            MixupLoss::PairLocalGlobal { eta } => {
+                let (za, zb) = (gather(&logits, &t.y_a), gather(&logits, &t.y_b));
+                let diff = &za - &zb;
+                let lam_b: Tensor = -&t.lam + 1.0;
+                let local: Tensor = -(diff.log_sigmoid() * &t.lam + (-&diff).log_sigmoid() * lam_b);
+                let local = local.masked_fill(&t.y_a.eq_tensor(&t.y_b), 0.0);
+                local.mean(None) + mixup_cross_entropy(&logits, t, 0.0) * eta
+            }
+            MixupLoss::BceNeg { eta } => {
+                let k = logits.size()[1];
+                let target = t.to_dense(k, 0.0);
+                let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::None);
+                let weight = target.gt(0.0).to_kind(tch::Kind::Float) * (1.0 - eta) + eta;
+                (bce * weight).sum_dim_intlist(-1, false, tch::Kind::Float).mean(None)
+            }
+            MixupLoss::Decoupled { eta } => {
+                let k = logits.size()[1];
+                let pair = t.y_a.one_hot(k) + t.y_b.one_hot(k);
+                let others = logits.masked_fill(&pair.gt(0), f64::NEG_INFINITY).logsumexp([-1], false);
+                let term = |z: &Tensor| -(z - z.logaddexp(&others));
+                let decoupled = (term(&gather(&logits, &t.y_a)) + term(&gather(&logits, &t.y_b)))
+                    .masked_fill(&t.y_a.eq_tensor(&t.y_b), 0.0);
+                mixup_cross_entropy(&logits, t, 0.0) + decoupled.mean(None) * eta
+            }
+        }
+    }
+}
+
+fn gather(logits: &Tensor, y: &Tensor) -> Tensor {
+    logits.gather(1, &y.unsqueeze(1), false).squeeze_dim(1)
+}

@@ -1,4 +1,5 @@
 //! Output and stage shapes of every architecture, parameter counts, and the initialisation.
+mod common;
 use samix::config::{Arch, ModelConfig, Stem};
 use samix::model::{Network, StagedNet};
 use tch::nn::{ModuleT, VarStore};
@@ -24,6 +25,7 @@ fn trainable(vs: &VarStore) -> i64 {
 
 #[test]
 fn resnet18_cifar_stages_and_parameter_count() {
+    let _rng = common::torch_rng_lock();
     let (vs, net) = build(Arch::Resnet18, Stem::Cifar, 100);
     let (logits, st) = shapes(&net, 32);
     assert_eq!(logits, [2, 100]);
@@ -34,6 +36,7 @@ fn resnet18_cifar_stages_and_parameter_count() {
 
 #[test]
 fn resnet_imagenet_stem_at_224() {
+    let _rng = common::torch_rng_lock();
     let (_, net) = build(Arch::Resnet18, Stem::Imagenet, 1000);
     let (logits, st) = shapes(&net, 224);
     assert_eq!(logits, [2, 1000]);
@@ -45,6 +48,7 @@ fn resnet_imagenet_stem_at_224() {
 
 #[test]
 fn resnet34_50_resnext_cifar() {
+    let _rng = common::torch_rng_lock();
     let (vs, net) = build(Arch::Resnet34, Stem::Cifar, 100);
     assert_eq!(shapes(&net, 32).1[3], [512, 4, 4]);
     assert_eq!(trainable(&vs), 21_328_292);
@@ -62,6 +66,7 @@ fn resnet34_50_resnext_cifar() {
 
 #[test]
 fn wrn28_8_stages() {
+    let _rng = common::torch_rng_lock();
     let (vs, net) = build(Arch::Wrn28_8, Stem::Cifar, 100);
     let (logits, st) = shapes(&net, 32);
     assert_eq!(logits, [2, 100]);
@@ -72,6 +77,7 @@ fn wrn28_8_stages() {
 
 #[test]
 fn initialisation_follows_the_reference() {
+    let _rng = common::torch_rng_lock();
     let (vs, net) = build(Arch::Resnet18, Stem::Cifar, 100);
     let v = vs.variables();
     // Zero-init of the last BN γ of every residual block; other BN γ = 1.
@@ -96,6 +102,7 @@ fn initialisation_follows_the_reference() {
 
 #[test]
 fn gradients_reach_every_parameter() {
+    let _rng = common::torch_rng_lock();
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
     let cfg = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };

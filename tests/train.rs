@@ -20,6 +20,7 @@ fn weights(path: &Path) -> Vec<(String, tch::Tensor)> {
 
 #[test]
 fn tiny_model_learns_on_a_fashion_mnist_slice() {
+    let _rng = common::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = TrainConfig::parse(&tiny_fashion_config(6000, 1000, 3, r#"policy = "none""#), &[]).unwrap();
     let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
@@ -39,6 +40,7 @@ fn tiny_model_learns_on_a_fashion_mnist_slice() {
 
 #[test]
 fn mixup_and_cutmix_runs_learn_too() {
+    let _rng = common::torch_rng_lock();
     for mix in [r#"policy = "mixup"
 alpha = 1.0"#, r#"policy = "cutmix"
 alpha = 0.2"#] {
@@ -51,6 +53,7 @@ alpha = 0.2"#] {
 
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
+    let _rng = common::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     // MixUp with per-sample λ, augmentation and shuffling: every random stream is exercised.
     let text = tiny_fashion_config(600, 200, 3, "policy = \"mixup\"\nalpha = 1.0\nper_sample = true");
@@ -78,6 +81,7 @@ fn resumed_run_equals_uninterrupted_run() {
 
 #[test]
 fn run_directory_is_never_overwritten_without_force() {
+    let _rng = common::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, r#"policy = "none""#), &["train.batch_size=25".into()]).unwrap();
     let out = tmp.path().join("run");

@@ -75,10 +75,13 @@ pub enum Policy {
 
 impl Policy {
     pub fn from_config(cfg: &MixConfig) -> Result<Policy> {
-        Ok(match *cfg {
+        Ok(match cfg {
             MixConfig::None => Policy::None(NoMix),
-            MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(alpha, per_sample)?),
-            MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(alpha)?),
+            MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(*alpha, *per_sample)?),
+            MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(*alpha)?),
+            MixConfig::Samix(_) | MixConfig::Automix(_) => {
+                return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))
+            }
         })
     }
 }

@@ -25,6 +25,13 @@ pub trait StagedNet {
 
     /// Logits and the outputs of the stages listed in `keep` (in `keep`'s order).
     fn forward_stages(&self, x: &Tensor, train: bool, keep: &[usize]) -> (Tensor, Vec<Tensor>) {
+        let (last, kept) = self.features(x, train, keep);
+        (self.head(&last), kept)
+    }
+
+    /// The last stage's output (what the classifier pools) and the outputs of the stages in
+    /// `keep` (in `keep`'s order), without the classifier.
+    fn features(&self, x: &Tensor, train: bool, keep: &[usize]) -> (Tensor, Vec<Tensor>) {
         let mut h = self.stem_t(x, train);
         let mut kept: Vec<(usize, Tensor)> = Vec::new();
         for i in 0..self.num_stages() {
@@ -34,7 +41,7 @@ pub trait StagedNet {
             }
         }
         let out = keep.iter().filter_map(|k| kept.iter().find(|(i, _)| i == k).map(|(_, t)| t.shallow_clone())).collect();
-        (self.head(&h), out)
+        (h, out)
     }
 }
 

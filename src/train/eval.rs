@@ -14,33 +14,45 @@ pub struct EvalResult {
     pub images: usize,
 }
 
+/// The headline predictor's result and any further heads' accuracies (`acc1_<head>`, ...).
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub primary: EvalResult,
+    pub heads: std::collections::BTreeMap<String, f64>,
+}
+
 pub fn evaluate(net: &Network, loader: &Loader) -> Result<EvalResult> {
+    Ok(evaluate_heads(loader, 1, |x| vec![net.forward_t(x, false)])?.remove(0))
+}
+
+/// Evaluates `heads` predictors at once: `logits(x)` returns one logits tensor per head.
+pub fn evaluate_heads(loader: &Loader, heads: usize, logits: impl Fn(&Tensor) -> Vec<Tensor>) -> Result<Vec<EvalResult>> {
     let _guard = tch::no_grad_guard();
-    let mut correct1: Option<Tensor> = None;
-    let mut correct5: Option<Tensor> = None;
-    let mut loss_sum: Option<Tensor> = None;
+    // Per head: [top-1 count, top-5 count, loss sum], accumulated on the device.
+    let mut sums: Vec<Option<[Tensor; 3]>> = (0..heads).map(|_| None).collect();
     let mut n = 0usize;
     for batch in loader.epoch(0) {
         let batch = batch?;
-        let logits = net.forward_t(&batch.images, false);
-        let k = logits.size()[1].min(5);
         let labels = batch.labels.unsqueeze(1);
-        let top = logits.topk(k, -1, true, true).1;
-        let c1 = top.narrow(1, 0, 1).eq_tensor(&labels).sum(Kind::Int64);
-        let c5 = top.eq_tensor(&labels).any_dim(1, false).sum(Kind::Int64);
-        let l = logits.cross_entropy_loss::<Tensor>(&batch.labels, None, tch::Reduction::Sum, -100, 0.0);
-        let add = |acc: &mut Option<Tensor>, v: Tensor| *acc = Some(match acc.take() { Some(a) => a + v, None => v });
-        add(&mut correct1, c1);
-        add(&mut correct5, c5);
-        add(&mut loss_sum, l);
+        for (h, z) in logits(&batch.images).into_iter().enumerate().take(heads) {
+            let k = z.size()[1].min(5);
+            let top = z.topk(k, -1, true, true).1;
+            let c1 = top.narrow(1, 0, 1).eq_tensor(&labels).sum(Kind::Int64);
+            let c5 = top.eq_tensor(&labels).any_dim(1, false).sum(Kind::Int64);
+            let l = z.cross_entropy_loss::<Tensor>(&batch.labels, None, tch::Reduction::Sum, -100, 0.0);
+            sums[h] = Some(match sums[h].take() {
+                Some([a, b, c]) => [a + c1, b + c5, c + l],
+                None => [c1, c5, l],
+            });
+        }
         n += batch.len();
     }
-    let read = |t: Option<Tensor>| t.map_or(0.0, |t| t.double_value(&[]));
     let denom = n.max(1) as f64;
-    Ok(EvalResult {
-        acc1: 100.0 * read(correct1) / denom,
-        acc5: 100.0 * read(correct5) / denom,
-        loss: read(loss_sum) / denom,
-        images: n,
-    })
+    Ok(sums
+        .into_iter()
+        .map(|s| {
+            let [a, b, c] = s.map_or([0.0; 3], |t| t.map(|t| t.double_value(&[])));
+            EvalResult { acc1: 100.0 * a / denom, acc5: 100.0 * b / denom, loss: c / denom, images: n }
+        })
+        .collect())
 }

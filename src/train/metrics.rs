@@ -17,6 +17,9 @@ pub struct EpochMetrics {
     /// Seconds the training loop spent blocked on the loader this epoch.
     pub loader_wait_s: f64,
     pub epoch_time_s: f64,
+    /// Loss components and per-head accuracies of learners that have them (SAMix).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

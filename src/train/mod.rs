@@ -5,14 +5,19 @@ pub mod checkpoint;
 pub mod eval;
 pub mod metrics;
 pub mod schedule;
+pub mod samix;
 pub mod sgd;
+pub mod visual;
 
 use crate::config::TrainConfig;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::transform::Pipeline;
 use crate::data::{open_splits, Dataset};
 use crate::loss::mixup_cross_entropy;
+use crate::data::loader::Batch;
 use crate::mix::{MixPolicy, Policy};
+use crate::rng::SamixRng;
+use std::collections::BTreeMap;
 use crate::model::Network;
 use crate::rng::{stream, Stream};
 use crate::{Error, Result};
@@ -42,28 +47,105 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
 }
 
-/// A model with its variables, built from a config for a dataset.
+/// Where a training step is in the run.
+#[derive(Clone, Copy, Debug)]
+pub struct StepContext {
+    pub epoch: usize,
+    pub iter: usize,
+    pub iters_per_epoch: usize,
+    /// Steps taken before this one, over the whole run.
+    pub global_step: u64,
+    pub total_steps: u64,
+}
+
+/// What the common loop needs from a way of training (handcrafted policy, online SAMix).
+pub trait Learner {
+    fn var_store(&self) -> &VarStore;
+    fn var_store_mut(&mut self) -> &mut VarStore;
+    fn optimizer(&mut self) -> &mut Sgd;
+    fn optimizer_state(&self) -> Vec<(String, Tensor)>;
+    /// One optimisation step; returns the detached scalar loss (on the device) and the
+    /// backbone's learning rate.
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> (Tensor, f64);
+    fn evaluate(&self, loader: &Loader) -> Result<eval::Evaluation>;
+    /// Extra per-epoch figures for `metrics.jsonl` (loss components); resets them.
+    fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+    fn on_epoch_end(&mut self, _epoch: usize, _total_epochs: usize, _out: &Path) -> Result<()> {
+        Ok(())
+    }
+    fn on_finish(&mut self, _out: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Seeds libtorch's generator (weight init) from the run seed.
+pub fn seed_init(seed: u64) {
+    tch::manual_seed((rand::RngCore::next_u64(&mut stream(seed, Stream::Init, 0, 0)) >> 1) as i64);
+}
+
+/// A classifier with its variables, built from a config for a dataset.
 pub struct Model {
     pub vs: VarStore,
     pub net: Network,
 }
 
 impl Model {
-    /// Builds the network with weights drawn from `seed` (libtorch's generator).
+    /// Builds the network with weights drawn from the run seed.
     pub fn build(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Model> {
-        tch::manual_seed(stream(cfg.seed, Stream::Init, 0, 0).next_u64_i64());
+        seed_init(cfg.seed);
         let vs = VarStore::new(device);
         let net = Network::new(&vs.root(), &cfg.model, info.channels as i64, info.num_classes as i64)?;
         Ok(Model { vs, net })
     }
 }
 
-trait NextI64 {
-    fn next_u64_i64(&mut self) -> i64;
+/// Training with a handcrafted mixing policy and mixup CE.
+pub struct SupervisedLearner {
+    model: Model,
+    policy: Policy,
+    sgd: Sgd,
+    schedule: CosineSchedule,
+    smoothing: f64,
 }
-impl NextI64 for crate::rng::SamixRng {
-    fn next_u64_i64(&mut self) -> i64 {
-        (rand::RngCore::next_u64(self) >> 1) as i64
+
+impl SupervisedLearner {
+    pub fn new(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Self> {
+        let policy = Policy::from_config(&cfg.mix)?;
+        let model = Model::build(cfg, info, device)?;
+        let sgd = Sgd::new(&model.vs, &cfg.optim);
+        let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
+        Ok(SupervisedLearner { model, policy, sgd, schedule, smoothing: cfg.train.label_smoothing })
+    }
+}
+
+impl Learner for SupervisedLearner {
+    fn var_store(&self) -> &VarStore {
+        &self.model.vs
+    }
+    fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.model.vs
+    }
+    fn optimizer(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.sgd.state()
+    }
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> (Tensor, f64) {
+        let lr = self.schedule.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        let mixed = self.policy.mix(&batch.images, &batch.labels, rng);
+        let logits = self.model.net.forward_t(&mixed.images, true);
+        let loss = mixup_cross_entropy(&logits, &mixed.targets, self.smoothing);
+        self.sgd.zero_grad();
+        loss.backward();
+        self.sgd.step(lr);
+        (loss.detach(), lr)
+    }
+    fn evaluate(&self, loader: &Loader) -> Result<eval::Evaluation> {
+        let r = eval::evaluate(&self.model.net, loader)?;
+        Ok(eval::Evaluation { primary: r, heads: BTreeMap::new() })
     }
 }
 
@@ -106,6 +188,11 @@ fn prepare_run_dir(out: &Path, resume: bool, force: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
 }
 
+/// The side of the (square) images the model sees.
+pub fn image_side(cfg: &TrainConfig) -> Option<i64> {
+    cfg.data.augment.image_size.or(cfg.data.dataset.native_size()).map(|s| s as i64)
+}
+
 /// Trains as the options say and returns the run summary (also written to `summary.json`).
 pub fn run(opts: RunOptions) -> Result<Summary> {
     let RunOptions { mut config, out, resume, force, device, progress, stop_after } = opts;
@@ -115,9 +202,6 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     if let Ok(abs) = config.data.path.canonicalize() {
         config.data.path = abs;
     }
-    prepare_run_dir(&out, resume, force)?;
-    let config_toml = config.to_toml();
-    let policy = Policy::from_config(&config.mix)?;
     let splits = open_splits(&config.data)?;
     let info = splits.train.info().clone();
     if splits.train.len() < config.train.batch_size {
@@ -126,9 +210,23 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
             format!("{} is larger than the training set ({} images)", config.train.batch_size, splits.train.len()),
         ));
     }
-    let mut model = Model::build(&config, &info, device)?;
-    let mut sgd = Sgd::new(&model.vs, &config.optim);
-    let schedule = CosineSchedule::new(config.optim.lr, config.train.epochs, &config.schedule);
+    let test_loader = eval_loader(&config, splits.test.clone(), device);
+    let mut learner: Box<dyn Learner> = match config.mix.online_mixer() {
+        Some(resolved) => {
+            let side = image_side(&config).ok_or_else(|| Error::config("data.augment.image_size", "needed for SAMix"))?;
+            let mut l = samix::SamixLearner::new(&config, resolved, &info, side, device)?;
+            if let Some(first) = test_loader.epoch(0).next() {
+                let first = first?;
+                let n = first.len().min(8) as i64;
+                l.set_visual_batch(first.images.narrow(0, 0, n), info.mean.clone(), info.std.clone());
+            }
+            Box::new(l)
+        }
+        None => Box::new(SupervisedLearner::new(&config, &info, device)?),
+    };
+    // Everything that can fail on the user's input has been checked: now the run directory.
+    prepare_run_dir(&out, resume, force)?;
+    let config_toml = config.to_toml();
     let train_loader = Loader::new(
         splits.train.clone(),
         train_pipeline(&config, &info),
@@ -142,14 +240,13 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         },
         device,
     );
-    let test_loader = eval_loader(&config, splits.test.clone(), device);
     let metrics_path = out.join("metrics.jsonl");
 
     let (mut start_epoch, mut global_step, mut history) = (0usize, 0u64, Vec::new());
     if resume {
         let ckpt = checkpoint::latest(&out)?.ok_or_else(|| Error::run(&out, "--resume: no checkpoint found"))?;
-        ckpt.load_model(&mut model.vs)?;
-        sgd.load_state(ckpt.optimizer_state()?);
+        ckpt.load_model(learner.var_store_mut())?;
+        learner.optimizer().load_state(ckpt.optimizer_state()?);
         start_epoch = ckpt.state.epoch;
         global_step = ckpt.state.global_step;
         history = metrics::read_metrics(&metrics_path)?;
@@ -165,6 +262,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let iters = train_loader.num_batches();
     let total_epochs = config.train.epochs;
+    let total_steps = (iters * total_epochs) as u64;
     let end_epoch = stop_after.map_or(total_epochs, |n| (start_epoch + n).min(total_epochs));
     for epoch in start_epoch..end_epoch {
         let bar = progress_bar(progress, iters, epoch, total_epochs);
@@ -173,17 +271,13 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
         let mut batches = train_loader.epoch(epoch as u64);
         let mut images = 0usize;
-        let mut lr = schedule.lr(epoch, 0, iters);
+        let mut lr = 0.0;
         for (i, batch) in (&mut batches).enumerate() {
             let batch = batch?;
-            lr = schedule.lr(epoch, i, iters);
-            let mixed = policy.mix(&batch.images, &batch.labels, &mut rng);
-            let logits = model.net.forward_t(&mixed.images, true);
-            let loss = mixup_cross_entropy(&logits, &mixed.targets, config.train.label_smoothing);
-            sgd.zero_grad();
-            loss.backward();
-            sgd.step(lr);
-            loss_sum += loss.detach();
+            let ctx = StepContext { epoch, iter: i, iters_per_epoch: iters, global_step, total_steps };
+            let (loss, step_lr) = learner.train_step(&batch, &ctx, &mut rng);
+            lr = step_lr;
+            loss_sum += &loss;
             images += batch.len();
             global_step += 1;
             if let Some(bar) = &bar {
@@ -200,32 +294,40 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         if !train_loss.is_finite() {
             return Err(Error::run(&out, format!("training diverged at epoch {} (loss {train_loss}); lower optim.lr", epoch + 1)));
         }
-        let ev = eval::evaluate(&model.net, &test_loader)?;
+        let ev = learner.evaluate(&test_loader)?;
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
+        let mut extra = learner.epoch_extras();
+        extra.extend(ev.heads.clone());
         let m = EpochMetrics {
             epoch: epoch + 1,
             train_loss,
-            test_loss: ev.loss,
-            test_acc1: ev.acc1,
-            test_acc5: ev.acc5,
+            test_loss: ev.primary.loss,
+            test_acc1: ev.primary.acc1,
+            test_acc5: ev.primary.acc5,
             lr,
             images_per_sec: images as f64 / train_time,
             loader_wait_s,
             epoch_time_s: epoch_start.elapsed().as_secs_f64(),
+            extra,
         };
+        let heads: String = ev.heads.iter().filter(|(k, _)| k.starts_with("acc1_")).map(|(k, v)| format!("  {}: {v:.2}%", &k[5..])).collect();
         eprintln!(
-            "epoch {:>3}/{total_epochs}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  lr {:.4}  {:.0} img/s  loader wait {:.2}s",
+            "epoch {:>3}/{total_epochs}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  lr {:.4}  {:.0} img/s  loader wait {:.2}s{heads}",
             m.epoch, m.train_loss, m.test_acc1, m.test_acc5, m.lr, m.images_per_sec, m.loader_wait_s
         );
         metrics::append_metrics(&metrics_path, &m)?;
         history.push(m);
         let done = epoch + 1;
+        learner.on_epoch_end(done, total_epochs, &out)?;
         if done % config.train.checkpoint_every == 0 || done == end_epoch {
             let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: env!("CARGO_PKG_VERSION").into() };
-            checkpoint::save(&out, &model.vs, &sgd.state(), &state, &config_toml)?;
+            checkpoint::save(&out, learner.var_store(), &learner.optimizer_state(), &state, &config_toml)?;
         }
+    }
+    if end_epoch == total_epochs {
+        learner.on_finish(&out)?;
     }
     let summary = metrics::summarize(&history, config.train.median_of_last, started.elapsed().as_secs_f64(), format!("{device:?}"), config.seed);
     let json = serde_json::to_string_pretty(&summary).unwrap_or_default();

@@ -52,3 +52,11 @@ threads = 1
         path = fashion().display()
     )
 }
+
+/// libtorch's random generator (weight init) is process-global, and the tests of one file run on
+/// parallel threads: tests that seed it, draw from it or train hold this lock so that a
+/// concurrent test cannot shift their draws.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

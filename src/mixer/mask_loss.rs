@@ -1,0 +1,63 @@
+//! Regularisers on the Mixer's mask `s` (weight of the second image), SAMIX_SPEC.md §4.6. They tie
+//! the mean area of the second image to 1−λ within a margin δ and (the variance forms) push masks
+//! away from a flat λ-constant map. The reference averages over the whole batch (one m̄); the
+//! per-sample form (one m̄ per sample, losses averaged) is an option.
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskLossMode {
+    /// `max(|1 − m̄ − λ| − δ, 0)` (AutoMix).
+    L1,
+    /// `max(|1 − m̄ − λ| − δ, 0) − 2·Var(s)` (SAMix).
+    L1Variance,
+    /// `max((1 − m̄ − λ)² − δ², 0) − 2·Var(s)`.
+    L2Variance,
+    /// `max(mean|s(s − 1)| − δ, 0)`.
+    Sparsity,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskLossConfig {
+    pub mode: MaskLossMode,
+    #[serde(default = "tenth")]
+    pub margin: f64,
+    #[serde(default = "tenth")]
+    pub weight: f64,
+    #[serde(default)]
+    pub per_sample: bool,
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+
+impl MaskLossConfig {
+    pub fn samix() -> Self {
+        MaskLossConfig { mode: MaskLossMode::L1Variance, margin: 0.1, weight: 0.1, per_sample: false }
+    }
+    pub fn automix() -> Self {
+        MaskLossConfig { mode: MaskLossMode::L1, ..Self::samix() }
+    }
+}
+
+/// `weight × loss` for masks `s` (`N×1×H×W`) generated for λ (the first image's weight).
+pub fn mask_loss(s: &Tensor, lam: f64, cfg: &MaskLossConfig) -> Tensor {
+    let n = s.size()[0];
+    // Rows = the groups whose mean is constrained: one row for the batch, or one per sample.
+    let rows = if cfg.per_sample { s.reshape([n, -1]) } else { s.reshape([1, -1]) };
+    let mean = rows.mean_dim(1, true, Kind::Float);
+    let var = (&rows - &mean).square().mean_dim(1, false, Kind::Float);
+    let mean = mean.squeeze_dim(1);
+    let gap: Tensor = 1.0 - mean - lam;
+    let delta = cfg.margin;
+    let per_row = match cfg.mode {
+        MaskLossMode::L1 => (gap.abs() - delta).relu(),
+        MaskLossMode::L1Variance => (gap.abs() - delta).relu() - var * 2.0,
+        MaskLossMode::L2Variance => (gap.square() - delta * delta).relu() - var * 2.0,
+        MaskLossMode::Sparsity => ((&rows * (&rows - 1.0)).abs().mean_dim(1, false, Kind::Float) - delta).relu(),
+    };
+    per_row.mean(Kind::Float) * cfg.weight
+}

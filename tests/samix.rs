@@ -1,0 +1,293 @@
+//! Online SAMix: the Mixer's λ encoding and shapes, where gradients flow, mask and η losses
+//! against hand-computed numbers, mask post-processing, the EMA schedule, and a short real run.
+mod common;
+use common::*;
+use samix::config::{Arch, EmaConfig, MixConfig, ModelConfig, SamixConfig, Stem, TrainConfig};
+use samix::loss::{mixup_cross_entropy, MixupLoss};
+use samix::mix::MixedTargets;
+use samix::mixer::{apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample};
+use samix::rng::SamixRng;
+use samix::train::samix::{adjust_area, backbone_mask, SamixNets};
+use samix::train::{self, metrics, RunOptions};
+use rand::SeedableRng;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(&t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn lambda_encoding_matches_the_spec() {
+    let _rng = common::torch_rng_lock();
+    for (lam, want) in [(0.1, 0.1823), (0.2, 0.3097), (0.3, 0.3960), (0.7, 0.6040), (0.9, 0.8177)] {
+        assert!((lambda_encoding(lam, 0.25) - want).abs() < 5e-5, "g_0.25({lam})");
+    }
+    assert!((lambda_encoding(0.1, 1.0) - 0.136).abs() < 5e-4);
+    assert!((lambda_encoding(0.3, 1.0) - 0.342).abs() < 5e-4);
+    for lam in [0.0, 0.13, 0.5, 0.77, 1.0] {
+        assert!((lambda_encoding(1.0 - lam, 0.25) - (1.0 - lambda_encoding(lam, 0.25))).abs() < 1e-12);
+        assert_eq!(lambda_encoding(lam, -1.0), lam);
+    }
+}
+
+fn mixer(cfg: &MixerConfig, c: i64, scale: i64) -> (VarStore, Mixer) {
+    tch::manual_seed(3);
+    let vs = VarStore::new(Device::Cpu);
+    let m = Mixer::new(&(vs.root() / "mixer"), cfg, MixerShape { in_channels: c, scale });
+    (vs, m)
+}
+
+#[test]
+fn mixer_shapes_at_the_cifar_r18_sizes() {
+    let _rng = common::torch_rng_lock();
+    for cfg in [MixerConfig::default(), MixerConfig::automix()] {
+        let (vs, m) = mixer(&cfg, 256, 4);
+        let f = Tensor::randn([6, 256, 8, 8], (Kind::Float, Device::Cpu));
+        let perm = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 0]);
+        let s = m.mask(&f, &perm, 0.3, true);
+        assert_eq!(s.size(), [6, 1, 32, 32]);
+        let (lo, hi) = (s.min().double_value(&[]), s.max().double_value(&[]));
+        assert!(lo >= 0.0 && hi <= 1.0);
+        // [1−s, s] sums to one per pixel, and applying it interpolates the two images.
+        let (zeros, ones) = (Tensor::zeros([6, 3, 32, 32], (Kind::Float, Device::Cpu)), Tensor::ones([6, 3, 32, 32], (Kind::Float, Device::Cpu)));
+        assert!(apply_mask(&zeros, &ones, &s).allclose(&s.expand([6, 3, 32, 32], false), 1e-6, 1e-6, false));
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        match cfg.variant {
+            samix::mixer::MixerVariant::Samix => {
+                assert_eq!(vs.variables()["mixer.query.weight"].size(), [128, 512, 1, 1], "q on the concatenated pair");
+                assert!(names.iter().any(|n| n.starts_with("mixer.value.bn")));
+            }
+            samix::mixer::MixerVariant::Automix => {
+                assert_eq!(vs.variables()["mixer.query.weight"].size(), [128, 256, 1, 1], "one shared q/k conv");
+                assert_eq!(vs.variables()["mixer.value.conv.weight"].size(), [1, 256, 1, 1]);
+            }
+        }
+    }
+    // Nearest upsampling is constant on 4×4 blocks; SAMix's λ encoding makes the mask depend on λ.
+    let cfg = MixerConfig { upsample: Some(Upsample::Nearest), ..Default::default() };
+    let (vs, m) = mixer(&cfg, 16, 4);
+    tch::no_grad(|| {
+        for (_, mut t) in vs.variables().into_iter().filter(|(_, t)| t.requires_grad()) {
+            let _ = t.g_add_(&(t.randn_like() * 0.5));
+        }
+    });
+    let f = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
+    let perm = Tensor::from_slice(&[1i64, 0]);
+    let s = m.mask(&f, &perm, 0.5, false);
+    let block = s.get(0).narrow(1, 4, 4).narrow(2, 8, 4);
+    assert!((block.max() - block.min()).double_value(&[]) == 0.0);
+    assert!(!m.mask(&f, &perm, 0.2, false).allclose(&s, 1e-4, 1e-4, false));
+}
+
+fn tiny_samix(resolved: &samix::config::ResolvedSamix) -> (VarStore, SamixNets) {
+    tch::manual_seed(11);
+    let vs = VarStore::new(Device::Cpu);
+    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let nets = SamixNets::new(&vs, &model, resolved, 3, 10, 16).unwrap();
+    // Give the zero-initialised BN γ a value so that every parameter lies on a gradient path.
+    tch::no_grad(|| {
+        for (n, mut t) in vs.variables() {
+            if n.starts_with("q.") && n.ends_with("bn2.weight") {
+                let _ = t.g_add_scalar_(0.5);
+            }
+        }
+    });
+    (vs, nets)
+}
+
+fn grad_norms(vs: &VarStore, prefix: &str) -> Vec<(String, f64)> {
+    vs.variables()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(n, t)| {
+            let g = t.grad();
+            (n, if g.defined() { g.abs().sum(Kind::Double).double_value(&[]) } else { 0.0 })
+        })
+        .collect()
+}
+
+#[test]
+fn gradients_flow_where_the_spec_says() {
+    let _rng = common::torch_rng_lock();
+    let resolved = SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(samix::mixer::MixerVariant::Samix);
+    let (vs, nets) = tiny_samix(&resolved);
+    assert_eq!(nets.mixer.shape(), MixerShape { in_channels: 32, scale: 4 });
+    let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]);
+    let mut rng = SamixRng::seed_from_u64(1);
+    let lambda = samix::mix::LambdaSampler::new(2.0).unwrap();
+    let mut d = SamixNets::draw(&resolved, &lambda, 8, &mut rng, Device::Cpu);
+    d.lam_bb = 0.4; // away from the margin, so the backbone mask is the learned one
+    let trainable = |prefix: &str| vs.variables().into_iter().filter(|(n, t)| n.starts_with(prefix) && t.requires_grad()).count();
+    assert_eq!(trainable("k."), 0, "the EMA networks are frozen");
+    assert!(trainable("q.") > 0 && trainable("mixer.") > 0);
+
+    // Mixer branch + mask loss: the Mixer only.
+    let l = nets.losses(&resolved, &x, &y, &d, 0.0);
+    (&l.mix_k + &l.mask).backward();
+    assert!(grad_norms(&vs, "mixer.").iter().all(|(n, g)| *g > 0.0 || n.contains("running")), "{:?}", grad_norms(&vs, "mixer."));
+    assert!(grad_norms(&vs, "q.").iter().all(|(_, g)| *g == 0.0), "online net got Mixer-branch gradient");
+    assert!(grad_norms(&vs, "k.").iter().all(|(_, g)| *g == 0.0));
+    for (_, mut t) in vs.variables() {
+        let mut g = t.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+        let _ = &mut t;
+    }
+    // Clean CE + backbone-branch mixup CE: the online network only.
+    let l = nets.losses(&resolved, &x, &y, &d, 0.0);
+    (&l.one_q + &l.mix_q).backward();
+    let q = grad_norms(&vs, "q.");
+    for must in ["q.fc.weight", "q.head_mix.fc.weight", "q.conv1.weight", "q.layer4.0.conv2.weight"] {
+        assert!(q.iter().any(|(n, g)| n == must && *g > 0.0), "{must} got no gradient");
+    }
+    assert!(grad_norms(&vs, "mixer.").iter().all(|(_, g)| *g == 0.0), "Mixer got backbone-branch gradient");
+    assert!(grad_norms(&vs, "k.").iter().all(|(_, g)| *g == 0.0));
+    // The detached backbone mask carries no graph at all.
+    assert!(!l.s_bb.requires_grad() && l.s_mb.requires_grad());
+}
+
+#[test]
+fn ema_update_and_momentum_schedule() {
+    let _rng = common::torch_rng_lock();
+    let resolved = toml::from_str::<SamixConfig>("").unwrap().resolve(samix::mixer::MixerVariant::Samix);
+    let (vs, mut nets) = tiny_samix(&resolved);
+    let v = vs.variables();
+    let (k0, q0) = (v["k.fc.weight"].copy(), v["q.fc.weight"].copy());
+    assert!(k0.equal(&q0), "EMA starts as a copy");
+    tch::no_grad(|| {
+        let _ = v["q.fc.weight"].shallow_clone().g_add_scalar_(1.0);
+    });
+    nets.ema_update(0.9);
+    let expected = &k0 * 0.9 + (&q0 + 1.0) * 0.1;
+    assert!(v["k.fc.weight"].allclose(&expected, 1e-6, 1e-6, false));
+    let before = v["k.fc.weight"].copy();
+    nets.ema_update(1.0);
+    assert!(v["k.fc.weight"].equal(&before), "momentum 1 freezes the EMA");
+    let e = EmaConfig::default();
+    assert_eq!(e.momentum_at(0, 1000), 0.999);
+    assert_eq!(e.momentum_at(99, 1000), 0.999);
+    assert!((e.momentum_at(100, 1000) - 0.99902445).abs() < 1e-8, "the reference's jump at 10%");
+    assert!((e.momentum_at(1000, 1000) - 0.999999).abs() < 1e-12);
+}
+
+#[test]
+fn mask_losses_match_hand_computed_values() {
+    let _rng = common::torch_rng_lock();
+    let s = Tensor::from_slice(&[0.2f32, 0.6, 0.9, 0.1]).view([2, 1, 1, 2]);
+    let cfg = |mode, per_sample| MaskLossConfig { mode, margin: 0.1, weight: 0.1, per_sample };
+    let got = |mode, per_sample| mask_loss(&s, 0.3, &cfg(mode, per_sample)).double_value(&[]);
+    // batch mean 0.45, gap 1 − 0.45 − 0.3 = 0.25, variance 0.1025
+    for (mode, want) in [
+        (MaskLossMode::L1, 0.15),
+        (MaskLossMode::L1Variance, 0.15 - 0.205),
+        (MaskLossMode::L2Variance, (0.0625 - 0.01) - 0.205),
+        (MaskLossMode::Sparsity, 0.145 - 0.1),
+    ] {
+        assert!((got(mode, false) - 0.1 * want).abs() < 1e-6, "{mode:?}: {} vs {}", got(mode, false), 0.1 * want);
+    }
+    // per sample: means 0.4 and 0.5, gaps 0.3 and 0.2, variances 0.04 and 0.16
+    let want = ((0.2 - 0.08) + (0.1 - 0.32)) / 2.0;
+    assert!((got(MaskLossMode::L1Variance, true) - 0.1 * want).abs() < 1e-6);
+    // Inside the margin the L1 term is zero.
+    assert_eq!(mask_loss(&s, 0.45, &cfg(MaskLossMode::L1, false)).double_value(&[]), 0.0);
+}
+
+#[test]
+fn eta_losses_match_hand_computed_values() {
+    let _rng = common::torch_rng_lock();
+    let z = Tensor::from_slice(&[1.0f32, 2.0, 0.5, 0.3, -1.0, 2.0]).view([2, 3]);
+    let t = MixedTargets { y_a: Tensor::from_slice(&[0i64, 2]), y_b: Tensor::from_slice(&[1i64, 2]), lam: Tensor::from_slice(&[0.7f32, 0.4]) };
+    let (r0, r1) = ([1.0f64, 2.0, 0.5], [0.3f64, -1.0, 2.0]);
+    let lse = |r: &[f64]| r.iter().map(|v| v.exp()).sum::<f64>().ln();
+    let ce = |r: [f64; 3], k: usize| lse(&r) - r[k];
+    let soft = ((0.7 * ce(r0, 0) + 0.3 * ce(r0, 1)) + ce(r1, 2)) / 2.0;
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let eta = 0.5;
+    let check = |loss: MixupLoss, want: f64| {
+        let got = loss.compute(&z, &t).double_value(&[]);
+        assert!((got - want).abs() < 1e-5, "{loss:?}: {got} vs {want}");
+    };
+    check(MixupLoss::SoftCe, soft);
+    let local = (-(0.7 * sig(1.0 - 2.0).ln() + 0.3 * sig(2.0 - 1.0).ln()) + 0.0) / 2.0;
+    check(MixupLoss::PairLocalGlobal { eta }, local + eta * soft);
+    let bce = |v: f64, target: f64| (1.0 + v.exp()).ln() - target * v;
+    let row0 = bce(1.0, 0.7) + bce(2.0, 0.3) + eta * bce(0.5, 0.0);
+    let row1 = eta * bce(0.3, 0.0) + eta * bce(-1.0, 0.0) + bce(2.0, 1.0);
+    check(MixupLoss::BceNeg { eta }, (row0 + row1) / 2.0);
+    let term = |zt: f64| -(zt - lse(&[zt, 0.5]));
+    check(MixupLoss::Decoupled { eta }, soft + eta * (term(1.0) + term(2.0)) / 2.0);
+    assert!((MixupLoss::SoftCe.compute(&z, &t) - mixup_cross_entropy(&z, &t, 0.0)).abs().double_value(&[]) < 1e-7);
+}
+
+#[test]
+fn backbone_mask_post_processing() {
+    let _rng = common::torch_rng_lock();
+    let s = Tensor::rand([4, 1, 8, 8], (Kind::Float, Device::Cpu));
+    for lam in [0.2, 0.5, 0.77] {
+        let a = adjust_area(&s, lam);
+        let first_share = f64s(&(-&a + 1.0).mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
+        assert!(first_share.iter().all(|m| (m - lam).abs() < 1e-5), "{first_share:?} vs {lam}");
+        assert!(a.min().double_value(&[]) >= 0.0 && a.max().double_value(&[]) <= 1.0);
+    }
+    let flat = backbone_mask(s.shallow_clone(), 0.05, false, 0.08);
+    assert!(f64s(&flat).iter().all(|v| (v - 0.95).abs() < 1e-6), "λ within the margin gives plain mixup");
+    assert!(backbone_mask(s.shallow_clone(), 0.5, false, 0.08).equal(&s));
+}
+
+fn samix_config(train: usize, epochs: usize, extra: &str) -> TrainConfig {
+    let text = tiny_fashion_config(train, 500, epochs, &format!("policy = \"samix\"\nvisual_every = 1\n{extra}"));
+    TrainConfig::parse(&text, &[]).unwrap()
+}
+
+fn run(cfg: &TrainConfig, out: &std::path::Path, resume: bool, stop_after: Option<usize>) -> metrics::Summary {
+    train::run(RunOptions { config: cfg.clone(), out: out.to_path_buf(), resume, force: false, device: Device::Cpu, progress: false, stop_after }).unwrap()
+}
+
+#[test]
+fn samix_run_learns_and_writes_its_artifacts() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = samix_config(6000, 3, "");
+    assert!(matches!(cfg.mix, MixConfig::Samix(_)));
+    let out = tmp.path().join("run");
+    run(&cfg, &out, false, None);
+    let m = metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let last = &m[2].extra;
+    for key in ["acc1_one_k", "acc1_mix_k", "acc1_one_q", "acc1_mix_q", "loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"] {
+        assert!(last.contains_key(key), "{key} missing");
+    }
+    assert!(last["acc1_one_q"] > 50.0, "online classifier learns: {}", last["acc1_one_q"]);
+    assert!(m[2].extra["loss_mix_k"] < m[0].extra["loss_mix_k"], "the critic's loss on Mixer samples falls");
+    for f in ["visuals/masks_epoch_0001.png", "visuals/masks_epoch_0003.png", "visuals/masks_evolution.png", "mixer.json", "mixer.safetensors"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let saved = Tensor::read_safetensors(out.join("mixer.safetensors")).unwrap();
+    assert!(saved.iter().any(|(n, _)| n == "mixer.query.weight") && saved.iter().any(|(n, _)| n == "k.fc.weight"));
+    assert!(!saved.iter().any(|(n, _)| n.starts_with("q.")), "the artifact holds the Mixer and the EMA encoder only");
+    let art: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("mixer.json")).unwrap()).unwrap();
+    assert_eq!(art["shape"]["scale"], 4);
+    assert_eq!(art["mask_stage"], 2);
+}
+
+#[test]
+fn samix_resume_equals_uninterrupted() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = samix_config(400, 2, "mask_adjust = 0.5");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&cfg, &a, false, None);
+    run(&cfg, &b, false, Some(1));
+    run(&cfg, &b, true, None);
+    let load = |p: &std::path::Path| {
+        let mut w = Tensor::read_safetensors(p.join("checkpoints/epoch-0002/model.safetensors")).unwrap();
+        w.sort_by(|x, y| x.0.cmp(&y.0));
+        w
+    };
+    for ((na, ta), (nb, tb)) in load(&a).iter().zip(&load(&b)) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+}
