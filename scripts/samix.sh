@@ -5,6 +5,11 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh" >&2
+# In this repository's layout the real datasets sit beside the project; use them as the data
+# directory so configs without data.path never touch the network.
+if [ -z "${SAMIX_DATA:-}" ] && [ -d "$root/../shared/datasets" ]; then
+  export SAMIX_DATA="$root/../shared/datasets"
+fi
 # shellcheck source=scripts/env.sh
 source "$root/scripts/env.sh"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"

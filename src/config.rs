@@ -93,8 +93,11 @@ impl Default for AugmentConfig {
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     pub dataset: DatasetKind,
-    /// Archive or folder holding the dataset in its official layout.
-    pub path: PathBuf,
+    /// Archive or folder holding the dataset in its official layout. Unset: the dataset's place in
+    /// the data directory (`$SAMIX_DATA`, else `~/.cache/samix/data`), downloaded there when
+    /// missing (`samix data download`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// Use only the first N training / test images (quick runs, tests).
     #[serde(default)]
     pub train_limit: Option<usize>,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod host;
 pub mod loss;
 pub mod mix;
 pub mod mixer;

@@ -270,6 +270,12 @@ fn samix_run_learns_and_writes_its_artifacts() {
     let art: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("mixer.json")).unwrap()).unwrap();
     assert_eq!(art["shape"]["scale"], 4);
     assert_eq!(art["mask_stage"], 2);
+    // `samix eval` deploys the EMA classifier: same accuracy as the run's `one_k` head.
+    let ckpt = samix::train::checkpoint::open(&out).unwrap();
+    let splits = samix::data::open_splits(&cfg.data).unwrap();
+    let model = samix::train::Model::from_checkpoint(&ckpt, &cfg, splits.test.info(), Device::Cpu).unwrap();
+    let r = samix::train::eval::evaluate(&model.net, &samix::train::eval_loader(&cfg, splits.test, Device::Cpu)).unwrap();
+    assert!((r.acc1 - last["acc1_one_k"]).abs() < 1e-9, "{} vs {}", r.acc1, last["acc1_one_k"]);
 }
 
 #[test]
@@ -289,5 +295,32 @@ fn samix_resume_equals_uninterrupted() {
     for ((na, ta), (nb, tb)) in load(&a).iter().zip(&load(&b)) {
         assert_eq!(na, nb);
         assert!(ta.equal(tb), "{na} differs after resume");
+    }
+}
+
+#[test]
+fn every_shipped_config_parses_and_the_presets_resolve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let cfg = TrainConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        names.push((path.file_stem().unwrap().to_string_lossy().into_owned(), cfg));
+    }
+    let get = |n: &str| names.iter().find(|(name, _)| name == n).map(|(_, c)| c.clone()).unwrap();
+    let r = get("cifar100_r18_samix").mix.online_mixer().unwrap();
+    assert_eq!(r.mixer, MixerConfig::default());
+    assert_eq!(r.mask_loss, MaskLossConfig::samix());
+    assert_eq!(r.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 });
+    assert_eq!(get("cifar100_r18_samix").schedule.min_lr, 0.05);
+    let a = get("cifar100_r18_automix").mix.online_mixer().unwrap();
+    assert_eq!((a.mixer.variant, a.mixer.upsample_mode(), a.mask_loss.mode), (samix::mixer::MixerVariant::Automix, Upsample::Nearest, MaskLossMode::L1));
+    assert_eq!(a.mixer_loss, MixupLoss::SoftCe);
+    let w = get("cifar100_wrn28_8_samix");
+    let wr = w.mix.online_mixer().unwrap();
+    assert_eq!((wr.cfg.mask_stage, wr.cfg.mixer_optim.momentum), (1, Some(0.0)));
+    assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer().unwrap().mixer.lam_mul_k, -1.0);
+    for n in ["quickstart", "cifar100_r18_vanilla", "cifar100_r18_mixup", "cifar100_r18_cutmix", "cifar100_rx50_samix"] {
+        get(n);
     }
 }

@@ -3,7 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use samix::config::TrainConfig;
-use samix::data::{open_splits, verify};
+use samix::config::DatasetKind;
+use samix::data::{download, open_splits, verify};
 use samix::device::parse_device;
 use samix::train::{self, checkpoint, eval, Model, RunOptions};
 use std::io::IsTerminal;
@@ -41,6 +42,9 @@ enum Command {
         /// Train at most N epochs now, then stop with a checkpoint (continue with --resume).
         #[arg(long, value_name = "N")]
         stop_after: Option<usize>,
+        /// Dataset path, overriding data.path.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Evaluate a checkpoint (folder, or a run folder for its latest) on a dataset's test split.
     Eval {
@@ -75,9 +79,43 @@ enum Command {
 enum DataCommand {
     /// Identify and validate a dataset archive or folder (sizes, records, labels, md5).
     Verify { path: PathBuf },
+    /// Download a dataset's official files into the data directory and verify them.
+    Download {
+        name: DownloadName,
+        /// Data directory (default: $SAMIX_DATA, else ~/.cache/samix/data).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Mirror base URLs to use instead of the official ones (repeatable).
+        #[arg(long = "mirror", value_name = "URL")]
+        mirrors: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DownloadName {
+    Cifar10,
+    Cifar100,
+    Mnist,
+    #[value(alias = "fashion_mnist")]
+    FashionMnist,
+    #[value(alias = "tiny_imagenet")]
+    TinyImagenet,
+}
+
+impl DownloadName {
+    fn kind(self) -> DatasetKind {
+        match self {
+            DownloadName::Cifar10 => DatasetKind::Cifar10,
+            DownloadName::Cifar100 => DatasetKind::Cifar100,
+            DownloadName::Mnist => DatasetKind::Mnist,
+            DownloadName::FashionMnist => DatasetKind::FashionMnist,
+            DownloadName::TinyImagenet => DatasetKind::TinyImagenet,
+        }
+    }
 }
 
 fn main() {
+    samix::host::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SAMIX_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -90,19 +128,22 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { config, set, out, resume, force, device, stop_after } => {
+        Command::Train { config, set, out, resume, force, device, stop_after, data } => {
             let device = parse_device(device.as_deref())?;
             let out = match (&out, &config) {
                 (Some(o), _) => o.clone(),
                 (None, Some(c)) => PathBuf::from("runs").join(c.file_stem().unwrap_or_default()),
                 (None, None) => bail!("--out is required when no --config is given"),
             };
-            let config = match (&config, resume) {
+            let mut config = match (&config, resume) {
                 (Some(path), _) => TrainConfig::load(path, &set)?,
                 (None, true) => TrainConfig::load(&out.join("config.toml"), &set)
                     .with_context(|| format!("--resume without --config reads {}", out.join("config.toml").display()))?,
                 (None, false) => bail!("--config is required (or --resume with an existing --out)"),
             };
+            if let Some(d) = data {
+                config.data.path = Some(d);
+            }
             eprintln!("samix: training on {device:?}, run directory {}", out.display());
             let progress = std::io::stderr().is_terminal();
             let s = train::run(RunOptions { config, out: out.clone(), resume, force, device, progress, stop_after })?;
@@ -123,12 +164,11 @@ fn run(cli: Cli) -> Result<()> {
             let ckpt = checkpoint::open(&path)?;
             let mut cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
             if let Some(d) = data {
-                cfg.data.path = d;
+                cfg.data.path = Some(d);
             }
             cfg.data.train_limit = Some(0);
             let splits = open_splits(&cfg.data)?;
-            let mut model = Model::build(&cfg, splits.test.info(), device)?;
-            ckpt.load_model(&mut model.vs)?;
+            let model = Model::from_checkpoint(&ckpt, &cfg, splits.test.info(), device)?;
             let loader = train::eval_loader(&cfg, splits.test, device);
             let r = eval::evaluate(&model.net, &loader)?;
             println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {})", r.acc1, r.acc5, r.loss, r.images, ckpt.state.epoch);
@@ -152,6 +192,15 @@ fn run(cli: Cli) -> Result<()> {
                 } else if let Some(v) = vanilla {
                     println!("RATIO {}/vanilla {:.2}", method.name(), r.ms_per_step / v);
                 }
+            }
+        }
+        Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
+            let dir = to.unwrap_or_else(download::default_data_dir);
+            let source = download::DatasetSource::new(name.kind(), (!mirrors.is_empty()).then_some(&mirrors[..]))?;
+            let opts = download::DownloadOptions { progress: std::io::stderr().is_terminal(), ..Default::default() };
+            match download::fetch(&source, &dir, &opts)? {
+                download::Fetched::AlreadyPresent(p) => println!("{}: already present and valid, nothing downloaded", p.display()),
+                download::Fetched::Downloaded(p) => println!("{}: downloaded and verified", p.display()),
             }
         }
         Command::Data { command: DataCommand::Verify { path } } => {

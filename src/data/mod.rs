@@ -1,6 +1,7 @@
 //! Datasets, transforms and the batch loader. Reads files only; never touches the model or device
 //! except for uploading finished batches in [`loader`].
 pub mod cifar;
+pub mod download;
 pub mod folder;
 pub mod idx;
 pub mod loader;
@@ -138,29 +139,48 @@ pub struct Splits {
     pub test: Arc<dyn Dataset>,
 }
 
+/// The dataset's path: `data.path` when set; else its place in the data directory, downloading
+/// it there first when it is missing (the only case that touches the network).
+pub fn resolve_path(cfg: &DataConfig) -> Result<std::path::PathBuf> {
+    if let Some(p) = &cfg.path {
+        return Ok(p.clone());
+    }
+    let dir = download::default_data_dir();
+    let target = download::dataset_path(&dir, cfg.dataset)
+        .ok_or_else(|| crate::Error::config("data.path", "is required for image_folder datasets"))?;
+    if !target.exists() {
+        eprintln!("samix: {} not found in {}; downloading it", cfg.dataset.name(), dir.display());
+        let source = download::DatasetSource::new(cfg.dataset, None)?;
+        let opts = download::DownloadOptions { progress: std::io::IsTerminal::is_terminal(&std::io::stderr()), ..Default::default() };
+        download::fetch(&source, &dir, &opts)?;
+    }
+    Ok(target)
+}
+
 /// Opens the dataset a config names, validating every file it reads.
 pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
-    if !cfg.path.exists() {
+    let path = resolve_path(cfg)?;
+    if !path.exists() {
         return Err(crate::Error::data(
-            &cfg.path,
+            &path,
             "does not exist (data.path; a relative path is read from the current directory, see README \"Datasets\")",
         ));
     }
     let (train, test): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match cfg.dataset {
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
-            let (tr, te) = cifar::load(&cfg.path, cfg.dataset, cfg.verify_checksums)?;
+            let (tr, te) = cifar::load(&path, cfg.dataset, cfg.verify_checksums)?;
             (Arc::new(tr), Arc::new(te))
         }
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
-            let (tr, te) = idx::load(&cfg.path, cfg.dataset, cfg.verify_checksums)?;
+            let (tr, te) = idx::load(&path, cfg.dataset, cfg.verify_checksums)?;
             (Arc::new(tr), Arc::new(te))
         }
         DatasetKind::ImageFolder => {
-            let (tr, te) = folder::load_image_folder(&cfg.path)?;
+            let (tr, te) = folder::load_image_folder(&path)?;
             (Arc::new(tr), Arc::new(te))
         }
         DatasetKind::TinyImagenet => {
-            let (tr, te) = folder::load_tiny_imagenet(&cfg.path)?;
+            let (tr, te) = folder::load_tiny_imagenet(&path)?;
             (Arc::new(tr), Arc::new(te))
         }
     };

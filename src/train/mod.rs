@@ -94,10 +94,28 @@ pub struct Model {
 impl Model {
     /// Builds the network with weights drawn from the run seed.
     pub fn build(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Model> {
+        Self::build_at(cfg, info, device, None)
+    }
+
+    /// As [`Model::build`], with the variables named under `prefix` (`k` = SAMix's EMA network).
+    pub fn build_at(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device, prefix: Option<&str>) -> Result<Model> {
         seed_init(cfg.seed);
         let vs = VarStore::new(device);
-        let net = Network::new(&vs.root(), &cfg.model, info.channels as i64, info.num_classes as i64)?;
+        let root = match prefix {
+            Some(p) => vs.root() / p,
+            None => vs.root(),
+        };
+        let net = Network::new(&root, &cfg.model, info.channels as i64, info.num_classes as i64)?;
         Ok(Model { vs, net })
+    }
+
+    /// The classifier a checkpoint deploys: the network itself, or for online SAMix/AutoMix the
+    /// EMA network with its clean-image head (`one_k`).
+    pub fn from_checkpoint(ckpt: &checkpoint::Checkpoint, cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Model> {
+        let prefix = cfg.mix.online_mixer().map(|_| "k");
+        let mut model = Self::build_at(cfg, info, device, prefix)?;
+        ckpt.load_model(&mut model.vs)?;
+        Ok(model)
     }
 }
 
@@ -199,9 +217,9 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads as i32);
     }
-    if let Ok(abs) = config.data.path.canonicalize() {
-        config.data.path = abs;
-    }
+    // Record where the data really is, so resume and eval read the same files.
+    let data_path = crate::data::resolve_path(&config.data)?;
+    config.data.path = Some(data_path.canonicalize().unwrap_or(data_path));
     let splits = open_splits(&config.data)?;
     let info = splits.train.info().clone();
     if splits.train.len() < config.train.batch_size {

@@ -1,0 +1,325 @@
+//! `samix data download`: fetches a dataset's official files into a data directory, in the same
+//! layout as ../shared/datasets (`cifar-10-binary.tar.gz`, `cifar-100-binary.tar.gz`, `mnist/`,
+//! `fashion-mnist/`, `tiny-imagenet-200/`). Each file is streamed to `<name>.part` (resumed with an
+//! HTTP Range request after an interruption; the next mirror on failure), checked against its md5
+//! where one is published, then renamed into place; finally the whole dataset is loaded with the
+//! training loaders (sizes, labels, md5 of the extracted files). A failure removes what this call
+//! wrote and names the file and the check. A dataset already present and valid is not fetched.
+use super::{cifar, folder, idx};
+use crate::config::DatasetKind;
+use crate::{Error, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// One file of a dataset and where it can be fetched.
+#[derive(Clone, Debug)]
+pub struct RemoteFile {
+    /// Path inside the data directory.
+    pub name: String,
+    /// Full URLs, tried in order.
+    pub urls: Vec<String>,
+    /// md5 of the file as published, if known.
+    pub md5: Option<String>,
+}
+
+/// What to fetch for a dataset and how to unpack it.
+#[derive(Clone, Debug)]
+pub struct DatasetSource {
+    pub kind: DatasetKind,
+    pub files: Vec<RemoteFile>,
+    /// A zip archive to extract into the data directory (Tiny-ImageNet), then delete.
+    pub unzip: Option<String>,
+}
+
+/// Mirrors, in order, for each dataset. Sources: the publishers' pages (CIFAR:
+/// cs.toronto.edu/~kriz/cifar.html, with the archive md5; MNIST: yann.lecun.com/exdb/mnist plus
+/// the mirrors torchvision and TensorFlow use; Fashion-MNIST: the project's S3 bucket and its
+/// GitHub repository; Tiny-ImageNet: cs231n.stanford.edu).
+fn official_mirrors(kind: DatasetKind) -> (Vec<&'static str>, Vec<(&'static str, &'static str, Option<&'static str>)>, Option<&'static str>) {
+    match kind {
+        DatasetKind::Cifar10 => (
+            vec!["https://www.cs.toronto.edu/~kriz/"],
+            vec![("cifar-10-binary.tar.gz", "cifar-10-binary.tar.gz", Some("c32a1d4ab5d03f1284b67883e8d87530"))],
+            None,
+        ),
+        // The archive's md5 is not quoted here; its extracted train.bin / test.bin are checked.
+        DatasetKind::Cifar100 => (
+            vec!["https://www.cs.toronto.edu/~kriz/"],
+            vec![("cifar-100-binary.tar.gz", "cifar-100-binary.tar.gz", None)],
+            None,
+        ),
+        DatasetKind::Mnist => (
+            vec![
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                "http://yann.lecun.com/exdb/mnist/",
+            ],
+            idx::FILES.iter().map(|(f, _)| (*f, "mnist", None)).collect(),
+            None,
+        ),
+        DatasetKind::FashionMnist => (
+            vec![
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+            ],
+            idx::FILES.iter().map(|(f, _)| (*f, "fashion-mnist", None)).collect(),
+            None,
+        ),
+        // md5 as used by public Tiny-ImageNet loaders (e.g. lvyilin/pytorch-fgvc-dataset).
+        DatasetKind::TinyImagenet => (
+            vec!["http://cs231n.stanford.edu/"],
+            vec![("tiny-imagenet-200.zip", "tiny-imagenet-200.zip", Some("90528d7ca1a48142e341f4ef8d21d0de"))],
+            Some("tiny-imagenet-200.zip"),
+        ),
+        DatasetKind::ImageFolder => (vec![], vec![], None),
+    }
+}
+
+impl DatasetSource {
+    /// The official sources, or the same file names under `base_urls` (mirrors you host).
+    pub fn new(kind: DatasetKind, base_urls: Option<&[String]>) -> Result<Self> {
+        let (bases, files, unzip) = official_mirrors(kind);
+        if files.is_empty() {
+            return Err(Error::Argument(format!("`{}` has no download source (it is your own folder)", kind.name())));
+        }
+        let bases: Vec<String> = match base_urls {
+            Some(b) => b.to_vec(),
+            None => bases.iter().map(|s| s.to_string()).collect(),
+        };
+        let files = files
+            .into_iter()
+            .map(|(remote, local, md5)| {
+                // IDX files are published gzipped; the local name keeps the `.gz`.
+                let (remote, name) = if local == "mnist" || local == "fashion-mnist" {
+                    (format!("{remote}.gz"), format!("{local}/{remote}.gz"))
+                } else {
+                    (remote.to_string(), local.to_string())
+                };
+                RemoteFile {
+                    urls: bases.iter().map(|b| format!("{}/{remote}", b.trim_end_matches('/'))).collect(),
+                    name,
+                    md5: md5.map(String::from),
+                }
+            })
+            .collect();
+        Ok(DatasetSource { kind, files, unzip: unzip.map(String::from) })
+    }
+}
+
+/// Where a dataset lives inside a data directory (the ../shared/datasets layout).
+pub fn dataset_path(data_dir: &Path, kind: DatasetKind) -> Option<PathBuf> {
+    let name = match kind {
+        DatasetKind::Cifar10 => "cifar-10-binary.tar.gz",
+        DatasetKind::Cifar100 => "cifar-100-binary.tar.gz",
+        DatasetKind::Mnist => "mnist",
+        DatasetKind::FashionMnist => "fashion-mnist",
+        DatasetKind::TinyImagenet => "tiny-imagenet-200",
+        DatasetKind::ImageFolder => return None,
+    };
+    Some(data_dir.join(name))
+}
+
+/// `$SAMIX_DATA`, else the platform cache directory (`~/.cache/samix/data` on Linux).
+pub fn default_data_dir() -> PathBuf {
+    match std::env::var_os("SAMIX_DATA") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("samix").join("data"),
+    }
+}
+
+/// Loads the dataset at `path` with the training loaders and checks known md5 sums.
+pub fn validate(kind: DatasetKind, path: &Path) -> Result<()> {
+    match kind {
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load(path, kind, true).map(|_| ()),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => idx::load(path, kind, true).map(|_| ()),
+        DatasetKind::TinyImagenet => folder::load_tiny_imagenet(path).map(|_| ()),
+        DatasetKind::ImageFolder => folder::load_image_folder(path).map(|_| ()),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DownloadOptions {
+    /// Attempts per mirror; each one after an interruption resumes where the last stopped.
+    pub attempts_per_mirror: usize,
+    pub progress: bool,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions { attempts_per_mirror: 3, progress: false, timeout: std::time::Duration::from_secs(60) }
+    }
+}
+
+/// What `fetch` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    AlreadyPresent(PathBuf),
+    Downloaded(PathBuf),
+}
+
+/// Makes the dataset available under `data_dir`, downloading only what is missing or invalid.
+pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) -> Result<Fetched> {
+    let target = dataset_path(data_dir, source.kind).ok_or_else(|| Error::Argument("image folders are not downloaded".into()))?;
+    if target.exists() && validate(source.kind, &target).is_ok() {
+        return Ok(Fetched::AlreadyPresent(target));
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<()> {
+        for file in &source.files {
+            let dest = data_dir.join(&file.name);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            if dest.exists() && file.md5.as_deref().map_or(false, |m| md5_file(&dest).ok().as_deref() == Some(m)) {
+                continue;
+            }
+            fetch_file(file, &dest, opts)?;
+            written.push(dest);
+        }
+        if let Some(zip_name) = &source.unzip {
+            let zip_path = data_dir.join(zip_name);
+            unzip_into(&zip_path, data_dir, &target)?;
+            let _ = std::fs::remove_file(&zip_path);
+        }
+        validate(source.kind, &target)
+    })();
+    if let Err(e) = result {
+        for f in &written {
+            let _ = std::fs::remove_file(f);
+        }
+        if source.unzip.is_some() {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        return Err(e);
+    }
+    Ok(Fetched::Downloaded(target))
+}
+
+/// Fetches one file through its mirrors into `dest` (via `dest.part`), checking its md5.
+pub fn fetch_file(file: &RemoteFile, dest: &Path, opts: &DownloadOptions) -> Result<()> {
+    let part = dest.with_file_name(format!("{}.part", dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let mut failures = Vec::new();
+    for url in &file.urls {
+        for _ in 0..opts.attempts_per_mirror.max(1) {
+            match download_resuming(url, &part, opts) {
+                Ok(()) => {
+                    if let Some(want) = &file.md5 {
+                        let got = md5_file(&part)?;
+                        if &got != want {
+                            let _ = std::fs::remove_file(&part);
+                            failures.push(format!("{url}: md5 {got}, expected {want}"));
+                            break;
+                        }
+                    }
+                    return std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e));
+                }
+                Err(DownloadError::Fatal(msg)) => {
+                    failures.push(format!("{url}: {msg}"));
+                    let _ = std::fs::remove_file(&part);
+                    break;
+                }
+                Err(DownloadError::Interrupted(msg)) => failures.push(format!("{url}: interrupted ({msg})")),
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&part);
+    Err(Error::data(dest, format!("download failed from every mirror: {}", failures.join("; "))))
+}
+
+enum DownloadError {
+    /// Worth retrying the same URL (the partial file is kept and resumed).
+    Interrupted(String),
+    /// Not worth retrying this URL (HTTP error status, bad URL).
+    Fatal(String),
+}
+
+/// Appends to `part` from where it stops (Range request); restarts if the server ignores ranges.
+fn download_resuming(url: &str, part: &Path, opts: &DownloadOptions) -> std::result::Result<(), DownloadError> {
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let agent = ureq::AgentBuilder::new().timeout_connect(opts.timeout).timeout_read(opts.timeout).build();
+    let mut request = agent.get(url);
+    if have > 0 {
+        request = request.set("Range", &format!("bytes={have}-"));
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(416, _)) if have > 0 => return Ok(()), // already complete
+        Err(ureq::Error::Status(code, _)) => return Err(DownloadError::Fatal(format!("HTTP {code}"))),
+        Err(e) => return Err(DownloadError::Interrupted(e.to_string())),
+    };
+    let append = have > 0 && response.status() == 206;
+    let total = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok()).map(|n| if append { n + have } else { n });
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(part)
+        .map_err(|e| DownloadError::Fatal(format!("{}: {e}", part.display())))?;
+    let bar = (opts.progress).then(|| {
+        let bar = indicatif::ProgressBar::new(total.unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+        bar.set_position(if append { have } else { 0 });
+        bar
+    });
+    let mut reader = response.into_reader();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut written = if append { have } else { 0 };
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| DownloadError::Interrupted(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).map_err(|e| DownloadError::Fatal(format!("{}: {e}", part.display())))?;
+        written += n as u64;
+        if let Some(b) = &bar {
+            b.set_position(written);
+        }
+    }
+    out.sync_all().map_err(|e| DownloadError::Fatal(e.to_string()))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match total {
+        Some(t) if written < t => Err(DownloadError::Interrupted(format!("got {written} of {t} bytes"))),
+        _ => Ok(()),
+    }
+}
+
+pub fn md5_file(path: &Path) -> Result<String> {
+    use md5::{Digest, Md5};
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Extracts a zip into a temporary folder beside `target`, then renames its top folder to `target`.
+fn unzip_into(zip_path: &Path, data_dir: &Path, target: &Path) -> Result<()> {
+    let file = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| Error::data(zip_path, format!("not a zip archive: {e}")))?;
+    let tmp = data_dir.join(".unzip.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    archive.extract(&tmp).map_err(|e| Error::data(zip_path, format!("cannot extract: {e}")))?;
+    let inner = tmp.join(target.file_name().unwrap_or_default());
+    let from = if inner.is_dir() { inner } else { tmp.clone() };
+    if target.exists() {
+        std::fs::remove_dir_all(target).map_err(|e| Error::io(target, e))?;
+    }
+    std::fs::rename(&from, target).map_err(|e| Error::io(target, e))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `samix data download` against a local HTTP server on 127.0.0.1 serving copies of the real
+//! files: a full download, a resumed interruption, a corrupted file rejected with nothing left
+//! behind, a 404 mirror followed by one that works, and no request at all when data is present.
+mod common;
+use common::*;
+use samix::config::DatasetKind;
+use samix::data::download::{self, DatasetSource, DownloadOptions, Fetched, RemoteFile};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// A minimal HTTP/1.1 file server: GET with optional `Range: bytes=N-`, 404 for unknown paths, and
+/// optionally a first response that stops after `cut` bytes (a dropped connection).
+struct Server {
+    port: u16,
+    log: Arc<Mutex<Vec<(String, Option<u64>)>>>,
+}
+
+impl Server {
+    fn start(files: HashMap<String, Vec<u8>>, cut: Option<(String, usize)>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (files, cut, log2) = (Arc::new(files), Arc::new(Mutex::new(cut)), log.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (files, cut, log) = (files.clone(), cut.clone(), log2.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let mut range = None;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                            range = v.trim().trim_end_matches('-').parse::<u64>().ok();
+                        }
+                    }
+                    log.lock().unwrap().push((path.clone(), range));
+                    let Some(body) = files.get(&path) else {
+                        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        return;
+                    };
+                    let start = range.unwrap_or(0) as usize;
+                    let rest = &body[start.min(body.len())..];
+                    let head = match range {
+                        Some(_) => format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nConnection: close\r\n\r\n",
+                            rest.len(), start, body.len() - 1, body.len()
+                        ),
+                        None => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", rest.len()),
+                    };
+                    let _ = stream.write_all(head.as_bytes());
+                    let mut cut = cut.lock().unwrap();
+                    let send = match cut.as_ref() {
+                        Some((p, n)) if *p == path && range.is_none() => {
+                            let n = *n;
+                            *cut = None;
+                            &rest[..n]
+                        }
+                        _ => rest,
+                    };
+                    let _ = stream.write_all(send);
+                });
+            }
+        });
+        Server { port, log }
+    }
+    fn base(&self, prefix: &str) -> String {
+        format!("http://127.0.0.1:{}/{prefix}/", self.port)
+    }
+    fn requests(&self) -> Vec<(String, Option<u64>)> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn mnist_files(prefix: &str) -> HashMap<String, Vec<u8>> {
+    std::fs::read_dir(mnist())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (format!("/{prefix}/{}", p.file_name().unwrap().to_string_lossy()), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn opts() -> DownloadOptions {
+    DownloadOptions { timeout: std::time::Duration::from_secs(10), ..Default::default() }
+}
+
+#[test]
+fn full_download_then_nothing_fetched_again() {
+    let server = Server::start(mnist_files("a"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("a")])).unwrap();
+    let got = download::fetch(&source, dir.path(), &opts()).unwrap();
+    assert_eq!(got, Fetched::Downloaded(dir.path().join("mnist")));
+    for (name, _) in samix::data::idx::FILES {
+        let f = format!("{name}.gz");
+        assert_eq!(std::fs::read(dir.path().join("mnist").join(&f)).unwrap(), std::fs::read(mnist().join(&f)).unwrap());
+    }
+    assert_eq!(server.requests().len(), 4);
+    assert_eq!(download::fetch(&source, dir.path(), &opts()).unwrap(), Fetched::AlreadyPresent(dir.path().join("mnist")));
+    assert_eq!(server.requests().len(), 4, "a present, valid dataset is not downloaded again");
+}
+
+#[test]
+fn interrupted_download_resumes_with_a_range_request() {
+    let big = "/a/train-images-idx3-ubyte.gz".to_string();
+    let half = std::fs::metadata(mnist().join("train-images-idx3-ubyte.gz")).unwrap().len() as usize / 2;
+    let server = Server::start(mnist_files("a"), Some((big.clone(), half)));
+    let dir = tempfile::tempdir().unwrap();
+    let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("a")])).unwrap();
+    download::fetch(&source, dir.path(), &opts()).unwrap();
+    let hits: Vec<Option<u64>> = server.requests().into_iter().filter(|(p, _)| *p == big).map(|(_, r)| r).collect();
+    assert_eq!(hits, vec![None, Some(half as u64)], "second request resumes at the cut");
+    assert_eq!(
+        std::fs::read(dir.path().join("mnist/train-images-idx3-ubyte.gz")).unwrap(),
+        std::fs::read(mnist().join("train-images-idx3-ubyte.gz")).unwrap()
+    );
+    assert!(!dir.path().join("mnist/train-images-idx3-ubyte.gz.part").exists());
+}
+
+#[test]
+fn corrupted_file_is_rejected_and_nothing_is_left() {
+    // One pixel changed inside a validly re-gzipped file: only the checksum can catch it.
+    let mut files = mnist_files("a");
+    let (_, mut raw) = samix::data::idx::read_idx_file(&mnist(), "t10k-images-idx3-ubyte").unwrap();
+    raw[5000] ^= 0x55;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    files.insert("/a/t10k-images-idx3-ubyte.gz".into(), gz.finish().unwrap());
+    let server = Server::start(files, None);
+    let dir = tempfile::tempdir().unwrap();
+    let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("a")])).unwrap();
+    let err = download::fetch(&source, dir.path(), &opts()).unwrap_err().to_string();
+    assert!(err.contains("t10k-images-idx3-ubyte") && err.contains("md5"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("mnist")).unwrap().collect();
+    assert!(left.is_empty(), "nothing half-written may stay: {left:?}");
+
+    // A single file with a published md5: the mismatch is named and neither the file nor its
+    // .part stays.
+    let dest = dir.path().join("one.gz");
+    let file = RemoteFile {
+        name: "one.gz".into(),
+        urls: vec![format!("{}t10k-images-idx3-ubyte.gz", server.base("a"))],
+        md5: Some("9fb629c4189551a2d022fa330f9573f3".into()),
+    };
+    let err = download::fetch_file(&file, &dest, &opts()).unwrap_err().to_string();
+    assert!(err.contains("one.gz") && err.contains("expected 9fb629c4189551a2d022fa330f9573f3"), "{err}");
+    assert!(!dest.exists() && !dir.path().join("one.gz.part").exists());
+}
+
+#[test]
+fn a_404_mirror_falls_through_to_the_next() {
+    let server = Server::start(mnist_files("good"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("gone"), server.base("good")])).unwrap();
+    download::fetch(&source, dir.path(), &opts()).unwrap();
+    let log = server.requests();
+    assert_eq!(log.iter().filter(|(p, _)| p.starts_with("/gone/")).count(), 4, "each file tried the first mirror once (404 is final)");
+    assert_eq!(log.iter().filter(|(p, _)| p.starts_with("/good/")).count(), 4);
+    // Every mirror failing names the file and each mirror's reason.
+    let empty = tempfile::tempdir().unwrap();
+    let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("gone")])).unwrap();
+    let err = download::fetch(&source, empty.path(), &opts()).unwrap_err().to_string();
+    assert!(err.contains("every mirror") && err.contains("HTTP 404") && err.contains(".gz"), "{err}");
+}
+
+#[test]
+fn present_data_touches_no_network() {
+    // The shared copy is a complete data directory: nothing is requested, not even a connection.
+    let source = DatasetSource::new(DatasetKind::FashionMnist, Some(&["http://127.0.0.1:9/unused/".to_string()])).unwrap();
+    let got = download::fetch(&source, &datasets(), &opts()).unwrap();
+    assert_eq!(got, Fetched::AlreadyPresent(datasets().join("fashion-mnist")));
+    // A config without data.path reads $SAMIX_DATA (here the shared copy) and trains offline.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_fashion_config(200, 100, 1, r#"policy = "none""#).lines().filter(|l| !l.starts_with("path =")).collect::<Vec<_>>().join("\n");
+    std::fs::write(tmp.path().join("c.toml"), cfg).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix"))
+        .args(["train", "--config", "c.toml", "--out", "run", "--device", "cpu"])
+        .env("SAMIX_DATA", datasets())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("downloading"));
+    let resolved = std::fs::read_to_string(tmp.path().join("run/config.toml")).unwrap();
+    assert!(resolved.contains("fashion-mnist"), "the run records where the data was: {resolved}");
+}
+
+#[test]
+fn cli_download_command() {
+    let server = Server::start(mnist_files("m"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_samix"))
+            .args(["data", "download", "mnist", "--to", dir.path().to_str().unwrap(), "--mirror", &server.base("m")])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("downloaded and verified"));
+    let o = run();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("already present"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(["data", "download", "imagenet"]).output().unwrap();
+    assert!(!o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("panicked"));
+}
