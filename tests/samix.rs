@@ -309,7 +309,8 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     }
     let get = |n: &str| names.iter().find(|(name, _)| name == n).map(|(_, c)| c.clone()).unwrap();
     let r = get("cifar100_r18_samix").mix.online_mixer().unwrap();
-    assert_eq!(r.mixer, MixerConfig::default());
+    assert_eq!(r.mixer, MixerConfig { upsample: Some(Upsample::Bilinear), ..MixerConfig::default() });
+    assert_eq!(r.mixer.upsample_mode(), MixerConfig::default().upsample_mode());
     assert_eq!(r.mask_loss, MaskLossConfig::samix());
     assert_eq!(r.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 });
     assert_eq!(get("cifar100_r18_samix").schedule.min_lr, 0.05);
