@@ -91,6 +91,23 @@ fn time_steps(method: Method, device: Device, batch: i64, warmup: usize, steps: 
     Ok(BenchResult { method, ms_per_step: ms, images_per_sec: batch as f64 * 1000.0 / ms })
 }
 
+/// Images per second `policy` mixes (its `mix` alone) on a random `batch×3×32×32` batch.
+pub fn bench_policy_mix(policy: &dyn MixPolicy, device: Device, batch: i64, iters: usize) -> f64 {
+    let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+    let y = Tensor::randint(100, [batch], (Kind::Int64, device));
+    let mut rng = stream(0, Stream::Mix, 0, 0);
+    for _ in 0..3 {
+        let _ = policy.mix(&x, &y, &mut rng);
+    }
+    synchronize(device);
+    let t = Instant::now();
+    for _ in 0..iters {
+        let _ = policy.mix(&x, &y, &mut rng);
+    }
+    synchronize(device);
+    (batch as usize * iters) as f64 / t.elapsed().as_secs_f64()
+}
+
 /// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).
 fn bench_samix(device: Device, batch: i64, warmup: usize, steps: usize) -> Result<BenchResult> {
     use crate::config::{MixerOptimConfig, OptimConfig as O, SamixConfig};

@@ -217,6 +217,20 @@ pub enum MixConfig {
     },
     /// Box pasted from the paired image; λ recomputed from the box area.
     Cutmix { alpha: f64 },
+    /// The whole paired image shrunk into a random box (τ from Beta(α, α) within [0.1, 0.8]).
+    Resizemix { alpha: f64 },
+    /// Grid of holes taking the paired image, hole side ratio √(1−λ).
+    Gridmix { alpha: f64 },
+    /// Gaussian blob of the paired image; α is not used by the mask (as the reference).
+    Smoothmix { alpha: f64 },
+    /// Binarised low-frequency Fourier mask keeping ~λ of the first image.
+    Fmix {
+        alpha: f64,
+        #[serde(default = "fmix_decay")]
+        decay_power: f64,
+    },
+    /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
+    Saliencymix { alpha: f64 },
     /// Online SAMix: a learnable Mixer trained through an EMA critic (SAMIX_SPEC.md §3).
     Samix(SamixConfig),
     /// Online AutoMix: the same training step with AutoMix's Mixer, mask loss and CE critic.
@@ -224,6 +238,27 @@ pub enum MixConfig {
 }
 
 impl MixConfig {
+    /// A handcrafted policy by name with its α (default: the reference's CIFAR-100 ResNet-18
+    /// value, SAMIX_SPEC.md §8), validated as a config would be.
+    pub fn from_name(name: &str, alpha: Option<f64>) -> Result<MixConfig> {
+        let alpha = alpha.unwrap_or(match name {
+            "mixup" | "resizemix" => 1.0,
+            "samix" | "automix" => 2.0,
+            _ => 0.2,
+        });
+        let text = if name == "none" { "policy = \"none\"".to_string() } else { format!("policy = \"{name}\"\nalpha = {alpha:?}") };
+        let cfg: MixConfig = toml::from_str(&text).map_err(|e| Error::config("--policy", e.message().to_string()))?;
+        match &cfg {
+            MixConfig::Samix(_) | MixConfig::Automix(_) => {
+                return Err(Error::config("--policy", "samix/automix learn their masks during training; see the run's visuals/"))
+            }
+            MixConfig::None => {}
+            _ if !(alpha.is_finite() && alpha > 0.0) => return Err(Error::config("--alpha", format!("{alpha} is not a positive number"))),
+            _ => {}
+        }
+        Ok(cfg)
+    }
+
     /// The online-Mixer settings with the variant's defaults filled in, if this is one.
     pub fn online_mixer(&self) -> Option<ResolvedSamix> {
         match self {
@@ -311,6 +346,9 @@ impl EmaConfig {
     }
 }
 
+fn fmix_decay() -> f64 {
+    3.0
+}
 fn two_f() -> f64 {
     2.0
 }
@@ -455,7 +493,13 @@ impl TrainConfig {
         check(s.warmup_start_lr >= 0.0 && s.warmup_start_lr <= o.lr, "schedule.warmup_start_lr", "must be in [0, optim.lr]")?;
         match &self.mix {
             MixConfig::None => {}
-            MixConfig::Mixup { alpha, .. } | MixConfig::Cutmix { alpha } => {
+            MixConfig::Mixup { alpha, .. }
+            | MixConfig::Cutmix { alpha }
+            | MixConfig::Resizemix { alpha }
+            | MixConfig::Gridmix { alpha }
+            | MixConfig::Smoothmix { alpha }
+            | MixConfig::Fmix { alpha, .. }
+            | MixConfig::Saliencymix { alpha } => {
                 let alpha = *alpha;
                 check(alpha.is_finite() && alpha > 0.0, "mix.alpha", "must be a positive number (Beta(α, α))")?
             }

@@ -12,6 +12,7 @@ pub mod host;
 pub mod loss;
 pub mod mix;
 pub mod mixer;
+pub mod report;
 pub mod model;
 pub mod rng;
 pub mod train;

@@ -67,6 +67,31 @@ enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 100)]
         batch: i64,
+        /// Time each mixing policy's `mix` alone instead of training steps.
+        #[arg(long)]
+        policies: bool,
+    },
+    /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
+    /// weight per pixel (white = partner), mixed images, and λ under each column.
+    Mix {
+        /// none, mixup, cutmix, resizemix, gridmix, smoothmix, fmix, saliencymix.
+        #[arg(long)]
+        policy: String,
+        /// A dataset archive or folder (its test split is used).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Beta(α, α) (default: the reference's CIFAR-100 value for the policy).
+        #[arg(long)]
+        alpha: Option<f64>,
+        /// Side images are resized to, for image folders.
+        #[arg(long, default_value_t = 64)]
+        image_size: usize,
     },
     /// Dataset utilities.
     Data {
@@ -112,6 +137,10 @@ impl DownloadName {
             DownloadName::TinyImagenet => DatasetKind::TinyImagenet,
         }
     }
+}
+
+fn mix_name(m: &samix::config::MixConfig) -> String {
+    toml::to_string(m).ok().and_then(|t| t.lines().next().map(|l| l.replace("policy = ", "").replace('"', ""))).unwrap_or_default()
 }
 
 fn main() {
@@ -173,10 +202,18 @@ fn run(cli: Cli) -> Result<()> {
             let r = eval::evaluate(&model.net, &loader)?;
             println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {})", r.acc1, r.acc5, r.loss, r.images, ckpt.state.epoch);
         }
-        Command::Bench { device, steps, warmup, batch } => {
+        Command::Bench { device, steps, warmup, batch, policies } => {
             let device = parse_device(device.as_deref())?;
             if batch < 1 || steps < 1 {
                 bail!("--batch and --steps must be at least 1");
+            }
+            if policies {
+                for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix"] {
+                    let p = samix::mix::Policy::from_config(&samix::config::MixConfig::from_name(name, None)?)?;
+                    let ips = samix::bench::bench_policy_mix(&p, device, batch, steps);
+                    println!("RESULT samix policy {name} device={device:?} bs={batch}: {ips:.0} img/s");
+                }
+                return Ok(());
             }
             let mut vanilla = None;
             for method in samix::bench::Method::ALL {
@@ -193,6 +230,38 @@ fn run(cli: Cli) -> Result<()> {
                     println!("RATIO {}/vanilla {:.2}", method.name(), r.ms_per_step / v);
                 }
             }
+        }
+        Command::Mix { policy, data, out, n, seed, alpha, image_size } => {
+            if n == 0 {
+                bail!("--n must be at least 1");
+            }
+            let mix = samix::config::MixConfig::from_name(&policy, alpha)?;
+            let policy = samix::mix::Policy::from_config(&mix)?;
+            let kind = verify::detect(&data)?;
+            let mut augment = samix::config::AugmentConfig::default();
+            if kind.native_size().is_none() {
+                augment.image_size = Some(image_size);
+            }
+            let dc = samix::config::DataConfig {
+                dataset: kind,
+                path: Some(data.clone()),
+                train_limit: Some(0),
+                test_limit: Some(n),
+                verify_checksums: false,
+                workers: 1,
+                prefetch: 1,
+                augment: augment.clone(),
+            };
+            let splits = open_splits(&dc)?;
+            let info = splits.test.info().clone();
+            let pipeline = samix::data::transform::Pipeline::eval(&augment, &info.mean, &info.std);
+            let lc = samix::data::loader::LoaderConfig { batch_size: n, workers: 1, prefetch: 1, shuffle: false, drop_last: false, seed };
+            let loader = samix::data::loader::Loader::new(splits.test, pipeline, lc, tch::Device::Cpu);
+            let batch = loader.epoch(0).next().ok_or_else(|| anyhow::anyhow!("{}: no test images", data.display()))??;
+            let mut rng = samix::rng::stream(seed, samix::rng::Stream::Visual, 0, 0);
+            let mixed = samix::report::policy_grid(&policy, &batch.images, &batch.labels, &info.mean, &info.std, &mut rng, &out)?;
+            let lam = Vec::<f64>::try_from(&mixed.targets.lam.to_kind(tch::Kind::Double)).unwrap_or_default();
+            println!("{}: {} of {} images; λ (weight of the first image's label) = {:?}", out.display(), mix_name(&mix), lam.len(), lam.iter().map(|l| (l * 1000.0).round() / 1000.0).collect::<Vec<_>>());
         }
         Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
             let dir = to.unwrap_or_else(download::default_data_dir);

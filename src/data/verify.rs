@@ -80,6 +80,36 @@ impl VerifyReport {
     }
 }
 
+/// Which kind of dataset `path` holds, from its layout alone (no full load).
+pub fn detect(path: &Path) -> Result<DatasetKind> {
+    if path.is_file() {
+        let mut members = HashMap::new();
+        cifar::read_archive_members(path, &["test.bin", "test_batch.bin"], &mut members)?;
+        return match (members.contains_key("test.bin"), members.contains_key("test_batch.bin")) {
+            (true, _) => Ok(DatasetKind::Cifar100),
+            (_, true) => Ok(DatasetKind::Cifar10),
+            _ => Err(Error::data(path, "not a CIFAR binary archive")),
+        };
+    }
+    if !path.is_dir() {
+        return Err(Error::data(path, "no such file or folder"));
+    }
+    for (kind, lay) in [(DatasetKind::Cifar100, &cifar::CIFAR100), (DatasetKind::Cifar10, &cifar::CIFAR10)] {
+        if path.join(lay.test_files[0]).is_file() || path.join(lay.folder).join(lay.test_files[0]).is_file() {
+            return Ok(kind);
+        }
+    }
+    if ["t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"].iter().any(|n| path.join(n).is_file()) {
+        let (_, bytes) = idx::read_idx_file(path, "t10k-labels-idx1-ubyte")?;
+        let fashion = known_md5(DatasetKind::FashionMnist, "t10k-labels-idx1-ubyte") == Some(md5_hex(&bytes).as_str());
+        return Ok(if fashion { DatasetKind::FashionMnist } else { DatasetKind::Mnist });
+    }
+    if path.join("val").join("val_annotations.txt").is_file() {
+        return Ok(DatasetKind::TinyImagenet);
+    }
+    Ok(DatasetKind::ImageFolder)
+}
+
 /// Recognises the dataset at `path`, loads it fully (all structural checks) and hashes its files.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
     if path.is_file() {

@@ -38,15 +38,33 @@ impl CutBox {
 
 /// The reference's box: cut = ⌊side·√(1−λ)⌋, centre uniform in the image, clipped at the borders.
 pub fn cutmix_box(h: i64, w: i64, lam: f64, rng: &mut SamixRng) -> CutBox {
-    let ratio = (1.0 - lam).max(0.0).sqrt();
+    random_box(h, w, (1.0 - lam).max(0.0).sqrt(), rng)
+}
+
+/// A box of sides ⌊side·ratio⌋ at a uniformly random centre, clipped at the borders.
+pub fn random_box(h: i64, w: i64, ratio: f64, rng: &mut SamixRng) -> CutBox {
     let (cut_h, cut_w) = ((h as f64 * ratio) as i64, (w as f64 * ratio) as i64);
     let (cy, cx) = (rng.gen_range(0..h), rng.gen_range(0..w));
+    centered_box(h, w, cut_h, cut_w, cy, cx)
+}
+
+/// The box of sides `cut_h × cut_w` centred at `(cy, cx)`, clipped at the borders.
+pub fn centered_box(h: i64, w: i64, cut_h: i64, cut_w: i64, cy: i64, cx: i64) -> CutBox {
     CutBox {
         y0: (cy - cut_h / 2).clamp(0, h),
         y1: (cy + cut_h / 2).clamp(0, h),
         x0: (cx - cut_w / 2).clamp(0, w),
         x1: (cx + cut_w / 2).clamp(0, w),
     }
+}
+
+/// Per-pixel weight of the first image (`1×1×H×W`): 0 inside the box, 1 elsewhere.
+pub fn box_first_weight(h: i64, w: i64, b: CutBox, device: tch::Device) -> Tensor {
+    let m = Tensor::ones([1, 1, h, w], (tch::Kind::Float, device));
+    if b.area() > 0 {
+        let _ = m.narrow(2, b.y0, b.y1 - b.y0).narrow(3, b.x0, b.x1 - b.x0).fill_(0.0);
+    }
+    m
 }
 
 /// Copy of `x` with the box region taken from `x2`.
@@ -67,6 +85,7 @@ impl MixPolicy for CutMix {
         let lam = self.lambda.sample(rng);
         let b = cutmix_box(h, w, lam, rng);
         let mixed = paste_box(images, &images.index_select(0, &perm), b);
-        MixedBatch { images: mixed, targets: mix_targets(labels, &perm, b.keep_fraction(h, w)) }
+        let mask = Some(box_first_weight(h, w, b, images.device()));
+        MixedBatch { images: mixed, targets: mix_targets(labels, &perm, b.keep_fraction(h, w)), mask, pairing: Some(perm) }
     }
 }

@@ -32,11 +32,11 @@ impl MixPolicy for MixUp {
             let lam = Tensor::from_slice(&lams).to_device(images.device());
             let images = mix_images(images, &partner, &lam);
             let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
-            MixedBatch { images, targets }
+            MixedBatch { images, targets, mask: None, pairing: Some(perm) }
         } else {
             let lam = self.lambda.sample(rng);
             let images = images * lam + &partner * (1.0 - lam);
-            MixedBatch { images, targets: mix_targets(labels, &perm, lam) }
+            MixedBatch { images, targets: mix_targets(labels, &perm, lam), mask: None, pairing: Some(perm) }
         }
     }
 }

@@ -3,10 +3,20 @@
 //! position, the pairing) are drawn on the host; the pixels are mixed with tensor ops on the
 //! batch's device. A policy never sees the model.
 mod cutmix;
+mod fmix;
+mod gridmix;
 mod mixup;
+mod resizemix;
+mod saliencymix;
+mod smoothmix;
 
-pub use cutmix::{cutmix_box, paste_box, CutBox, CutMix};
+pub use cutmix::{box_first_weight, centered_box, cutmix_box, paste_box, random_box, CutBox, CutMix};
+pub use fmix::{fourier_mask, FMix};
+pub use gridmix::{grid_mask, GridMix};
 pub use mixup::{mix_images, MixUp};
+pub use resizemix::ResizeMix;
+pub use saliencymix::{spectral_residual_saliency, SaliencyMix};
+pub use smoothmix::{gaussian_blob, SmoothMix};
 
 use crate::config::MixConfig;
 use crate::rng::SamixRng;
@@ -48,6 +58,16 @@ impl MixedTargets {
 pub struct MixedBatch {
     pub images: Tensor,
     pub targets: MixedTargets,
+    /// For mask-based policies: the per-pixel weight of the first image, broadcastable to
+    /// `N×1×H×W` (for pictures and tests; `None` for global blends such as MixUp).
+    pub mask: Option<Tensor>,
+    /// The pairing: sample n was mixed with sample `pairing[n]` (`None` when nothing was mixed).
+    pub pairing: Option<Tensor>,
+}
+
+/// `x ⊙ m + x2 ⊙ (1 − m)` for a first-image weight map `m`.
+pub fn blend(x: &Tensor, x2: &Tensor, first_weight: &Tensor) -> Tensor {
+    x * first_weight + x2 * (-first_weight + 1.0)
 }
 
 /// A mixing policy: batch in, mixed batch out.
@@ -61,7 +81,7 @@ pub struct NoMix;
 
 impl MixPolicy for NoMix {
     fn mix(&self, images: &Tensor, labels: &Tensor, _rng: &mut SamixRng) -> MixedBatch {
-        MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels) }
+        MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels), mask: None, pairing: None }
     }
 }
 
@@ -71,6 +91,11 @@ pub enum Policy {
     None(NoMix),
     MixUp(MixUp),
     CutMix(CutMix),
+    ResizeMix(ResizeMix),
+    GridMix(GridMix),
+    SmoothMix(SmoothMix),
+    FMix(FMix),
+    SaliencyMix(SaliencyMix),
 }
 
 impl Policy {
@@ -79,6 +104,11 @@ impl Policy {
             MixConfig::None => Policy::None(NoMix),
             MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(*alpha, *per_sample)?),
             MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(*alpha)?),
+            MixConfig::Resizemix { alpha } => Policy::ResizeMix(ResizeMix::new(*alpha)?),
+            MixConfig::Gridmix { alpha } => Policy::GridMix(GridMix::new(*alpha)?),
+            MixConfig::Smoothmix { alpha } => Policy::SmoothMix(SmoothMix::new(*alpha)?),
+            MixConfig::Fmix { alpha, decay_power } => Policy::FMix(FMix::new(*alpha, *decay_power)?),
+            MixConfig::Saliencymix { alpha } => Policy::SaliencyMix(SaliencyMix::new(*alpha)?),
             MixConfig::Samix(_) | MixConfig::Automix(_) => {
                 return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))
             }
@@ -92,6 +122,11 @@ impl MixPolicy for Policy {
             Policy::None(p) => p.mix(images, labels, rng),
             Policy::MixUp(p) => p.mix(images, labels, rng),
             Policy::CutMix(p) => p.mix(images, labels, rng),
+            Policy::ResizeMix(p) => p.mix(images, labels, rng),
+            Policy::GridMix(p) => p.mix(images, labels, rng),
+            Policy::SmoothMix(p) => p.mix(images, labels, rng),
+            Policy::FMix(p) => p.mix(images, labels, rng),
+            Policy::SaliencyMix(p) => p.mix(images, labels, rng),
         }
     }
 }
