@@ -231,6 +231,23 @@ pub enum MixConfig {
     },
     /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
     Saliencymix { alpha: f64 },
+    /// Mixes the input or a hidden stage's output (`points`: 0 = input, k = after stage k).
+    Manifoldmix {
+        alpha: f64,
+        #[serde(default = "manifold_points")]
+        points: Vec<usize>,
+    },
+    /// Sinkhorn-aligned interpolation of the last feature maps; with `alternate_manifold` (the
+    /// reference's CIFAR setting) each step is ManifoldMix or AlignMix with probability ½.
+    Alignmix {
+        alpha: f64,
+        #[serde(default = "tenth_f")]
+        epsilon: f64,
+        #[serde(default = "hundred")]
+        sinkhorn_iterations: usize,
+        #[serde(default = "yes")]
+        alternate_manifold: bool,
+    },
     /// Online SAMix: a learnable Mixer trained through an EMA critic (SAMIX_SPEC.md §3).
     Samix(SamixConfig),
     /// Online AutoMix: the same training step with AutoMix's Mixer, mask loss and CE critic.
@@ -257,6 +274,23 @@ impl MixConfig {
             _ => {}
         }
         Ok(cfg)
+    }
+
+    /// The feature-level policy, if this config names one (it runs inside the network).
+    pub fn feature_mix(&self) -> Result<Option<crate::mix::FeatureMix>> {
+        use crate::mix::{AlignMix, FeatureMix, ManifoldMix};
+        Ok(match self {
+            MixConfig::Manifoldmix { alpha, points } => Some(FeatureMix::Manifold(ManifoldMix::new(*alpha, points.clone())?)),
+            MixConfig::Alignmix { alpha, epsilon, sinkhorn_iterations, alternate_manifold } => {
+                let align = AlignMix::new(*alpha, *epsilon, *sinkhorn_iterations)?;
+                Some(if *alternate_manifold {
+                    FeatureMix::ManifoldOrAlign(ManifoldMix::new(*alpha, manifold_points())?, align)
+                } else {
+                    FeatureMix::Align(align)
+                })
+            }
+            _ => None,
+        })
     }
 
     /// The online-Mixer settings with the variant's defaults filled in, if this is one.
@@ -346,6 +380,12 @@ impl EmaConfig {
     }
 }
 
+fn manifold_points() -> Vec<usize> {
+    vec![0, 1, 2]
+}
+fn hundred() -> usize {
+    100
+}
 fn fmix_decay() -> f64 {
     3.0
 }
@@ -499,7 +539,9 @@ impl TrainConfig {
             | MixConfig::Gridmix { alpha }
             | MixConfig::Smoothmix { alpha }
             | MixConfig::Fmix { alpha, .. }
-            | MixConfig::Saliencymix { alpha } => {
+            | MixConfig::Saliencymix { alpha }
+            | MixConfig::Manifoldmix { alpha, .. }
+            | MixConfig::Alignmix { alpha, .. } => {
                 let alpha = *alpha;
                 check(alpha.is_finite() && alpha > 0.0, "mix.alpha", "must be a positive number (Beta(α, α))")?
             }
@@ -521,6 +563,10 @@ impl TrainConfig {
                 let stages = if self.model.arch == Arch::Wrn28_8 { 3 } else { 4 };
                 check(c.mask_stage + 1 < stages, "mix.mask_stage", &format!("must be a stage before the last (0..{})", stages - 1))?;
             }
+        }
+        if let MixConfig::Manifoldmix { points, .. } = &self.mix {
+            let stages = if self.model.arch == Arch::Wrn28_8 { 3 } else { 4 };
+            check(!points.is_empty() && points.iter().all(|&p| p < stages), "mix.points", &format!("must list mixing points in 0..{stages} (0 = input, k = after stage k)"))?;
         }
         let m = &self.model;
         check(m.base_width.map_or(true, |w| w >= 1), "model.base_width", "must be at least 1")?;

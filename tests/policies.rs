@@ -125,3 +125,72 @@ fn policy_names_and_alphas_are_validated() {
     assert_eq!(MixConfig::from_name("mixup", None).unwrap(), MixConfig::Mixup { alpha: 1.0, per_sample: false });
     assert_eq!(MixConfig::from_name("cutmix", None).unwrap(), MixConfig::Cutmix { alpha: 0.2 });
 }
+
+mod feature {
+    use super::*;
+    use samix::config::{Arch, ModelConfig, Stem};
+    use samix::mix::{align, sinkhorn_plan, ManifoldMix};
+    use samix::model::{Network, StagedNet};
+    use tch::nn::VarStore;
+
+    fn tiny_net() -> (VarStore, Network) {
+        tch::manual_seed(5);
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+        let net = Network::new(&vs.root(), &cfg, 3, 10).unwrap();
+        // Non-zero residual branches, so every stage changes its input.
+        tch::no_grad(|| {
+            for (_, mut t) in vs.variables().into_iter().filter(|(_, t)| t.requires_grad()) {
+                let _ = t.g_add_(&(t.randn_like() * 0.2));
+            }
+        });
+        (vs, net)
+    }
+
+    #[test]
+    fn manifoldmix_mixes_the_stage_it_says() {
+        let (_vs, net) = tiny_net();
+        let x = Tensor::randn([6, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let y = Tensor::arange(6, (Kind::Int64, Device::Cpu));
+        let mut by_point = Vec::new();
+        for at in 0..4usize {
+            let p = ManifoldMix::new(2.0, vec![at]).unwrap();
+            let out = tch::no_grad(|| p.forward(&net, &x, &y, false, &mut SamixRng::seed_from_u64(9)).unwrap());
+            assert_eq!(out.mixed_at, at);
+            let perm = out.targets.y_b.shallow_clone(); // labels are 0..N, so y_b is the pairing
+            let lam = f64s(&out.targets.lam)[0];
+            // By hand: run to the mixing point, blend with the partner, run on.
+            let manual = tch::no_grad(|| {
+                let mut h = if at == 0 { x.shallow_clone() * lam + x.index_select(0, &perm) * (1.0 - lam) } else { x.shallow_clone() };
+                h = net.stem_t(&h, false);
+                for i in 0..4 {
+                    h = net.stage_t(i, &h, false);
+                    if i + 1 == at {
+                        h = &h * lam + h.index_select(0, &perm) * (1.0 - lam);
+                    }
+                }
+                net.head(&h)
+            });
+            assert!(out.logits.allclose(&manual, 1e-5, 1e-5, false), "mixing point {at}");
+            by_point.push(out.logits);
+        }
+        assert!(!by_point[1].allclose(&by_point[2], 1e-4, 1e-4, false), "different points give different outputs");
+        assert!(ManifoldMix::new(2.0, vec![4]).unwrap().forward(&net, &x, &y, false, &mut SamixRng::seed_from_u64(1)).is_err());
+    }
+
+    #[test]
+    fn sinkhorn_plan_has_uniform_marginals_and_recovers_a_permutation() {
+        let a = Tensor::randn([2, 16, 3, 3], (Kind::Float, Device::Cpu));
+        let plan = sinkhorn_plan(&a, &a.flip([0]), 0.1, 100);
+        assert_eq!(plan.size(), [2, 9, 9]);
+        let rows = f64s(&plan.sum_dim_intlist(2, false, Kind::Double));
+        let cols = f64s(&plan.sum_dim_intlist(1, false, Kind::Double));
+        assert!(rows.iter().chain(&cols).all(|m| (m - 1.0 / 9.0).abs() < 1e-3), "{rows:?} {cols:?}");
+        // b is a with its spatial positions shuffled: aligning b onto a (sharp ε) gives a back.
+        let order = Tensor::from_slice(&[4i64, 0, 7, 2, 8, 1, 3, 6, 5]);
+        let b = a.flatten(2, -1).index_select(2, &order).view([2, 16, 3, 3]);
+        let back = align(&b, &a, 0.01, 200);
+        assert!(back.allclose(&a, 1e-3, 1e-3, false), "max error {}", (&back - &a).abs().max().double_value(&[]));
+        assert!(f64s(&back).iter().all(|v| v.is_finite()));
+    }
+}

@@ -102,3 +102,16 @@ fn run_directory_is_never_overwritten_without_force() {
     let err = run(&cfg, &tmp.path().join("empty"), true, false, None).unwrap_err().to_string();
     assert!(err.contains("no checkpoint"), "{err}");
 }
+
+#[test]
+fn feature_level_policies_train() {
+    let _rng = common::torch_rng_lock();
+    for mix in ["policy = \"manifoldmix\"\nalpha = 2.0", "policy = \"alignmix\"\nalpha = 2.0"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig::parse(&tiny_fashion_config(3000, 500, 2, mix), &[]).unwrap();
+        let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
+        assert!(s.final_acc1 > 35.0, "{mix}: {}", s.final_acc1);
+    }
+    let err = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"manifoldmix\"\nalpha = 2.0\npoints = [4]"), &[]).unwrap_err();
+    assert!(err.to_string().contains("mix.points"), "{err}");
+}

@@ -3,6 +3,7 @@
 //! position, the pairing) are drawn on the host; the pixels are mixed with tensor ops on the
 //! batch's device. A policy never sees the model.
 mod cutmix;
+mod feature;
 mod fmix;
 mod gridmix;
 mod mixup;
@@ -11,6 +12,7 @@ mod saliencymix;
 mod smoothmix;
 
 pub use cutmix::{box_first_weight, centered_box, cutmix_box, paste_box, random_box, CutBox, CutMix};
+pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
 pub use fmix::{fourier_mask, FMix};
 pub use gridmix::{grid_mask, GridMix};
 pub use mixup::{mix_images, MixUp};
@@ -111,6 +113,9 @@ impl Policy {
             MixConfig::Saliencymix { alpha } => Policy::SaliencyMix(SaliencyMix::new(*alpha)?),
             MixConfig::Samix(_) | MixConfig::Automix(_) => {
                 return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))
+            }
+            MixConfig::Manifoldmix { .. } | MixConfig::Alignmix { .. } => {
+                return Err(Error::config("mix.policy", "manifoldmix/alignmix mix hidden features; they are run inside the network by the trainer"))
             }
         })
     }

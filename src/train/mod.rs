@@ -66,7 +66,7 @@ pub trait Learner {
     fn optimizer_state(&self) -> Vec<(String, Tensor)>;
     /// One optimisation step; returns the detached scalar loss (on the device) and the
     /// backbone's learning rate.
-    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> (Tensor, f64);
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)>;
     fn evaluate(&self, loader: &Loader) -> Result<eval::Evaluation>;
     /// Extra per-epoch figures for `metrics.jsonl` (loss components); resets them.
     fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
@@ -119,10 +119,16 @@ impl Model {
     }
 }
 
+/// How a supervised step mixes: on the input batch, or inside the network.
+pub enum Mixing {
+    Input(Policy),
+    Feature(crate::mix::FeatureMix),
+}
+
 /// Training with a handcrafted mixing policy and mixup CE.
 pub struct SupervisedLearner {
     model: Model,
-    policy: Policy,
+    mixing: Mixing,
     sgd: Sgd,
     schedule: CosineSchedule,
     smoothing: f64,
@@ -130,11 +136,14 @@ pub struct SupervisedLearner {
 
 impl SupervisedLearner {
     pub fn new(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Self> {
-        let policy = Policy::from_config(&cfg.mix)?;
+        let mixing = match cfg.mix.feature_mix()? {
+            Some(f) => Mixing::Feature(f),
+            None => Mixing::Input(Policy::from_config(&cfg.mix)?),
+        };
         let model = Model::build(cfg, info, device)?;
         let sgd = Sgd::new(&model.vs, &cfg.optim);
         let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
-        Ok(SupervisedLearner { model, policy, sgd, schedule, smoothing: cfg.train.label_smoothing })
+        Ok(SupervisedLearner { model, mixing, sgd, schedule, smoothing: cfg.train.label_smoothing })
     }
 }
 
@@ -151,15 +160,23 @@ impl Learner for SupervisedLearner {
     fn optimizer_state(&self) -> Vec<(String, Tensor)> {
         self.sgd.state()
     }
-    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> (Tensor, f64) {
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let lr = self.schedule.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        let mixed = self.policy.mix(&batch.images, &batch.labels, rng);
-        let logits = self.model.net.forward_t(&mixed.images, true);
-        let loss = mixup_cross_entropy(&logits, &mixed.targets, self.smoothing);
+        let (logits, targets) = match &self.mixing {
+            Mixing::Input(policy) => {
+                let mixed = policy.mix(&batch.images, &batch.labels, rng);
+                (self.model.net.forward_t(&mixed.images, true), mixed.targets)
+            }
+            Mixing::Feature(f) => {
+                let out = f.forward(&self.model.net, &batch.images, &batch.labels, true, rng)?;
+                (out.logits, out.targets)
+            }
+        };
+        let loss = mixup_cross_entropy(&logits, &targets, self.smoothing);
         self.sgd.zero_grad();
         loss.backward();
         self.sgd.step(lr);
-        (loss.detach(), lr)
+        Ok((loss.detach(), lr))
     }
     fn evaluate(&self, loader: &Loader) -> Result<eval::Evaluation> {
         let r = eval::evaluate(&self.model.net, loader)?;
@@ -293,7 +310,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         for (i, batch) in (&mut batches).enumerate() {
             let batch = batch?;
             let ctx = StepContext { epoch, iter: i, iters_per_epoch: iters, global_step, total_steps };
-            let (loss, step_lr) = learner.train_step(&batch, &ctx, &mut rng);
+            let (loss, step_lr) = learner.train_step(&batch, &ctx, &mut rng)?;
             lr = step_lr;
             loss_sum += &loss;
             images += batch.len();

@@ -295,7 +295,7 @@ impl Learner for SamixLearner {
         self.sgd.state()
     }
 
-    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> (Tensor, f64) {
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let momentum = self.resolved.cfg.ema.momentum_at(ctx.global_step, ctx.total_steps);
         let d = SamixNets::draw(&self.resolved, &self.lambda, batch.len(), rng, batch.images.device());
         let losses = self.nets.losses(&self.resolved, &batch.images, &batch.labels, &d, self.smoothing);
@@ -312,7 +312,7 @@ impl Learner for SamixLearner {
             *entry += v;
         }
         self.steps_in_epoch += 1;
-        (total.detach(), lr)
+        Ok((total.detach(), lr))
     }
 
     fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
