@@ -231,6 +231,19 @@ pub enum MixConfig {
     },
     /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
     Saliencymix { alpha: f64 },
+    /// timm's MixUp/CutMix combination (per batch, pair or element; partner = flipped batch).
+    MixupCutmix {
+        #[serde(default = "timm_mixup_alpha")]
+        mixup_alpha: f64,
+        #[serde(default = "one_f")]
+        cutmix_alpha: f64,
+        #[serde(default = "one_f")]
+        prob: f64,
+        #[serde(default = "half")]
+        switch_prob: f64,
+        #[serde(default)]
+        mode: crate::mix::LambdaMode,
+    },
     /// Mixes the input or a hidden stage's output (`points`: 0 = input, k = after stage k).
     Manifoldmix {
         alpha: f64,
@@ -263,7 +276,10 @@ impl MixConfig {
             "samix" | "automix" => 2.0,
             _ => 0.2,
         });
-        let text = if name == "none" { "policy = \"none\"".to_string() } else { format!("policy = \"{name}\"\nalpha = {alpha:?}") };
+        let text = match name {
+            "none" | "mixup_cutmix" => format!("policy = \"{name}\""),
+            _ => format!("policy = \"{name}\"\nalpha = {alpha:?}"),
+        };
         let cfg: MixConfig = toml::from_str(&text).map_err(|e| Error::config("--policy", e.message().to_string()))?;
         match &cfg {
             MixConfig::Samix(_) | MixConfig::Automix(_) => {
@@ -380,6 +396,15 @@ impl EmaConfig {
     }
 }
 
+fn timm_mixup_alpha() -> f64 {
+    0.8
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn half() -> f64 {
+    0.5
+}
 fn manifold_points() -> Vec<usize> {
     vec![0, 1, 2]
 }
@@ -533,6 +558,9 @@ impl TrainConfig {
         check(s.warmup_start_lr >= 0.0 && s.warmup_start_lr <= o.lr, "schedule.warmup_start_lr", "must be in [0, optim.lr]")?;
         match &self.mix {
             MixConfig::None => {}
+            MixConfig::MixupCutmix { .. } => {
+                crate::mix::Policy::from_config(&self.mix)?;
+            }
             MixConfig::Mixup { alpha, .. }
             | MixConfig::Cutmix { alpha }
             | MixConfig::Resizemix { alpha }

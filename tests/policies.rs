@@ -194,3 +194,45 @@ mod feature {
         assert!(f64s(&back).iter().all(|v| v.is_finite()));
     }
 }
+
+mod switch {
+    use super::*;
+    use samix::mix::{LambdaMode, MixupCutmix};
+
+    #[test]
+    fn timm_modes_pair_with_the_flipped_batch_and_label_each_element() {
+        let (x, y) = indexed_batch(8, 16, 16);
+        for mode in [LambdaMode::Batch, LambdaMode::Pair, LambdaMode::Elem] {
+            let p = MixupCutmix::new(0.8, 1.0, 0.8, 0.5, mode).unwrap();
+            let (mut saw_cut, mut saw_blend, mut saw_keep) = (false, false, false);
+            for seed in 0..40 {
+                let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
+                assert_eq!(Vec::<i64>::try_from(&out.targets.y_b).unwrap(), (0..8).rev().collect::<Vec<i64>>());
+                let lam = f64s(&out.targets.lam);
+                for n in 0..8usize {
+                    let img = f64s(&out.images.get(n as i64));
+                    let (a, b) = ((n + 1) as f64, (8 - n) as f64);
+                    let from_a = img.iter().filter(|v| (**v - a).abs() < 1e-6).count() as f64 / img.len() as f64;
+                    if lam[n] == 1.0 {
+                        saw_keep |= from_a == 1.0;
+                    } else if img.iter().all(|v| (*v - a).abs() < 1e-6 || (*v - b).abs() < 1e-6) && from_a > 0.0 && from_a < 1.0 {
+                        saw_cut = true;
+                        assert!((from_a - lam[n]).abs() < 1e-6, "{mode:?}: cut area {from_a} vs λ {}", lam[n]);
+                    } else {
+                        saw_blend = true;
+                        let want = lam[n] * a + (1.0 - lam[n]) * b;
+                        assert!(img.iter().all(|v| (v - want).abs() < 1e-4), "{mode:?}: blend with λ {}", lam[n]);
+                    }
+                }
+                match mode {
+                    LambdaMode::Batch => assert!(lam.windows(2).all(|w| w[0] == w[1])),
+                    LambdaMode::Pair => assert!((0..4).all(|i| lam[i] == lam[7 - i]), "pairs share λ: {lam:?}"),
+                    LambdaMode::Elem => {}
+                }
+            }
+            assert!(saw_cut && saw_blend && saw_keep, "{mode:?}: cut {saw_cut} blend {saw_blend} keep {saw_keep}");
+        }
+        assert!(MixupCutmix::new(0.0, 0.0, 1.0, 0.5, LambdaMode::Batch).is_err());
+        assert!(MixupCutmix::new(0.8, 1.0, 1.5, 0.5, LambdaMode::Batch).is_err());
+    }
+}

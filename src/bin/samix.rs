@@ -208,7 +208,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--batch and --steps must be at least 1");
             }
             if policies {
-                for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix"] {
+                for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix", "mixup_cutmix"] {
                     let p = samix::mix::Policy::from_config(&samix::config::MixConfig::from_name(name, None)?)?;
                     let ips = samix::bench::bench_policy_mix(&p, device, batch, steps);
                     println!("RESULT samix policy {name} device={device:?} bs={batch}: {ips:.0} img/s");

@@ -10,6 +10,7 @@ mod mixup;
 mod resizemix;
 mod saliencymix;
 mod smoothmix;
+mod switch;
 
 pub use cutmix::{box_first_weight, centered_box, cutmix_box, paste_box, random_box, CutBox, CutMix};
 pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
@@ -19,6 +20,7 @@ pub use mixup::{mix_images, MixUp};
 pub use resizemix::ResizeMix;
 pub use saliencymix::{spectral_residual_saliency, SaliencyMix};
 pub use smoothmix::{gaussian_blob, SmoothMix};
+pub use switch::{LambdaMode, MixupCutmix};
 
 use crate::config::MixConfig;
 use crate::rng::SamixRng;
@@ -98,6 +100,7 @@ pub enum Policy {
     SmoothMix(SmoothMix),
     FMix(FMix),
     SaliencyMix(SaliencyMix),
+    MixupCutmix(MixupCutmix),
 }
 
 impl Policy {
@@ -111,6 +114,9 @@ impl Policy {
             MixConfig::Smoothmix { alpha } => Policy::SmoothMix(SmoothMix::new(*alpha)?),
             MixConfig::Fmix { alpha, decay_power } => Policy::FMix(FMix::new(*alpha, *decay_power)?),
             MixConfig::Saliencymix { alpha } => Policy::SaliencyMix(SaliencyMix::new(*alpha)?),
+            MixConfig::MixupCutmix { mixup_alpha, cutmix_alpha, prob, switch_prob, mode } => {
+                Policy::MixupCutmix(MixupCutmix::new(*mixup_alpha, *cutmix_alpha, *prob, *switch_prob, *mode)?)
+            }
             MixConfig::Samix(_) | MixConfig::Automix(_) => {
                 return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))
             }
@@ -132,6 +138,7 @@ impl MixPolicy for Policy {
             Policy::SmoothMix(p) => p.mix(images, labels, rng),
             Policy::FMix(p) => p.mix(images, labels, rng),
             Policy::SaliencyMix(p) => p.mix(images, labels, rng),
+            Policy::MixupCutmix(p) => p.mix(images, labels, rng),
         }
     }
 }
