@@ -231,6 +231,15 @@ pub enum MixConfig {
     },
     /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
     Saliencymix { alpha: f64 },
+    /// Top-λ cells of a frozen samix classifier's last feature map keep the first image.
+    Attentivemix {
+        alpha: f64,
+        /// A samix run or checkpoint folder whose (EMA, for SAMix runs) classifier scores cells.
+        checkpoint: PathBuf,
+        /// Resize the batch to this side before scoring (the reference: 224 for an ImageNet net).
+        #[serde(default)]
+        upsample_to: Option<usize>,
+    },
     /// timm's MixUp/CutMix combination (per batch, pair or element; partner = flipped batch).
     MixupCutmix {
         #[serde(default = "timm_mixup_alpha")]
@@ -569,6 +578,7 @@ impl TrainConfig {
             | MixConfig::Fmix { alpha, .. }
             | MixConfig::Saliencymix { alpha }
             | MixConfig::Manifoldmix { alpha, .. }
+            | MixConfig::Attentivemix { alpha, .. }
             | MixConfig::Alignmix { alpha, .. } => {
                 let alpha = *alpha;
                 check(alpha.is_finite() && alpha > 0.0, "mix.alpha", "must be a positive number (Beta(α, α))")?

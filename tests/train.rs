@@ -115,3 +115,43 @@ fn feature_level_policies_train() {
     let err = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"manifoldmix\"\nalpha = 2.0\npoints = [4]"), &[]).unwrap_err();
     assert!(err.to_string().contains("mix.points"), "{err}");
 }
+
+#[test]
+fn attentivemix_keeps_the_frozen_models_top_cells() {
+    use samix::mix::{MixPolicy, Policy};
+    use samix::model::StagedNet;
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let teacher = TrainConfig::parse(&tiny_fashion_config(1000, 200, 1, r#"policy = "none""#), &[]).unwrap();
+    run(&teacher, &tmp.path().join("teacher"), false, false, None).unwrap();
+    let mix = format!("policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"{}\"", tmp.path().join("teacher").display());
+    let cfg = TrainConfig::parse(&tiny_fashion_config(1000, 200, 1, &mix), &[]).unwrap();
+    let policy = Policy::from_config(&cfg.mix).unwrap();
+    let splits = samix::data::open_splits(&cfg.data).unwrap();
+    let loader = samix::train::eval_loader(&cfg, splits.test, Device::Cpu);
+    let batch = loader.epoch(0).next().unwrap().unwrap();
+    let (_vs, net) = samix::train::Model::load_frozen(&tmp.path().join("teacher"), Device::Cpu).unwrap();
+    for seed in 0..5u64 {
+        let out = policy.mix(&batch.images, &batch.labels, &mut <samix::rng::SamixRng as rand::SeedableRng>::seed_from_u64(seed));
+        let mask = out.mask.unwrap();
+        let lam = Vec::<f64>::try_from(&out.targets.lam.to_kind(tch::Kind::Double)).unwrap();
+        let area = Vec::<f64>::try_from(&mask.mean_dim(&[1i64, 2, 3][..], false, tch::Kind::Double)).unwrap();
+        assert_eq!(lam.len(), area.len());
+        assert!(lam.iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6), "per-sample λ = kept area");
+        // The kept cells are the highest-scoring ones of the frozen network (4×4 grid, 7×7 px cells).
+        let f = tch::no_grad(|| net.features(&batch.images, false, &[]).0);
+        let scores = f.mean_dim(1, false, tch::Kind::Float).view([-1, 16]);
+        let cells = mask.view([-1, 1, 4, 7, 4, 7]).select(3, 0).select(4, 0).reshape([-1, 16]);
+        for n in 0..lam.len() as i64 {
+            let k = cells.get(n).sum(tch::Kind::Int64).int64_value(&[]);
+            assert!((1..=16).contains(&k));
+            let kept_min = scores.get(n).masked_select(&cells.get(n).gt(0.5)).min().double_value(&[]);
+            let dropped = scores.get(n).masked_select(&cells.get(n).lt(0.5));
+            if dropped.numel() > 0 {
+                assert!(kept_min >= dropped.max().double_value(&[]), "sample {n}: a kept cell scores below a dropped one");
+            }
+        }
+    }
+    let bad = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"/nowhere\""), &[]).unwrap();
+    assert!(Policy::from_config(&bad.mix).unwrap_err().to_string().contains("/nowhere"));
+}

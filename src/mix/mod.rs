@@ -2,6 +2,7 @@
 //! and returns the mixed images with the label mix (y_a, y_b, λ per sample). Scalars (λ, box
 //! position, the pairing) are drawn on the host; the pixels are mixed with tensor ops on the
 //! batch's device. A policy never sees the model.
+mod attentivemix;
 mod cutmix;
 mod feature;
 mod fmix;
@@ -12,6 +13,7 @@ mod saliencymix;
 mod smoothmix;
 mod switch;
 
+pub use attentivemix::AttentiveMix;
 pub use cutmix::{box_first_weight, centered_box, cutmix_box, paste_box, random_box, CutBox, CutMix};
 pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
 pub use fmix::{fourier_mask, FMix};
@@ -90,8 +92,9 @@ impl MixPolicy for NoMix {
 }
 
 /// The policies a config can name.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Policy {
+    AttentiveMix(AttentiveMix),
     None(NoMix),
     MixUp(MixUp),
     CutMix(CutMix),
@@ -104,8 +107,18 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// The policy a config names; a policy holding a network (AttentiveMix+) loads it on the CPU.
     pub fn from_config(cfg: &MixConfig) -> Result<Policy> {
+        Self::from_config_on(cfg, Device::Cpu)
+    }
+
+    /// As [`Policy::from_config`], loading any network the policy holds onto `device`.
+    pub fn from_config_on(cfg: &MixConfig, device: Device) -> Result<Policy> {
         Ok(match cfg {
+            MixConfig::Attentivemix { alpha, checkpoint, upsample_to } => {
+                let (vs, net) = crate::train::Model::load_frozen(checkpoint, device)?;
+                Policy::AttentiveMix(AttentiveMix::new(*alpha, vs, net, upsample_to.map(|s| s as i64))?)
+            }
             MixConfig::None => Policy::None(NoMix),
             MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(*alpha, *per_sample)?),
             MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(*alpha)?),
@@ -131,6 +144,7 @@ impl MixPolicy for Policy {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
         match self {
             Policy::None(p) => p.mix(images, labels, rng),
+            Policy::AttentiveMix(p) => p.mix(images, labels, rng),
             Policy::MixUp(p) => p.mix(images, labels, rng),
             Policy::CutMix(p) => p.mix(images, labels, rng),
             Policy::ResizeMix(p) => p.mix(images, labels, rng),

@@ -109,6 +109,31 @@ impl Model {
         Ok(Model { vs, net })
     }
 
+    /// A frozen classifier from a samix run or checkpoint folder (for AttentiveMix+): its config
+    /// gives the architecture; channels and classes come from the saved weights.
+    pub fn load_frozen(dir: &Path, device: Device) -> Result<(VarStore, Network)> {
+        let ckpt = checkpoint::open(dir)?;
+        let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+        let weights = ckpt.dir.join(checkpoint::MODEL_FILE);
+        let tensors = Tensor::read_safetensors(&weights).map_err(|e| Error::data(&weights, e.to_string()))?;
+        let prefix = if cfg.mix.online_mixer().is_some() { "k." } else { "" };
+        let shape = |name: &str| {
+            let key = format!("{prefix}{name}");
+            tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t.size()).ok_or_else(|| Error::data(&weights, format!("no `{key}` in the checkpoint")))
+        };
+        let (classes, channels) = (shape("fc.weight")?[0], shape("conv1.weight")?[1]);
+        let info = crate::data::DatasetInfo {
+            name: "frozen".into(),
+            num_classes: classes as usize,
+            channels: channels as usize,
+            mean: vec![],
+            std: vec![],
+            class_names: vec![],
+        };
+        let model = Self::from_checkpoint(&ckpt, &cfg, &info, device)?;
+        Ok((model.vs, model.net))
+    }
+
     /// The classifier a checkpoint deploys: the network itself, or for online SAMix/AutoMix the
     /// EMA network with its clean-image head (`one_k`).
     pub fn from_checkpoint(ckpt: &checkpoint::Checkpoint, cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Model> {
@@ -138,7 +163,7 @@ impl SupervisedLearner {
     pub fn new(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Self> {
         let mixing = match cfg.mix.feature_mix()? {
             Some(f) => Mixing::Feature(f),
-            None => Mixing::Input(Policy::from_config(&cfg.mix)?),
+            None => Mixing::Input(Policy::from_config_on(&cfg.mix, device)?),
         };
         let model = Model::build(cfg, info, device)?;
         let sgd = Sgd::new(&model.vs, &cfg.optim);
