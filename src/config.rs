@@ -240,6 +240,8 @@ pub enum MixConfig {
         #[serde(default)]
         upsample_to: Option<usize>,
     },
+    /// PuzzleMix: saliency-guided graph-cut masks over a block grid plus block transport.
+    Puzzlemix(crate::mix::PuzzleMixConfig),
     /// timm's MixUp/CutMix combination (per batch, pair or element; partner = flipped batch).
     MixupCutmix {
         #[serde(default = "timm_mixup_alpha")]
@@ -567,6 +569,9 @@ impl TrainConfig {
         check(s.warmup_start_lr >= 0.0 && s.warmup_start_lr <= o.lr, "schedule.warmup_start_lr", "must be in [0, optim.lr]")?;
         match &self.mix {
             MixConfig::None => {}
+            MixConfig::Puzzlemix(p) => {
+                crate::mix::PuzzleMix::new(p.clone(), vec![], vec![])?;
+            }
             MixConfig::MixupCutmix { .. } => {
                 crate::mix::Policy::from_config(&self.mix)?;
             }

@@ -88,6 +88,11 @@ pub fn to_unit(x: &Tensor, mean: &[f32], std: &[f32]) -> Tensor {
 /// column's label weight λ of the first image. Returns the mixed batch.
 pub fn policy_grid(policy: &dyn MixPolicy, images: &Tensor, labels: &Tensor, mean: &[f32], std: &[f32], rng: &mut SamixRng, path: &Path) -> Result<MixedBatch> {
     let out = policy.mix(images, labels, rng);
+    mixed_grid(out, images, mean, std, path)
+}
+
+/// The grid of [`policy_grid`] for a batch mixed elsewhere (e.g. PuzzleMix with a model's saliency).
+pub fn mixed_grid(out: MixedBatch, images: &Tensor, mean: &[f32], std: &[f32], path: &Path) -> Result<MixedBatch> {
     let n = images.size()[0];
     let shape = [n, 1, images.size()[2], images.size()[3]];
     let partner = match &out.pairing {

@@ -236,3 +236,131 @@ mod switch {
         assert!(MixupCutmix::new(0.8, 1.0, 1.5, 0.5, LambdaMode::Batch).is_err());
     }
 }
+
+mod graphcut {
+    use super::*;
+    use rand::Rng;
+    use samix::mix::GridMrf;
+
+    fn random_mrf(rng: &mut SamixRng, rows: usize, cols: usize, labels: usize) -> GridMrf {
+        GridMrf {
+            rows,
+            cols,
+            unary: (0..rows * cols).map(|_| (0..labels).map(|_| rng.gen_range(0.0..1.0)).collect()).collect(),
+            pairwise: (0..labels).map(|i| (0..labels).map(|j| ((i as f64 - j as f64) / (labels - 1) as f64).powi(2)).collect()).collect(),
+            w_down: (0..(rows - 1) * cols).map(|_| rng.gen_range(0.0..0.6)).collect(),
+            w_right: (0..rows * (cols - 1)).map(|_| rng.gen_range(0.0..0.6)).collect(),
+        }
+    }
+
+    fn brute_force(m: &GridMrf, labels: usize) -> f64 {
+        let n = m.rows * m.cols;
+        (0..labels.pow(n as u32))
+            .map(|mut code| {
+                let l: Vec<usize> = (0..n).map(|_| { let d = code % labels; code /= labels; d }).collect();
+                m.energy(&l)
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    #[test]
+    fn binary_cut_is_exact_and_three_labels_improve_on_every_constant_labelling() {
+        let mut rng = SamixRng::seed_from_u64(3);
+        for _ in 0..20 {
+            let m = random_mrf(&mut rng, 3, 3, 2);
+            let got = m.alpha_beta_swap(vec![0; 9], 10);
+            assert!((m.energy(&got) - brute_force(&m, 2)).abs() < 1e-9, "a binary swap is one exact min cut");
+        }
+        for _ in 0..20 {
+            let m = random_mrf(&mut rng, 2, 3, 3);
+            let got = m.alpha_beta_swap(vec![1; 6], 10);
+            let best_constant = (0..3).map(|l| m.energy(&vec![l; 6])).fold(f64::INFINITY, f64::min);
+            assert!(m.energy(&got) <= best_constant + 1e-12);
+            assert!(m.energy(&got) <= brute_force(&m, 3) * 1.5 + 1e-9, "close to the optimum on these fixed instances (swap moves give a local minimum)");
+        }
+    }
+}
+
+mod puzzle {
+    use super::*;
+    use samix::mix::{transport_blocks, transport_plan, PuzzleMix, PuzzleMixConfig};
+
+    #[test]
+    fn transport_moves_whole_blocks_one_to_one() {
+        let x = Tensor::arange(2 * 3 * 8 * 8, (Kind::Float, Device::Cpu)).view([2, 3, 8, 8]);
+        let eye = Tensor::eye(16, (Kind::Float, Device::Cpu)).expand([2, 16, 16], false).contiguous();
+        assert!(transport_blocks(&x, &eye, 4).equal(&x));
+        // Swap blocks 0 and 5 of the 4×4 grid (2×2-pixel blocks).
+        let mut order: Vec<i64> = (0..16).collect();
+        order.swap(0, 5);
+        let plan = Tensor::eye(16, (Kind::Float, Device::Cpu)).index_select(0, &Tensor::from_slice(&order)).expand([2, 16, 16], false).contiguous();
+        let moved = transport_blocks(&x, &plan, 4);
+        assert!(moved.narrow(2, 0, 2).narrow(3, 0, 2).equal(&x.narrow(2, 2, 2).narrow(3, 2, 2)));
+        assert!(moved.narrow(2, 2, 2).narrow(3, 2, 2).equal(&x.narrow(2, 0, 2).narrow(3, 0, 2)));
+        // A plan from the greedy transport never sends two sources to one destination.
+        let mask = Tensor::rand([3, 1, 4, 4], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        let sal = Tensor::rand([3, 4, 4], (Kind::Float, Device::Cpu));
+        let plan = transport_plan(&mask, &sal, 0.8);
+        assert!(f64s(&plan.sum_dim_intlist(1, false, Kind::Double)).iter().all(|v| *v <= 1.0));
+        assert!(f64s(&plan.sum_dim_intlist(2, false, Kind::Double)).iter().all(|v| *v <= 1.0));
+    }
+
+    #[test]
+    fn puzzlemix_labels_areas_and_stays_in_range() {
+        let (x, y) = indexed_batch(8, 32, 32);
+        let p = PuzzleMix::new(PuzzleMixConfig::default(), vec![0.5; 3], vec![0.25; 3]).unwrap();
+        for seed in 0..8 {
+            let sal = Tensor::rand([8, 32, 32], (Kind::Float, Device::Cpu));
+            let out = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
+            let m = out.mask.as_ref().unwrap();
+            assert!(f64s(m).iter().all(|v| *v == 0.0 || *v == 0.5 || *v == 1.0), "three labels");
+            let area = f64s(&m.mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
+            let lam = f64s(&out.targets.lam);
+            assert!(lam.iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6 && (0.0..=1.0).contains(l)));
+            let v = f64s(&out.images);
+            assert!(v.iter().all(|v| v.is_finite() && (0.0..=8.0).contains(v)), "finite, within the inputs' range (0 = empty block)");
+            let again = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
+            assert!(again.images.equal(&out.images));
+        }
+    }
+
+    #[test]
+    fn each_image_keeps_its_salient_spot() {
+        let (x, y) = indexed_batch(4, 32, 32);
+        let cfg = PuzzleMixConfig { transport: false, ..Default::default() };
+        let p = PuzzleMix::new(cfg, vec![], vec![]).unwrap();
+        // Sample n's saliency is one 2×2 spot in quadrant n.
+        let spots = [(4i64, 4i64), (4, 26), (26, 4), (26, 26)];
+        let sal = Tensor::zeros([4, 32, 32], (Kind::Float, Device::Cpu));
+        for (n, (r, c)) in spots.iter().enumerate() {
+            let _ = sal.get(n as i64).narrow(0, *r, 2).narrow(1, *c, 2).fill_(1.0);
+        }
+        for seed in 0..10 {
+            let out = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
+            let m = out.mask.unwrap();
+            let perm = Vec::<i64>::try_from(out.pairing.as_ref().unwrap()).unwrap();
+            for n in 0..4usize {
+                if perm[n] == n as i64 {
+                    continue;
+                }
+                let at = |(r, c): (i64, i64)| m.get(n as i64).get(0).get(r).get(c).double_value(&[]);
+                assert_eq!(at(spots[n]), 1.0, "seed {seed}: sample {n} keeps its own salient spot");
+                assert_eq!(at(spots[perm[n] as usize]), 0.0, "seed {seed}: sample {n} shows its partner's salient spot");
+            }
+        }
+    }
+}
+
+#[test]
+fn puzzlemix_handles_28_pixel_images() {
+    use samix::mix::{PuzzleMix, PuzzleMixConfig};
+    let (x, y) = indexed_batch(6, 28, 28);
+    let p = PuzzleMix::new(PuzzleMixConfig::default(), vec![], vec![]).unwrap();
+    for seed in 0..10 {
+        let sal = Tensor::rand([6, 28, 28], (Kind::Float, Device::Cpu));
+        let out = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
+        assert_eq!(out.images.size(), [6, 3, 28, 28]);
+        let area = f64s(&out.mask.unwrap().mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
+        assert!(f64s(&out.targets.lam).iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6));
+    }
+}

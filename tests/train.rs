@@ -155,3 +155,12 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
     let bad = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"/nowhere\""), &[]).unwrap();
     assert!(Policy::from_config(&bad.mix).unwrap_err().to_string().contains("/nowhere"));
 }
+
+#[test]
+fn puzzlemix_trains() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig::parse(&tiny_fashion_config(3000, 500, 2, "policy = \"puzzlemix\"\nalpha = 1.0"), &[]).unwrap();
+    let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
+    assert!(s.final_acc1 > 35.0, "puzzlemix: {}", s.final_acc1);
+}

@@ -8,7 +8,7 @@ use samix::data::{download, open_splits, verify};
 use samix::device::parse_device;
 use samix::train::{self, checkpoint, eval, Model, RunOptions};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "samix", version, about = "Mixup-augmented training of image classifiers (SAMix and handcrafted policies)")]
@@ -92,6 +92,9 @@ enum Command {
         /// Side images are resized to, for image folders.
         #[arg(long, default_value_t = 64)]
         image_size: usize,
+        /// A samix run or checkpoint whose classifier AttentiveMix+ and PuzzleMix consult.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Dataset utilities.
     Data {
@@ -213,6 +216,18 @@ fn run(cli: Cli) -> Result<()> {
                     let ips = samix::bench::bench_policy_mix(&p, device, batch, steps);
                     println!("RESULT samix policy {name} device={device:?} bs={batch}: {ips:.0} img/s");
                 }
+                // PuzzleMix needs the model's saliency; here a random one (its cost is not included).
+                let puzzle = samix::mix::PuzzleMix::new(Default::default(), vec![0.5; 3], vec![0.25; 3])?;
+                let x = tch::Tensor::randn([batch, 3, 32, 32], (tch::Kind::Float, device));
+                let y = tch::Tensor::randint(100, [batch], (tch::Kind::Int64, device));
+                let sal = tch::Tensor::rand([batch, 32, 32], (tch::Kind::Float, device));
+                let mut rng = samix::rng::stream(0, samix::rng::Stream::Mix, 0, 0);
+                let iters = (steps / 10).max(1);
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    let _ = puzzle.mix_with_saliency(&x, &y, &sal, &mut rng);
+                }
+                println!("RESULT samix policy puzzlemix (given saliency) device={device:?} bs={batch}: {:.0} img/s", (batch as usize * iters) as f64 / t.elapsed().as_secs_f64());
                 return Ok(());
             }
             let mut vanilla = None;
@@ -231,12 +246,20 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Mix { policy, data, out, n, seed, alpha, image_size } => {
+        Command::Mix { policy, data, out, n, seed, alpha, image_size, checkpoint } => {
             if n == 0 {
                 bail!("--n must be at least 1");
             }
-            let mix = samix::config::MixConfig::from_name(&policy, alpha)?;
-            let policy = samix::mix::Policy::from_config(&mix)?;
+            let needs_model = matches!(policy.as_str(), "attentivemix" | "puzzlemix");
+            let checkpoint = match (needs_model, checkpoint) {
+                (true, None) => bail!("--policy {policy} consults a trained classifier: pass --checkpoint RUN_DIR"),
+                (_, c) => c,
+            };
+            let mix = match (policy.as_str(), &checkpoint) {
+                ("attentivemix", Some(c)) => samix::config::MixConfig::Attentivemix { alpha: alpha.unwrap_or(2.0), checkpoint: c.clone(), upsample_to: None },
+                ("puzzlemix", _) => samix::config::MixConfig::Puzzlemix(samix::mix::PuzzleMixConfig { alpha: alpha.unwrap_or(1.0), ..Default::default() }),
+                _ => samix::config::MixConfig::from_name(&policy, alpha)?,
+            };
             let kind = verify::detect(&data)?;
             let mut augment = samix::config::AugmentConfig::default();
             if kind.native_size().is_none() {
@@ -259,7 +282,17 @@ fn run(cli: Cli) -> Result<()> {
             let loader = samix::data::loader::Loader::new(splits.test, pipeline, lc, tch::Device::Cpu);
             let batch = loader.epoch(0).next().ok_or_else(|| anyhow::anyhow!("{}: no test images", data.display()))??;
             let mut rng = samix::rng::stream(seed, samix::rng::Stream::Visual, 0, 0);
-            let mixed = samix::report::policy_grid(&policy, &batch.images, &batch.labels, &info.mean, &info.std, &mut rng, &out)?;
+            let mixed = if let samix::config::MixConfig::Puzzlemix(p) = &mix {
+                let dir = checkpoint.as_deref().unwrap_or(Path::new("."));
+                let (_vs, net) = samix::train::Model::load_frozen(dir, tch::Device::Cpu)?;
+                let saliency = samix::train::input_saliency(&net, &batch.images, &batch.labels);
+                let puzzle = samix::mix::PuzzleMix::new(p.clone(), info.mean.clone(), info.std.clone())?;
+                let out_batch = puzzle.mix_with_saliency(&batch.images, &batch.labels, &saliency, &mut rng);
+                samix::report::mixed_grid(out_batch, &batch.images, &info.mean, &info.std, &out)?
+            } else {
+                let policy = samix::mix::Policy::from_config(&mix)?;
+                samix::report::policy_grid(&policy, &batch.images, &batch.labels, &info.mean, &info.std, &mut rng, &out)?
+            };
             let lam = Vec::<f64>::try_from(&mixed.targets.lam.to_kind(tch::Kind::Double)).unwrap_or_default();
             println!("{}: {} of {} images; λ (weight of the first image's label) = {:?}", out.display(), mix_name(&mix), lam.len(), lam.iter().map(|l| (l * 1000.0).round() / 1000.0).collect::<Vec<_>>());
         }

@@ -6,8 +6,10 @@ mod attentivemix;
 mod cutmix;
 mod feature;
 mod fmix;
+mod graphcut;
 mod gridmix;
 mod mixup;
+mod puzzlemix;
 mod resizemix;
 mod saliencymix;
 mod smoothmix;
@@ -17,8 +19,10 @@ pub use attentivemix::AttentiveMix;
 pub use cutmix::{box_first_weight, centered_box, cutmix_box, paste_box, random_box, CutBox, CutMix};
 pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
 pub use fmix::{fourier_mask, FMix};
+pub use graphcut::GridMrf;
 pub use gridmix::{grid_mask, GridMix};
 pub use mixup::{mix_images, MixUp};
+pub use puzzlemix::{transport_blocks, transport_plan, PuzzleMix, PuzzleMixConfig};
 pub use resizemix::ResizeMix;
 pub use saliencymix::{spectral_residual_saliency, SaliencyMix};
 pub use smoothmix::{gaussian_blob, SmoothMix};
@@ -133,8 +137,8 @@ impl Policy {
             MixConfig::Samix(_) | MixConfig::Automix(_) => {
                 return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))
             }
-            MixConfig::Manifoldmix { .. } | MixConfig::Alignmix { .. } => {
-                return Err(Error::config("mix.policy", "manifoldmix/alignmix mix hidden features; they are run inside the network by the trainer"))
+            MixConfig::Manifoldmix { .. } | MixConfig::Alignmix { .. } | MixConfig::Puzzlemix(_) => {
+                return Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix need the model (hidden features or input gradients); the trainer runs them"))
             }
         })
     }

@@ -144,10 +144,20 @@ impl Model {
     }
 }
 
-/// How a supervised step mixes: on the input batch, or inside the network.
+/// How a supervised step mixes: on the input batch, inside the network, or guided by the
+/// model's input-gradient saliency.
 pub enum Mixing {
     Input(Policy),
     Feature(crate::mix::FeatureMix),
+    Saliency(crate::mix::PuzzleMix),
+}
+
+/// `√(mean_c (∂CE/∂x)²)` of `net` in eval mode (`N×H×W`), without touching parameter gradients.
+pub fn input_saliency(net: &Network, images: &Tensor, labels: &Tensor) -> Tensor {
+    let x = images.detach().set_requires_grad(true);
+    let loss = crate::loss::cross_entropy(&net.forward_t(&x, false), labels, 0.0);
+    let grad = Tensor::run_backward(&[&loss], &[&x], false, false).remove(0);
+    grad.square().mean_dim(1, false, Kind::Float).sqrt()
 }
 
 /// Training with a handcrafted mixing policy and mixup CE.
@@ -161,9 +171,10 @@ pub struct SupervisedLearner {
 
 impl SupervisedLearner {
     pub fn new(cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Self> {
-        let mixing = match cfg.mix.feature_mix()? {
-            Some(f) => Mixing::Feature(f),
-            None => Mixing::Input(Policy::from_config_on(&cfg.mix, device)?),
+        let mixing = match (&cfg.mix, cfg.mix.feature_mix()?) {
+            (crate::config::MixConfig::Puzzlemix(p), _) => Mixing::Saliency(crate::mix::PuzzleMix::new(p.clone(), info.mean.clone(), info.std.clone())?),
+            (_, Some(f)) => Mixing::Feature(f),
+            (_, None) => Mixing::Input(Policy::from_config_on(&cfg.mix, device)?),
         };
         let model = Model::build(cfg, info, device)?;
         let sgd = Sgd::new(&model.vs, &cfg.optim);
@@ -195,6 +206,11 @@ impl Learner for SupervisedLearner {
             Mixing::Feature(f) => {
                 let out = f.forward(&self.model.net, &batch.images, &batch.labels, true, rng)?;
                 (out.logits, out.targets)
+            }
+            Mixing::Saliency(p) => {
+                let saliency = input_saliency(&self.model.net, &batch.images, &batch.labels);
+                let mixed = p.mix_with_saliency(&batch.images, &batch.labels, &saliency, rng);
+                (self.model.net.forward_t(&mixed.images, true), mixed.targets)
             }
         };
         let loss = mixup_cross_entropy(&logits, &targets, self.smoothing);
