@@ -120,7 +120,8 @@ fn saliency_peaks_on_the_object() {
 
 #[test]
 fn policy_names_and_alphas_are_validated() {
-    assert!(MixConfig::from_name("puzzlemix", None).unwrap_err().to_string().contains("unknown variant"));
+    assert!(MixConfig::from_name("supermix", None).unwrap_err().to_string().contains("unknown variant"));
+    assert!(MixConfig::from_name("attentivemix", None).unwrap_err().to_string().contains("checkpoint"));
     assert!(MixConfig::from_name("cutmix", Some(-1.0)).is_err());
     assert_eq!(MixConfig::from_name("mixup", None).unwrap(), MixConfig::Mixup { alpha: 1.0, per_sample: false });
     assert_eq!(MixConfig::from_name("cutmix", None).unwrap(), MixConfig::Cutmix { alpha: 0.2 });
