@@ -213,3 +213,61 @@ fn cli_download_command() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(["data", "download", "imagenet"]).output().unwrap();
     assert!(!o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }
+
+#[test]
+fn zip_datasets_are_extracted_into_place() {
+    // A two-class Tiny-ImageNet-200 in the official layout, zipped, served, fetched, unpacked.
+    let (train, _) = samix::data::cifar::load(&cifar100_archive(), DatasetKind::Cifar100, false).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("tiny-imagenet-200");
+    let save = |i: usize, path: std::path::PathBuf| {
+        let img = train.load(i).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let rgb = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([0, 1, 2].map(|c| img.pixel(c, y as usize, x as usize))));
+        image::DynamicImage::ImageRgb8(rgb).save_with_format(&path, image::ImageFormat::Jpeg).unwrap();
+    };
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("wnids.txt"), "n01\nn02\n").unwrap();
+    for (k, wnid) in ["n01", "n02"].iter().enumerate() {
+        save(k, root.join("train").join(wnid).join("images").join(format!("{wnid}_0.JPEG")));
+    }
+    save(5, root.join("val/images/val_0.JPEG"));
+    std::fs::write(root.join("val/val_annotations.txt"), "val_0.JPEG\tn02\t0\t0\t8\t8\n").unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let file_opts = zip::write::SimpleFileOptions::default();
+    for entry in walk(&root) {
+        let rel = entry.strip_prefix(src.path()).unwrap().to_string_lossy().replace('\\', "/");
+        zip.start_file(rel, file_opts).unwrap();
+        zip.write_all(&std::fs::read(&entry).unwrap()).unwrap();
+    }
+    let bytes = zip.finish().unwrap().into_inner();
+    let server = Server::start(HashMap::from([("/t/tiny-imagenet-200.zip".to_string(), bytes)]), None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = DatasetSource::new(DatasetKind::TinyImagenet, Some(&[server.base("t")])).unwrap();
+    source.files[0].md5 = None; // our zip, not the official one
+    assert_eq!(download::fetch(&source, dir.path(), &opts()).unwrap(), Fetched::Downloaded(dir.path().join("tiny-imagenet-200")));
+    let (tr, va) = samix::data::folder::load_tiny_imagenet(&dir.path().join("tiny-imagenet-200")).unwrap();
+    use samix::data::Dataset;
+    assert_eq!((tr.len(), va.len(), va.label(0)), (2, 1, 1));
+    assert!(!dir.path().join("tiny-imagenet-200.zip").exists(), "the archive is removed after extraction");
+    // The official entry pins the archive's md5: a different zip is refused and nothing stays.
+    let strict = DatasetSource::new(DatasetKind::TinyImagenet, Some(&[server.base("t")])).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let err = download::fetch(&strict, other.path(), &opts()).unwrap_err().to_string();
+    assert!(err.contains("90528d7ca1a48142e341f4ef8d21d0de"), "{err}");
+    assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
