@@ -100,9 +100,16 @@ pub fn detect(path: &Path) -> Result<DatasetKind> {
         }
     }
     if ["t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"].iter().any(|n| path.join(n).is_file()) {
-        let (_, bytes) = idx::read_idx_file(path, "t10k-labels-idx1-ubyte")?;
-        let fashion = known_md5(DatasetKind::FashionMnist, "t10k-labels-idx1-ubyte") == Some(md5_hex(&bytes).as_str());
-        return Ok(if fashion { DatasetKind::FashionMnist } else { DatasetKind::Mnist });
+        // The format is shared, so checksums tell which of the two datasets this is: any file
+        // matching Fashion-MNIST's decides (small label files first), so one modified file does
+        // not change the verdict.
+        for name in ["t10k-labels-idx1-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "train-images-idx3-ubyte"] {
+            let (_, bytes) = idx::read_idx_file(path, name)?;
+            if known_md5(DatasetKind::FashionMnist, name) == Some(md5_hex(&bytes).as_str()) {
+                return Ok(DatasetKind::FashionMnist);
+            }
+        }
+        return Ok(DatasetKind::Mnist);
     }
     if path.join("val").join("val_annotations.txt").is_file() {
         return Ok(DatasetKind::TinyImagenet);
@@ -110,46 +117,37 @@ pub fn detect(path: &Path) -> Result<DatasetKind> {
     Ok(DatasetKind::ImageFolder)
 }
 
-/// Recognises the dataset at `path`, loads it fully (all structural checks) and hashes its files.
+/// Recognises the dataset at `path` ([`detect`]), loads it fully (all structural checks) and
+/// hashes its files.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
-    if path.is_file() {
-        let mut members = HashMap::new();
-        let names: Vec<&str> = [&cifar::CIFAR10, &cifar::CIFAR100]
-            .iter()
-            .flat_map(|l| l.train_files.iter().chain(l.test_files.iter()))
-            .copied()
-            .collect();
-        cifar::read_archive_members(path, &names, &mut members)?;
-        let kind = if members.contains_key("train.bin") { DatasetKind::Cifar100 } else { DatasetKind::Cifar10 };
-        return verify_cifar(path, kind, members);
-    }
-    if !path.is_dir() {
-        return Err(Error::data(path, "no such file or folder"));
-    }
-    for (kind, lay) in [(DatasetKind::Cifar100, &cifar::CIFAR100), (DatasetKind::Cifar10, &cifar::CIFAR10)] {
-        for dir in [path.to_path_buf(), path.join(lay.folder)] {
-            if dir.join(lay.test_files[0]).is_file() {
-                let mut members = HashMap::new();
-                for name in lay.train_files.iter().chain(lay.test_files) {
+    match detect(path)? {
+        kind @ (DatasetKind::Cifar10 | DatasetKind::Cifar100) => {
+            let lay = cifar::layout(kind);
+            let names: Vec<&str> = lay.train_files.iter().chain(lay.test_files).copied().collect();
+            let mut members = HashMap::new();
+            if path.is_file() {
+                cifar::read_archive_members(path, &names, &mut members)?;
+            } else {
+                let dir = if path.join(lay.folder).is_dir() { path.join(lay.folder) } else { path.to_path_buf() };
+                for name in names {
                     let f = dir.join(name);
                     if f.is_file() {
                         members.insert(name.to_string(), std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
                     }
                 }
-                return verify_cifar(path, kind, members);
             }
+            verify_cifar(path, kind, members)
+        }
+        kind @ (DatasetKind::Mnist | DatasetKind::FashionMnist) => verify_idx(path, kind),
+        DatasetKind::TinyImagenet => {
+            let (tr, te) = folder::load_tiny_imagenet(path)?;
+            verify_folder("tiny_imagenet", tr, te)
+        }
+        DatasetKind::ImageFolder => {
+            let (tr, te) = folder::load_image_folder(path)?;
+            verify_folder("image_folder", tr, te)
         }
     }
-    let has_idx = ["t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"].iter().any(|n| path.join(n).is_file());
-    if has_idx {
-        return verify_idx(path);
-    }
-    if path.join("val").join("val_annotations.txt").is_file() {
-        let (tr, te) = folder::load_tiny_imagenet(path)?;
-        return verify_folder("tiny_imagenet", tr, te);
-    }
-    let (tr, te) = folder::load_image_folder(path)?;
-    verify_folder("image_folder", tr, te)
 }
 
 fn verify_cifar(path: &Path, kind: DatasetKind, members: HashMap<String, Vec<u8>>) -> Result<VerifyReport> {
@@ -173,17 +171,12 @@ fn verify_cifar(path: &Path, kind: DatasetKind, members: HashMap<String, Vec<u8>
     })
 }
 
-fn verify_idx(dir: &Path) -> Result<VerifyReport> {
+fn verify_idx(dir: &Path, kind: DatasetKind) -> Result<VerifyReport> {
     let mut files = Vec::new();
     for (name, _) in idx::FILES {
         let (_, bytes) = idx::read_idx_file(dir, name)?;
         files.push((name, md5_hex(&bytes), bytes.len()));
     }
-    // The format is shared, so the checksums tell which of the two datasets this is.
-    let kind = [DatasetKind::Mnist, DatasetKind::FashionMnist]
-        .into_iter()
-        .find(|k| files.iter().any(|(n, m, _)| known_md5(*k, n) == Some(m.as_str())))
-        .unwrap_or(DatasetKind::Mnist);
     let (train, test) = idx::load(dir, kind, false)?;
     Ok(VerifyReport {
         dataset: kind.name().into(),
