@@ -2,6 +2,14 @@
 use crate::{Error, Result};
 use tch::Device;
 
+/// Lets cuDNN pick the fastest convolution algorithms for the (fixed) shapes of a run, as the
+/// PyTorch reference does (`torch.backends.cudnn.benchmark = True`); nothing happens on the CPU.
+pub fn prepare(device: Device) {
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+}
+
 /// `None` or "auto" picks the first GPU when one is usable, else the CPU.
 pub fn parse_device(spec: Option<&str>) -> Result<Device> {
     let spec = spec.unwrap_or("auto").trim();

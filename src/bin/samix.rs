@@ -207,6 +207,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench { device, steps, warmup, batch, policies } => {
             let device = parse_device(device.as_deref())?;
+            samix::device::prepare(device);
             if batch < 1 || steps < 1 {
                 bail!("--batch and --steps must be at least 1");
             }

@@ -275,6 +275,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads as i32);
     }
+    crate::device::prepare(device);
     // Record where the data really is, so resume and eval read the same files.
     let data_path = crate::data::resolve_path(&config.data)?;
     config.data.path = Some(data_path.canonicalize().unwrap_or(data_path));
