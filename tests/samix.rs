@@ -147,6 +147,13 @@ fn gradients_flow_where_the_spec_says() {
     assert!(grad_norms(&vs, "k.").iter().all(|(_, g)| *g == 0.0));
     // The detached backbone mask carries no graph at all.
     assert!(!l.s_bb.requires_grad() && l.s_mb.requires_grad());
+    // The Mixer's parameters, and only they, form the optimiser group with its own schedule.
+    let optim = samix::config::OptimConfig::default();
+    let sgd = samix::train::sgd::Sgd::with_groups(&vs, &optim, &[samix::train::sgd::ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
+    let (online, mixer) = (sgd.group_params(0), sgd.group_params(1));
+    assert!(!mixer.is_empty() && mixer.iter().all(|n| n.starts_with("mixer.")));
+    assert!(!online.is_empty() && online.iter().all(|n| n.starts_with("q.")), "EMA variables are not optimised");
+    assert_eq!(mixer.len() + online.len(), vs.trainable_variables().iter().filter(|t| t.requires_grad()).count());
 }
 
 #[test]

@@ -62,8 +62,8 @@ pub struct StepContext {
 pub trait Learner {
     fn var_store(&self) -> &VarStore;
     fn var_store_mut(&mut self) -> &mut VarStore;
-    fn optimizer(&mut self) -> &mut Sgd;
-    fn optimizer_state(&self) -> Vec<(String, Tensor)>;
+    fn optimizer(&self) -> &Sgd;
+    fn optimizer_mut(&mut self) -> &mut Sgd;
     /// One optimisation step; returns the detached scalar loss (on the device) and the
     /// backbone's learning rate.
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)>;
@@ -116,7 +116,7 @@ impl Model {
         let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
         let weights = ckpt.dir.join(checkpoint::MODEL_FILE);
         let tensors = Tensor::read_safetensors(&weights).map_err(|e| Error::data(&weights, e.to_string()))?;
-        let prefix = if cfg.mix.online_mixer().is_some() { "k." } else { "" };
+        let prefix = Self::deployed_prefix(&cfg).map_or(String::new(), |p| format!("{p}."));
         let shape = |name: &str| {
             let key = format!("{prefix}{name}");
             tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t.size()).ok_or_else(|| Error::data(&weights, format!("no `{key}` in the checkpoint")))
@@ -134,11 +134,15 @@ impl Model {
         Ok((model.vs, model.net))
     }
 
-    /// The classifier a checkpoint deploys: the network itself, or for online SAMix/AutoMix the
-    /// EMA network with its clean-image head (`one_k`).
+    /// Where a run's deployed classifier lives in its checkpoint: at the root, or for online
+    /// SAMix/AutoMix under `k` (the EMA network with its clean-image head, `one_k`).
+    fn deployed_prefix(cfg: &TrainConfig) -> Option<&'static str> {
+        cfg.mix.online_mixer().map(|_| "k")
+    }
+
+    /// The classifier a checkpoint deploys (see [`Model::deployed_prefix`]).
     pub fn from_checkpoint(ckpt: &checkpoint::Checkpoint, cfg: &TrainConfig, info: &crate::data::DatasetInfo, device: Device) -> Result<Model> {
-        let prefix = cfg.mix.online_mixer().map(|_| "k");
-        let mut model = Self::build_at(cfg, info, device, prefix)?;
+        let mut model = Self::build_at(cfg, info, device, Self::deployed_prefix(cfg))?;
         ckpt.load_model(&mut model.vs)?;
         Ok(model)
     }
@@ -190,11 +194,11 @@ impl Learner for SupervisedLearner {
     fn var_store_mut(&mut self) -> &mut VarStore {
         &mut self.model.vs
     }
-    fn optimizer(&mut self) -> &mut Sgd {
-        &mut self.sgd
+    fn optimizer(&self) -> &Sgd {
+        &self.sgd
     }
-    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
-        self.sgd.state()
+    fn optimizer_mut(&mut self) -> &mut Sgd {
+        &mut self.sgd
     }
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let lr = self.schedule.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
@@ -323,7 +327,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     if resume {
         let ckpt = checkpoint::latest(&out)?.ok_or_else(|| Error::run(&out, "--resume: no checkpoint found"))?;
         ckpt.load_model(learner.var_store_mut())?;
-        learner.optimizer().load_state(ckpt.optimizer_state()?);
+        learner.optimizer_mut().load_state(ckpt.optimizer_state()?);
         start_epoch = ckpt.state.epoch;
         global_step = ckpt.state.global_step;
         history = metrics::read_metrics(&metrics_path)?;
@@ -400,7 +404,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         learner.on_epoch_end(done, total_epochs, &out)?;
         if done % config.train.checkpoint_every == 0 || done == end_epoch {
             let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: env!("CARGO_PKG_VERSION").into() };
-            checkpoint::save(&out, learner.var_store(), &learner.optimizer_state(), &state, &config_toml)?;
+            checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)?;
         }
     }
     if end_epoch == total_epochs {

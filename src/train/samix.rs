@@ -288,11 +288,11 @@ impl Learner for SamixLearner {
     fn var_store_mut(&mut self) -> &mut VarStore {
         &mut self.vs
     }
-    fn optimizer(&mut self) -> &mut Sgd {
-        &mut self.sgd
+    fn optimizer(&self) -> &Sgd {
+        &self.sgd
     }
-    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
-        self.sgd.state()
+    fn optimizer_mut(&mut self) -> &mut Sgd {
+        &mut self.sgd
     }
 
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
