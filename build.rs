@@ -1,16 +1,67 @@
 //! Keeps libtorch_cuda linked even though no symbol of it is referenced directly: without
-//! `--no-as-needed` the linker drops it and tch reports no GPU on a CUDA machine. Also records
-//! libtorch's folder as an rpath so the binary runs here without LD_LIBRARY_PATH.
-use std::path::PathBuf;
+//! `--no-as-needed` the linker drops it and tch reports no GPU on a CUDA machine. Records
+//! libtorch's folder as an rpath so the binary runs here without LD_LIBRARY_PATH. Compiles
+//! csrc/shim.cpp (what tch lacks: fused SGD/lerp, autocast dtype, CUDA memory statistics, CUDA
+//! graphs) against the same libtorch, with its CUDA half when libtorch has CUDA and the CUDA
+//! headers are found (`CUDA_HOME`, /usr/local/cuda, or the pip packages beside torch).
+use std::path::{Path, PathBuf};
+
+/// Include folders that together provide the CUDA runtime headers libtorch's CUDA headers need.
+/// The pip `nvidia` wheels ship cuda_runtime_api.h without the compiler's crt/ folder, which
+/// triton's bundled headers have; a full toolkit has both.
+fn cuda_includes(torch_dir: &Path) -> Option<Vec<PathBuf>> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(home) = std::env::var("CUDA_HOME") {
+        candidates.push(PathBuf::from(home).join("include"));
+    }
+    candidates.push(PathBuf::from("/usr/local/cuda/include"));
+    if let Some(site) = torch_dir.parent() {
+        candidates.push(site.join("nvidia/cu13/include"));
+        candidates.push(site.join("nvidia/cuda_runtime/include"));
+        candidates.push(site.join("triton/backends/nvidia/include"));
+    }
+    let runtime = candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists())?;
+    let crt = candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists())?;
+    Some(if runtime == crt { vec![runtime.clone()] } else { vec![runtime.clone(), crt.clone()] })
+}
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
     let lib = PathBuf::from(lib);
-    if lib.join("libtorch_cuda.so").exists() {
+    let torch_dir = lib.parent().map(Path::to_path_buf).unwrap_or_default();
+    let has_cuda = lib.join("libtorch_cuda.so").exists();
+
+    let mut shim = cc::Build::new();
+    shim.cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(torch_dir.join("include"))
+        .include(torch_dir.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/shim.cpp");
+    let cuda_headers = if has_cuda { cuda_includes(&torch_dir) } else { None };
+    if let Some(dirs) = &cuda_headers {
+        shim.includes(dirs).define("SAMIX_WITH_CUDA", None);
+    } else if has_cuda {
+        println!("cargo:warning=libtorch has CUDA but no CUDA headers were found (set CUDA_HOME): building without CUDA graphs and GPU memory statistics");
+    }
+    shim.compile("samix_shim");
+
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    if has_cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        if cuda_headers.is_some() {
+            println!("cargo:rustc-link-lib=dylib=c10_cuda");
+        }
     }
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
 }

@@ -1,14 +1,17 @@
 //! Throughput of one training step, the same work as ../shared/bench/torch_samix_ref.py:
 //! ResNet-18 (CIFAR stem, 100 classes, 32×32) on a fixed random batch, SGD 0.1/0.9/1e-4, for
 //! each method; warm-up steps first, then timed steps, with the device synchronised around the
-//! timed region. Not used in training.
+//! timed region; peak memory per method. Optionally in bf16 autocast and/or as one captured
+//! CUDA graph per step. Also the loader alone. Not used in training.
 use crate::config::{Arch, ModelConfig, OptimConfig, Stem};
+use crate::data::loader::Loader;
 use crate::loss::mixup_cross_entropy;
 use crate::mix::{CutMix, MixPolicy, MixUp, NoMix};
 use crate::model::Network;
-use crate::rng::{stream, Stream};
+use crate::native::{self, CudaGraph, Precision};
+use crate::rng::{stream, SamixRng, Stream};
 use crate::train::sgd::Sgd;
-use crate::Result;
+use crate::{Error, Result};
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -32,6 +35,53 @@ impl Method {
             Method::Samix => "samix",
         }
     }
+    pub fn from_name(name: &str) -> Result<Method> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::Argument(format!("bench method `{name}`: expected vanilla, mixup, cutmix or samix")))
+    }
+}
+
+/// How to run the timed steps.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub device: Device,
+    pub batch: i64,
+    pub warmup: usize,
+    pub steps: usize,
+    pub precision: Precision,
+    /// Capture one step as a CUDA graph (after the warm-up) and time its replays. The step then
+    /// draws λ and pairings on the device ([`MixPolicy::mix_on_device`],
+    /// [`SamixNets::draw_on_device`](crate::train::samix::SamixNets::draw_on_device)).
+    pub cuda_graph: bool,
+}
+
+/// Peak memory while a method was built and timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeakMemory {
+    /// Most bytes the CUDA caching allocator held in tensors (torch.cuda.max_memory_allocated),
+    /// reset before the method's networks were built.
+    DeviceAllocated(i64),
+    /// The process's peak resident set size (VmHWM), reset (where Linux allows) before the
+    /// method; it includes libtorch itself and any heap earlier methods left behind, so a
+    /// per-method figure needs one method per process (bench/cpu.sh does that).
+    ProcessRss(u64),
+}
+
+impl PeakMemory {
+    pub fn mib(self) -> f64 {
+        match self {
+            PeakMemory::DeviceAllocated(b) => b as f64 / 1048576.0,
+            PeakMemory::ProcessRss(b) => b as f64 / 1048576.0,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            PeakMemory::DeviceAllocated(_) => "peak_alloc",
+            PeakMemory::ProcessRss(_) => "peak_rss",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +89,7 @@ pub struct BenchResult {
     pub method: Method,
     pub ms_per_step: f64,
     pub images_per_sec: f64,
+    pub peak_memory: Option<PeakMemory>,
 }
 
 fn synchronize(device: Device) {
@@ -47,48 +98,171 @@ fn synchronize(device: Device) {
     }
 }
 
-/// Times `steps` training steps of `method` after `warmup` untimed ones.
-pub fn bench_step(method: Method, device: Device, batch: i64, warmup: usize, steps: usize) -> Result<BenchResult> {
+fn reset_peak_memory(device: Device) -> Result<()> {
+    match device {
+        Device::Cuda(i) if native::has_cuda_support() => native::reset_cuda_peak(i),
+        _ => {
+            crate::host::reset_peak_rss();
+            Ok(())
+        }
+    }
+}
+
+fn peak_memory(device: Device) -> Result<Option<PeakMemory>> {
+    Ok(match device {
+        Device::Cuda(i) if native::has_cuda_support() => Some(PeakMemory::DeviceAllocated(native::cuda_memory(i)?.peak_allocated)),
+        Device::Cuda(_) => None,
+        _ => crate::host::peak_rss_bytes().map(PeakMemory::ProcessRss),
+    })
+}
+
+/// One method's training step on its own networks and fixed batch.
+trait BenchStep {
+    /// One full step: draws, forward, losses, backward, optimiser update (at the learning rates
+    /// already set). With `on_device`, every draw is made on the device (graph capture).
+    fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()>;
+}
+
+fn cifar_resnet18() -> ModelConfig {
+    ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: None, blocks: None }
+}
+
+fn reference_sgd() -> OptimConfig {
+    OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4, nesterov: false }
+}
+
+struct PolicyStep {
+    net: Network,
+    sgd: Sgd,
+    policy: Box<dyn MixPolicy>,
+    x: Tensor,
+    y: Tensor,
+    rng: SamixRng,
+}
+
+impl BenchStep for PolicyStep {
+    fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
+        let device = self.x.device();
+        let mixed = if on_device {
+            self.policy.mix_on_device(&self.x, &self.y).ok_or_else(|| Error::Argument("this policy cannot draw on the device".into()))?
+        } else {
+            self.policy.mix(&self.x, &self.y, &mut self.rng)
+        };
+        let loss = native::with_precision(precision, device, cache_casts, || mixup_cross_entropy(&self.net.forward_t(&mixed.images, true), &mixed.targets, 0.0))?;
+        self.sgd.zero_grad();
+        loss.backward();
+        self.sgd.apply()
+    }
+}
+
+struct SamixStep {
+    nets: crate::train::samix::SamixNets,
+    resolved: crate::config::ResolvedSamix,
+    lambda: crate::mix::LambdaSampler,
+    sgd: Sgd,
+    x: Tensor,
+    y: Tensor,
+    rng: SamixRng,
+}
+
+impl BenchStep for SamixStep {
+    fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
+        use crate::train::samix::SamixNets;
+        let (device, n) = (self.x.device(), self.x.size()[0] as usize);
+        let d = if on_device {
+            SamixNets::draw_on_device(&self.resolved, &self.lambda, n, device)
+        } else {
+            SamixNets::draw(&self.resolved, &self.lambda, n, &mut self.rng, device)
+        };
+        let total = native::with_precision(precision, device, cache_casts, || self.nets.losses(&self.resolved, &self.x, &self.y, &d, 0.0).total())?;
+        self.sgd.zero_grad();
+        total.backward();
+        self.sgd.apply()?;
+        self.nets.ema_update(0.999)
+    }
+}
+
+/// Builds `method`'s networks, optimiser and fixed random batch on `device`.
+fn build_step(method: Method, device: Device, batch: i64) -> Result<(VarStore, Box<dyn BenchStep>)> {
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+    let y = Tensor::randint(100, [batch], (Kind::Int64, device));
+    let rng = stream(0, Stream::Mix, 0, 0);
     let policy: Box<dyn MixPolicy> = match method {
         Method::Vanilla => Box::new(NoMix),
         Method::Mixup => Box::new(MixUp::new(1.0, false)?),
         Method::Cutmix => Box::new(CutMix::new(0.2)?),
-        Method::Samix => return bench_samix(device, batch, warmup, steps),
+        Method::Samix => {
+            let step = build_samix(&vs, x, y, rng)?;
+            return Ok((vs, Box::new(step)));
+        }
     };
-    bench_policy(method, policy, device, batch, warmup, steps)
+    let net = Network::new(&vs.root(), &cifar_resnet18(), 3, 100)?;
+    let sgd = Sgd::new(&vs, &reference_sgd());
+    Ok((vs, Box::new(PolicyStep { net, sgd, policy, x, y, rng })))
 }
 
-fn bench_policy(method: Method, policy: Box<dyn MixPolicy>, device: Device, batch: i64, warmup: usize, steps: usize) -> Result<BenchResult> {
-    tch::manual_seed(0);
-    let vs = VarStore::new(device);
-    let cfg = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: None, blocks: None };
-    let net = Network::new(&vs.root(), &cfg, 3, 100)?;
-    let mut sgd = Sgd::new(&vs, &OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4, nesterov: false });
-    let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
-    let y = Tensor::randint(100, [batch], (Kind::Int64, device));
-    let mut rng = stream(0, Stream::Mix, 0, 0);
-    let step = || {
-        let mixed = policy.mix(&x, &y, &mut rng);
-        let loss = mixup_cross_entropy(&net.forward_t(&mixed.images, true), &mixed.targets, 0.0);
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step(0.1);
-    };
-    time_steps(method, device, batch, warmup, steps, step)
+/// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).
+fn build_samix(vs: &VarStore, x: Tensor, y: Tensor, rng: SamixRng) -> Result<SamixStep> {
+    use crate::config::{MixerOptimConfig, SamixConfig};
+    use crate::train::samix::SamixNets;
+    use crate::train::sgd::ParamGroup;
+    let resolved = SamixConfig {
+        alpha: 2.0,
+        mask_stage: 2,
+        lam_margin: 0.08,
+        mask_adjust: 0.0,
+        mixer: None,
+        mask_loss: None,
+        mixer_loss: None,
+        mixer_optim: MixerOptimConfig::default(),
+        ema: Default::default(),
+        visual_every: 0,
+    }
+    .resolve(crate::mixer::MixerVariant::Samix);
+    let nets = SamixNets::new(vs, &cifar_resnet18(), &resolved, 3, 100, 32)?;
+    let optim = reference_sgd();
+    let sgd = Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
+    let lambda = crate::mix::LambdaSampler::new(2.0)?;
+    Ok(SamixStep { nets, resolved, lambda, sgd, x, y, rng })
 }
 
-fn time_steps(method: Method, device: Device, batch: i64, warmup: usize, steps: usize, mut step: impl FnMut()) -> Result<BenchResult> {
-    for _ in 0..warmup {
-        step();
+/// Times `opts.steps` training steps of `method` after `opts.warmup` untimed ones.
+pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
+    let device = opts.device;
+    if opts.cuda_graph && !device.is_cuda() {
+        return Err(Error::Argument(format!("--cuda-graph needs a CUDA device, not {device:?}")));
     }
     synchronize(device);
-    let t = Instant::now();
-    for _ in 0..steps {
-        step();
-    }
-    synchronize(device);
-    let ms = t.elapsed().as_secs_f64() * 1000.0 / steps.max(1) as f64;
-    Ok(BenchResult { method, ms_per_step: ms, images_per_sec: batch as f64 * 1000.0 / ms })
+    reset_peak_memory(device)?;
+    let (_vs, mut step) = build_step(method, device, opts.batch)?;
+    let precision = opts.precision;
+    let elapsed = if opts.cuda_graph {
+        // Warm-up (on the graph's side stream) creates the gradients and momentum buffers the
+        // captured step then updates in place, and runs cuDNN's algorithm search.
+        let graph = CudaGraph::capture(device, opts.warmup.max(2), || step.run(precision, true, false))?;
+        synchronize(device);
+        let t = Instant::now();
+        for _ in 0..opts.steps {
+            graph.replay()?;
+        }
+        synchronize(device);
+        t.elapsed()
+    } else {
+        for _ in 0..opts.warmup {
+            step.run(precision, false, true)?;
+        }
+        synchronize(device);
+        let t = Instant::now();
+        for _ in 0..opts.steps {
+            step.run(precision, false, true)?;
+        }
+        synchronize(device);
+        t.elapsed()
+    };
+    let ms = elapsed.as_secs_f64() * 1000.0 / opts.steps.max(1) as f64;
+    Ok(BenchResult { method, ms_per_step: ms, images_per_sec: opts.batch as f64 * 1000.0 / ms, peak_memory: peak_memory(device)? })
 }
 
 /// Images per second `policy` mixes (its `mix` alone) on a random `batch×3×32×32` batch.
@@ -108,41 +282,31 @@ pub fn bench_policy_mix(policy: &dyn MixPolicy, device: Device, batch: i64, iter
     (batch as usize * iters) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).
-fn bench_samix(device: Device, batch: i64, warmup: usize, steps: usize) -> Result<BenchResult> {
-    use crate::config::{MixerOptimConfig, OptimConfig as O, SamixConfig};
-    use crate::train::samix::SamixNets;
-    use crate::train::sgd::ParamGroup;
-    tch::manual_seed(0);
-    let vs = VarStore::new(device);
-    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: None, blocks: None };
-    let r = SamixConfig {
-        alpha: 2.0,
-        mask_stage: 2,
-        lam_margin: 0.08,
-        mask_adjust: 0.0,
-        mixer: None,
-        mask_loss: None,
-        mixer_loss: None,
-        mixer_optim: MixerOptimConfig::default(),
-        ema: Default::default(),
-        visual_every: 0,
+/// What the loader alone delivers: batches per second over `batches` batches of epoch 0 (after
+/// the first, which includes starting the workers), uploaded to the loader's device.
+pub struct LoaderThroughput {
+    pub batches: usize,
+    pub images_per_sec: f64,
+    /// Seconds the consumer waited, which here is all of the time: nothing else runs.
+    pub seconds: f64,
+}
+
+pub fn bench_loader(loader: &Loader, batches: usize) -> Result<LoaderThroughput> {
+    let mut epoch = loader.epoch(0);
+    let first = epoch.next().transpose()?;
+    let mut images = 0usize;
+    let mut counted = 0usize;
+    let t = Instant::now();
+    let mut last_device = first.as_ref().map(|b| b.images.device());
+    for batch in epoch.by_ref().take(batches) {
+        let batch = batch?;
+        images += batch.len();
+        counted += 1;
+        last_device = Some(batch.images.device());
     }
-    .resolve(crate::mixer::MixerVariant::Samix);
-    let mut nets = SamixNets::new(&vs, &model, &r, 3, 100, 32)?;
-    let optim = O { lr: 0.1, momentum: 0.9, weight_decay: 1e-4, nesterov: false };
-    let mut sgd = Sgd::with_groups(&vs, &optim, &[ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
-    let lambda = crate::mix::LambdaSampler::new(2.0)?;
-    let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
-    let y = Tensor::randint(100, [batch], (Kind::Int64, device));
-    let mut rng = stream(0, Stream::Mix, 0, 0);
-    let step = || {
-        let d = SamixNets::draw(&r, &lambda, batch as usize, &mut rng, device);
-        let total = nets.losses(&r, &x, &y, &d, 0.0).total();
-        sgd.zero_grad();
-        total.backward();
-        sgd.step_groups(&[0.1, 0.1]);
-        nets.ema_update(0.999);
-    };
-    time_steps(Method::Samix, device, batch, warmup, steps, step)
+    if let Some(d) = last_device {
+        synchronize(d);
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    Ok(LoaderThroughput { batches: counted, images_per_sec: images as f64 / seconds.max(1e-9), seconds })
 }

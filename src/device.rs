@@ -1,4 +1,5 @@
-//! Parsing of `--device cpu|cuda|cuda:N` into a tch device, with the default "cuda if available".
+//! Parsing of `--device cpu|cuda|cuda:N` into a tch device, with the default "cuda if available";
+//! per-device preparation and sync-free uploads of small host tensors.
 use crate::{Error, Result};
 use tch::Device;
 
@@ -7,6 +8,18 @@ use tch::Device;
 pub fn prepare(device: Device) {
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
+    }
+}
+
+/// A host tensor on `device` without making the host wait: on CUDA the data goes through pinned
+/// memory with a non-blocking copy (a pageable copy would synchronise the stream, stalling the
+/// launch queue of a launch-bound step); libtorch's pinned allocator keeps the staging buffer
+/// alive until the copy has run. On the CPU the tensor is returned as it is.
+pub fn upload(host: &tch::Tensor, device: Device) -> tch::Tensor {
+    if device.is_cuda() {
+        host.pin_memory(device).to_device_(device, host.kind(), true, false)
+    } else {
+        host.to_device(device)
     }
 }
 

@@ -21,6 +21,9 @@ pub enum Error {
     Argument(String),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A failure inside one of the libtorch calls samix makes itself (csrc/shim.cpp).
+    #[error("libtorch: {0}")]
+    Native(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,7 @@ pub mod mix;
 pub mod mixer;
 pub mod report;
 pub mod model;
+pub mod native;
 pub mod rng;
 pub mod train;
 

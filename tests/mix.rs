@@ -154,7 +154,7 @@ fn sgd_matches_torch_update_rule() {
         for _ in 0..3 {
             sgd.zero_grad();
             (&p * &p).sum(Kind::Float).backward();
-            sgd.step(0.1);
+            sgd.step(0.1).unwrap();
             for i in 0..2 {
                 let d = 2.0 * w[i] + 0.01 * w[i];
                 let b = match buf {

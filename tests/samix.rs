@@ -45,7 +45,7 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
         let (vs, m) = mixer(&cfg, 256, 4);
         let f = Tensor::randn([6, 256, 8, 8], (Kind::Float, Device::Cpu));
         let perm = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 0]);
-        let s = m.mask(&f, &perm, 0.3, true);
+        let s = m.mask(&f, &perm, &lam(0.3), true);
         assert_eq!(s.size(), [6, 1, 32, 32]);
         let (lo, hi) = (s.min().double_value(&[]), s.max().double_value(&[]));
         assert!(lo >= 0.0 && hi <= 1.0);
@@ -74,10 +74,10 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
     });
     let f = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
     let perm = Tensor::from_slice(&[1i64, 0]);
-    let s = m.mask(&f, &perm, 0.5, false);
+    let s = m.mask(&f, &perm, &lam(0.5), false);
     let block = s.get(0).narrow(1, 4, 4).narrow(2, 8, 4);
     assert!((block.max() - block.min()).double_value(&[]) == 0.0);
-    assert!(!m.mask(&f, &perm, 0.2, false).allclose(&s, 1e-4, 1e-4, false));
+    assert!(!m.mask(&f, &perm, &lam(0.2), false).allclose(&s, 1e-4, 1e-4, false));
 }
 
 fn tiny_samix(resolved: &samix::config::ResolvedSamix) -> (VarStore, SamixNets) {
@@ -118,7 +118,7 @@ fn gradients_flow_where_the_spec_says() {
     let mut rng = SamixRng::seed_from_u64(1);
     let lambda = samix::mix::LambdaSampler::new(2.0).unwrap();
     let mut d = SamixNets::draw(&resolved, &lambda, 8, &mut rng, Device::Cpu);
-    d.lam_bb = 0.4; // away from the margin, so the backbone mask is the learned one
+    d.lam_bb = lam(0.4); // away from the margin, so the backbone mask is the learned one
     let trainable = |prefix: &str| vs.variables().into_iter().filter(|(n, t)| n.starts_with(prefix) && t.requires_grad()).count();
     assert_eq!(trainable("k."), 0, "the EMA networks are frozen");
     assert!(trainable("q.") > 0 && trainable("mixer.") > 0);
@@ -167,11 +167,11 @@ fn ema_update_and_momentum_schedule() {
     tch::no_grad(|| {
         let _ = v["q.fc.weight"].shallow_clone().g_add_scalar_(1.0);
     });
-    nets.ema_update(0.9);
+    nets.ema_update(0.9).unwrap();
     let expected = &k0 * 0.9 + (&q0 + 1.0) * 0.1;
     assert!(v["k.fc.weight"].allclose(&expected, 1e-6, 1e-6, false));
     let before = v["k.fc.weight"].copy();
-    nets.ema_update(1.0);
+    nets.ema_update(1.0).unwrap();
     assert!(v["k.fc.weight"].equal(&before), "momentum 1 freezes the EMA");
     let e = EmaConfig::default();
     assert_eq!(e.momentum_at(0, 1000), 0.999);
@@ -185,7 +185,7 @@ fn mask_losses_match_hand_computed_values() {
     let _rng = common::torch_rng_lock();
     let s = Tensor::from_slice(&[0.2f32, 0.6, 0.9, 0.1]).view([2, 1, 1, 2]);
     let cfg = |mode, per_sample| MaskLossConfig { mode, margin: 0.1, weight: 0.1, per_sample };
-    let got = |mode, per_sample| mask_loss(&s, 0.3, &cfg(mode, per_sample)).double_value(&[]);
+    let got = |mode, per_sample| mask_loss(&s, &lam(0.3), &cfg(mode, per_sample)).double_value(&[]);
     // batch mean 0.45, gap 1 − 0.45 − 0.3 = 0.25, variance 0.1025
     for (mode, want) in [
         (MaskLossMode::L1, 0.15),
@@ -199,7 +199,7 @@ fn mask_losses_match_hand_computed_values() {
     let want = ((0.2 - 0.08) + (0.1 - 0.32)) / 2.0;
     assert!((got(MaskLossMode::L1Variance, true) - 0.1 * want).abs() < 1e-6);
     // Inside the margin the L1 term is zero.
-    assert_eq!(mask_loss(&s, 0.45, &cfg(MaskLossMode::L1, false)).double_value(&[]), 0.0);
+    assert_eq!(mask_loss(&s, &lam(0.45), &cfg(MaskLossMode::L1, false)).double_value(&[]), 0.0);
 }
 
 #[test]
@@ -233,15 +233,15 @@ fn eta_losses_match_hand_computed_values() {
 fn backbone_mask_post_processing() {
     let _rng = common::torch_rng_lock();
     let s = Tensor::rand([4, 1, 8, 8], (Kind::Float, Device::Cpu));
-    for lam in [0.2, 0.5, 0.77] {
-        let a = adjust_area(&s, lam);
+    for l in [0.2, 0.5, 0.77] {
+        let a = adjust_area(&s, &lam(l));
         let first_share = f64s(&(-&a + 1.0).mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
-        assert!(first_share.iter().all(|m| (m - lam).abs() < 1e-5), "{first_share:?} vs {lam}");
+        assert!(first_share.iter().all(|m| (m - l).abs() < 1e-5), "{first_share:?} vs {l}");
         assert!(a.min().double_value(&[]) >= 0.0 && a.max().double_value(&[]) <= 1.0);
     }
-    let flat = backbone_mask(s.shallow_clone(), 0.05, false, 0.08);
+    let flat = backbone_mask(s.shallow_clone(), &lam(0.05), None, 0.08);
     assert!(f64s(&flat).iter().all(|v| (v - 0.95).abs() < 1e-6), "λ within the margin gives plain mixup");
-    assert!(backbone_mask(s.shallow_clone(), 0.5, false, 0.08).equal(&s));
+    assert!(backbone_mask(s.shallow_clone(), &lam(0.5), None, 0.08).equal(&s));
 }
 
 fn samix_config(train: usize, epochs: usize, extra: &str) -> TrainConfig {
@@ -331,4 +331,9 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     for n in ["quickstart", "cifar100_r18_vanilla", "cifar100_r18_mixup", "cifar100_r18_cutmix", "cifar100_rx50_samix"] {
         get(n);
     }
+}
+
+/// λ as the 0-dim float tensor the SAMix functions take (a host scalar).
+fn lam(v: f64) -> Tensor {
+    Tensor::from(v as f32)
 }

@@ -67,9 +67,26 @@ enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 100)]
         batch: i64,
+        /// Methods to time, comma-separated (default: vanilla,mixup,cutmix,samix).
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
+        /// f32, or bf16 autocast (parameters and optimiser state stay f32).
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Capture each step as one CUDA graph and time its replays (CUDA only; λ and pairings
+        /// are then drawn on the device).
+        #[arg(long)]
+        cuda_graph: bool,
         /// Time each mixing policy's `mix` alone instead of training steps.
         #[arg(long)]
         policies: bool,
+        /// Time the training loader of this config alone (its dataset, augmentations, workers
+        /// and batch size), uploading to --device; --steps batches after the first.
+        #[arg(long, value_name = "CONFIG")]
+        loader: Option<PathBuf>,
+        /// Dataset path for --loader, overriding data.path.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
     /// weight per pixel (white = partner), mixed images, and λ under each column.
@@ -205,38 +222,51 @@ fn run(cli: Cli) -> Result<()> {
             let r = eval::evaluate(&model.net, &loader)?;
             println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {})", r.acc1, r.acc5, r.loss, r.images, ckpt.state.epoch);
         }
-        Command::Bench { device, steps, warmup, batch, policies } => {
+        Command::Bench { device, steps, warmup, batch, methods, precision, cuda_graph, policies, loader, data } => {
             let device = parse_device(device.as_deref())?;
             samix::device::prepare(device);
             if batch < 1 || steps < 1 {
                 bail!("--batch and --steps must be at least 1");
             }
-            if policies {
-                for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix", "mixup_cutmix"] {
-                    let p = samix::mix::Policy::from_config(&samix::config::MixConfig::from_name(name, None)?)?;
-                    let ips = samix::bench::bench_policy_mix(&p, device, batch, steps);
-                    println!("RESULT samix policy {name} device={device:?} bs={batch}: {ips:.0} img/s");
+            if let Some(config) = loader {
+                let mut cfg = TrainConfig::load(&config, &[])?;
+                if let Some(d) = data {
+                    cfg.data.path = Some(d);
                 }
-                // PuzzleMix needs the model's saliency; here a random one (its cost is not included).
-                let puzzle = samix::mix::PuzzleMix::new(Default::default(), vec![0.5; 3], vec![0.25; 3])?;
-                let x = tch::Tensor::randn([batch, 3, 32, 32], (tch::Kind::Float, device));
-                let y = tch::Tensor::randint(100, [batch], (tch::Kind::Int64, device));
-                let sal = tch::Tensor::rand([batch, 32, 32], (tch::Kind::Float, device));
-                let mut rng = samix::rng::stream(0, samix::rng::Stream::Mix, 0, 0);
-                let iters = (steps / 10).max(1);
-                let t = std::time::Instant::now();
-                for _ in 0..iters {
-                    let _ = puzzle.mix_with_saliency(&x, &y, &sal, &mut rng);
-                }
-                println!("RESULT samix policy puzzlemix (given saliency) device={device:?} bs={batch}: {:.0} img/s", (batch as usize * iters) as f64 / t.elapsed().as_secs_f64());
+                let splits = open_splits(&cfg.data)?;
+                let loader = train::train_loader(&cfg, splits.train.clone(), device);
+                let r = samix::bench::bench_loader(&loader, steps)?;
+                println!(
+                    "RESULT samix loader {} workers={} bs={} device={device:?}: {:.0} img/s over {} batches ({:.2} s)",
+                    cfg.data.dataset.name(),
+                    cfg.data.workers,
+                    cfg.train.batch_size,
+                    r.images_per_sec,
+                    r.batches,
+                    r.seconds
+                );
                 return Ok(());
             }
+            if policies {
+                bench_policies(device, batch, steps)?;
+                return Ok(());
+            }
+            let precision: samix::native::Precision = precision.parse().map_err(|e: String| anyhow::anyhow!("--precision: {e}"))?;
+            let methods = if methods.is_empty() {
+                samix::bench::Method::ALL.to_vec()
+            } else {
+                methods.iter().map(|m| samix::bench::Method::from_name(m.trim())).collect::<Result<Vec<_>, _>>()?
+            };
+            let opts = samix::bench::BenchOptions { device, batch, warmup, steps, precision, cuda_graph };
             let mut vanilla = None;
-            for method in samix::bench::Method::ALL {
-                let r = samix::bench::bench_step(method, device, batch, warmup, steps)?;
+            for method in methods {
+                let r = samix::bench::bench_step(method, &opts)?;
+                let memory = r.peak_memory.map(|m| format!(" {}={:.0}MiB", m.label(), m.mib())).unwrap_or_default();
                 println!(
-                    "RESULT samix {} device={device:?} bs={batch}: {:.2} ms/step {:.0} img/s",
+                    "RESULT samix {} precision={} graph={} device={device:?} bs={batch}: {:.2} ms/step {:.0} img/s{memory}",
                     method.name(),
+                    precision.name(),
+                    cuda_graph,
                     r.ms_per_step,
                     r.images_per_sec
                 );
@@ -322,5 +352,27 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `samix bench --policies`: each policy's `mix` alone on a random batch.
+fn bench_policies(device: tch::Device, batch: i64, steps: usize) -> Result<()> {
+    for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix", "mixup_cutmix"] {
+        let p = samix::mix::Policy::from_config(&samix::config::MixConfig::from_name(name, None)?)?;
+        let ips = samix::bench::bench_policy_mix(&p, device, batch, steps);
+        println!("RESULT samix policy {name} device={device:?} bs={batch}: {ips:.0} img/s");
+    }
+    // PuzzleMix needs the model's saliency; here a random one (its cost is not included).
+    let puzzle = samix::mix::PuzzleMix::new(Default::default(), vec![0.5; 3], vec![0.25; 3])?;
+    let x = tch::Tensor::randn([batch, 3, 32, 32], (tch::Kind::Float, device));
+    let y = tch::Tensor::randint(100, [batch], (tch::Kind::Int64, device));
+    let sal = tch::Tensor::rand([batch, 32, 32], (tch::Kind::Float, device));
+    let mut rng = samix::rng::stream(0, samix::rng::Stream::Mix, 0, 0);
+    let iters = (steps / 10).max(1);
+    let t = std::time::Instant::now();
+    for _ in 0..iters {
+        let _ = puzzle.mix_with_saliency(&x, &y, &sal, &mut rng);
+    }
+    println!("RESULT samix policy puzzlemix (given saliency) device={device:?} bs={batch}: {:.0} img/s", (batch as usize * iters) as f64 / t.elapsed().as_secs_f64());
     Ok(())
 }

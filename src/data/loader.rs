@@ -162,7 +162,7 @@ impl Iterator for EpochIter {
         let received = rx.recv();
         self.waited += start.elapsed();
         let result = match received {
-            Ok(Ok((images, labels))) => Ok(Batch { images: images.to_device(self.device), labels: labels.to_device(self.device) }),
+            Ok(Ok((images, labels))) => Ok(Batch { images: crate::device::upload(&images, self.device), labels: crate::device::upload(&labels, self.device) }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Argument("a loader worker stopped unexpectedly".into())),
         };

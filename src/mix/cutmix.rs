@@ -1,10 +1,10 @@
 //! CutMix (Yun et al. 2019): a box of side ratio √(1−λ) at a uniform centre, clipped to the
 //! image, is pasted from the paired image; the label λ is recomputed from the pasted area.
-use super::{mix_targets, random_pairing, LambdaSampler, MixPolicy, MixedBatch};
+use super::{mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch};
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct CutMix {
@@ -77,6 +77,30 @@ pub fn paste_box(x: &Tensor, x2: &Tensor, b: CutBox) -> Tensor {
     out
 }
 
+/// The partner's weight map (`1×1×h×w`, 1 inside the box) and the first image's kept fraction
+/// (0-dim) of a CutMix box drawn entirely on `device`: λ ~ Beta(α, α) on the device, then the
+/// same box rule as [`cutmix_box`] (side `⌊h·√(1−λ)⌋`, centre uniform over the pixels, clipped)
+/// evaluated with tensor arithmetic instead of host integers.
+pub fn cutmix_box_on_device(h: i64, w: i64, lambda: &LambdaSampler, device: Device) -> (Tensor, Tensor) {
+    let lam = lambda.sample_on_device(&[], device);
+    let ratio = (-lam + 1.0).clamp_min(0.0).sqrt();
+    let float = (Kind::Float, device);
+    let span = |size: i64| {
+        let half = (&ratio * size as f64).floor().divide_scalar_mode(2, "floor");
+        let centre = Tensor::randint(size, [], (Kind::Int64, device)).to_kind(Kind::Float);
+        let lo = (&centre - &half).clamp(0.0, size as f64);
+        let hi = (&centre + &half).clamp(0.0, size as f64);
+        let coords = Tensor::arange(size, float);
+        let inside = coords.ge_tensor(&lo).logical_and(&coords.lt_tensor(&hi)).to_kind(Kind::Float);
+        (inside, hi - lo)
+    };
+    let (rows, height) = span(h);
+    let (cols, width) = span(w);
+    let box_weight = rows.view([1, 1, h, 1]) * cols.view([1, 1, 1, w]);
+    let kept: Tensor = 1.0 - height * width / (h * w) as f64;
+    (box_weight, kept)
+}
+
 impl MixPolicy for CutMix {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
         let size = images.size();
@@ -87,5 +111,15 @@ impl MixPolicy for CutMix {
         let mixed = paste_box(images, &images.index_select(0, &perm), b);
         let mask = Some(box_first_weight(h, w, b, images.device()));
         MixedBatch { images: mixed, targets: mix_targets(labels, &perm, b.keep_fraction(h, w)), mask, pairing: Some(perm) }
+    }
+
+    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
+        let size = images.size();
+        let (n, h, w, device) = (size[0] as usize, size[2], size[3], images.device());
+        let perm = random_pairing_on_device(n, device);
+        let (box_weight, kept) = cutmix_box_on_device(h, w, &self.lambda, device);
+        let mixed = images * (1.0 - &box_weight) + images.index_select(0, &perm) * &box_weight;
+        let mask = Some(1.0 - box_weight);
+        Some(MixedBatch { images: mixed, targets: mix_targets_t(labels, &perm, &kept), mask, pairing: Some(perm) })
     }
 }

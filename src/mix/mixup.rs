@@ -1,5 +1,5 @@
 //! MixUp (Zhang et al. 2018): x̃ = λx + (1−λ)x[perm], λ ~ Beta(α, α) per batch or per sample.
-use super::{mix_targets, random_pairing, LambdaSampler, MixPolicy, MixedBatch, MixedTargets};
+use super::{mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch, MixedTargets};
 use crate::rng::SamixRng;
 use crate::Result;
 use tch::Tensor;
@@ -29,7 +29,7 @@ impl MixPolicy for MixUp {
         let partner = images.index_select(0, &perm);
         if self.per_sample {
             let lams: Vec<f32> = (0..n).map(|_| self.lambda.sample(rng) as f32).collect();
-            let lam = Tensor::from_slice(&lams).to_device(images.device());
+            let lam = crate::device::upload(&Tensor::from_slice(&lams), images.device());
             let images = mix_images(images, &partner, &lam);
             let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
             MixedBatch { images, targets, mask: None, pairing: Some(perm) }
@@ -38,5 +38,20 @@ impl MixPolicy for MixUp {
             let images = images * lam + &partner * (1.0 - lam);
             MixedBatch { images, targets: mix_targets(labels, &perm, lam), mask: None, pairing: Some(perm) }
         }
+    }
+
+    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
+        let (n, device) = (images.size()[0], images.device());
+        let perm = random_pairing_on_device(n as usize, device);
+        let partner = images.index_select(0, &perm);
+        let shape: &[i64] = if self.per_sample { &[n] } else { &[] };
+        let lam = self.lambda.sample_on_device(shape, device);
+        let mixed = mix_images(images, &partner, &lam);
+        let targets = if self.per_sample {
+            MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam }
+        } else {
+            mix_targets_t(labels, &perm, &lam)
+        };
+        Some(MixedBatch { images: mixed, targets, mask: None, pairing: Some(perm) })
     }
 }

@@ -16,7 +16,7 @@ mod smoothmix;
 mod switch;
 
 pub use attentivemix::AttentiveMix;
-pub use cutmix::{box_first_weight, centered_box, cutmix_box, paste_box, random_box, CutBox, CutMix};
+pub use cutmix::{box_first_weight, centered_box, cutmix_box, cutmix_box_on_device, paste_box, random_box, CutBox, CutMix};
 pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
 pub use fmix::{fourier_mask, FMix};
 pub use graphcut::GridMrf;
@@ -83,6 +83,12 @@ pub fn blend(x: &Tensor, x2: &Tensor, first_weight: &Tensor) -> Tensor {
 /// A mixing policy: batch in, mixed batch out.
 pub trait MixPolicy {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch;
+    /// The same mix with every draw made on the images' device by libtorch's generator and no
+    /// host round trip or data-dependent shape, so a captured CUDA graph of a training step
+    /// draws afresh at each replay; `None` for policies that need the host.
+    fn mix_on_device(&self, _images: &Tensor, _labels: &Tensor) -> Option<MixedBatch> {
+        None
+    }
 }
 
 /// No mixing: images unchanged, λ = 1.
@@ -92,6 +98,9 @@ pub struct NoMix;
 impl MixPolicy for NoMix {
     fn mix(&self, images: &Tensor, labels: &Tensor, _rng: &mut SamixRng) -> MixedBatch {
         MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels), mask: None, pairing: None }
+    }
+    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
+        Some(MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels), mask: None, pairing: None })
     }
 }
 
@@ -182,13 +191,42 @@ impl LambdaSampler {
     pub fn sample(&self, rng: &mut SamixRng) -> f64 {
         self.beta.sample(rng)
     }
+    /// Draws of shape `shape` (`&[]` for one 0-dim λ) as float tensors on `device`, from
+    /// libtorch's generator: `G₁/(G₁+G₂)` with `Gᵢ ~ Gamma(α)`. Never touches the host, so a
+    /// captured CUDA graph draws afresh at every replay; reproducible through
+    /// `tch::manual_seed`, not through the run's streams.
+    pub fn sample_on_device(&self, shape: &[i64], device: Device) -> Tensor {
+        let mut both = vec![2];
+        both.extend_from_slice(shape);
+        let g = Tensor::full(both.as_slice(), self.alpha, (Kind::Float, device)).internal_standard_gamma();
+        // Both gammas underflow to 0 only for tiny α; ½ is the limit of λ there.
+        (g.select(0, 0) / g.sum_dim_intlist(0, false, Kind::Float)).nan_to_num(0.5, None, None)
+    }
 }
 
 /// A random permutation of the batch: sample n is paired with sample `perm[n]`.
 pub fn random_pairing(n: usize, rng: &mut SamixRng, device: Device) -> Tensor {
     let mut perm: Vec<i64> = (0..n as i64).collect();
     perm.shuffle(rng);
-    Tensor::from_slice(&perm).to_device(device)
+    crate::device::upload(&Tensor::from_slice(&perm), device)
+}
+
+/// As [`random_pairing`], drawn on `device` by libtorch's generator (see
+/// [`LambdaSampler::sample_on_device`]).
+pub fn random_pairing_on_device(n: usize, device: Device) -> Tensor {
+    Tensor::randperm(n as i64, (Kind::Int64, device))
+}
+
+/// As [`mix_targets`] with λ a 0-dim tensor, either on the labels' device or a host scalar.
+pub fn mix_targets_t(labels: &Tensor, perm: &Tensor, lam: &Tensor) -> MixedTargets {
+    let n = labels.size()[0];
+    let lam = if lam.device() == labels.device() {
+        lam.to_kind(Kind::Float).expand([n], false)
+    } else {
+        // A CPU scalar: reading it is not a device sync.
+        Tensor::full([n], lam.double_value(&[]), (Kind::Float, labels.device()))
+    };
+    MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, perm), lam }
 }
 
 /// Labels of a batch-level mix: y_a = labels, y_b = labels[perm], λ broadcast to `[N]`.

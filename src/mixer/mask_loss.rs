@@ -43,15 +43,16 @@ impl MaskLossConfig {
     }
 }
 
-/// `weight × loss` for masks `s` (`N×1×H×W`) generated for λ (the first image's weight).
-pub fn mask_loss(s: &Tensor, lam: f64, cfg: &MaskLossConfig) -> Tensor {
+/// `weight × loss` for masks `s` (`N×1×H×W`) generated for λ (the first image's weight; a
+/// 0-dim tensor on `s`'s device or a host scalar).
+pub fn mask_loss(s: &Tensor, lam: &Tensor, cfg: &MaskLossConfig) -> Tensor {
     let n = s.size()[0];
     // Rows = the groups whose mean is constrained: one row for the batch, or one per sample.
     let rows = if cfg.per_sample { s.reshape([n, -1]) } else { s.reshape([1, -1]) };
     let mean = rows.mean_dim(1, true, Kind::Float);
     let var = (&rows - &mean).square().mean_dim(1, false, Kind::Float);
     let mean = mean.squeeze_dim(1);
-    let gap: Tensor = 1.0 - mean - lam;
+    let gap: Tensor = 1.0 - mean - lam.to_kind(Kind::Float);
     let delta = cfg.margin;
     let per_row = match cfg.mode {
         MaskLossMode::L1 => (gap.abs() - delta).relu(),

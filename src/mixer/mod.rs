@@ -81,6 +81,16 @@ pub fn lambda_encoding(lam: f64, k: f64) -> f64 {
     ((4.0 / 3.0) * lam.powi(3) - 2.0 * lam * lam + (k + 1.0) * lam) / (k + 1.0 / 3.0)
 }
 
+/// [`lambda_encoding`] of a λ tensor (any shape, on any device), evaluated in Horner form.
+pub fn lambda_encoding_t(lam: &Tensor, k: f64) -> Tensor {
+    if k < 0.0 {
+        return lam.shallow_clone();
+    }
+    let k = k.min(10.0);
+    let poly: Tensor = ((lam * (4.0 / 3.0) - 2.0) * lam + (k + 1.0)) * lam;
+    poly / (k + 1.0 / 3.0)
+}
+
 fn mixer_conv(path: nn::Path, cin: i64, cout: i64, bias: bool) -> nn::Conv2D {
     let cfg = nn::ConvConfig {
         bias,
@@ -218,20 +228,21 @@ impl Mixer {
     }
 
     /// The Mixer's input for features `f` of the first samples, `f_pair` of their partners and
-    /// the first sample's weight λ: both maps stacked along channels (`N×2C×h×w`), with SAMix's
-    /// residual λ encoding `x_i·(1+λ')`, `x_j·(1+(1−λ'))` applied.
-    pub fn encode_pair(&self, f: &Tensor, f_pair: &Tensor, lam: f64) -> Tensor {
+    /// the first sample's weight λ (a 0-dim tensor, on the device or a host scalar): both maps
+    /// stacked along channels (`N×2C×h×w`), with SAMix's residual λ encoding `x_i·(1+λ')`,
+    /// `x_j·(1+(1−λ'))` applied.
+    pub fn encode_pair(&self, f: &Tensor, f_pair: &Tensor, lam: &Tensor) -> Tensor {
         match self.cfg.variant {
             MixerVariant::Samix => {
-                let l = lambda_encoding(lam, self.cfg.lam_mul_k);
-                Tensor::cat(&[f * (1.0 + l), f_pair * (2.0 - l)], 1)
+                let l = lambda_encoding_t(&lam.to_kind(f.kind()), self.cfg.lam_mul_k);
+                Tensor::cat(&[f * (1.0 + &l), f_pair * (2.0 - &l)], 1)
             }
             MixerVariant::Automix => Tensor::cat(&[f, f_pair], 1),
         }
     }
 
     /// `s`, the weight map of the paired image, for the pairing `perm` (sample n with `perm[n]`).
-    pub fn mask(&self, f: &Tensor, perm: &Tensor, lam: f64, train: bool) -> Tensor {
+    pub fn mask(&self, f: &Tensor, perm: &Tensor, lam: &Tensor, train: bool) -> Tensor {
         self.forward_t(&self.encode_pair(f, &f.index_select(0, perm), lam), train)
     }
 }

@@ -220,7 +220,7 @@ impl Learner for SupervisedLearner {
         let loss = mixup_cross_entropy(&logits, &targets, self.smoothing);
         self.sgd.zero_grad();
         loss.backward();
-        self.sgd.step(lr);
+        self.sgd.step(lr)?;
         Ok((loss.detach(), lr))
     }
     fn evaluate(&self, loader: &Loader) -> Result<eval::Evaluation> {
@@ -231,6 +231,20 @@ impl Learner for SupervisedLearner {
 
 pub fn train_pipeline(cfg: &TrainConfig, info: &crate::data::DatasetInfo) -> Pipeline {
     Pipeline::train(&cfg.data.augment, cfg.data.dataset.native_size(), &info.mean, &info.std)
+}
+
+/// The training loader of a config: shuffled, last partial batch dropped, its augmentations.
+pub fn train_loader(cfg: &TrainConfig, train: Arc<dyn Dataset>, device: Device) -> Loader {
+    let info = train.info().clone();
+    let lc = LoaderConfig {
+        batch_size: cfg.train.batch_size,
+        workers: cfg.data.workers,
+        prefetch: cfg.data.prefetch,
+        shuffle: true,
+        drop_last: true,
+        seed: cfg.seed,
+    };
+    Loader::new(train, train_pipeline(cfg, &info), lc, device)
 }
 
 pub fn eval_loader(cfg: &TrainConfig, test: Arc<dyn Dataset>, device: Device) -> Loader {
@@ -308,19 +322,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     // Everything that can fail on the user's input has been checked: now the run directory.
     prepare_run_dir(&out, resume, force)?;
     let config_toml = config.to_toml();
-    let train_loader = Loader::new(
-        splits.train.clone(),
-        train_pipeline(&config, &info),
-        LoaderConfig {
-            batch_size: config.train.batch_size,
-            workers: config.data.workers,
-            prefetch: config.data.prefetch,
-            shuffle: true,
-            drop_last: true,
-            seed: config.seed,
-        },
-        device,
-    );
+    let train_loader = train_loader(&config, splits.train.clone(), device);
     let metrics_path = out.join("metrics.jsonl");
 
     let (mut start_epoch, mut global_step, mut history) = (0usize, 0u64, Vec::new());

@@ -9,7 +9,7 @@ use super::{eval, Learner, StepContext};
 use crate::config::{ModelConfig, OptimConfig, ResolvedSamix, ScheduleConfig, TrainConfig};
 use crate::data::loader::{Batch, Loader};
 use crate::loss::{cross_entropy, mixup_cross_entropy};
-use crate::mix::{mix_targets, random_pairing, LambdaSampler};
+use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler};
 use crate::mixer::{apply_mask, mask_loss, Mixer, MixerConfig, MixerShape};
 use crate::model::{LinearHead, Network, StagedNet};
 use crate::rng::SamixRng;
@@ -34,15 +34,17 @@ pub struct SamixNets {
     ema_pairs: Vec<(Tensor, Tensor)>,
 }
 
-/// The random draws of one step.
+/// The random draws of one step. The λs and the adjust flag are 0-dim float tensors: host
+/// scalars when drawn from the run's streams ([`SamixNets::draw`]), device tensors when drawn
+/// by libtorch on the device ([`SamixNets::draw_on_device`], for CUDA-graph capture).
 #[derive(Debug)]
 pub struct Draws {
-    pub lam_mb: f64,
-    pub lam_bb: f64,
+    pub lam_mb: Tensor,
+    pub lam_bb: Tensor,
     pub perm_mb: Tensor,
     pub perm_bb: Tensor,
-    /// Whether this step rescales the backbone mask to its λ's area (probability `mask_adjust`).
-    pub adjust_bb: bool,
+    /// 1 when this step rescales the backbone mask to its λ's area (probability `mask_adjust`).
+    pub adjust_bb: Tensor,
 }
 
 /// The four loss terms of a step; their sum is what one optimiser step minimises.
@@ -104,23 +106,34 @@ impl SamixNets {
         Ok(SamixNets { net_q, head_mix_q, net_k, head_mix_k, mixer, mask_stage: stage, ema_pairs })
     }
 
-    /// `p_k ← m·p_k + (1 − m)·p_q` over parameters; m ≥ 1 leaves the EMA side as it is.
-    pub fn ema_update(&mut self, momentum: f64) {
+    /// `p_k ← m·p_k + (1 − m)·p_q` over parameters, in torch's multi-tensor lerp kernel (one
+    /// launch per ~dozens of tensors instead of one per tensor); m ≥ 1 leaves the EMA side as it is.
+    pub fn ema_update(&mut self, momentum: f64) -> Result<()> {
         if momentum >= 1.0 {
-            return;
+            return Ok(());
         }
-        tch::no_grad(|| {
-            for (k, q) in &mut self.ema_pairs {
-                let _ = k.lerp_(q, 1.0 - momentum);
-            }
-        });
+        let (ema, online): (Vec<&Tensor>, Vec<&Tensor>) = self.ema_pairs.iter().map(|(k, q)| (k, q)).unzip();
+        tch::no_grad(|| crate::native::foreach_lerp(&ema, &online, 1.0 - momentum))
     }
 
+    /// The draws of a step from the run's random stream (what training uses: reproducible
+    /// and independent of the device).
     pub fn draw(r: &ResolvedSamix, lambda: &LambdaSampler, n: usize, rng: &mut SamixRng, device: Device) -> Draws {
         let (lam_mb, lam_bb) = (lambda.sample(rng), lambda.sample(rng));
         let perm_bb = random_pairing(n, rng, device);
         let perm_mb = random_pairing(n, rng, device);
         let adjust_bb = rng.gen::<f64>() < r.cfg.mask_adjust;
+        let scalar = |v: f64| Tensor::from(v as f32);
+        Draws { lam_mb: scalar(lam_mb), lam_bb: scalar(lam_bb), perm_mb, perm_bb, adjust_bb: scalar(f64::from(u8::from(adjust_bb))) }
+    }
+
+    /// The same draws made on `device` by libtorch's generator: nothing reaches the host, so a
+    /// captured step draws afresh at each replay.
+    pub fn draw_on_device(r: &ResolvedSamix, lambda: &LambdaSampler, n: usize, device: Device) -> Draws {
+        let (lam_mb, lam_bb) = (lambda.sample_on_device(&[], device), lambda.sample_on_device(&[], device));
+        let perm_bb = random_pairing_on_device(n, device);
+        let perm_mb = random_pairing_on_device(n, device);
+        let adjust_bb = Tensor::rand([], (Kind::Float, device)).lt(r.cfg.mask_adjust).to_kind(Kind::Float);
         Draws { lam_mb, lam_bb, perm_mb, perm_bb, adjust_bb }
     }
 
@@ -129,13 +142,14 @@ impl SamixNets {
         // The EMA encoder runs in train mode, as the reference's: its BN uses batch statistics
         // and keeps its own running statistics.
         let f = tch::no_grad(|| self.net_k.features(x, true, &[self.mask_stage]).1.remove(0));
-        let s_mb = self.mixer.mask(&f, &d.perm_mb, d.lam_mb, true);
-        let s_bb = tch::no_grad(|| self.mixer.mask(&f, &d.perm_bb, d.lam_bb, true));
-        let s_bb = backbone_mask(s_bb, d.lam_bb, d.adjust_bb, r.cfg.lam_margin);
-        let mask = mask_loss(&s_mb, d.lam_mb, &r.mask_loss);
+        let s_mb = self.mixer.mask(&f, &d.perm_mb, &d.lam_mb, true);
+        let s_bb = tch::no_grad(|| self.mixer.mask(&f, &d.perm_bb, &d.lam_bb, true));
+        let adjust = (r.cfg.mask_adjust > 0.0).then_some(&d.adjust_bb);
+        let s_bb = backbone_mask(s_bb, &d.lam_bb, adjust, r.cfg.lam_margin);
+        let mask = mask_loss(&s_mb, &d.lam_mb, &r.mask_loss);
         let x_mb = apply_mask(x, &x.index_select(0, &d.perm_mb), &s_mb);
         let x_bb = apply_mask(x, &x.index_select(0, &d.perm_bb), &s_bb);
-        let (t_mb, t_bb) = (mix_targets(y, &d.perm_mb, d.lam_mb), mix_targets(y, &d.perm_bb, d.lam_bb));
+        let (t_mb, t_bb) = (mix_targets_t(y, &d.perm_mb, &d.lam_mb), mix_targets_t(y, &d.perm_bb, &d.lam_bb));
         let z_k = self.net_k.features(&x_mb, true, &[]).0.apply(&self.head_mix_k);
         let mix_k = r.mixer_loss.compute(&z_k, &t_mb);
         let one_q = cross_entropy(&self.net_q.forward_t(x, true), y, smoothing);
@@ -154,27 +168,34 @@ impl SamixNets {
 
 pub const HEADS: [&str; 4] = ["one_k", "mix_k", "one_q", "mix_q"];
 
-/// Post-processing of the detached backbone mask: optional rescaling of each sample's mask so the
-/// first image covers exactly λ of the pixels (§3.3, to the mask's own λ), then the plain-mixup
-/// fallback for extreme λ (§3.4).
-pub fn backbone_mask(s: Tensor, lam: f64, adjust: bool, lam_margin: f64) -> Tensor {
-    let s = if adjust { adjust_area(&s, lam) } else { s };
-    if lam <= lam_margin || 1.0 - lam <= lam_margin {
-        s.full_like(1.0 - lam)
-    } else {
-        s
-    }
+/// Post-processing of the detached backbone mask: rescaling of each sample's mask so the first
+/// image covers exactly λ of the pixels where `adjust` is 1 (§3.3, to the mask's own λ; `None`
+/// when `mask_adjust` is 0), then the plain-mixup fallback for extreme λ (§3.4). Both are blends
+/// with 0/1 weights rather than host branches, so they work on device-drawn λ (exact: `s·1 + 0`).
+pub fn backbone_mask(s: Tensor, lam: &Tensor, adjust: Option<&Tensor>, lam_margin: f64) -> Tensor {
+    let s = match adjust {
+        Some(a) => {
+            let a = a.to_kind(s.kind());
+            &s * (1.0 - &a) + adjust_area(&s, lam) * &a
+        }
+        None => s,
+    };
+    let lam = lam.to_kind(s.kind());
+    let one_minus: Tensor = 1.0 - &lam;
+    let keep = lam.gt(lam_margin).logical_and(&one_minus.gt(lam_margin)).to_kind(s.kind());
+    &s * &keep + one_minus * (1.0 - keep)
 }
 
 /// Rescales `s` per sample so that `mean(1 − s) = lam` (the first image's share).
-pub fn adjust_area(s: &Tensor, lam: f64) -> Tensor {
+pub fn adjust_area(s: &Tensor, lam: &Tensor) -> Tensor {
+    let lam = lam.to_kind(s.kind());
     let first: Tensor = (-s + 1.0).clamp(1e-8, 1.0 - 1e-8);
     let mu = first.mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
     let second: Tensor = -&first + 1.0;
-    let shrink_first: Tensor = -(&first * (mu.reciprocal() * lam)) + 1.0;
-    let shrink_second: Tensor = &second * ((-&mu + 1.0).reciprocal() * (1.0 - lam));
-    let too_much_first = mu.gt(lam + 1e-8);
-    let too_little_first = mu.lt(lam - 1e-8);
+    let shrink_first: Tensor = -(&first * (mu.reciprocal() * &lam)) + 1.0;
+    let shrink_second: Tensor = &second * ((-&mu + 1.0).reciprocal() * (1.0 - &lam));
+    let too_much_first = mu.gt_tensor(&(&lam + 1e-8));
+    let too_little_first = mu.lt_tensor(&(&lam - 1e-8));
     shrink_first.where_self(&too_much_first, &shrink_second.where_self(&too_little_first, s))
 }
 
@@ -304,8 +325,8 @@ impl Learner for SamixLearner {
         let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
         self.sgd.zero_grad();
         total.backward();
-        self.sgd.step_groups(&[lr, mixer_lr]);
-        self.nets.ema_update(momentum);
+        self.sgd.step_groups(&[lr, mixer_lr])?;
+        self.nets.ema_update(momentum)?;
         for (name, t) in [("loss_one_q", &losses.one_q), ("loss_mix_q", &losses.mix_q), ("loss_mix_k", &losses.mix_k), ("loss_mask", &losses.mask)] {
             let v = t.detach();
             let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());

@@ -35,11 +35,11 @@ impl MaskVisuals {
         let partner = x.index_select(0, &perm);
         let mut rows = vec![self.to_unit(x), self.to_unit(&partner)];
         for lam in [0.3, 0.7] {
-            let s = nets.mixer.mask(&f, &perm, lam, false);
+            let s = nets.mixer.mask(&f, &perm, &Tensor::from(lam), false);
             rows.push(s.expand_as(x).contiguous());
             rows.push(self.to_unit(&apply_mask(x, &partner, &s)));
         }
-        self.evolution.push(nets.mixer.mask(&f, &perm, 0.5, false).expand_as(x).contiguous());
+        self.evolution.push(nets.mixer.mask(&f, &perm, &Tensor::from(0.5), false).expand_as(x).contiguous());
         let dir = out.join("visuals");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_grid(&rows, &dir.join(format!("masks_epoch_{epoch:04}.png")))

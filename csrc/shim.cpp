@@ -1,0 +1,206 @@
+// The few libtorch entry points samix needs that tch 0.24 does not expose: the fused multi-tensor
+// SGD and lerp kernels, autocast with an explicit dtype, the CUDA caching allocator's statistics,
+// and CUDA-graph capture. Each function catches every C++ exception and returns it as a malloc'd
+// message (NULL on success) that the caller frees with samix_free_error; tensors come in as the
+// `at::Tensor*` handles tch hands out. Compiled by build.rs; the CUDA half only when libtorch has
+// CUDA and the CUDA headers are found (SAMIX_WITH_CUDA).
+#include <ATen/autocast_mode.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_foreach_lerp.h>
+#include <ATen/ops/_fused_sgd.h>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#ifdef SAMIX_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace {
+
+char *error_message(const char *what) {
+  size_t n = std::strlen(what) + 1;
+  char *out = static_cast<char *>(std::malloc(n));
+  if (out != nullptr) std::memcpy(out, what, n);
+  return out;
+}
+
+template <typename F> char *guarded(F &&f) {
+  try {
+    f();
+    return nullptr;
+  } catch (const std::exception &e) {
+    return error_message(e.what());
+  } catch (...) {
+    return error_message("unknown C++ exception");
+  }
+}
+
+std::vector<at::Tensor> tensor_list(at::Tensor **ts, size_t n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(*ts[i]);
+  return out;
+}
+
+#ifdef SAMIX_WITH_CUDA
+// A graph plus the side stream it is captured and warmed up on (capture is illegal on the
+// legacy default stream). Only functions exported by libc10_cuda / libtorch_cuda are used (no
+// inline CUDA-runtime calls), so the binary needs no direct link to libcudart.
+struct Graph {
+  at::cuda::CUDAGraph graph;
+  c10::cuda::CUDAStream stream;
+  std::optional<c10::cuda::CUDAStream> previous;
+  explicit Graph(c10::DeviceIndex device) : stream(c10::cuda::getStreamFromPool(false, device)) {}
+};
+#endif
+
+} // namespace
+
+extern "C" {
+
+void samix_free_error(char *e) { std::free(e); }
+
+// SGD over one parameter group in a few multi-tensor kernels (torch.optim.SGD(fused=True)).
+// `lr` is a 0-dim tensor so a captured graph reads the current value at replay.
+// `n_buffers` is `n`, or 0 without momentum.
+char *samix_fused_sgd(at::Tensor **params, at::Tensor **grads, size_t n, at::Tensor **buffers, size_t n_buffers,
+                      double weight_decay, double momentum, at::Tensor *lr, bool nesterov) {
+  return guarded([&] {
+    at::_fused_sgd_(tensor_list(params, n), tensor_list(grads, n), tensor_list(buffers, n_buffers), weight_decay, momentum, *lr,
+                    /*dampening=*/0.0, nesterov, /*maximize=*/false, /*is_first_step=*/false);
+  });
+}
+
+// self[i] += weight · (other[i] − self[i]) for all i, in multi-tensor kernels.
+char *samix_foreach_lerp(at::Tensor **self, at::Tensor **other, size_t n, double weight) {
+  return guarded([&] { at::_foreach_lerp_(tensor_list(self, n), tensor_list(other, n), at::Scalar(weight)); });
+}
+
+// Turns autocast on or off for `cuda` (else CPU) with `dtype` (0 = bfloat16, 1 = float16) and
+// the cast-weight cache on or off (off for CUDA-graph capture, as torch.cuda.graph requires);
+// returns the previous enabled flag through `was_enabled`. Leaving the outermost region clears
+// the cast cache, as torch.autocast's __exit__ does.
+char *samix_autocast(bool cuda, bool enabled, int dtype, bool cache, bool *was_enabled) {
+  return guarded([&] {
+    at::DeviceType dev = cuda ? at::kCUDA : at::kCPU;
+    *was_enabled = at::autocast::is_autocast_enabled(dev);
+    if (enabled) {
+      at::autocast::set_autocast_cache_enabled(cache);
+      at::autocast::set_autocast_dtype(dev, dtype == 1 ? at::kHalf : at::kBFloat16);
+      at::autocast::set_autocast_enabled(dev, true);
+      at::autocast::increment_nesting();
+    } else {
+      at::autocast::set_autocast_enabled(dev, false);
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    }
+  });
+}
+
+bool samix_has_cuda_support() {
+#ifdef SAMIX_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Peak and current bytes held in tensors by the caching allocator on `device` since the last
+// reset (torch.cuda.max_memory_allocated / memory_allocated), and the peak reserved.
+char *samix_cuda_memory(int device, int64_t *peak_allocated, int64_t *allocated, int64_t *peak_reserved) {
+#ifdef SAMIX_WITH_CUDA
+  return guarded([&] {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    const size_t all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *peak_allocated = stats.allocated_bytes[all].peak;
+    *allocated = stats.allocated_bytes[all].current;
+    *peak_reserved = stats.reserved_bytes[all].peak;
+  });
+#else
+  (void)device; (void)peak_allocated; (void)allocated; (void)peak_reserved;
+  return error_message("samix was built without CUDA support");
+#endif
+}
+
+char *samix_cuda_reset_peak(int device) {
+#ifdef SAMIX_WITH_CUDA
+  return guarded([&] { c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device)); });
+#else
+  (void)device;
+  return error_message("samix was built without CUDA support");
+#endif
+}
+
+char *samix_graph_new(int device, void **out) {
+#ifdef SAMIX_WITH_CUDA
+  return guarded([&] { *out = new Graph(static_cast<c10::DeviceIndex>(device)); });
+#else
+  (void)device; (void)out;
+  return error_message("CUDA graphs need a CUDA build of samix");
+#endif
+}
+
+// Makes the graph's side stream current (enter = true) or restores the previous one.
+char *samix_graph_stream(void *g, bool enter) {
+#ifdef SAMIX_WITH_CUDA
+  return guarded([&] {
+    auto *graph = static_cast<Graph *>(g);
+    if (enter) {
+      c10::cuda::device_synchronize();
+      graph->previous.emplace(c10::cuda::getCurrentCUDAStream(graph->stream.device_index()));
+      c10::cuda::setCurrentCUDAStream(graph->stream);
+    } else if (graph->previous) {
+      c10::cuda::device_synchronize();
+      c10::cuda::setCurrentCUDAStream(*graph->previous);
+      graph->previous.reset();
+    }
+  });
+#else
+  (void)g; (void)enter;
+  return error_message("CUDA graphs need a CUDA build of samix");
+#endif
+}
+
+// Begins (begin = true) or ends capture on the graph's side stream, which must be current.
+char *samix_graph_capture(void *g, bool begin) {
+#ifdef SAMIX_WITH_CUDA
+  return guarded([&] {
+    auto *graph = static_cast<Graph *>(g);
+    if (begin) {
+      c10::cuda::device_synchronize();
+      graph->graph.capture_begin();
+    } else {
+      graph->graph.capture_end();
+    }
+  });
+#else
+  (void)g; (void)begin;
+  return error_message("CUDA graphs need a CUDA build of samix");
+#endif
+}
+
+char *samix_graph_replay(void *g) {
+#ifdef SAMIX_WITH_CUDA
+  return guarded([&] { static_cast<Graph *>(g)->graph.replay(); });
+#else
+  (void)g;
+  return error_message("CUDA graphs need a CUDA build of samix");
+#endif
+}
+
+void samix_graph_free(void *g) {
+#ifdef SAMIX_WITH_CUDA
+  delete static_cast<Graph *>(g);
+#else
+  (void)g;
+#endif
+}
+
+} // extern "C"

@@ -1,0 +1,229 @@
+//! The libtorch shim (fused SGD groups, autocast, CUDA-only entry points on a CPU machine), the
+//! device-side draws that make a step capturable, and the bench's memory and loader figures.
+mod common;
+use common::*;
+use samix::bench::{bench_loader, bench_step, BenchOptions, Method, PeakMemory};
+use samix::config::{Arch, ModelConfig, OptimConfig, SamixConfig, Stem, TrainConfig};
+use samix::mix::{cutmix_box_on_device, CutMix, LambdaSampler, MixPolicy, MixUp};
+use samix::model::Network;
+use samix::native::{self, CudaGraph, Precision};
+use samix::train::samix::{adjust_area, backbone_mask, SamixNets};
+use samix::train::sgd::{ParamGroup, Sgd};
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(&t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn fused_sgd_keeps_groups_rates_and_untouched_parameters() {
+    let vs = VarStore::new(Device::Cpu);
+    let a = vs.root().var_copy("a", &Tensor::from_slice(&[1.0f32, -2.0]));
+    let b = vs.root().sub("mixer").var_copy("b", &Tensor::from_slice(&[3.0f32]));
+    let idle = vs.root().var_copy("idle", &Tensor::from_slice(&[5.0f32]));
+    let default = OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false };
+    let plain = OptimConfig { lr: 0.1, momentum: 0.0, weight_decay: 0.5, nesterov: false };
+    let mut sgd = Sgd::with_groups(&vs, &default, &[ParamGroup { prefix: "mixer.".into(), cfg: plain }]);
+    // loss = Σa² + b² (idle unused) → grads 2a, 2b.
+    let (mut wa, mut va, mut wb) = ([1.0f64, -2.0], [0.0f64; 2], 3.0f64);
+    for (step, lrs) in [[0.1, 0.01], [0.05, 0.02], [0.2, 0.03]].iter().enumerate() {
+        sgd.zero_grad();
+        ((&a * &a).sum(Kind::Float) + (&b * &b).sum(Kind::Float)).backward();
+        sgd.step_groups(lrs).unwrap();
+        for i in 0..2 {
+            let g = 2.0 * wa[i];
+            va[i] = if step == 0 { g } else { 0.9 * va[i] + g };
+            wa[i] -= lrs[0] * va[i];
+        }
+        wb -= lrs[1] * (2.0 * wb + 0.5 * wb);
+        let (ga, gb) = (f64s(&a), f64s(&b));
+        assert!((ga[0] - wa[0]).abs() < 1e-5 && (ga[1] - wa[1]).abs() < 1e-5, "step {step}: {ga:?} vs {wa:?}");
+        assert!((gb[0] - wb).abs() < 1e-5, "step {step}: momentum-free group with weight decay: {gb:?} vs {wb}");
+    }
+    assert_eq!(f64s(&idle), vec![5.0], "a parameter without a gradient is left alone");
+    let state: Vec<String> = sgd.state().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(state, vec!["momentum.a".to_string()], "buffers only where momentum is used and a gradient came");
+}
+
+#[test]
+fn bf16_autocast_casts_inside_the_region_only_and_still_learns() {
+    let _rng = torch_rng_lock();
+    tch::manual_seed(3);
+    let vs = VarStore::new(Device::Cpu);
+    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let net = Network::new(&vs.root(), &model, 3, 10).unwrap();
+    let x = Tensor::randn([16, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let y = Tensor::arange(16, (Kind::Int64, Device::Cpu)).remainder(10);
+    let conv = tch::nn::conv2d(vs.root() / "probe", 3, 4, 3, Default::default());
+    let inside = native::with_precision(Precision::Bf16, Device::Cpu, true, || x.apply(&conv).kind()).unwrap();
+    assert_eq!(inside, Kind::BFloat16, "convolutions run in bf16 under autocast");
+    assert_eq!(x.apply(&conv).kind(), Kind::Float, "and in f32 again after the region");
+    assert_eq!(native::with_precision(Precision::F32, Device::Cpu, true, || x.apply(&conv).kind()).unwrap(), Kind::Float);
+
+    let mut sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false });
+    let mut losses = Vec::new();
+    for _ in 0..25 {
+        let loss = native::with_precision(Precision::Bf16, Device::Cpu, true, || samix::loss::cross_entropy(&net.forward_t(&x, true), &y, 0.0)).unwrap();
+        assert_eq!(loss.kind(), Kind::Float, "the loss stays f32");
+        sgd.zero_grad();
+        loss.backward();
+        sgd.step(0.05).unwrap();
+        losses.push(loss.double_value(&[]));
+    }
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses[24] < 0.5 * losses[0], "a bf16 step fits a fixed batch: {losses:?}");
+    let w = &vs.variables()["conv1.weight"];
+    assert_eq!((w.kind(), w.grad().kind()), (Kind::Float, Kind::Float), "parameters and gradients stay f32");
+}
+
+#[test]
+fn cuda_only_entry_points_fail_cleanly_without_a_gpu() {
+    if tch::Cuda::is_available() {
+        assert!(native::cuda_memory(0).is_ok());
+        return;
+    }
+    let err = CudaGraph::capture(Device::Cpu, 1, || Ok(())).err().expect("no graph on the CPU").to_string();
+    assert!(err.contains("CUDA"), "{err}");
+    assert!(native::cuda_memory(0).is_err(), "no CUDA device to report on");
+    let opts = BenchOptions { device: Device::Cpu, batch: 2, warmup: 0, steps: 1, precision: Precision::F32, cuda_graph: true };
+    assert!(bench_step(Method::Vanilla, &opts).unwrap_err().to_string().contains("--cuda-graph"));
+}
+
+#[test]
+fn device_lambda_draws_follow_beta() {
+    let _rng = torch_rng_lock();
+    tch::manual_seed(5);
+    for alpha in [2.0, 0.2, 1.0] {
+        let lam = f64s(&LambdaSampler::new(alpha).unwrap().sample_on_device(&[20000], Device::Cpu));
+        let mean = lam.iter().sum::<f64>() / lam.len() as f64;
+        let var = lam.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lam.len() as f64;
+        let want_var = 1.0 / (4.0 * (2.0 * alpha + 1.0));
+        assert!(lam.iter().all(|l| (0.0..=1.0).contains(l)));
+        assert!((mean - 0.5).abs() < 0.01, "α={alpha}: mean {mean}");
+        assert!((var - want_var).abs() < 0.1 * want_var, "α={alpha}: variance {var} vs {want_var}");
+    }
+    assert_eq!(LambdaSampler::new(2.0).unwrap().sample_on_device(&[], Device::Cpu).dim(), 0);
+}
+
+#[test]
+fn device_mixup_blends_with_its_own_lambda() {
+    let _rng = torch_rng_lock();
+    tch::manual_seed(6);
+    let x = Tensor::randn([6, 3, 4, 4], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5]);
+    for per_sample in [false, true] {
+        let m = MixUp::new(1.0, per_sample).unwrap().mix_on_device(&x, &y).unwrap();
+        let perm = m.pairing.unwrap();
+        let mut sorted = Vec::<i64>::try_from(&perm).unwrap();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3, 4, 5]);
+        assert!(m.targets.y_b.equal(&y.index_select(0, &perm)));
+        let lam = m.targets.lam.view([6, 1, 1, 1]);
+        let want = &x * &lam + x.index_select(0, &perm) * (1.0 - &lam);
+        assert!(m.images.allclose(&want, 1e-6, 1e-6, false));
+        let lams = f64s(&m.targets.lam);
+        assert_eq!(lams.iter().all(|l| *l == lams[0]), !per_sample);
+    }
+}
+
+#[test]
+fn device_cutmix_box_area_is_lambda_to_the_pixel() {
+    let _rng = torch_rng_lock();
+    tch::manual_seed(7);
+    let sampler = LambdaSampler::new(1.0).unwrap();
+    let mut partial = 0;
+    for _ in 0..200 {
+        let (weight, kept) = cutmix_box_on_device(12, 10, &sampler, Device::Cpu);
+        let w = f64s(&weight);
+        assert!(w.iter().all(|v| *v == 0.0 || *v == 1.0), "binary box");
+        let area = w.iter().sum::<f64>();
+        assert!((kept.double_value(&[]) - (1.0 - area / 120.0)).abs() < 1e-6, "kept fraction = 1 − box area / image");
+        // A box: the covered rows and columns form a full rectangle.
+        let m = weight.view([12, 10]);
+        let rows = f64s(&m.amax(&[1i64][..], false)).iter().sum::<f64>();
+        let cols = f64s(&m.amax(&[0i64][..], false)).iter().sum::<f64>();
+        assert_eq!(rows * cols, area);
+        if area > 0.0 && area < 120.0 {
+            partial += 1;
+        }
+    }
+    assert!(partial > 100, "most boxes cut something: {partial}");
+    let x = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3]);
+    let m = CutMix::new(1.0).unwrap().mix_on_device(&x, &y).unwrap();
+    let (first, perm) = (m.mask.unwrap(), m.pairing.unwrap());
+    let want = &x * &first + x.index_select(0, &perm) * (1.0 - &first);
+    assert!(m.images.allclose(&want, 0.0, 0.0, false), "pixels come whole from one image or the other");
+    let kept = f64s(&m.targets.lam);
+    assert!((kept[0] - first.mean(Kind::Double).double_value(&[])).abs() < 1e-6);
+}
+
+#[test]
+fn samix_step_with_device_draws_is_finite_and_trains_the_mixer() {
+    let _rng = torch_rng_lock();
+    tch::manual_seed(8);
+    let resolved = SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(samix::mixer::MixerVariant::Samix);
+    let vs = VarStore::new(Device::Cpu);
+    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let nets = SamixNets::new(&vs, &model, &resolved, 3, 10, 16).unwrap();
+    let lambda = LambdaSampler::new(2.0).unwrap();
+    let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let y = Tensor::arange(8, (Kind::Int64, Device::Cpu));
+    for _ in 0..4 {
+        let d = SamixNets::draw_on_device(&resolved, &lambda, 8, Device::Cpu);
+        let l = nets.losses(&resolved, &x, &y, &d, 0.0);
+        let total = l.total();
+        assert!(total.double_value(&[]).is_finite());
+        let s_bb = f64s(&l.s_bb);
+        assert!(s_bb.iter().all(|v| (0.0..=1.0).contains(v)));
+        let flag = d.adjust_bb.double_value(&[]);
+        assert!(flag == 0.0 || flag == 1.0);
+        for v in vs.variables().values() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        total.backward();
+        let mixer_grad: f64 = vs.variables().iter().filter(|(n, _)| n.starts_with("mixer.")).map(|(_, t)| t.grad()).filter(|g| g.defined()).map(|g| g.abs().sum(Kind::Double).double_value(&[])).sum();
+        assert!(mixer_grad > 0.0, "the Mixer learns from device-drawn steps");
+    }
+}
+
+#[test]
+fn backbone_mask_blends_are_exact() {
+    let _rng = torch_rng_lock();
+    tch::manual_seed(9);
+    let s = Tensor::rand([3, 1, 6, 6], (Kind::Float, Device::Cpu));
+    let lam = Tensor::from(0.4f32);
+    let adjusted = backbone_mask(s.shallow_clone(), &lam, Some(&Tensor::from(1.0f32)), 0.08);
+    assert!(adjusted.allclose(&adjust_area(&s, &lam), 1e-6, 1e-6, false), "flag 1 rescales the area");
+    assert!(backbone_mask(s.shallow_clone(), &lam, Some(&Tensor::from(0.0f32)), 0.08).equal(&s), "flag 0 keeps the mask bit for bit");
+    let at_margin = backbone_mask(s.shallow_clone(), &Tensor::from(0.95f32), None, 0.08);
+    assert!(f64s(&at_margin).iter().all(|v| (v - 0.05).abs() < 1e-6), "1 − λ within the margin gives plain mixup");
+}
+
+#[test]
+fn bench_reports_step_time_and_peak_memory_on_the_cpu() {
+    let _rng = torch_rng_lock();
+    let opts = BenchOptions { device: Device::Cpu, batch: 4, warmup: 1, steps: 1, precision: Precision::F32, cuda_graph: false };
+    let r = bench_step(Method::Mixup, &opts).unwrap();
+    assert!(r.ms_per_step > 0.0 && (r.images_per_sec - 4000.0 / r.ms_per_step).abs() < 1e-6);
+    match r.peak_memory {
+        // ResNet-18's parameters alone are 45 MB.
+        Some(PeakMemory::ProcessRss(bytes)) => assert!(bytes > 45_000_000, "{bytes}"),
+        other => panic!("expected the process's peak RSS on the CPU, got {other:?}"),
+    }
+}
+
+#[test]
+fn loader_bench_counts_the_batches_it_timed() {
+    let text = tiny_fashion_config(200, 50, 1, "policy = \"none\"");
+    let cfg = TrainConfig::parse(&text, &[]).unwrap();
+    let splits = samix::data::open_splits(&cfg.data).unwrap();
+    let loader = samix::train::train_loader(&cfg, splits.train.clone(), Device::Cpu);
+    let r = bench_loader(&loader, 3).unwrap();
+    assert_eq!(r.batches, 3);
+    assert!(r.images_per_sec > 0.0 && r.seconds > 0.0);
+}
