@@ -489,6 +489,10 @@ pub struct RunConfig {
     /// libtorch intra-op threads on CPU (0 = libtorch's default).
     #[serde(default)]
     pub threads: usize,
+    /// `f32`, or `bf16`: the training forward passes and losses under bf16 autocast
+    /// (parameters, gradients, optimiser state and evaluation stay f32).
+    #[serde(default)]
+    pub precision: crate::native::Precision,
 }
 
 fn default_batch() -> usize {

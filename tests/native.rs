@@ -227,3 +227,61 @@ fn loader_bench_counts_the_batches_it_timed() {
     assert_eq!(r.batches, 3);
     assert!(r.images_per_sec > 0.0 && r.seconds > 0.0);
 }
+
+/// GPU only (returns at once on a machine without CUDA; bench/gpu.sh runs this test binary on
+/// the device): replaying a captured vanilla step equals running it eagerly, step for step.
+#[test]
+fn cuda_graph_replays_match_eager_steps() {
+    if !tch::Cuda::is_available() {
+        eprintln!("skipped: no CUDA device");
+        return;
+    }
+    let _rng = torch_rng_lock();
+    let device = Device::Cuda(0);
+    let build = || {
+        tch::manual_seed(21);
+        let vs = VarStore::new(device);
+        let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+        let net = Network::new(&vs.root(), &model, 3, 10).unwrap();
+        let sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nesterov: false });
+        (vs, net, sgd)
+    };
+    let x = Tensor::randn([16, 3, 16, 16], (Kind::Float, device));
+    let y = Tensor::arange(16, (Kind::Int64, device)).remainder(10);
+    let step = |net: &Network, sgd: &mut Sgd| -> samix::Result<()> {
+        let loss = samix::loss::cross_entropy(&net.forward_t(&x, true), &y, 0.0);
+        sgd.zero_grad();
+        loss.backward();
+        sgd.apply()
+    };
+    let (warmup, replays) = (3, 5);
+    let (vs_eager, net_eager, mut sgd_eager) = build();
+    for _ in 0..warmup + replays {
+        step(&net_eager, &mut sgd_eager).unwrap();
+    }
+    let (vs_graph, net_graph, mut sgd_graph) = build();
+    let graph = CudaGraph::capture(device, warmup, || step(&net_graph, &mut sgd_graph)).unwrap();
+    for _ in 0..replays {
+        graph.replay().unwrap();
+    }
+    tch::Cuda::synchronize(0);
+    let (a, b) = (vs_eager.variables(), vs_graph.variables());
+    for (name, t) in &a {
+        assert!(t.allclose(&b[name], 1e-3, 1e-4, false), "{name} differs between eager and replayed steps");
+    }
+}
+
+/// GPU only: the SAMix step (device draws, bf16) captures and replays without error and reports
+/// its peak device memory.
+#[test]
+fn cuda_graph_samix_step_captures_and_replays() {
+    if !tch::Cuda::is_available() {
+        eprintln!("skipped: no CUDA device");
+        return;
+    }
+    let _rng = torch_rng_lock();
+    let opts = BenchOptions { device: Device::Cuda(0), batch: 32, warmup: 3, steps: 5, precision: Precision::Bf16, cuda_graph: true };
+    let r = bench_step(Method::Samix, &opts).unwrap();
+    assert!(r.ms_per_step > 0.0);
+    assert!(matches!(r.peak_memory, Some(PeakMemory::DeviceAllocated(b)) if b > 45_000_000), "{:?}", r.peak_memory);
+}

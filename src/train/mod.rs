@@ -171,6 +171,7 @@ pub struct SupervisedLearner {
     sgd: Sgd,
     schedule: CosineSchedule,
     smoothing: f64,
+    precision: crate::native::Precision,
 }
 
 impl SupervisedLearner {
@@ -183,7 +184,7 @@ impl SupervisedLearner {
         let model = Model::build(cfg, info, device)?;
         let sgd = Sgd::new(&model.vs, &cfg.optim);
         let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
-        Ok(SupervisedLearner { model, mixing, sgd, schedule, smoothing: cfg.train.label_smoothing })
+        Ok(SupervisedLearner { model, mixing, sgd, schedule, smoothing: cfg.train.label_smoothing, precision: cfg.train.precision })
     }
 }
 
@@ -202,22 +203,25 @@ impl Learner for SupervisedLearner {
     }
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let lr = self.schedule.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        let (logits, targets) = match &self.mixing {
-            Mixing::Input(policy) => {
-                let mixed = policy.mix(&batch.images, &batch.labels, rng);
-                (self.model.net.forward_t(&mixed.images, true), mixed.targets)
-            }
-            Mixing::Feature(f) => {
-                let out = f.forward(&self.model.net, &batch.images, &batch.labels, true, rng)?;
-                (out.logits, out.targets)
-            }
-            Mixing::Saliency(p) => {
-                let saliency = input_saliency(&self.model.net, &batch.images, &batch.labels);
-                let mixed = p.mix_with_saliency(&batch.images, &batch.labels, &saliency, rng);
-                (self.model.net.forward_t(&mixed.images, true), mixed.targets)
-            }
+        let forward_and_loss = || -> Result<Tensor> {
+            let (logits, targets) = match &self.mixing {
+                Mixing::Input(policy) => {
+                    let mixed = policy.mix(&batch.images, &batch.labels, rng);
+                    (self.model.net.forward_t(&mixed.images, true), mixed.targets)
+                }
+                Mixing::Feature(f) => {
+                    let out = f.forward(&self.model.net, &batch.images, &batch.labels, true, rng)?;
+                    (out.logits, out.targets)
+                }
+                Mixing::Saliency(p) => {
+                    let saliency = input_saliency(&self.model.net, &batch.images, &batch.labels);
+                    let mixed = p.mix_with_saliency(&batch.images, &batch.labels, &saliency, rng);
+                    (self.model.net.forward_t(&mixed.images, true), mixed.targets)
+                }
+            };
+            Ok(mixup_cross_entropy(&logits, &targets, self.smoothing))
         };
-        let loss = mixup_cross_entropy(&logits, &targets, self.smoothing);
+        let loss = crate::native::with_precision(self.precision, batch.images.device(), true, forward_and_loss)??;
         self.sgd.zero_grad();
         loss.backward();
         self.sgd.step(lr)?;

@@ -226,6 +226,7 @@ pub struct SamixLearner {
     backbone_lr: CosineSchedule,
     mixer_lr: CosineSchedule,
     smoothing: f64,
+    precision: crate::native::Precision,
     sums: BTreeMap<&'static str, Tensor>,
     steps_in_epoch: usize,
     visual: Option<super::visual::MaskVisuals>,
@@ -270,6 +271,7 @@ impl SamixLearner {
             backbone_lr,
             mixer_lr,
             smoothing: cfg.train.label_smoothing,
+            precision: cfg.train.precision,
             sums: BTreeMap::new(),
             steps_in_epoch: 0,
             visual: None,
@@ -319,7 +321,7 @@ impl Learner for SamixLearner {
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let momentum = self.resolved.cfg.ema.momentum_at(ctx.global_step, ctx.total_steps);
         let d = SamixNets::draw(&self.resolved, &self.lambda, batch.len(), rng, batch.images.device());
-        let losses = self.nets.losses(&self.resolved, &batch.images, &batch.labels, &d, self.smoothing);
+        let losses = crate::native::with_precision(self.precision, batch.images.device(), true, || self.nets.losses(&self.resolved, &batch.images, &batch.labels, &d, self.smoothing))?;
         let total = losses.total();
         let lr = self.backbone_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
         let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
