@@ -5,14 +5,16 @@ import re, sys
 
 rows = []  # (variant, method, ms, mib)
 for line in open(sys.argv[1]):
-    m = re.match(r"RESULT samix (\w+) precision=(\w+) graph=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
+    m = re.match(r"RESULT samix (\w+) precision=(\w+) graph=(\w+) cl=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
     if m:
         graph = " + CUDA graph" if m.group(3) == "true" else ""
-        rows.append((f"samix {m.group(2)}{graph}", m.group(1), float(m.group(4)), m.group(5)))
+        cl = " channels-last" if m.group(4) == "true" else ""
+        rows.append((f"samix {m.group(2)}{cl}{graph}", m.group(1), float(m.group(5)), m.group(6)))
         continue
-    m = re.match(r"RESULT torch (\w+) amp=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
+    m = re.match(r"RESULT torch (\w+) amp=(\w+) cl=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
     if m:
-        rows.append(("PyTorch " + ("bf16 autocast" if m.group(2) == "True" else "f32"), m.group(1), float(m.group(3)), m.group(4)))
+        cl = " channels-last" if m.group(3) == "True" else ""
+        rows.append(("PyTorch " + ("bf16 autocast" if m.group(2) == "True" else "f32") + cl, m.group(1), float(m.group(4)), m.group(5)))
 
 base = {meth: ms for var, meth, ms, _ in rows if var == "PyTorch f32"}
 vanilla = {var: ms for var, meth, ms, _ in rows if meth == "vanilla"}

@@ -1,5 +1,5 @@
 // The few libtorch entry points samix needs that tch 0.24 does not expose: the fused multi-tensor
-// SGD and lerp kernels, autocast with an explicit dtype, the CUDA caching allocator's statistics,
+// SGD and lerp kernels, autocast with an explicit dtype, channels-last memory order, the CUDA caching allocator's statistics,
 // and CUDA-graph capture. Each function catches every C++ exception and returns it as a malloc'd
 // message (NULL on success) that the caller frees with samix_free_error; tensors come in as the
 // `at::Tensor*` handles tch hands out. Compiled by build.rs; the CUDA half only when libtorch has
@@ -102,6 +102,16 @@ char *samix_autocast(bool cuda, bool enabled, int dtype, bool cache, bool *was_e
       if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     }
   });
+}
+
+// `*out` = a new handle to `t` in channels-last (NHWC) memory order (the same tensor when it
+// already is); tch takes ownership and frees it with `delete`.
+char *samix_channels_last(at::Tensor *t, at::Tensor **out) {
+  return guarded([&] { *out = new at::Tensor(t->contiguous(at::MemoryFormat::ChannelsLast)); });
+}
+
+char *samix_is_channels_last(at::Tensor *t, bool *out) {
+  return guarded([&] { *out = t->dim() == 4 && t->is_contiguous(at::MemoryFormat::ChannelsLast); });
 }
 
 bool samix_has_cuda_support() {

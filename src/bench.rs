@@ -55,6 +55,9 @@ pub struct BenchOptions {
     /// draws λ and pairings on the device ([`MixPolicy::mix_on_device`],
     /// [`SamixNets::draw_on_device`](crate::train::samix::SamixNets::draw_on_device)).
     pub cuda_graph: bool,
+    /// Convolution weights and the batch in channels-last memory order (the reference's
+    /// `--channels-last`).
+    pub channels_last: bool,
 }
 
 /// Peak memory while a method was built and timed.
@@ -183,10 +186,11 @@ impl BenchStep for SamixStep {
 }
 
 /// Builds `method`'s networks, optimiser and fixed random batch on `device`.
-fn build_step(method: Method, device: Device, batch: i64) -> Result<(VarStore, Box<dyn BenchStep>)> {
+fn build_step(method: Method, device: Device, batch: i64, channels_last: bool) -> Result<(VarStore, Box<dyn BenchStep>)> {
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+    let x = if channels_last { native::to_channels_last(&x)? } else { x };
     let y = Tensor::randint(100, [batch], (Kind::Int64, device));
     let rng = stream(0, Stream::Mix, 0, 0);
     let policy: Box<dyn MixPolicy> = match method {
@@ -195,11 +199,17 @@ fn build_step(method: Method, device: Device, batch: i64) -> Result<(VarStore, B
         Method::Cutmix => Box::new(CutMix::new(0.2)?),
         Method::Samix => {
             let step = build_samix(&vs, x, y, rng)?;
+            if channels_last {
+                native::vars_to_channels_last(&vs)?;
+            }
             return Ok((vs, Box::new(step)));
         }
     };
     let net = Network::new(&vs.root(), &cifar_resnet18(), 3, 100)?;
     let sgd = Sgd::new(&vs, &reference_sgd());
+    if channels_last {
+        native::vars_to_channels_last(&vs)?;
+    }
     Ok((vs, Box::new(PolicyStep { net, sgd, policy, x, y, rng })))
 }
 
@@ -236,7 +246,7 @@ pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
     }
     synchronize(device);
     reset_peak_memory(device)?;
-    let (_vs, mut step) = build_step(method, device, opts.batch)?;
+    let (_vs, mut step) = build_step(method, device, opts.batch, opts.channels_last)?;
     let precision = opts.precision;
     let elapsed = if opts.cuda_graph {
         // Warm-up (on the graph's side stream) creates the gradients and momentum buffers the

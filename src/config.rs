@@ -493,6 +493,10 @@ pub struct RunConfig {
     /// (parameters, gradients, optimiser state and evaluation stay f32).
     #[serde(default)]
     pub precision: crate::native::Precision,
+    /// Convolution weights and training batches in channels-last (NHWC) memory order, which
+    /// oneDNN and cuDNN run faster (checkpoints are written in the usual layout either way).
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 fn default_batch() -> usize {

@@ -1,9 +1,11 @@
 //! Safe wrappers over csrc/shim.cpp: the libtorch entry points tch 0.24 lacks — fused
-//! multi-tensor SGD and lerp, autocast with an explicit reduced dtype, the CUDA caching
+//! multi-tensor SGD and lerp, autocast with an explicit reduced dtype, channels-last memory
+//! order, the CUDA caching
 //! allocator's statistics, and CUDA-graph capture/replay. Touches only the tensors it is given
 //! and libtorch's thread-local autocast state; every libtorch exception becomes an `Error`.
 use crate::{Error, Result};
 use std::ffi::{c_char, c_int, c_void, CStr};
+use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use torch_sys::C_tensor;
 
@@ -22,6 +24,8 @@ extern "C" {
     ) -> *mut c_char;
     fn samix_foreach_lerp(target: *const *mut C_tensor, other: *const *mut C_tensor, n: usize, weight: f64) -> *mut c_char;
     fn samix_autocast(cuda: bool, enabled: bool, dtype: c_int, cache: bool, was_enabled: *mut bool) -> *mut c_char;
+    fn samix_channels_last(t: *mut C_tensor, out: *mut *mut C_tensor) -> *mut c_char;
+    fn samix_is_channels_last(t: *mut C_tensor, out: *mut bool) -> *mut c_char;
     fn samix_has_cuda_support() -> bool;
     fn samix_cuda_memory(device: c_int, peak_allocated: *mut i64, allocated: *mut i64, peak_reserved: *mut i64) -> *mut c_char;
     fn samix_cuda_reset_peak(device: c_int) -> *mut c_char;
@@ -129,6 +133,35 @@ pub fn with_precision<T>(precision: Precision, device: Device, cache_casts: bool
         check("autocast", unsafe { samix_autocast(cuda, true, 0, true, &mut ignored) })?;
     }
     Ok(out)
+}
+
+/// `t` (4-D) in channels-last (NHWC) memory order: same shape and values, strides of an
+/// `N×H×W×C` layout, which oneDNN and cuDNN convolutions run faster on.
+pub fn to_channels_last(t: &Tensor) -> Result<Tensor> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `t` is a live tensor; on success `out` is a fresh handle that Tensor owns.
+    check("channels-last", unsafe { samix_channels_last(t.as_ptr() as *mut C_tensor, &mut out) })?;
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+pub fn is_channels_last(t: &Tensor) -> Result<bool> {
+    let mut out = false;
+    // SAFETY: `t` is a live tensor, `out` a live local.
+    check("channels-last", unsafe { samix_is_channels_last(t.as_ptr() as *mut C_tensor, &mut out) })?;
+    Ok(out)
+}
+
+/// Re-lays every 4-D variable of `vs` (the convolution weights) in channels-last order, in place
+/// (`set_data`, so optimisers and EMA pairs holding the variables see the change). Checkpoint
+/// writers make tensors contiguous again, so files do not depend on the layout.
+pub fn vars_to_channels_last(vs: &VarStore) -> Result<()> {
+    for (_, mut v) in vs.variables() {
+        if v.dim() == 4 {
+            let relaid = to_channels_last(&v)?;
+            tch::no_grad(|| v.set_data(&relaid));
+        }
+    }
+    Ok(())
 }
 
 /// Whether this build can use CUDA graphs and read CUDA memory statistics.

@@ -77,6 +77,9 @@ enum Command {
         /// are then drawn on the device).
         #[arg(long)]
         cuda_graph: bool,
+        /// Convolution weights and the batch in channels-last (NHWC) memory order.
+        #[arg(long)]
+        channels_last: bool,
         /// Time each mixing policy's `mix` alone instead of training steps.
         #[arg(long)]
         policies: bool,
@@ -222,7 +225,7 @@ fn run(cli: Cli) -> Result<()> {
             let r = eval::evaluate(&model.net, &loader)?;
             println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {})", r.acc1, r.acc5, r.loss, r.images, ckpt.state.epoch);
         }
-        Command::Bench { device, steps, warmup, batch, methods, precision, cuda_graph, policies, loader, data } => {
+        Command::Bench { device, steps, warmup, batch, methods, precision, cuda_graph, channels_last, policies, loader, data } => {
             let device = parse_device(device.as_deref())?;
             samix::device::prepare(device);
             if batch < 1 || steps < 1 {
@@ -257,16 +260,17 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 methods.iter().map(|m| samix::bench::Method::from_name(m.trim())).collect::<Result<Vec<_>, _>>()?
             };
-            let opts = samix::bench::BenchOptions { device, batch, warmup, steps, precision, cuda_graph };
+            let opts = samix::bench::BenchOptions { device, batch, warmup, steps, precision, cuda_graph, channels_last };
             let mut vanilla = None;
             for method in methods {
                 let r = samix::bench::bench_step(method, &opts)?;
                 let memory = r.peak_memory.map(|m| format!(" {}={:.0}MiB", m.label(), m.mib())).unwrap_or_default();
                 println!(
-                    "RESULT samix {} precision={} graph={} device={device:?} bs={batch}: {:.2} ms/step {:.0} img/s{memory}",
+                    "RESULT samix {} precision={} graph={} cl={} device={device:?} bs={batch}: {:.2} ms/step {:.0} img/s{memory}",
                     method.name(),
                     precision.name(),
                     cuda_graph,
+                    channels_last,
                     r.ms_per_step,
                     r.images_per_sec
                 );

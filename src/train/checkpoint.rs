@@ -38,9 +38,9 @@ pub fn save(run_dir: &Path, vs: &VarStore, optimizer_state: &[(String, Tensor)],
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    vs.save(tmp.join(MODEL_FILE))?;
+    Tensor::write_safetensors(&contiguous(vs.variables()), tmp.join(MODEL_FILE))?;
     if !optimizer_state.is_empty() {
-        Tensor::write_safetensors(optimizer_state, tmp.join(OPTIMIZER_FILE))?;
+        Tensor::write_safetensors(&contiguous(optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()))), tmp.join(OPTIMIZER_FILE))?;
     }
     let json = serde_json::to_string_pretty(state).unwrap_or_default();
     write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?;
@@ -99,4 +99,12 @@ impl Checkpoint {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join(CONFIG_FILE)
     }
+}
+
+/// Named tensors in the default contiguous layout, sorted by name: safetensors stores plain
+/// row-major data, and channels-last variables are strided differently.
+pub fn contiguous(named: impl IntoIterator<Item = (String, Tensor)>) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.contiguous())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }

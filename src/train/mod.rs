@@ -343,6 +343,9 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     } else {
         metrics::write_metrics(&metrics_path, &[])?;
     }
+    if config.train.channels_last {
+        crate::native::vars_to_channels_last(learner.var_store())?;
+    }
     metrics::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
     metrics::write_atomic(&out.join("seed"), format!("{}\n", config.seed).as_bytes())?;
 
@@ -360,7 +363,10 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         let mut images = 0usize;
         let mut lr = 0.0;
         for (i, batch) in (&mut batches).enumerate() {
-            let batch = batch?;
+            let mut batch = batch?;
+            if config.train.channels_last {
+                batch.images = crate::native::to_channels_last(&batch.images)?;
+            }
             let ctx = StepContext { epoch, iter: i, iters_per_epoch: iters, global_step, total_steps };
             let (loss, step_lr) = learner.train_step(&batch, &ctx, &mut rng)?;
             lr = step_lr;

@@ -286,16 +286,7 @@ impl SamixLearner {
 
     /// Saves the Mixer with its EMA encoder as a standalone artifact.
     pub fn save_mixer(&self, dir: &Path) -> Result<()> {
-        let vars: Vec<(String, Tensor)> = {
-            let mut v: Vec<(String, Tensor)> = self
-                .vs
-                .variables()
-                .into_iter()
-                .filter(|(n, _)| self.artifact.prefixes.iter().any(|p| n.starts_with(p.as_str())))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
+        let vars = super::checkpoint::contiguous(self.vs.variables().into_iter().filter(|(n, _)| self.artifact.prefixes.iter().any(|p| n.starts_with(p.as_str()))));
         let tmp = dir.join("mixer.safetensors.tmp");
         Tensor::write_safetensors(&vars, &tmp)?;
         std::fs::rename(&tmp, dir.join("mixer.safetensors")).map_err(|e| Error::io(dir.join("mixer.safetensors"), e))?;
