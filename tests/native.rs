@@ -12,6 +12,11 @@ use samix::train::sgd::{ParamGroup, Sgd};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
+/// A ResNet-18-shaped CIFAR network of widths 8/16/32/64, one block per stage.
+fn tiny_resnet() -> ModelConfig {
+    ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) }
+}
+
 fn f64s(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(&t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
 }
@@ -51,7 +56,7 @@ fn bf16_autocast_casts_inside_the_region_only_and_still_learns() {
     let _rng = torch_rng_lock();
     tch::manual_seed(3);
     let vs = VarStore::new(Device::Cpu);
-    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let model = tiny_resnet();
     let net = Network::new(&vs.root(), &model, 3, 10).unwrap();
     let x = Tensor::randn([16, 3, 16, 16], (Kind::Float, Device::Cpu));
     let y = Tensor::arange(16, (Kind::Int64, Device::Cpu)).remainder(10);
@@ -165,7 +170,7 @@ fn samix_step_with_device_draws_is_finite_and_trains_the_mixer() {
     tch::manual_seed(8);
     let resolved = SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(samix::mixer::MixerVariant::Samix);
     let vs = VarStore::new(Device::Cpu);
-    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let model = tiny_resnet();
     let nets = SamixNets::new(&vs, &model, &resolved, 3, 10, 16).unwrap();
     let lambda = LambdaSampler::new(2.0).unwrap();
     let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
@@ -241,7 +246,7 @@ fn cuda_graph_replays_match_eager_steps() {
     let build = || {
         tch::manual_seed(21);
         let vs = VarStore::new(device);
-        let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+        let model = tiny_resnet();
         let net = Network::new(&vs.root(), &model, 3, 10).unwrap();
         let sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nesterov: false });
         (vs, net, sgd)
@@ -291,7 +296,7 @@ fn channels_last_changes_the_layout_not_the_numbers() {
     let _rng = torch_rng_lock();
     tch::manual_seed(12);
     let vs = VarStore::new(Device::Cpu);
-    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let model = tiny_resnet();
     let net = Network::new(&vs.root(), &model, 3, 10).unwrap();
     let x = Tensor::randn([4, 3, 16, 16], (Kind::Float, Device::Cpu));
     let before = net.forward_t(&x, false);
