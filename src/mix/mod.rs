@@ -231,10 +231,5 @@ pub fn mix_targets_t(labels: &Tensor, perm: &Tensor, lam: &Tensor) -> MixedTarge
 
 /// Labels of a batch-level mix: y_a = labels, y_b = labels[perm], λ broadcast to `[N]`.
 pub fn mix_targets(labels: &Tensor, perm: &Tensor, lam: f64) -> MixedTargets {
-    let n = labels.size()[0];
-    MixedTargets {
-        y_a: labels.shallow_clone(),
-        y_b: labels.index_select(0, perm),
-        lam: Tensor::full([n], lam, (Kind::Float, labels.device())),
-    }
+    mix_targets_t(labels, perm, &Tensor::from(lam))
 }

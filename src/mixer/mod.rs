@@ -74,11 +74,7 @@ impl MixerConfig {
 /// `g_k(λ) = ((4/3)λ³ − 2λ² + (k+1)λ) / (k + 1/3)`: pulls λ towards ½ for the embedding
 /// (g(0)=0, g(½)=½, g(1)=1, g(1−λ)=1−g(λ)). `k < 0` leaves λ unchanged; k is clipped at 10.
 pub fn lambda_encoding(lam: f64, k: f64) -> f64 {
-    if k < 0.0 {
-        return lam;
-    }
-    let k = k.min(10.0);
-    ((4.0 / 3.0) * lam.powi(3) - 2.0 * lam * lam + (k + 1.0) * lam) / (k + 1.0 / 3.0)
+    lambda_encoding_t(&Tensor::from(lam), k).double_value(&[])
 }
 
 /// [`lambda_encoding`] of a λ tensor (any shape, on any device), evaluated in Horner form.

@@ -124,7 +124,7 @@ impl SamixNets {
         let perm_mb = random_pairing(n, rng, device);
         let adjust_bb = rng.gen::<f64>() < r.cfg.mask_adjust;
         let scalar = |v: f64| Tensor::from(v as f32);
-        Draws { lam_mb: scalar(lam_mb), lam_bb: scalar(lam_bb), perm_mb, perm_bb, adjust_bb: scalar(f64::from(u8::from(adjust_bb))) }
+        Draws { lam_mb: scalar(lam_mb), lam_bb: scalar(lam_bb), perm_mb, perm_bb, adjust_bb: scalar(if adjust_bb { 1.0 } else { 0.0 }) }
     }
 
     /// The same draws made on `device` by libtorch's generator: nothing reaches the host, so a
