@@ -16,8 +16,8 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, smoothing: f64) -> Tensor
 pub fn mixup_cross_entropy(logits: &Tensor, t: &MixedTargets, smoothing: f64) -> Tensor {
     let ce_a = cross_entropy_per_sample(logits, &t.y_a, smoothing);
     let ce_b = cross_entropy_per_sample(logits, &t.y_b, smoothing);
-    let mixed: Tensor = &t.lam * ce_a + (1.0 - &t.lam) * ce_b;
-    mixed.mean(None)
+    // ce_b + λ·(ce_a − ce_b) = λ·ce_a + (1−λ)·ce_b, as one fused kernel.
+    ce_b.lerp_tensor(&ce_a, &t.lam.to_kind(ce_b.kind())).mean(None)
 }
 
 /// `−mean_n Σ_c target[n,c]·log softmax(z_n)_c` for dense (soft) targets.

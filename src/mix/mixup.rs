@@ -19,7 +19,8 @@ impl MixUp {
 /// λ-weighted blend; `lam` is a scalar tensor or one weight per sample (`[N]`).
 pub fn mix_images(x: &Tensor, x2: &Tensor, lam: &Tensor) -> Tensor {
     let lam = if lam.dim() == 1 { lam.view([-1, 1, 1, 1]) } else { lam.shallow_clone() };
-    x * &lam + x2 * (1.0 - &lam)
+    // x2 + λ·(x − x2): one fused kernel (lerp wants λ in the images' kind).
+    x2.lerp_tensor(x, &lam.to_kind(x.kind()))
 }
 
 impl MixPolicy for MixUp {
@@ -35,7 +36,7 @@ impl MixPolicy for MixUp {
             MixedBatch { images, targets, mask: None, pairing: Some(perm) }
         } else {
             let lam = self.lambda.sample(rng);
-            let images = images * lam + &partner * (1.0 - lam);
+            let images = partner.lerp(images, lam);
             MixedBatch { images, targets: mix_targets(labels, &perm, lam), mask: None, pairing: Some(perm) }
         }
     }
