@@ -54,6 +54,16 @@ fn bad_configs_and_arguments_fail_cleanly() {
     let cfg = write("ok.toml", &good);
     let o = samix(&["train", "--config", &cfg, "--device", "tpu"], tmp.path());
     assert_clean_failure(&o, &["device `tpu`"]);
+    // Bad bench options, and a bad precision in a config.
+    for (args, needles) in [
+        (vec!["bench", "--device", "cpu", "--precision", "f16"], vec!["--precision", "f16"]),
+        (vec!["bench", "--device", "cpu", "--methods", "vanilla,supermix"], vec!["supermix"]),
+        (vec!["bench", "--device", "cpu", "--cuda-graph", "--methods", "vanilla"], vec!["--cuda-graph", "CUDA"]),
+    ] {
+        assert_clean_failure(&samix(&args, tmp.path()), &needles);
+    }
+    let cfg = write("bad_precision.toml", &good.replace("threads = 1", "threads = 1\nprecision = \"fp8\""));
+    assert_clean_failure(&samix(&["train", "--config", &cfg, "--device", "cpu"], tmp.path()), &["precision", "fp8"]);
 }
 
 #[test]
