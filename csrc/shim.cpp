@@ -84,23 +84,37 @@ char *samix_foreach_lerp(at::Tensor **self, at::Tensor **other, size_t n, double
   return guarded([&] { at::_foreach_lerp_(tensor_list(self, n), tensor_list(other, n), at::Scalar(weight)); });
 }
 
-// Turns autocast on or off for `cuda` (else CPU) with `dtype` (0 = bfloat16, 1 = float16) and
+// The autocast state of one device type that a region changes and must give back.
+struct AutocastState {
+  bool enabled;
+  int dtype; // at::ScalarType as an int
+  bool cache;
+};
+
+// Enters an autocast region for `cuda` (else CPU) with `dtype` (0 = bfloat16, 1 = float16) and
 // the cast-weight cache on or off (off for CUDA-graph capture, as torch.cuda.graph requires);
-// returns the previous enabled flag through `was_enabled`. Leaving the outermost region clears
-// the cast cache, as torch.autocast's __exit__ does.
-char *samix_autocast(bool cuda, bool enabled, int dtype, bool cache, bool *was_enabled) {
+// the state it replaces comes back through `saved`, for samix_autocast_exit.
+char *samix_autocast_enter(bool cuda, int dtype, bool cache, AutocastState *saved) {
   return guarded([&] {
     at::DeviceType dev = cuda ? at::kCUDA : at::kCPU;
-    *was_enabled = at::autocast::is_autocast_enabled(dev);
-    if (enabled) {
-      at::autocast::set_autocast_cache_enabled(cache);
-      at::autocast::set_autocast_dtype(dev, dtype == 1 ? at::kHalf : at::kBFloat16);
-      at::autocast::set_autocast_enabled(dev, true);
-      at::autocast::increment_nesting();
-    } else {
-      at::autocast::set_autocast_enabled(dev, false);
-      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    }
+    *saved = {at::autocast::is_autocast_enabled(dev), static_cast<int>(at::autocast::get_autocast_dtype(dev)),
+              at::autocast::is_autocast_cache_enabled()};
+    at::autocast::set_autocast_cache_enabled(cache);
+    at::autocast::set_autocast_dtype(dev, dtype == 1 ? at::kHalf : at::kBFloat16);
+    at::autocast::set_autocast_enabled(dev, true);
+    at::autocast::increment_nesting();
+  });
+}
+
+// Leaves the region: restores the state `samix_autocast_enter` saved; leaving the outermost
+// region clears the cast cache, as torch.autocast's __exit__ does.
+char *samix_autocast_exit(bool cuda, const AutocastState *saved) {
+  return guarded([&] {
+    at::DeviceType dev = cuda ? at::kCUDA : at::kCPU;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(dev, saved->enabled);
+    at::autocast::set_autocast_dtype(dev, static_cast<at::ScalarType>(saved->dtype));
+    at::autocast::set_autocast_cache_enabled(saved->cache);
   });
 }
 

@@ -23,7 +23,8 @@ extern "C" {
         nesterov: bool,
     ) -> *mut c_char;
     fn samix_foreach_lerp(target: *const *mut C_tensor, other: *const *mut C_tensor, n: usize, weight: f64) -> *mut c_char;
-    fn samix_autocast(cuda: bool, enabled: bool, dtype: c_int, cache: bool, was_enabled: *mut bool) -> *mut c_char;
+    fn samix_autocast_enter(cuda: bool, dtype: c_int, cache: bool, saved: *mut AutocastState) -> *mut c_char;
+    fn samix_autocast_exit(cuda: bool, saved: *const AutocastState) -> *mut c_char;
     fn samix_channels_last(t: *mut C_tensor, out: *mut *mut C_tensor) -> *mut c_char;
     fn samix_is_channels_last(t: *mut C_tensor, out: *mut bool) -> *mut c_char;
     fn samix_has_cuda_support() -> bool;
@@ -34,6 +35,15 @@ extern "C" {
     fn samix_graph_capture(g: *mut c_void, begin: bool) -> *mut c_char;
     fn samix_graph_replay(g: *mut c_void) -> *mut c_char;
     fn samix_graph_free(g: *mut c_void);
+}
+
+/// The autocast state an autocast region replaces (csrc/shim.cpp's `AutocastState`).
+#[repr(C)]
+#[derive(Default)]
+struct AutocastState {
+    enabled: bool,
+    dtype: c_int,
+    cache: bool,
 }
 
 /// Turns the shim's error convention (NULL or an owned message) into a `Result`.
@@ -122,16 +132,11 @@ pub fn with_precision<T>(precision: Precision, device: Device, cache_casts: bool
         return Ok(f());
     }
     let cuda = device.is_cuda();
-    let mut was = false;
-    // SAFETY: plain flags; `was` outlives the call.
-    check("autocast", unsafe { samix_autocast(cuda, true, 0, cache_casts, &mut was) })?;
+    let mut saved = AutocastState::default();
+    // SAFETY: `saved` is a live local of the shim's layout, handed back unchanged on exit.
+    check("autocast", unsafe { samix_autocast_enter(cuda, 0, cache_casts, &mut saved) })?;
     let out = f();
-    let mut ignored = false;
-    check("autocast", unsafe { samix_autocast(cuda, false, 0, true, &mut ignored) })?;
-    if was {
-        // Nested inside an enclosing autocast region: leave it enabled for the caller.
-        check("autocast", unsafe { samix_autocast(cuda, true, 0, true, &mut ignored) })?;
-    }
+    check("autocast", unsafe { samix_autocast_exit(cuda, &saved) })?;
     Ok(out)
 }
 

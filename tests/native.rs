@@ -64,6 +64,13 @@ fn bf16_autocast_casts_inside_the_region_only_and_still_learns() {
     let inside = native::with_precision(Precision::Bf16, Device::Cpu, true, || x.apply(&conv).kind()).unwrap();
     assert_eq!(inside, Kind::BFloat16, "convolutions run in bf16 under autocast");
     assert_eq!(x.apply(&conv).kind(), Kind::Float, "and in f32 again after the region");
+    let after_inner = native::with_precision(Precision::Bf16, Device::Cpu, true, || {
+        native::with_precision(Precision::Bf16, Device::Cpu, false, || ()).unwrap();
+        x.apply(&conv).kind()
+    })
+    .unwrap();
+    assert_eq!(after_inner, Kind::BFloat16, "leaving an inner region keeps the outer one on");
+    assert_eq!(x.apply(&conv).kind(), Kind::Float);
     assert_eq!(native::with_precision(Precision::F32, Device::Cpu, true, || x.apply(&conv).kind()).unwrap(), Kind::Float);
 
     let mut sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false });
