@@ -143,6 +143,15 @@ struct PolicyStep {
     rng: SamixRng,
 }
 
+impl PolicyStep {
+    /// ResNet-18 CIFAR with the reference's SGD, trained on `x`, `y` mixed by `policy`.
+    fn new(vs: &VarStore, policy: Box<dyn MixPolicy>, x: Tensor, y: Tensor, rng: SamixRng) -> Result<Self> {
+        let net = Network::new(&vs.root(), &cifar_resnet18(), 3, 100)?;
+        let sgd = Sgd::new(vs, &reference_sgd());
+        Ok(PolicyStep { net, sgd, policy, x, y, rng })
+    }
+}
+
 impl BenchStep for PolicyStep {
     fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
         let device = self.x.device();
@@ -193,24 +202,16 @@ fn build_step(method: Method, device: Device, batch: i64, channels_last: bool) -
     let x = if channels_last { native::to_channels_last(&x)? } else { x };
     let y = Tensor::randint(100, [batch], (Kind::Int64, device));
     let rng = stream(0, Stream::Mix, 0, 0);
-    let policy: Box<dyn MixPolicy> = match method {
-        Method::Vanilla => Box::new(NoMix),
-        Method::Mixup => Box::new(MixUp::new(1.0, false)?),
-        Method::Cutmix => Box::new(CutMix::new(0.2)?),
-        Method::Samix => {
-            let step = build_samix(&vs, x, y, rng)?;
-            if channels_last {
-                native::vars_to_channels_last(&vs)?;
-            }
-            return Ok((vs, Box::new(step)));
-        }
+    let step: Box<dyn BenchStep> = match method {
+        Method::Vanilla => Box::new(PolicyStep::new(&vs, Box::new(NoMix), x, y, rng)?),
+        Method::Mixup => Box::new(PolicyStep::new(&vs, Box::new(MixUp::new(1.0, false)?), x, y, rng)?),
+        Method::Cutmix => Box::new(PolicyStep::new(&vs, Box::new(CutMix::new(0.2)?), x, y, rng)?),
+        Method::Samix => Box::new(build_samix(&vs, x, y, rng)?),
     };
-    let net = Network::new(&vs.root(), &cifar_resnet18(), 3, 100)?;
-    let sgd = Sgd::new(&vs, &reference_sgd());
     if channels_last {
         native::vars_to_channels_last(&vs)?;
     }
-    Ok((vs, Box::new(PolicyStep { net, sgd, policy, x, y, rng })))
+    Ok((vs, step))
 }
 
 /// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).
@@ -252,27 +253,26 @@ pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
         // Warm-up (on the graph's side stream) creates the gradients and momentum buffers the
         // captured step then updates in place, and runs cuDNN's algorithm search.
         let graph = CudaGraph::capture(device, opts.warmup.max(2), || step.run(precision, true, false))?;
-        synchronize(device);
-        let t = Instant::now();
-        for _ in 0..opts.steps {
-            graph.replay()?;
-        }
-        synchronize(device);
-        t.elapsed()
+        time_runs(device, opts.steps, || graph.replay())?
     } else {
         for _ in 0..opts.warmup {
             step.run(precision, false, true)?;
         }
-        synchronize(device);
-        let t = Instant::now();
-        for _ in 0..opts.steps {
-            step.run(precision, false, true)?;
-        }
-        synchronize(device);
-        t.elapsed()
+        time_runs(device, opts.steps, || step.run(precision, false, true))?
     };
     let ms = elapsed.as_secs_f64() * 1000.0 / opts.steps.max(1) as f64;
     Ok(BenchResult { method, ms_per_step: ms, images_per_sec: opts.batch as f64 * 1000.0 / ms, peak_memory: peak_memory(device)? })
+}
+
+/// Wall time of `runs` calls of `run`, with the device synchronised before and after.
+fn time_runs(device: Device, runs: usize, mut run: impl FnMut() -> Result<()>) -> Result<std::time::Duration> {
+    synchronize(device);
+    let t = Instant::now();
+    for _ in 0..runs {
+        run()?;
+    }
+    synchronize(device);
+    Ok(t.elapsed())
 }
 
 /// Images per second `policy` mixes (its `mix` alone) on a random `batch×3×32×32` batch.
@@ -292,31 +292,29 @@ pub fn bench_policy_mix(policy: &dyn MixPolicy, device: Device, batch: i64, iter
     (batch as usize * iters) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// What the loader alone delivers: batches per second over `batches` batches of epoch 0 (after
-/// the first, which includes starting the workers), uploaded to the loader's device.
+/// What the loader alone delivers over `batches` batches of epoch 0 (after the first, which
+/// includes starting the workers), uploaded to the loader's device.
 pub struct LoaderThroughput {
     pub batches: usize,
     pub images_per_sec: f64,
-    /// Seconds the consumer waited, which here is all of the time: nothing else runs.
+    /// Wall time of the counted batches: all of it is the consumer waiting, nothing else runs.
     pub seconds: f64,
 }
 
 pub fn bench_loader(loader: &Loader, batches: usize) -> Result<LoaderThroughput> {
     let mut epoch = loader.epoch(0);
-    let first = epoch.next().transpose()?;
-    let mut images = 0usize;
-    let mut counted = 0usize;
-    let t = Instant::now();
-    let mut last_device = first.as_ref().map(|b| b.images.device());
-    for batch in epoch.by_ref().take(batches) {
-        let batch = batch?;
-        images += batch.len();
-        counted += 1;
-        last_device = Some(batch.images.device());
-    }
-    if let Some(d) = last_device {
-        synchronize(d);
-    }
-    let seconds = t.elapsed().as_secs_f64();
+    let device = match epoch.next().transpose()? {
+        Some(first) => first.images.device(),
+        None => return Ok(LoaderThroughput { batches: 0, images_per_sec: 0.0, seconds: 0.0 }),
+    };
+    let (mut images, mut counted) = (0usize, 0usize);
+    let elapsed = time_runs(device, 1, || {
+        for batch in epoch.by_ref().take(batches) {
+            images += batch?.len();
+            counted += 1;
+        }
+        Ok(())
+    })?;
+    let seconds = elapsed.as_secs_f64();
     Ok(LoaderThroughput { batches: counted, images_per_sec: images as f64 / seconds.max(1e-9), seconds })
 }
