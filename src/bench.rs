@@ -3,14 +3,19 @@
 //! each method; warm-up steps first, then timed steps, with the device synchronised around the
 //! timed region; peak memory per method. Optionally in bf16 autocast and/or as one captured
 //! CUDA graph per step. Also the loader alone. Not used in training.
-use crate::config::{Arch, ModelConfig, OptimConfig, Stem};
+use crate::config::{MixConfig, TrainConfig};
+use crate::data::open_splits;
 use crate::data::loader::Loader;
 use crate::loss::mixup_cross_entropy;
-use crate::mix::{CutMix, MixPolicy, MixUp, NoMix};
-use crate::model::Network;
+use crate::mix::MixPolicy;
+use crate::model::{Arch, ModelConfig, Network};
 use crate::native::{self, CudaGraph, Precision};
+use crate::optim::{OptimConfig, ParamGroup, Sgd};
 use crate::rng::{stream, SamixRng, Stream};
-use crate::train::sgd::Sgd;
+use crate::samix::ema::path_prefix;
+use crate::samix::{OnlineSamix, SamixOptions, SamixPaths};
+use crate::train::{input_policy, train_loader};
+use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
@@ -53,7 +58,7 @@ pub struct BenchOptions {
     pub precision: Precision,
     /// Capture one step as a CUDA graph (after the warm-up) and time its replays. The step then
     /// draws λ and pairings on the device ([`MixPolicy::mix_on_device`],
-    /// [`SamixNets::draw_on_device`](crate::train::samix::SamixNets::draw_on_device)).
+    /// [`OnlineSamix::draw_on_device`]).
     pub cuda_graph: bool,
     /// Convolution weights and the batch in channels-last memory order (the reference's
     /// `--channels-last`).
@@ -127,11 +132,12 @@ trait BenchStep {
 }
 
 fn cifar_resnet18() -> ModelConfig {
-    ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: None, blocks: None }
+    ModelConfig::new(Arch::Resnet18)
 }
 
+/// SGD 0.1 / 0.9 / 1e-4: the reference recipe, which is samix's default.
 fn reference_sgd() -> OptimConfig {
-    OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-4, nesterov: false }
+    OptimConfig::default()
 }
 
 struct PolicyStep {
@@ -168,9 +174,7 @@ impl BenchStep for PolicyStep {
 }
 
 struct SamixStep {
-    nets: crate::train::samix::SamixNets,
-    resolved: crate::config::ResolvedSamix,
-    lambda: crate::mix::LambdaSampler,
+    samix: OnlineSamix<Network>,
     sgd: Sgd,
     x: Tensor,
     y: Tensor,
@@ -179,19 +183,25 @@ struct SamixStep {
 
 impl BenchStep for SamixStep {
     fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
-        use crate::train::samix::SamixNets;
         let (device, n) = (self.x.device(), self.x.size()[0] as usize);
-        let d = if on_device {
-            SamixNets::draw_on_device(&self.resolved, &self.lambda, n, device)
-        } else {
-            SamixNets::draw(&self.resolved, &self.lambda, n, &mut self.rng, device)
-        };
-        let total = native::with_precision(precision, device, cache_casts, || self.nets.losses(&self.resolved, &self.x, &self.y, &d, 0.0).total())?;
+        let d = if on_device { self.samix.draw_on_device(n, device) } else { self.samix.draw(n, &mut self.rng, device) };
+        let total = native::with_precision(precision, device, cache_casts, || self.samix.losses(&self.x, &self.y, &d, 0.0).total())?;
         self.sgd.zero_grad();
         total.backward();
         self.sgd.apply()?;
-        self.nets.ema_update(0.999)
+        self.samix.ema_update(0.999)
     }
+}
+
+/// The input policy a bench method runs, with the policy's default α.
+fn bench_policy(method: Method) -> Result<Box<dyn MixPolicy>> {
+    let name = match method {
+        Method::Vanilla => "none",
+        Method::Mixup => "mixup",
+        Method::Cutmix => "cutmix",
+        Method::Samix => return Err(Error::Argument("samix is not an input policy".into())),
+    };
+    Ok(Box::new(input_policy(&MixConfig::from_name(name, None)?, Device::Cpu)?))
 }
 
 /// Builds `method`'s networks, optimiser and fixed random batch on `device`.
@@ -203,10 +213,8 @@ fn build_step(method: Method, device: Device, batch: i64, channels_last: bool) -
     let y = Tensor::randint(100, [batch], (Kind::Int64, device));
     let rng = stream(0, Stream::Mix, 0, 0);
     let step: Box<dyn BenchStep> = match method {
-        Method::Vanilla => Box::new(PolicyStep::new(&vs, Box::new(NoMix), x, y, rng)?),
-        Method::Mixup => Box::new(PolicyStep::new(&vs, Box::new(MixUp::new(1.0, false)?), x, y, rng)?),
-        Method::Cutmix => Box::new(PolicyStep::new(&vs, Box::new(CutMix::new(0.2)?), x, y, rng)?),
         Method::Samix => Box::new(build_samix(&vs, x, y, rng)?),
+        policy => Box::new(PolicyStep::new(&vs, bench_policy(policy)?, x, y, rng)?),
     };
     if channels_last {
         native::vars_to_channels_last(&vs)?;
@@ -216,27 +224,13 @@ fn build_step(method: Method, device: Device, batch: i64, channels_last: bool) -
 
 /// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).
 fn build_samix(vs: &VarStore, x: Tensor, y: Tensor, rng: SamixRng) -> Result<SamixStep> {
-    use crate::config::{MixerOptimConfig, SamixConfig};
-    use crate::train::samix::SamixNets;
-    use crate::train::sgd::ParamGroup;
-    let resolved = SamixConfig {
-        alpha: 2.0,
-        mask_stage: 2,
-        lam_margin: 0.08,
-        mask_adjust: 0.0,
-        mixer: None,
-        mask_loss: None,
-        mixer_loss: None,
-        mixer_optim: MixerOptimConfig::default(),
-        ema: Default::default(),
-        visual_every: 0,
-    }
-    .resolve(crate::mixer::MixerVariant::Samix);
-    let nets = SamixNets::new(vs, &cifar_resnet18(), &resolved, 3, 100, 32)?;
+    let paths = SamixPaths::standard(vs);
+    let online = Network::new(&paths.online, &cifar_resnet18(), 3, 100)?;
+    let ema = Network::new(&paths.ema, &cifar_resnet18(), 3, 100)?;
+    let samix = OnlineSamix::new(vs, &paths, online, ema, SamixOptions::samix(), 32)?;
     let optim = reference_sgd();
-    let sgd = Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
-    let lambda = crate::mix::LambdaSampler::new(2.0)?;
-    Ok(SamixStep { nets, resolved, lambda, sgd, x, y, rng })
+    let sgd = Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }]);
+    Ok(SamixStep { samix, sgd, x, y, rng })
 }
 
 /// Times `opts.steps` training steps of `method` after `opts.warmup` untimed ones.
@@ -275,6 +269,28 @@ fn time_runs(device: Device, runs: usize, mut run: impl FnMut() -> Result<()>) -
     Ok(t.elapsed())
 }
 
+/// `samix bench --policies`: images per second of each handcrafted policy's `mix` alone on a
+/// random batch, by name; PuzzleMix with a random saliency (the saliency's cost not included).
+pub fn bench_policies(device: Device, batch: i64, steps: usize) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix", "mixup_cutmix"] {
+        let policy = input_policy(&MixConfig::from_name(name, None)?, device)?;
+        out.push((name.to_string(), bench_policy_mix(&policy, device, batch, steps)));
+    }
+    let puzzle = crate::mix::PuzzleMix::new(Default::default(), vec![0.5; 3], vec![0.25; 3])?;
+    let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+    let y = Tensor::randint(100, [batch], (Kind::Int64, device));
+    let saliency = Tensor::rand([batch, 32, 32], (Kind::Float, device));
+    let mut rng = stream(0, Stream::Mix, 0, 0);
+    let iters = (steps / 10).max(1);
+    let elapsed = time_runs(device, iters, || {
+        let _ = puzzle.mix_with_saliency(&x, &y, &saliency, &mut rng);
+        Ok(())
+    })?;
+    out.push(("puzzlemix (given saliency)".to_string(), (batch as usize * iters) as f64 / elapsed.as_secs_f64()));
+    Ok(out)
+}
+
 /// Images per second `policy` mixes (its `mix` alone) on a random `batch×3×32×32` batch.
 pub fn bench_policy_mix(policy: &dyn MixPolicy, device: Device, batch: i64, iters: usize) -> f64 {
     let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
@@ -299,6 +315,19 @@ pub struct LoaderThroughput {
     pub images_per_sec: f64,
     /// Wall time of the counted batches: all of it is the consumer waiting, nothing else runs.
     pub seconds: f64,
+}
+
+/// The training loader of the config at `config` (its dataset — or the one at `data` —,
+/// augmentations, workers and batch size) timed over `batches` batches uploaded to `device`.
+/// Returns the throughput and the config.
+pub fn bench_config_loader(config: &Path, data: Option<PathBuf>, device: Device, batches: usize) -> Result<(LoaderThroughput, TrainConfig)> {
+    let mut cfg = TrainConfig::load(config, &[])?;
+    if let Some(d) = data {
+        cfg.data.path = Some(d);
+    }
+    let splits = open_splits(&cfg.data)?;
+    let loader = train_loader(&cfg, splits.train.clone(), device);
+    Ok((bench_loader(&loader, batches)?, cfg))
 }
 
 pub fn bench_loader(loader: &Loader, batches: usize) -> Result<LoaderThroughput> {

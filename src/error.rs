@@ -17,6 +17,9 @@ pub enum Error {
     /// A run directory or checkpoint that cannot be used as asked.
     #[error("{path}: {msg}")]
     Run { path: PathBuf, msg: String },
+    /// A value could not be written out (serialisation of a config, summary or state file).
+    #[error("{path}: cannot serialise: {msg}")]
+    Serialize { path: PathBuf, msg: String },
     #[error("invalid argument: {0}")]
     Argument(String),
     #[error("torch: {0}")]
@@ -37,6 +40,9 @@ impl Error {
     }
     pub fn config(key: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Config { key: key.into(), msg: msg.into() }
+    }
+    pub fn serialize(path: impl AsRef<Path>, msg: impl std::fmt::Display) -> Self {
+        Error::Serialize { path: path.as_ref().to_path_buf(), msg: msg.to_string() }
     }
     pub fn run(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         Error::Run { path: path.as_ref().to_path_buf(), msg: msg.into() }

@@ -1,21 +1,41 @@
 //! samix: mixup-augmented training of image classifiers on tch/libtorch, built around SAMix
 //! (Scenario-Agnostic Mixup, arXiv 2111.15454).
 //!
-//! Data flows one way: [`data`] (datasets, transforms, loader) → [`mix`] (mixing policies) →
-//! [`model`] → [`loss`] → [`train`] (optimizer, schedules, checkpoints, metrics).
+//! Data flows one way through the modules, and each imports only from those before it:
+//! [`data`] (datasets, transforms, loader) → [`model`] (staged networks) → [`mix`] (handcrafted
+//! policies) → [`loss`] → [`optim`] (SGD, schedule) → [`samix`] (the Mixer and the online SAMix
+//! step) → [`report`] (PNG grids) → [`config`] (the run recipe) → [`train`] (learners, the epoch loop, checkpoints) →
+//! [`preview`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
+//! [`native`] (libtorch calls tch lacks), [`files`] and [`host`].
+//!
+//! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
+//! [`OnlineSamix`] over any [`StagedNet`] (see `examples/samix_loop.rs`); [`mixup_cross_entropy`]
+//! and [`Sgd`] are the loss and optimiser the trainer uses.
 pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod files;
 pub mod host;
 pub mod loss;
 pub mod mix;
-pub mod mixer;
-pub mod report;
 pub mod model;
 pub mod native;
+pub mod optim;
+pub mod preview;
+pub mod report;
 pub mod rng;
+pub mod samix;
 pub mod train;
 
+pub use config::{MixConfig, TrainConfig};
+pub use data::{DataConfig, DatasetInfo};
 pub use error::{Error, Result};
+pub use loss::{cross_entropy, mixup_cross_entropy, MixupLoss};
+pub use mix::{LambdaSampler, MixPolicy, MixedBatch, MixedTargets, Policy};
+pub use model::{ModelConfig, Network, StagedNet};
+pub use optim::{CosineSchedule, OptimConfig, Sgd};
+pub use rng::{stream, SamixRng, Stream};
+pub use samix::{Mixer, MixerConfig, OnlineSamix, SamixLosses, SamixOptions, SamixPaths};
+pub use train::{run, RunOptions};

@@ -1,5 +1,7 @@
 //! Pictures for people: PNG grids of image rows (optionally with a number under each column,
-//! drawn with a built-in 3×5 digit font), and the `samix mix` policy grid. Writes files only.
+//! drawn with a built-in 3×5 digit font), and the grid of a policy's mixed batch. Writes files
+//! only.
+use crate::data::transform::to_unit;
 use crate::mix::{MixPolicy, MixedBatch};
 use crate::rng::SamixRng;
 use crate::{Error, Result};
@@ -74,15 +76,6 @@ pub fn write_grid_labeled(rows: &[Tensor], labels: &[String], path: &Path) -> Re
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Undoes the per-channel normalisation for display, clamped to [0, 1].
-pub fn to_unit(x: &Tensor, mean: &[f32], std: &[f32]) -> Tensor {
-    let c = x.size()[1];
-    let take = |v: &[f32]| (0..c as usize).map(|i| v[i % v.len()]).collect::<Vec<f32>>();
-    let m = Tensor::from_slice(&take(mean)).view([1, c, 1, 1]).to_device(x.device());
-    let s = Tensor::from_slice(&take(std)).view([1, c, 1, 1]).to_device(x.device());
-    (x * s + m).clamp(0.0, 1.0)
-}
-
 /// Mixes `images` with `policy` and writes the grid: first images, their partners, the partner's
 /// per-pixel weight (white = partner; a flat grey for global blends), the mixed images, and each
 /// column's label weight λ of the first image. Returns the mixed batch.
@@ -104,8 +97,13 @@ pub fn mixed_grid(out: MixedBatch, images: &Tensor, mean: &[f32], std: &[f32], p
         None => (-&out.targets.lam + 1.0).view([n, 1, 1, 1]).expand(shape, false).contiguous(),
     };
     let rows = [to_unit(images, mean, std), to_unit(&partner, mean, std), partner_weight, to_unit(&out.images, mean, std)];
-    let lam = Vec::<f64>::try_from(&out.targets.lam.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap_or_default();
+    let lam = lambdas(&out)?;
     let tags: Vec<String> = lam.iter().map(|l| format!("{l:.2}")).collect();
     write_grid_labeled(&rows, &tags, path)?;
     Ok(out)
+}
+
+/// The label weight λ of each sample's first image, on the host.
+pub fn lambdas(batch: &MixedBatch) -> Result<Vec<f64>> {
+    Ok(Vec::<f64>::try_from(&batch.targets.lam.to_kind(Kind::Double).to_device(tch::Device::Cpu))?)
 }

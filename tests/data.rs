@@ -2,7 +2,7 @@
 mod common;
 use common::*;
 use rand::SeedableRng;
-use samix::config::{AugmentConfig, DatasetKind, PaddingMode};
+use samix::data::{AugmentConfig, DatasetKind, PaddingMode};
 use samix::data::loader::{Loader, LoaderConfig};
 use samix::data::transform::{self, Pipeline, Step};
 use samix::data::{cifar, folder, idx, verify, Dataset, InMemoryDataset, RawImage};

@@ -3,7 +3,7 @@
 //! behind, a 404 mirror followed by one that works, and no request at all when data is present.
 mod common;
 use common::*;
-use samix::config::DatasetKind;
+use samix::data::DatasetKind;
 use samix::data::download::{self, DatasetSource, DownloadOptions, Fetched, RemoteFile};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,12 +1,13 @@
 //! Mixing policies: label weights, areas, determinism; losses against hand-computed values;
 //! the learning-rate schedule and the SGD update against their formulas.
 use rand::SeedableRng;
-use samix::config::{MixConfig, OptimConfig, ScheduleConfig};
+use samix::config::MixConfig;
+use samix::optim::{OptimConfig, ScheduleConfig};
 use samix::loss::{cross_entropy, mixup_cross_entropy, soft_cross_entropy};
-use samix::mix::{cutmix_box, paste_box, CutMix, MixPolicy, MixUp, MixedTargets, Policy};
+use samix::mix::{cutmix_box, paste_box, CutMix, MixPolicy, MixUp, MixedTargets};
 use samix::rng::SamixRng;
-use samix::train::schedule::CosineSchedule;
-use samix::train::sgd::Sgd;
+use samix::optim::{CosineSchedule, Sgd};
+use samix::train::input_policy;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -92,11 +93,11 @@ fn cutmix_lambda_is_the_kept_area_to_the_pixel() {
 #[test]
 fn policies_validate_alpha() {
     for alpha in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let err = Policy::from_config(&MixConfig::Mixup { alpha, per_sample: false }).unwrap_err().to_string();
+        let err = input_policy(&MixConfig::Mixup { alpha, per_sample: false }, tch::Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("mix.alpha"), "{err}");
-        assert!(Policy::from_config(&MixConfig::Cutmix { alpha }).is_err());
+        assert!(input_policy(&MixConfig::Cutmix { alpha }, tch::Device::Cpu).is_err());
     }
-    assert!(Policy::from_config(&MixConfig::None).is_ok());
+    assert!(input_policy(&MixConfig::None, tch::Device::Cpu).is_ok());
 }
 
 #[test]

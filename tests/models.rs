@@ -1,6 +1,6 @@
 //! Output and stage shapes of every architecture, parameter counts, and the initialisation.
 mod common;
-use samix::config::{Arch, ModelConfig, Stem};
+use samix::model::{Arch, ModelConfig, Stem};
 use samix::model::{Network, StagedNet};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};

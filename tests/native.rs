@@ -3,12 +3,15 @@
 mod common;
 use common::*;
 use samix::bench::{bench_loader, bench_step, BenchOptions, Method, PeakMemory};
-use samix::config::{Arch, ModelConfig, OptimConfig, SamixConfig, Stem, TrainConfig};
+use samix::config::TrainConfig;
+use samix::model::{Arch, ModelConfig, Stem};
+use samix::optim::OptimConfig;
+use samix::samix::{MixerVariant, SamixConfig};
 use samix::mix::{cutmix_box_on_device, CutMix, LambdaSampler, MixPolicy, MixUp};
 use samix::model::Network;
 use samix::native::{self, CudaGraph, Precision};
-use samix::train::samix::{adjust_area, backbone_mask, SamixNets};
-use samix::train::sgd::{ParamGroup, Sgd};
+use samix::optim::{ParamGroup, Sgd};
+use samix::samix::{adjust_area, backbone_mask};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -175,16 +178,15 @@ fn device_cutmix_box_area_is_lambda_to_the_pixel() {
 fn samix_step_with_device_draws_is_finite_and_trains_the_mixer() {
     let _rng = torch_rng_lock();
     tch::manual_seed(8);
-    let resolved = SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(samix::mixer::MixerVariant::Samix);
+    let resolved = SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
     let vs = VarStore::new(Device::Cpu);
     let model = tiny_resnet();
-    let nets = SamixNets::new(&vs, &model, &resolved, 3, 10, 16).unwrap();
-    let lambda = LambdaSampler::new(2.0).unwrap();
+    let nets = common::online_samix(&vs, &model, resolved, 3, 10, 16);
     let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
     let y = Tensor::arange(8, (Kind::Int64, Device::Cpu));
     for _ in 0..4 {
-        let d = SamixNets::draw_on_device(&resolved, &lambda, 8, Device::Cpu);
-        let l = nets.losses(&resolved, &x, &y, &d, 0.0);
+        let d = nets.draw_on_device(8, Device::Cpu);
+        let l = nets.losses(&x, &y, &d, 0.0);
         let total = l.total();
         assert!(total.double_value(&[]).is_finite());
         let s_bb = f64s(&l.s_bb);

@@ -17,7 +17,7 @@ fn f64s(t: &Tensor) -> Vec<f64> {
 }
 
 fn policy(name: &str, alpha: f64) -> Policy {
-    Policy::from_config(&MixConfig::from_name(name, Some(alpha)).unwrap()).unwrap()
+    samix::train::input_policy(&MixConfig::from_name(name, Some(alpha)).unwrap(), tch::Device::Cpu).unwrap()
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn policy_names_and_alphas_are_validated() {
 
 mod feature {
     use super::*;
-    use samix::config::{Arch, ModelConfig, Stem};
+    use samix::model::{Arch, ModelConfig, Stem};
     use samix::mix::{align, sinkhorn_plan, ManifoldMix};
     use samix::model::{Network, StagedNet};
     use tch::nn::VarStore;

@@ -2,12 +2,14 @@
 //! against hand-computed numbers, mask post-processing, the EMA schedule, and a short real run.
 mod common;
 use common::*;
-use samix::config::{Arch, EmaConfig, MixConfig, ModelConfig, SamixConfig, Stem, TrainConfig};
+use samix::config::{MixConfig, TrainConfig};
+use samix::model::{Arch, ModelConfig, Network, Stem};
+use samix::samix::{EmaConfig, MixerVariant, OnlineSamix, SamixConfig, SamixOptions};
 use samix::loss::{mixup_cross_entropy, MixupLoss};
 use samix::mix::MixedTargets;
-use samix::mixer::{apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample};
+use samix::samix::{apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample};
 use samix::rng::SamixRng;
-use samix::train::samix::{adjust_area, backbone_mask, SamixNets};
+use samix::samix::{adjust_area, backbone_mask};
 use samix::train::{self, metrics, RunOptions};
 use rand::SeedableRng;
 use tch::nn::VarStore;
@@ -54,11 +56,11 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
         assert!(apply_mask(&zeros, &ones, &s).allclose(&s.expand([6, 3, 32, 32], false), 1e-6, 1e-6, false));
         let names: Vec<String> = vs.variables().into_keys().collect();
         match cfg.variant {
-            samix::mixer::MixerVariant::Samix => {
+            MixerVariant::Samix => {
                 assert_eq!(vs.variables()["mixer.query.weight"].size(), [128, 512, 1, 1], "q on the concatenated pair");
                 assert!(names.iter().any(|n| n.starts_with("mixer.value.bn")));
             }
-            samix::mixer::MixerVariant::Automix => {
+            MixerVariant::Automix => {
                 assert_eq!(vs.variables()["mixer.query.weight"].size(), [128, 256, 1, 1], "one shared q/k conv");
                 assert_eq!(vs.variables()["mixer.value.conv.weight"].size(), [1, 256, 1, 1]);
             }
@@ -80,11 +82,11 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
     assert!(!m.mask(&f, &perm, &lam(0.2), false).allclose(&s, 1e-4, 1e-4, false));
 }
 
-fn tiny_samix(resolved: &samix::config::ResolvedSamix) -> (VarStore, SamixNets) {
+fn tiny_samix(options: SamixOptions) -> (VarStore, OnlineSamix<Network>) {
     tch::manual_seed(11);
     let vs = VarStore::new(Device::Cpu);
     let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
-    let nets = SamixNets::new(&vs, &model, resolved, 3, 10, 16).unwrap();
+    let nets = common::online_samix(&vs, &model, options, 3, 10, 16);
     // Give the zero-initialised BN γ a value so that every parameter lies on a gradient path.
     tch::no_grad(|| {
         for (n, mut t) in vs.variables() {
@@ -110,21 +112,20 @@ fn grad_norms(vs: &VarStore, prefix: &str) -> Vec<(String, f64)> {
 #[test]
 fn gradients_flow_where_the_spec_says() {
     let _rng = common::torch_rng_lock();
-    let resolved = SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(samix::mixer::MixerVariant::Samix);
-    let (vs, nets) = tiny_samix(&resolved);
+    let resolved = SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
+    let (vs, nets) = tiny_samix(resolved);
     assert_eq!(nets.mixer.shape(), MixerShape { in_channels: 32, scale: 4 });
     let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]);
     let mut rng = SamixRng::seed_from_u64(1);
-    let lambda = samix::mix::LambdaSampler::new(2.0).unwrap();
-    let mut d = SamixNets::draw(&resolved, &lambda, 8, &mut rng, Device::Cpu);
+    let mut d = nets.draw(8, &mut rng, Device::Cpu);
     d.lam_bb = lam(0.4); // away from the margin, so the backbone mask is the learned one
     let trainable = |prefix: &str| vs.variables().into_iter().filter(|(n, t)| n.starts_with(prefix) && t.requires_grad()).count();
     assert_eq!(trainable("k."), 0, "the EMA networks are frozen");
     assert!(trainable("q.") > 0 && trainable("mixer.") > 0);
 
     // Mixer branch + mask loss: the Mixer only.
-    let l = nets.losses(&resolved, &x, &y, &d, 0.0);
+    let l = nets.losses(&x, &y, &d, 0.0);
     (&l.mix_k + &l.mask).backward();
     assert!(grad_norms(&vs, "mixer.").iter().all(|(n, g)| *g > 0.0 || n.contains("running")), "{:?}", grad_norms(&vs, "mixer."));
     assert!(grad_norms(&vs, "q.").iter().all(|(_, g)| *g == 0.0), "online net got Mixer-branch gradient");
@@ -137,7 +138,7 @@ fn gradients_flow_where_the_spec_says() {
         let _ = &mut t;
     }
     // Clean CE + backbone-branch mixup CE: the online network only.
-    let l = nets.losses(&resolved, &x, &y, &d, 0.0);
+    let l = nets.losses(&x, &y, &d, 0.0);
     (&l.one_q + &l.mix_q).backward();
     let q = grad_norms(&vs, "q.");
     for must in ["q.fc.weight", "q.head_mix.fc.weight", "q.conv1.weight", "q.layer4.0.conv2.weight"] {
@@ -148,8 +149,8 @@ fn gradients_flow_where_the_spec_says() {
     // The detached backbone mask carries no graph at all.
     assert!(!l.s_bb.requires_grad() && l.s_mb.requires_grad());
     // The Mixer's parameters, and only they, form the optimiser group with its own schedule.
-    let optim = samix::config::OptimConfig::default();
-    let sgd = samix::train::sgd::Sgd::with_groups(&vs, &optim, &[samix::train::sgd::ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
+    let optim = samix::optim::OptimConfig::default();
+    let sgd = samix::optim::Sgd::with_groups(&vs, &optim, &[samix::optim::ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
     let (online, mixer) = (sgd.group_params(0), sgd.group_params(1));
     assert!(!mixer.is_empty() && mixer.iter().all(|n| n.starts_with("mixer.")));
     assert!(!online.is_empty() && online.iter().all(|n| n.starts_with("q.")), "EMA variables are not optimised");
@@ -159,8 +160,8 @@ fn gradients_flow_where_the_spec_says() {
 #[test]
 fn ema_update_and_momentum_schedule() {
     let _rng = common::torch_rng_lock();
-    let resolved = toml::from_str::<SamixConfig>("").unwrap().resolve(samix::mixer::MixerVariant::Samix);
-    let (vs, mut nets) = tiny_samix(&resolved);
+    let resolved = toml::from_str::<SamixConfig>("").unwrap().resolve(MixerVariant::Samix);
+    let (vs, nets) = tiny_samix(resolved);
     let v = vs.variables();
     let (k0, q0) = (v["k.fc.weight"].copy(), v["q.fc.weight"].copy());
     assert!(k0.equal(&q0), "EMA starts as a copy");
@@ -322,11 +323,12 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     assert_eq!(r.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 });
     assert_eq!(get("cifar100_r18_samix").schedule.min_lr, 0.05);
     let a = get("cifar100_r18_automix").mix.online_mixer().unwrap();
-    assert_eq!((a.mixer.variant, a.mixer.upsample_mode(), a.mask_loss.mode), (samix::mixer::MixerVariant::Automix, Upsample::Nearest, MaskLossMode::L1));
+    assert_eq!((a.mixer.variant, a.mixer.upsample_mode(), a.mask_loss.mode), (MixerVariant::Automix, Upsample::Nearest, MaskLossMode::L1));
     assert_eq!(a.mixer_loss, MixupLoss::SoftCe);
     let w = get("cifar100_wrn28_8_samix");
     let wr = w.mix.online_mixer().unwrap();
-    assert_eq!((wr.cfg.mask_stage, wr.cfg.mixer_optim.momentum), (1, Some(0.0)));
+    let (wc, _) = w.mix.online_config().unwrap();
+    assert_eq!((wr.mask_stage, wc.mixer_optim.momentum), (1, Some(0.0)));
     assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer().unwrap().mixer.lam_mul_k, -1.0);
     for n in ["quickstart", "cifar100_r18_vanilla", "cifar100_r18_mixup", "cifar100_r18_cutmix", "cifar100_rx50_samix"] {
         get(n);

@@ -118,7 +118,7 @@ fn feature_level_policies_train() {
 
 #[test]
 fn attentivemix_keeps_the_frozen_models_top_cells() {
-    use samix::mix::{MixPolicy, Policy};
+    use samix::mix::MixPolicy;
     use samix::model::StagedNet;
     let _rng = common::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
@@ -126,7 +126,7 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
     run(&teacher, &tmp.path().join("teacher"), false, false, None).unwrap();
     let mix = format!("policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"{}\"", tmp.path().join("teacher").display());
     let cfg = TrainConfig::parse(&tiny_fashion_config(1000, 200, 1, &mix), &[]).unwrap();
-    let policy = Policy::from_config(&cfg.mix).unwrap();
+    let policy = samix::train::input_policy(&cfg.mix, tch::Device::Cpu).unwrap();
     let splits = samix::data::open_splits(&cfg.data).unwrap();
     let loader = samix::train::eval_loader(&cfg, splits.test, Device::Cpu);
     let batch = loader.epoch(0).next().unwrap().unwrap();
@@ -153,7 +153,7 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
         }
     }
     let bad = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"/nowhere\""), &[]).unwrap();
-    assert!(Policy::from_config(&bad.mix).unwrap_err().to_string().contains("/nowhere"));
+    assert!(samix::train::input_policy(&bad.mix, tch::Device::Cpu).unwrap_err().to_string().contains("/nowhere"));
 }
 
 #[test]

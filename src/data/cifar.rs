@@ -1,7 +1,7 @@
 //! CIFAR-10 and CIFAR-100, binary version: the official `.tar.gz` as downloaded, or its extracted
 //! folder. Each record is the label byte(s) followed by 3072 pixel bytes (R, G, B planes of 32×32).
 use super::{DatasetInfo, InMemoryDataset};
-use crate::config::DatasetKind;
+use super::config::DatasetKind;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::io::Read;

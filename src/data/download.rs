@@ -6,7 +6,7 @@
 //! training loaders (sizes, labels, md5 of the extracted files). A failure removes what this call
 //! wrote and names the file and the check. A dataset already present and valid is not fetched.
 use super::{cifar, folder, idx};
-use crate::config::DatasetKind;
+use super::config::DatasetKind;
 use crate::{Error, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

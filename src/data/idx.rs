@@ -1,6 +1,6 @@
 //! MNIST and Fashion-MNIST in the IDX format, gzipped (as published) or raw.
 use super::{DatasetInfo, InMemoryDataset};
-use crate::config::DatasetKind;
+use super::config::DatasetKind;
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -65,6 +65,11 @@ impl Loader {
         &self.dataset
     }
 
+    /// Where finished batches are uploaded.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// The sample order of an epoch.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();

@@ -1,6 +1,7 @@
 //! Datasets, transforms and the batch loader. Reads files only; never touches the model or device
 //! except for uploading finished batches in [`loader`].
 pub mod cifar;
+pub mod config;
 pub mod download;
 pub mod folder;
 pub mod idx;
@@ -8,7 +9,7 @@ pub mod loader;
 pub mod transform;
 pub mod verify;
 
-use crate::config::{DataConfig, DatasetKind};
+pub use config::{AugmentConfig, DataConfig, DatasetKind, PaddingMode};
 use crate::Result;
 use std::sync::Arc;
 
@@ -149,7 +150,7 @@ pub fn resolve_path(cfg: &DataConfig) -> Result<std::path::PathBuf> {
     let target = download::dataset_path(&dir, cfg.dataset)
         .ok_or_else(|| crate::Error::config("data.path", "is required for image_folder datasets"))?;
     if !target.exists() {
-        eprintln!("samix: {} not found in {}; downloading it", cfg.dataset.name(), dir.display());
+        tracing::info!("{} not found in {}; downloading it", cfg.dataset.name(), dir.display());
         let source = download::DatasetSource::new(cfg.dataset, None)?;
         let opts = download::DownloadOptions { progress: std::io::IsTerminal::is_terminal(&std::io::stderr()), ..Default::default() };
         download::fetch(&source, &dir, &opts)?;

@@ -1,8 +1,9 @@
 //! Image transforms on CHW bytes (random crop with padding, flip, random-resized crop,
 //! resize + centre crop) and normalisation into f32. Pure functions of the image and an RNG.
 use super::RawImage;
-use crate::config::{AugmentConfig, PaddingMode};
+use super::config::{AugmentConfig, PaddingMode};
 use rand::Rng;
+use tch::Tensor;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -208,4 +209,13 @@ pub fn resize_window(img: &RawImage, top: f64, left: f64, h: f64, w: f64, out_h:
         }
     }
     RawImage::new(img.channels, out_h, out_w, data)
+}
+
+/// Undoes the per-channel normalisation for display, clamped to [0, 1].
+pub fn to_unit(x: &Tensor, mean: &[f32], std: &[f32]) -> Tensor {
+    let c = x.size()[1];
+    let take = |v: &[f32]| (0..c as usize).map(|i| v[i % v.len()]).collect::<Vec<f32>>();
+    let m = Tensor::from_slice(&take(mean)).view([1, c, 1, 1]).to_device(x.device());
+    let s = Tensor::from_slice(&take(std)).view([1, c, 1, 1]).to_device(x.device());
+    (x * s + m).clamp(0.0, 1.0)
 }

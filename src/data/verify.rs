@@ -1,7 +1,7 @@
 //! Known checksums of official dataset files and `samix data verify`: recognises what a path holds,
 //! validates it with the same loaders training uses, and compares md5 sums where they are known.
 use super::{cifar, folder, idx, Dataset};
-use crate::config::DatasetKind;
+use super::config::DatasetKind;
 use crate::{Error, Result};
 use md5::{Digest, Md5};
 use std::collections::HashMap;

@@ -22,13 +22,12 @@ pub use fmix::{fourier_mask, FMix};
 pub use graphcut::GridMrf;
 pub use gridmix::{grid_mask, GridMix};
 pub use mixup::{mix_images, MixUp};
-pub use puzzlemix::{transport_blocks, transport_plan, PuzzleMix, PuzzleMixConfig};
+pub use puzzlemix::{input_saliency, transport_blocks, transport_plan, PuzzleMix, PuzzleMixConfig};
 pub use resizemix::ResizeMix;
 pub use saliencymix::{spectral_residual_saliency, SaliencyMix};
 pub use smoothmix::{gaussian_blob, SmoothMix};
 pub use switch::{LambdaMode, MixupCutmix};
 
-use crate::config::MixConfig;
 use crate::rng::SamixRng;
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
@@ -104,7 +103,8 @@ impl MixPolicy for NoMix {
     }
 }
 
-/// The policies a config can name.
+/// The per-batch input policies, as one type (what a run's config turns into; see
+/// `train::mixing`).
 #[derive(Debug)]
 pub enum Policy {
     AttentiveMix(AttentiveMix),
@@ -120,53 +120,28 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// The policy a config names; a policy holding a network (AttentiveMix+) loads it on the CPU.
-    pub fn from_config(cfg: &MixConfig) -> Result<Policy> {
-        Self::from_config_on(cfg, Device::Cpu)
-    }
-
-    /// As [`Policy::from_config`], loading any network the policy holds onto `device`.
-    pub fn from_config_on(cfg: &MixConfig, device: Device) -> Result<Policy> {
-        Ok(match cfg {
-            MixConfig::Attentivemix { alpha, checkpoint, upsample_to } => {
-                let (vs, net) = crate::train::Model::load_frozen(checkpoint, device)?;
-                Policy::AttentiveMix(AttentiveMix::new(*alpha, vs, net, upsample_to.map(|s| s as i64))?)
-            }
-            MixConfig::None => Policy::None(NoMix),
-            MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(*alpha, *per_sample)?),
-            MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(*alpha)?),
-            MixConfig::Resizemix { alpha } => Policy::ResizeMix(ResizeMix::new(*alpha)?),
-            MixConfig::Gridmix { alpha } => Policy::GridMix(GridMix::new(*alpha)?),
-            MixConfig::Smoothmix { alpha } => Policy::SmoothMix(SmoothMix::new(*alpha)?),
-            MixConfig::Fmix { alpha, decay_power } => Policy::FMix(FMix::new(*alpha, *decay_power)?),
-            MixConfig::Saliencymix { alpha } => Policy::SaliencyMix(SaliencyMix::new(*alpha)?),
-            MixConfig::MixupCutmix { mixup_alpha, cutmix_alpha, prob, switch_prob, mode } => {
-                Policy::MixupCutmix(MixupCutmix::new(*mixup_alpha, *cutmix_alpha, *prob, *switch_prob, *mode)?)
-            }
-            MixConfig::Samix(_) | MixConfig::Automix(_) => {
-                return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))
-            }
-            MixConfig::Manifoldmix { .. } | MixConfig::Alignmix { .. } | MixConfig::Puzzlemix(_) => {
-                return Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix need the model (hidden features or input gradients); the trainer runs them"))
-            }
-        })
+    fn inner(&self) -> &dyn MixPolicy {
+        match self {
+            Policy::None(p) => p,
+            Policy::AttentiveMix(p) => p,
+            Policy::MixUp(p) => p,
+            Policy::CutMix(p) => p,
+            Policy::ResizeMix(p) => p,
+            Policy::GridMix(p) => p,
+            Policy::SmoothMix(p) => p,
+            Policy::FMix(p) => p,
+            Policy::SaliencyMix(p) => p,
+            Policy::MixupCutmix(p) => p,
+        }
     }
 }
 
 impl MixPolicy for Policy {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
-        match self {
-            Policy::None(p) => p.mix(images, labels, rng),
-            Policy::AttentiveMix(p) => p.mix(images, labels, rng),
-            Policy::MixUp(p) => p.mix(images, labels, rng),
-            Policy::CutMix(p) => p.mix(images, labels, rng),
-            Policy::ResizeMix(p) => p.mix(images, labels, rng),
-            Policy::GridMix(p) => p.mix(images, labels, rng),
-            Policy::SmoothMix(p) => p.mix(images, labels, rng),
-            Policy::FMix(p) => p.mix(images, labels, rng),
-            Policy::SaliencyMix(p) => p.mix(images, labels, rng),
-            Policy::MixupCutmix(p) => p.mix(images, labels, rng),
-        }
+        self.inner().mix(images, labels, rng)
+    }
+    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
+        self.inner().mix_on_device(images, labels)
     }
 }
 

@@ -20,54 +20,42 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PuzzleMixConfig {
-    #[serde(default = "one")]
     pub alpha: f64,
     /// Label smoothness β (divided by blocks·16 as the reference).
-    #[serde(default = "beta")]
     pub beta: f64,
     /// Data smoothness γ.
-    #[serde(default = "gamma")]
     pub gamma: f64,
     /// Prior weight η.
-    #[serde(default = "eta")]
     pub eta: f64,
-    #[serde(default = "four")]
     pub neigh_size: usize,
-    #[serde(default = "t_eps")]
     pub t_eps: f64,
-    #[serde(default = "four")]
     pub t_size: usize,
-    #[serde(default = "yes")]
     pub transport: bool,
-}
-
-fn one() -> f64 {
-    1.0
-}
-fn beta() -> f64 {
-    1.2
-}
-fn gamma() -> f64 {
-    0.5
-}
-fn eta() -> f64 {
-    0.2
-}
-fn four() -> usize {
-    4
-}
-fn t_eps() -> f64 {
-    0.8
-}
-fn yes() -> bool {
-    true
 }
 
 impl Default for PuzzleMixConfig {
     fn default() -> Self {
         PuzzleMixConfig { alpha: 1.0, beta: 1.2, gamma: 0.5, eta: 0.2, neigh_size: 4, t_eps: 0.8, t_size: 4, transport: true }
+    }
+}
+
+impl PuzzleMixConfig {
+    /// Range checks; errors name the key under `mix`.
+    pub fn check(&self) -> Result<()> {
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(Error::config("mix.alpha", format!("{} is not a positive number", self.alpha)));
+        }
+        for (v, key) in [(self.beta, "mix.beta"), (self.gamma, "mix.gamma"), (self.eta, "mix.eta"), (self.t_eps, "mix.t_eps")] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(key, format!("{v} must be >= 0")));
+            }
+        }
+        if self.neigh_size == 0 || self.t_size == 0 {
+            return Err(Error::config("mix.neigh_size", "neigh_size and t_size must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -83,20 +71,17 @@ pub struct PuzzleMix {
 }
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(&t.to_kind(Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1)).unwrap_or_default()
+    let host = t.to_kind(Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1).contiguous();
+    let numel = host.numel();
+    let mut out = vec![0.0; numel];
+    host.copy_data(&mut out, numel);
+    out
 }
 
 impl PuzzleMix {
     /// `mean`/`std` undo the loader's normalisation for the data-smoothness term.
     pub fn new(cfg: PuzzleMixConfig, mean: Vec<f32>, std: Vec<f32>) -> Result<Self> {
-        for (v, key) in [(cfg.beta, "mix.beta"), (cfg.gamma, "mix.gamma"), (cfg.eta, "mix.eta"), (cfg.t_eps, "mix.t_eps")] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(key, format!("{v} must be >= 0")));
-            }
-        }
-        if cfg.neigh_size == 0 || cfg.t_size == 0 {
-            return Err(Error::config("mix.neigh_size", "neigh_size and t_size must be at least 1"));
-        }
+        cfg.check()?;
         Ok(PuzzleMix { prior: LambdaSampler::new(cfg.alpha)?, cfg, mean, std })
     }
 
@@ -104,7 +89,7 @@ impl PuzzleMix {
         if self.mean.is_empty() {
             return x.shallow_clone();
         }
-        crate::report::to_unit(x, &self.mean, &self.std)
+        crate::data::transform::to_unit(x, &self.mean, &self.std)
     }
 
     /// Block saliency `N×B×B`, each sample's blocks summing to 1.
@@ -291,4 +276,14 @@ pub fn transport_blocks(images: &Tensor, plan: &Tensor, t: i64) -> Tensor {
     let blocks = images.view([n, c, t, bh, t, bw]).permute([0, 1, 2, 4, 3, 5]).reshape([n, c, t * t, bh * bw]);
     let moved = plan.transpose(1, 2).unsqueeze(1).matmul(&blocks);
     moved.view([n, c, t, t, bh, bw]).permute([0, 1, 2, 4, 3, 5]).reshape([n, c, h, w])
+}
+
+/// PuzzleMix's saliency `√(mean_c (∂CE/∂x)²)` of `net` in eval mode (`N×H×W`), without touching
+/// parameter gradients.
+pub fn input_saliency(net: &impl tch::nn::ModuleT, images: &Tensor, labels: &Tensor) -> Tensor {
+    let x = images.detach().set_requires_grad(true);
+    let logits = net.forward_t(&x, false);
+    let loss = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::None, -100, 0.0).mean(None);
+    let grad = Tensor::run_backward(&[&loss], &[&x], false, false).remove(0);
+    grad.square().mean_dim(1, false, Kind::Float).sqrt()
 }

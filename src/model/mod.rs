@@ -2,13 +2,14 @@
 //! WRN-28-8. Every network runs stage by stage ([`StagedNet`]), so callers can read any stage's
 //! output (SAMix's Mixer reads stage 3) or mix hidden features between stages (ManifoldMix).
 //! Touches only its own parameters.
+pub mod config;
 pub mod resnet;
 pub mod wrn;
 
-use crate::config::{Arch, ModelConfig};
 use crate::Result;
 use tch::{nn, Tensor};
 
+pub use config::{Arch, ModelConfig, Stem};
 pub use resnet::{ResNet, ResNetConfig};
 pub use wrn::{WideResNet, WideResNetConfig};
 
@@ -22,6 +23,10 @@ pub trait StagedNet {
     fn head(&self, h: &Tensor) -> Tensor;
     /// Output channels of each stage.
     fn stage_channels(&self) -> Vec<i64>;
+    /// Channels of the images the network reads.
+    fn in_channels(&self) -> i64;
+    /// Classes of its classifier.
+    fn num_classes(&self) -> i64;
 
     /// Logits and the outputs of the stages listed in `keep` (in `keep`'s order).
     fn forward_stages(&self, x: &Tensor, train: bool, keep: &[usize]) -> (Tensor, Vec<Tensor>) {
@@ -101,6 +106,12 @@ impl StagedNet for Network {
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.inner().stage_channels()
+    }
+    fn in_channels(&self) -> i64 {
+        self.inner().in_channels()
+    }
+    fn num_classes(&self) -> i64 {
+        self.inner().num_classes()
     }
 }
 

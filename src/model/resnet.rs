@@ -2,7 +2,7 @@
 //! a CIFAR stem (3×3, stride 1, no max-pool) or an ImageNet stem (7×7 stride 2 + max-pool),
 //! Kaiming fan-out init and zero-initialised last BN γ in every block.
 use super::{batch_norm, conv, LinearHead, StagedNet};
-use crate::config::{Arch, Stem};
+use super::config::{Arch, Stem};
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +210,8 @@ pub struct ResNet {
     stages: Vec<Vec<ResBlock>>,
     head: LinearHead,
     channels: Vec<i64>,
+    in_channels: i64,
+    num_classes: i64,
 }
 
 impl ResNet {
@@ -241,7 +243,7 @@ impl ResNet {
             channels.push(cin);
         }
         let head = LinearHead::new(path, cin, cfg.num_classes);
-        ResNet { stem, stages, head, channels }
+        ResNet { stem, stages, head, channels, in_channels: cfg.in_channels, num_classes: cfg.num_classes }
     }
 }
 
@@ -264,5 +266,11 @@ impl StagedNet for ResNet {
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.channels.clone()
+    }
+    fn in_channels(&self) -> i64 {
+        self.in_channels
+    }
+    fn num_classes(&self) -> i64 {
+        self.num_classes
     }
 }

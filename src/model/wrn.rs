@@ -61,6 +61,8 @@ pub struct WideResNet {
     final_bn: nn::BatchNorm,
     head: LinearHead,
     channels: Vec<i64>,
+    in_channels: i64,
+    num_classes: i64,
 }
 
 impl WideResNet {
@@ -83,7 +85,7 @@ impl WideResNet {
         }
         let final_bn = batch_norm(path / "bn_final", cin, 1.0);
         let head = LinearHead::new(path, cin, cfg.num_classes);
-        WideResNet { stem, stages, final_bn, head, channels }
+        WideResNet { stem, stages, final_bn, head, channels, in_channels: cfg.in_channels, num_classes: cfg.num_classes }
     }
 }
 
@@ -109,5 +111,11 @@ impl StagedNet for WideResNet {
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.channels.clone()
+    }
+    fn in_channels(&self) -> i64 {
+        self.in_channels
+    }
+    fn num_classes(&self) -> i64 {
+        self.num_classes
     }
 }

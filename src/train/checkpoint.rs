@@ -3,7 +3,7 @@
 //! checkpoint folder is usable on its own (`samix eval`). A folder is written under a temporary
 //! name and renamed; `checkpoints/latest` then names it (also replaced atomically), so a crash
 //! never leaves a half checkpoint in use.
-use super::metrics::write_atomic;
+use crate::files::{contiguous, write_atomic, write_json_atomic};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,8 +42,7 @@ pub fn save(run_dir: &Path, vs: &VarStore, optimizer_state: &[(String, Tensor)],
     if !optimizer_state.is_empty() {
         Tensor::write_safetensors(&contiguous(optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()))), tmp.join(OPTIMIZER_FILE))?;
     }
-    let json = serde_json::to_string_pretty(state).unwrap_or_default();
-    write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?;
+    write_json_atomic(&tmp.join(STATE_FILE), state)?;
     write_atomic(&tmp.join(CONFIG_FILE), config_toml.as_bytes())?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
@@ -99,12 +98,4 @@ impl Checkpoint {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join(CONFIG_FILE)
     }
-}
-
-/// Named tensors in the default contiguous layout, sorted by name: safetensors stores plain
-/// row-major data, and channels-last variables are strided differently.
-pub fn contiguous(named: impl IntoIterator<Item = (String, Tensor)>) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.contiguous())).collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }

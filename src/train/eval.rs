@@ -1,7 +1,11 @@
 //! Evaluation: top-1 / top-5 accuracy (%) and mean CE over a loader, in eval mode and without
 //! gradients. Counts accumulate on the device and are read once at the end.
+use super::{checkpoint, eval_loader, Model};
+use crate::config::TrainConfig;
 use crate::data::loader::Loader;
-use crate::model::Network;
+use crate::data::open_splits;
+use std::path::{Path, PathBuf};
+use tch::Device;
 use crate::Result;
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
@@ -21,7 +25,7 @@ pub struct Evaluation {
     pub heads: std::collections::BTreeMap<String, f64>,
 }
 
-pub fn evaluate(net: &Network, loader: &Loader) -> Result<EvalResult> {
+pub fn evaluate(net: &impl ModuleT, loader: &Loader) -> Result<EvalResult> {
     Ok(evaluate_heads(loader, 1, |x| vec![net.forward_t(x, false)])?.remove(0))
 }
 
@@ -55,4 +59,20 @@ pub fn evaluate_heads(loader: &Loader, heads: usize, logits: impl Fn(&Tensor) ->
             EvalResult { acc1: 100.0 * a / denom, acc5: 100.0 * b / denom, loss: c / denom, images: n }
         })
         .collect())
+}
+
+/// Evaluates the classifier a checkpoint deploys (a checkpoint folder, or a run folder for its
+/// latest) on the test split of its config's dataset, or of the dataset at `data`. Returns the
+/// result and the epochs the checkpoint had completed.
+pub fn evaluate_checkpoint(path: &Path, data: Option<PathBuf>, device: Device) -> Result<(EvalResult, usize)> {
+    let ckpt = checkpoint::open(path)?;
+    let mut cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+    if let Some(d) = data {
+        cfg.data.path = Some(d);
+    }
+    cfg.data.train_limit = Some(0);
+    let splits = open_splits(&cfg.data)?;
+    let model = Model::from_checkpoint(&ckpt, &cfg, splits.test.info(), device)?;
+    let loader = eval_loader(&cfg, splits.test, device);
+    Ok((evaluate(&model.net, &loader)?, ckpt.state.epoch))
 }

@@ -1,6 +1,7 @@
 //! Per-epoch metrics (`metrics.jsonl`, one JSON object per line) and the run summary.
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use crate::files::write_atomic;
 use std::io::Write;
 use std::path::Path;
 
@@ -88,24 +89,16 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
 
 /// Rewrites the whole log atomically (used on resume to drop epochs after the checkpoint).
 pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
-    let text: String = history.iter().map(|m| serde_json::to_string(m).unwrap_or_default() + "\n").collect();
+    let mut text = String::new();
+    for m in history {
+        text += &serde_json::to_string(m).map_err(|e| Error::serialize(path, e))?;
+        text.push('\n');
+    }
     write_atomic(path, text.as_bytes())
 }
 
 pub fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-    let line = serde_json::to_string(m).unwrap_or_default();
+    let line = serde_json::to_string(m).map_err(|e| Error::serialize(path, e))?;
     writeln!(f, "{line}").map_err(|e| Error::io(path, e))
-}
-
-/// Writes to `path.tmp`, syncs, then renames over `path`: readers see the old or the new file,
-/// never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -2,8 +2,7 @@
 //! with their neighbours, a PNG grid per snapshot — rows: first images, second images, the mask s
 //! and the mixed image at λ = 0.3, the same at λ = 0.7 (s white = second image) — and at the end a
 //! strip of the λ = 0.5 masks, one row per snapshot, showing how the masks evolved.
-use super::samix::SamixNets;
-use crate::mixer::apply_mask;
+use crate::samix::{apply_mask, OnlineSamix};
 use crate::model::StagedNet;
 use crate::report::write_grid;
 use crate::{Error, Result};
@@ -23,15 +22,15 @@ impl MaskVisuals {
     }
 
     fn to_unit(&self, x: &Tensor) -> Tensor {
-        crate::report::to_unit(x, &self.mean, &self.std)
+        crate::data::transform::to_unit(x, &self.mean, &self.std)
     }
 
-    pub fn snapshot(&mut self, nets: &SamixNets, epoch: usize, out: &Path) -> Result<()> {
+    pub fn snapshot<N: StagedNet>(&mut self, nets: &OnlineSamix<N>, epoch: usize, out: &Path) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let x = &self.images;
         let n = x.size()[0];
         let perm = Tensor::arange(n, (Kind::Int64, x.device())).roll([1], [0]);
-        let f = nets.net_k.features(x, false, &[nets.mask_stage]).1.remove(0);
+        let f = nets.mixer_features(x, false);
         let partner = x.index_select(0, &perm);
         let mut rows = vec![self.to_unit(x), self.to_unit(&partner)];
         for lam in [0.3, 0.7] {

@@ -60,3 +60,19 @@ pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Online SAMix over two copies of the `model` network in samix's layout (`q.*`, `k.*`,
+/// `mixer.*`), for `channels`-channel `side`-pixel images and `classes` classes.
+pub fn online_samix(
+    vs: &tch::nn::VarStore,
+    model: &samix::model::ModelConfig,
+    options: samix::samix::SamixOptions,
+    channels: i64,
+    classes: i64,
+    side: i64,
+) -> samix::samix::OnlineSamix<samix::model::Network> {
+    let paths = samix::samix::SamixPaths::standard(vs);
+    let online = samix::model::Network::new(&paths.online, model, channels, classes).expect("online network");
+    let ema = samix::model::Network::new(&paths.ema, model, channels, classes).expect("EMA network");
+    samix::samix::OnlineSamix::new(vs, &paths, online, ema, options, side).expect("online SAMix")
+}

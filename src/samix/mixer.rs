@@ -2,10 +2,6 @@
 //! encoder and λ it predicts `s ∈ [0,1]^{N×1×H×W}`, the per-pixel weight of the *second*
 //! (paired) image; the two-channel mask is `[1−s, s]`. Touches only its own parameters; it never
 //! sees labels or the classifier.
-mod mask_loss;
-
-pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
-
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -28,29 +24,17 @@ pub enum Upsample {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MixerConfig {
-    #[serde(default)]
     pub variant: MixerVariant,
     /// q/k and value hidden channels = in_channels / reduction.
-    #[serde(default = "two")]
     pub reduction: i64,
     /// k of the λ rescaling g_k (SAMix; < 0 leaves λ as is). CIFAR 0.25, ImageNet −1.
-    #[serde(default = "quarter")]
     pub lam_mul_k: f64,
     /// Upsampling of the low-resolution mask (default: bilinear for SAMix, nearest for AutoMix).
-    #[serde(default)]
     pub upsample: Option<Upsample>,
     /// Dropout on the value map (SAMix; 0 on CIFAR, 0.1 on ImageNet).
-    #[serde(default)]
     pub value_dropout: f64,
-}
-
-fn two() -> i64 {
-    2
-}
-fn quarter() -> f64 {
-    0.25
 }
 
 impl Default for MixerConfig {
@@ -62,6 +46,16 @@ impl Default for MixerConfig {
 impl MixerConfig {
     pub fn automix() -> Self {
         MixerConfig { variant: MixerVariant::Automix, ..Default::default() }
+    }
+    /// Range checks; errors name the key under `mix.mixer`.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.reduction < 1 {
+            return Err(crate::Error::config("mix.mixer.reduction", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.value_dropout) {
+            return Err(crate::Error::config("mix.mixer.value_dropout", "must be in [0, 1)"));
+        }
+        Ok(())
     }
     pub fn upsample_mode(&self) -> Upsample {
         self.upsample.unwrap_or(match self.variant {
@@ -110,7 +104,7 @@ impl ValueNeck {
     pub fn new(path: &nn::Path, in_channels: i64, hidden: i64, dropout: f64) -> Self {
         ValueNeck {
             conv1: mixer_conv(path / "conv1", in_channels, hidden, false),
-            bn: super::model::batch_norm(path / "bn", hidden, 1.0),
+            bn: crate::model::batch_norm(path / "bn", hidden, 1.0),
             conv2: mixer_conv(path / "conv2", hidden, 1, false),
             dropout,
         }
@@ -264,12 +258,4 @@ impl ModuleT for Mixer {
         };
         up.sigmoid()
     }
-}
-
-/// Mixes two image batches with the weight map of the second: `x ⊙ (1 − s) + x2 ⊙ s`.
-/// One fused `lerp` kernel (forward and backward) instead of four element-wise ones; exact at
-/// s = 0 and s = 1. `s` is cast to the images' kind (under bf16 autocast the Mixer's matmuls
-/// make it bf16), which is the promotion the element-wise form did.
-pub fn apply_mask(x: &Tensor, x2: &Tensor, s: &Tensor) -> Tensor {
-    x.lerp_tensor(x2, &s.to_kind(x.kind()))
 }

@@ -1,6 +1,6 @@
 //! Learning-rate schedule: linear warm-up per iteration, then mmcv's by-epoch cosine annealing
 //! `lr(e) = min + (base − min)·(1 + cos(π·e/E))/2`, fixed within an epoch.
-use crate::config::ScheduleConfig;
+use super::ScheduleConfig;
 
 #[derive(Clone, Debug)]
 pub struct CosineSchedule {

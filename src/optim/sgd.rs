@@ -3,7 +3,7 @@
 //! multi-tensor kernel. Written here rather than using tch's optimizer because tch does not
 //! expose optimizer state, and exact resume needs the momentum buffers in the checkpoint.
 //! Touches only the parameters, their gradients (read) and its own buffers.
-use crate::config::OptimConfig;
+use super::OptimConfig;
 use crate::native;
 use crate::Result;
 use std::collections::HashMap;

@@ -1,0 +1,209 @@
+//! One function per subcommand: turn the parsed arguments into library calls and print the
+//! results. No training, mixing or data logic lives here.
+use anyhow::{bail, Context, Result};
+use samix::bench::{self, BenchOptions, Method};
+use samix::config::{MixConfig, TrainConfig};
+use samix::data::{download, verify, DatasetKind};
+use samix::device::parse_device;
+use samix::native::Precision;
+use samix::preview::{self, MixGridRequest};
+use samix::report;
+use samix::train::{self, eval, RunOptions};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+pub struct TrainArgs {
+    pub config: Option<PathBuf>,
+    pub set: Vec<String>,
+    pub out: Option<PathBuf>,
+    pub resume: bool,
+    pub force: bool,
+    pub device: Option<String>,
+    pub stop_after: Option<usize>,
+    pub data: Option<PathBuf>,
+}
+
+/// `samix train`: the run directory defaults to `runs/<config stem>`; `--resume` without
+/// `--config` reads the run's own `config.toml`.
+pub fn train(args: TrainArgs) -> Result<()> {
+    let device = parse_device(args.device.as_deref())?;
+    let out = match (&args.out, &args.config) {
+        (Some(o), _) => o.clone(),
+        (None, Some(c)) => match c.file_stem() {
+            Some(stem) => PathBuf::from("runs").join(stem),
+            None => bail!("{}: cannot name a run directory after this path; pass --out", c.display()),
+        },
+        (None, None) => bail!("--out is required when no --config is given"),
+    };
+    let mut config = match (&args.config, args.resume) {
+        (Some(path), _) => TrainConfig::load(path, &args.set)?,
+        (None, true) => TrainConfig::load(&out.join("config.toml"), &args.set)
+            .with_context(|| format!("--resume without --config reads {}", out.join("config.toml").display()))?,
+        (None, false) => bail!("--config is required (or --resume with an existing --out)"),
+    };
+    if let Some(d) = args.data {
+        config.data.path = Some(d);
+    }
+    eprintln!("samix: training on {device:?}, run directory {}", out.display());
+    let progress = std::io::stderr().is_terminal();
+    let opts = RunOptions { config, out: out.clone(), resume: args.resume, force: args.force, device, progress, stop_after: args.stop_after };
+    let s = train::run(opts)?;
+    println!(
+        "done: {} epochs, final top-1 {:.2}%, best {:.2}% (epoch {}), median of last {} = {:.2}%, {:.0} img/s; summary in {}",
+        s.epochs,
+        s.final_acc1,
+        s.best_acc1,
+        s.best_epoch,
+        s.median_of_last,
+        s.median_acc1,
+        s.mean_images_per_sec,
+        out.join("summary.json").display()
+    );
+    Ok(())
+}
+
+/// `samix eval`: the deployed classifier of a checkpoint on a test split.
+pub fn eval(checkpoint: &Path, data: Option<PathBuf>, device: Option<&str>) -> Result<()> {
+    let device = parse_device(device)?;
+    let (r, epoch) = eval::evaluate_checkpoint(checkpoint, data, device)?;
+    println!("top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images, epoch {epoch})", r.acc1, r.acc5, r.loss, r.images);
+    Ok(())
+}
+
+pub struct BenchArgs {
+    pub device: Option<String>,
+    pub steps: usize,
+    pub warmup: usize,
+    pub batch: i64,
+    pub methods: Vec<String>,
+    pub precision: String,
+    pub cuda_graph: bool,
+    pub channels_last: bool,
+    pub policies: bool,
+    pub loader: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+}
+
+/// `samix bench`: training steps per method, or the policies alone, or a config's loader alone.
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let device = parse_device(args.device.as_deref())?;
+    samix::device::prepare(device);
+    if args.batch < 1 || args.steps < 1 {
+        bail!("--batch and --steps must be at least 1");
+    }
+    if let Some(config) = &args.loader {
+        let (r, cfg) = bench::bench_config_loader(config, args.data, device, args.steps)?;
+        println!(
+            "RESULT samix loader {} workers={} bs={} device={device:?}: {:.0} img/s over {} batches ({:.2} s)",
+            cfg.data.dataset.name(),
+            cfg.data.workers,
+            cfg.train.batch_size,
+            r.images_per_sec,
+            r.batches,
+            r.seconds
+        );
+        return Ok(());
+    }
+    if args.policies {
+        for (name, ips) in bench::bench_policies(device, args.batch, args.steps)? {
+            println!("RESULT samix policy {name} device={device:?} bs={}: {ips:.0} img/s", args.batch);
+        }
+        return Ok(());
+    }
+    let precision: Precision = args.precision.parse().map_err(|e: String| anyhow::anyhow!("--precision: {e}"))?;
+    let methods = if args.methods.is_empty() {
+        Method::ALL.to_vec()
+    } else {
+        args.methods.iter().map(|m| Method::from_name(m.trim())).collect::<Result<Vec<_>, _>>()?
+    };
+    let opts = BenchOptions {
+        device,
+        batch: args.batch,
+        warmup: args.warmup,
+        steps: args.steps,
+        precision,
+        cuda_graph: args.cuda_graph,
+        channels_last: args.channels_last,
+    };
+    let mut vanilla = None;
+    for method in methods {
+        let r = bench::bench_step(method, &opts)?;
+        let memory = r.peak_memory.map(|m| format!(" {}={:.0}MiB", m.label(), m.mib())).unwrap_or_default();
+        println!(
+            "RESULT samix {} precision={} graph={} cl={} device={device:?} bs={}: {:.2} ms/step {:.0} img/s{memory}",
+            method.name(),
+            precision.name(),
+            args.cuda_graph,
+            args.channels_last,
+            args.batch,
+            r.ms_per_step,
+            r.images_per_sec
+        );
+        if method == Method::Vanilla {
+            vanilla = Some(r.ms_per_step);
+        } else if let Some(v) = vanilla {
+            println!("RATIO {}/vanilla {:.2}", method.name(), r.ms_per_step / v);
+        }
+    }
+    Ok(())
+}
+
+pub struct MixArgs {
+    pub policy: String,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub n: usize,
+    pub seed: u64,
+    pub alpha: Option<f64>,
+    pub image_size: usize,
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// `samix mix`: a PNG grid of a policy on real test images.
+pub fn mix(args: MixArgs) -> Result<()> {
+    let mix = MixConfig::named(&args.policy, args.alpha, args.checkpoint.as_deref())?;
+    let name = mix.name();
+    let req = MixGridRequest { mix, data: args.data, n: args.n, seed: args.seed, image_size: args.image_size, out: args.out };
+    let mixed = preview::write_mix_grid(&req, args.checkpoint.as_deref())?;
+    let lam = report::lambdas(&mixed)?;
+    let rounded: Vec<f64> = lam.iter().map(|l| (l * 1000.0).round() / 1000.0).collect();
+    println!("{}: {name} of {} images; λ (weight of the first image's label) = {rounded:?}", req.out.display(), lam.len());
+    Ok(())
+}
+
+/// `samix data download`: the official files into the data directory, verified.
+pub fn data_download(kind: DatasetKind, to: Option<PathBuf>, mirrors: &[String]) -> Result<()> {
+    let dir = to.unwrap_or_else(download::default_data_dir);
+    let source = download::DatasetSource::new(kind, (!mirrors.is_empty()).then_some(mirrors))?;
+    let opts = download::DownloadOptions { progress: std::io::stderr().is_terminal(), ..Default::default() };
+    match download::fetch(&source, &dir, &opts)? {
+        download::Fetched::AlreadyPresent(p) => println!("{}: already present and valid, nothing downloaded", p.display()),
+        download::Fetched::Downloaded(p) => println!("{}: downloaded and verified", p.display()),
+    }
+    Ok(())
+}
+
+/// `samix data verify`: identify a dataset and check its files against the official md5 sums.
+pub fn data_verify(path: &Path) -> Result<()> {
+    let report = verify::verify(path)?;
+    println!(
+        "{}: {} ({} classes, {} train / {} test images)",
+        path.display(),
+        report.dataset,
+        report.num_classes,
+        report.train_records,
+        report.test_records
+    );
+    for f in &report.files {
+        let status = match (f.matches(), f.expected) {
+            (Some(true), _) => "md5 ok".to_string(),
+            (Some(false), Some(expected)) => format!("md5 MISMATCH (expected {expected})"),
+            (Some(false), None) | (None, _) => "md5 not known".to_string(),
+        };
+        println!("  {:<28} {:>10} bytes  {}  {status}", f.name, f.bytes, f.md5);
+    }
+    if !report.all_match() {
+        bail!("{}: some files do not match their official checksums", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The `[data]` table of a run: which dataset, where it lives, how much of it, the loader's
+//! workers, and the training augmentations. Every default is stated once, in the `Default`
+//! impls; serde fills missing keys from them.
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    Cifar10,
+    Cifar100,
+    Mnist,
+    FashionMnist,
+    ImageFolder,
+    TinyImagenet,
+}
+
+impl DatasetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion_mnist",
+            DatasetKind::ImageFolder => "image_folder",
+            DatasetKind::TinyImagenet => "tiny_imagenet",
+        }
+    }
+    /// Native image side of the fixed-size datasets.
+    pub fn native_size(self) -> Option<usize> {
+        match self {
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(32),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => Some(28),
+            DatasetKind::TinyImagenet => Some(64),
+            DatasetKind::ImageFolder => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaddingMode {
+    /// Mirror without repeating the edge (the reference's CIFAR recipe).
+    #[default]
+    Reflect,
+    Zeros,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// RandomCrop padding in pixels (0 = no random crop). CIFAR recipe: 4, reflect.
+    pub crop_padding: usize,
+    pub padding_mode: PaddingMode,
+    pub hflip: bool,
+    /// Output side for folder datasets (and a resize for fixed-size ones).
+    pub image_size: Option<usize>,
+    /// With `image_size`: RandomResizedCrop for training instead of resize + centre crop.
+    pub random_resized_crop: bool,
+    pub rrc_scale: [f64; 2],
+    /// Shorter side before the centre crop at test time (ImageNet recipe: 256 for 224).
+    pub test_resize: Option<usize>,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            crop_padding: 0,
+            padding_mode: PaddingMode::Reflect,
+            hflip: false,
+            image_size: None,
+            random_resized_crop: false,
+            rrc_scale: [0.08, 1.0],
+            test_resize: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Archive or folder holding the dataset in its official layout. Unset: the dataset's place in
+    /// the data directory (`$SAMIX_DATA`, else `~/.cache/samix/data`), downloaded there when
+    /// missing (`samix data download`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Use only the first N training / test images (quick runs, tests).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+    /// Compare md5 sums of files whose official sums are known.
+    #[serde(default = "DataConfig::default_verify_checksums")]
+    pub verify_checksums: bool,
+    #[serde(default = "DataConfig::default_workers")]
+    pub workers: usize,
+    #[serde(default = "DataConfig::default_prefetch")]
+    pub prefetch: usize,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+}
+
+impl DataConfig {
+    fn default_verify_checksums() -> bool {
+        true
+    }
+    fn default_workers() -> usize {
+        2
+    }
+    fn default_prefetch() -> usize {
+        2
+    }
+
+    /// A config for `dataset` at `path` with every other key at its default.
+    pub fn new(dataset: DatasetKind, path: Option<PathBuf>) -> Self {
+        DataConfig {
+            dataset,
+            path,
+            train_limit: None,
+            test_limit: None,
+            verify_checksums: Self::default_verify_checksums(),
+            workers: Self::default_workers(),
+            prefetch: Self::default_prefetch(),
+            augment: AugmentConfig::default(),
+        }
+    }
+
+    /// The side of the (square) images a model sees: the augmentation's output size, else the
+    /// dataset's native size.
+    pub fn image_side(&self) -> Option<i64> {
+        self.augment.image_size.or(self.dataset.native_size()).map(|s| s as i64)
+    }
+
+    /// Range checks of this table; errors name the key.
+    pub fn check(&self) -> Result<()> {
+        let a = &self.augment;
+        if a.image_size.is_some_and(|s| s < 1) {
+            return Err(Error::config("data.augment.image_size", "must be at least 1"));
+        }
+        if !(a.rrc_scale[0] > 0.0 && a.rrc_scale[0] <= a.rrc_scale[1] && a.rrc_scale[1] <= 1.0) {
+            return Err(Error::config("data.augment.rrc_scale", "must be [lo, hi] with 0 < lo <= hi <= 1"));
+        }
+        if a.image_size.is_none() && self.dataset.native_size().is_none() {
+            return Err(Error::config(
+                "data.augment.image_size",
+                "is required for image_folder datasets (images of any size are resized to it)",
+            ));
+        }
+        Ok(())
+    }
+}

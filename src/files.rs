@@ -1,0 +1,39 @@
+//! Files samix writes: atomic replacement (write to a temporary name, sync, rename), JSON and
+//! safetensors written that way. Every failure names the file; nothing is silently skipped.
+use crate::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+use tch::Tensor;
+
+/// Writes to `path.tmp`, syncs, then renames over `path`: readers see the old or the new file,
+/// never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// `value` as pretty JSON, written atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| Error::serialize(path, e))?;
+    write_atomic(path, json.as_bytes())
+}
+
+/// Named tensors in the default contiguous layout, sorted by name: safetensors stores plain
+/// row-major data, and channels-last variables are strided differently.
+pub fn contiguous(named: impl IntoIterator<Item = (String, Tensor)>) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.contiguous())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Writes named tensors as safetensors under a temporary name, then renames it to `path`.
+pub fn write_safetensors_atomic(path: &Path, named: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&contiguous(named), &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

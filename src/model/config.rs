@@ -1,0 +1,70 @@
+//! The `[model]` table of a run: architecture, stem, width and depth overrides.
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Resnet18,
+    Resnet34,
+    Resnet50,
+    Resnet101,
+    Resnext50_32x4d,
+    Wrn28_8,
+}
+
+impl Arch {
+    /// Residual stages of the architecture (ResNets 4, WRN 3).
+    pub fn num_stages(self) -> usize {
+        match self {
+            Arch::Wrn28_8 => 3,
+            _ => 4,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stem {
+    /// 3×3 conv, stride 1, no max-pool (32×32 and 64×64 inputs).
+    #[default]
+    Cifar,
+    /// 7×7 conv stride 2 + 3×3 max-pool (224×224 inputs).
+    Imagenet,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    #[serde(default)]
+    pub stem: Stem,
+    /// Channels of the first stage (ResNet default 64; WRN default 16 before widening). Smaller
+    /// values give tiny models for tests and quick runs.
+    #[serde(default)]
+    pub base_width: Option<i64>,
+    /// Residual blocks per stage, overriding the architecture's own.
+    #[serde(default)]
+    pub blocks: Option<Vec<usize>>,
+}
+
+impl ModelConfig {
+    /// `arch` with its own stem default, width and depth.
+    pub fn new(arch: Arch) -> Self {
+        ModelConfig { arch, stem: Stem::default(), base_width: None, blocks: None }
+    }
+
+    /// Range checks of this table; errors name the key.
+    pub fn check(&self) -> Result<()> {
+        if self.base_width.is_some_and(|w| w < 1) {
+            return Err(Error::config("model.base_width", "must be at least 1"));
+        }
+        if let Some(blocks) = &self.blocks {
+            let stages = self.arch.num_stages();
+            if blocks.len() != stages || blocks.iter().any(|&b| b < 1) {
+                return Err(Error::config("model.blocks", format!("must list {stages} positive block counts")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Online SAMix / AutoMix for supervised learning (SAMIX_SPEC.md §3), generic over the backbone:
+//! an online network with a second (`mix`) head, its EMA copy (frozen: the critic), and the
+//! Mixer. One step draws two λ and two pairings, trains the Mixer through the EMA critic (Mixer
+//! branch), trains the online network on clean images and on the detached learned masks
+//! (backbone branch); the caller then steps its optimiser and [`OnlineSamix::ema_update`]s.
+//! Touches only these networks; the optimiser, schedules and files belong to the caller.
+use super::config::SamixOptions;
+use super::ema::{path_prefix, Ema};
+use super::mask::{apply_mask, backbone_mask};
+use super::mask_loss::mask_loss;
+use super::mixer::{Mixer, MixerShape};
+use crate::loss::{cross_entropy, mixup_cross_entropy};
+use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler};
+use crate::model::{LinearHead, StagedNet};
+use crate::rng::SamixRng;
+use crate::{Error, Result};
+use rand::Rng;
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Names of the four predictors [`OnlineSamix::head_logits`] returns, in its order: the EMA
+/// network's classifier (what a run deploys), the EMA mix head, the online classifier, the online
+/// mix head.
+pub const HEADS: [&str; 4] = ["one_k", "mix_k", "one_q", "mix_q"];
+
+/// Where the parts of online SAMix live in a VarStore.
+pub struct SamixPaths<'a> {
+    pub online: nn::Path<'a>,
+    pub ema: nn::Path<'a>,
+    pub mixer: nn::Path<'a>,
+}
+
+impl<'a> SamixPaths<'a> {
+    /// samix's own layout: `q.*` online, `k.*` EMA, `mixer.*` (what run checkpoints hold).
+    pub fn standard(vs: &'a VarStore) -> Self {
+        let root = vs.root();
+        SamixPaths { online: &root / "q", ema: &root / "k", mixer: &root / "mixer" }
+    }
+}
+
+/// The random draws of one step. The λs and the adjust flag are 0-dim float tensors: host
+/// scalars when drawn from the run's streams ([`OnlineSamix::draw`]), device tensors when drawn
+/// by libtorch on the device ([`OnlineSamix::draw_on_device`], for CUDA-graph capture).
+#[derive(Debug)]
+pub struct Draws {
+    pub lam_mb: Tensor,
+    pub lam_bb: Tensor,
+    pub perm_mb: Tensor,
+    pub perm_bb: Tensor,
+    /// 1 when this step rescales the backbone mask to its λ's area (probability `mask_adjust`).
+    pub adjust_bb: Tensor,
+}
+
+/// The four loss terms of a step; their sum is what one optimiser step minimises.
+pub struct SamixLosses {
+    /// CE of the online network on clean images (trains the online network and its classifier).
+    pub one_q: Tensor,
+    /// Mixup CE of the online network on backbone-branch images (online network, mix head).
+    pub mix_q: Tensor,
+    /// Mixer-branch loss through the frozen EMA critic (trains the Mixer only).
+    pub mix_k: Tensor,
+    /// Weighted mask regulariser (trains the Mixer only).
+    pub mask: Tensor,
+    /// The Mixer-branch mask (with gradient to the Mixer).
+    pub s_mb: Tensor,
+    /// The detached, post-processed backbone-branch mask.
+    pub s_bb: Tensor,
+}
+
+impl SamixLosses {
+    pub fn total(&self) -> Tensor {
+        &self.one_q + &self.mix_q + &self.mix_k + &self.mask
+    }
+}
+
+/// The Mixer branch on features `f` of the batch `x` (shared by every scenario): the mask for
+/// pairing `perm` at λ `lam` (with gradient to the Mixer), its regulariser, and the mixed images.
+pub fn mixer_branch(mixer: &Mixer, options: &SamixOptions, f: &Tensor, x: &Tensor, perm: &Tensor, lam: &Tensor) -> (Tensor, Tensor, Tensor) {
+    let s = mixer.mask(f, perm, lam, true);
+    let loss = mask_loss(&s, lam, &options.mask_loss);
+    let mixed = apply_mask(x, &x.index_select(0, perm), &s);
+    (s, loss, mixed)
+}
+
+/// The backbone branch's mixed images (shared by every scenario): the Mixer's mask under no grad,
+/// post-processed ([`backbone_mask`]), applied to `x` and its partners. Returns (mask, images).
+pub fn backbone_branch(mixer: &Mixer, options: &SamixOptions, f: &Tensor, x: &Tensor, perm: &Tensor, lam: &Tensor, adjust: &Tensor) -> (Tensor, Tensor) {
+    let s = tch::no_grad(|| mixer.mask(f, perm, lam, true));
+    let adjust = (options.mask_adjust > 0.0).then_some(adjust);
+    let s = backbone_mask(s, lam, adjust, options.lam_margin);
+    let mixed = apply_mask(x, &x.index_select(0, perm), &s);
+    (s, mixed)
+}
+
+/// Online SAMix over a backbone `N`: the networks and the step's losses.
+pub struct OnlineSamix<N> {
+    pub online: N,
+    pub online_mix_head: LinearHead,
+    /// The EMA copy of `online`: frozen, the critic of the Mixer branch and the deployed network.
+    pub ema: N,
+    pub ema_mix_head: LinearHead,
+    pub mixer: Mixer,
+    pub options: SamixOptions,
+    lambda: LambdaSampler,
+    ema_params: Ema,
+}
+
+impl<N: StagedNet> OnlineSamix<N> {
+    /// Takes two copies of one backbone that the caller built under `paths.online` and
+    /// `paths.ema` of `vs` (in that order, so the weight-init draws are the same for every
+    /// caller), adds the mix heads and the Mixer (in that order), and makes the EMA copy equal to
+    /// the online one and frozen. `image_size` is the side of the (square) training images.
+    pub fn new(vs: &VarStore, paths: &SamixPaths, online: N, ema: N, options: SamixOptions, image_size: i64) -> Result<Self> {
+        let stages = online.stage_channels();
+        options.check(stages.len())?;
+        let last = *stages.last().unwrap_or(&1);
+        let classes = online.num_classes();
+        let online_mix_head = LinearHead::new(&(&paths.online / "head_mix"), last, classes);
+        let ema_mix_head = LinearHead::new(&(&paths.ema / "head_mix"), last, classes);
+        let stage = options.mask_stage;
+        // The upsampling factor is whatever maps the Mixer's feature map back onto the image.
+        let channels = online.in_channels();
+        let probe = tch::no_grad(|| online.features(&Tensor::zeros([1, channels, image_size, image_size], (Kind::Float, vs.device())), false, &[stage]).1);
+        let side = probe.first().map_or(1, |f| f.size()[3]).max(1);
+        if image_size % side != 0 {
+            return Err(Error::config("mix.mask_stage", format!("stage {stage} is {side} px wide, which does not divide the {image_size} px image")));
+        }
+        let shape = MixerShape { in_channels: stages[stage], scale: image_size / side };
+        let mixer = Mixer::new(&paths.mixer, &options.mixer, shape);
+        let ema_params = Ema::new(vs, &paths.online, &paths.ema)?;
+        Ok(OnlineSamix { lambda: LambdaSampler::new(options.alpha)?, online, online_mix_head, ema, ema_mix_head, mixer, options, ema_params })
+    }
+
+    /// `p_ema ← m·p_ema + (1 − m)·p_online` over parameters; call after each optimiser step.
+    pub fn ema_update(&self, momentum: f64) -> Result<()> {
+        self.ema_params.update(momentum)
+    }
+
+    /// The EMA momentum before step `step` of `total` under the configured schedule.
+    pub fn ema_momentum(&self, step: u64, total: u64) -> f64 {
+        self.options.ema.momentum_at(step, total)
+    }
+
+    /// The draws of a step from a seeded host stream (what training uses: reproducible and
+    /// independent of the device).
+    pub fn draw(&self, n: usize, rng: &mut SamixRng, device: Device) -> Draws {
+        let (lam_mb, lam_bb) = (self.lambda.sample(rng), self.lambda.sample(rng));
+        let perm_bb = random_pairing(n, rng, device);
+        let perm_mb = random_pairing(n, rng, device);
+        let adjust_bb = rng.gen::<f64>() < self.options.mask_adjust;
+        let scalar = |v: f64| Tensor::from(v as f32);
+        Draws { lam_mb: scalar(lam_mb), lam_bb: scalar(lam_bb), perm_mb, perm_bb, adjust_bb: scalar(if adjust_bb { 1.0 } else { 0.0 }) }
+    }
+
+    /// The same draws made on `device` by libtorch's generator: nothing reaches the host, so a
+    /// captured step draws afresh at each replay.
+    pub fn draw_on_device(&self, n: usize, device: Device) -> Draws {
+        let (lam_mb, lam_bb) = (self.lambda.sample_on_device(&[], device), self.lambda.sample_on_device(&[], device));
+        let perm_bb = random_pairing_on_device(n, device);
+        let perm_mb = random_pairing_on_device(n, device);
+        let adjust_bb = Tensor::rand([], (Kind::Float, device)).lt(self.options.mask_adjust).to_kind(Kind::Float);
+        Draws { lam_mb, lam_bb, perm_mb, perm_bb, adjust_bb }
+    }
+
+    /// The EMA network's stage features the Mixer reads. The EMA encoder runs in train mode, as
+    /// the reference's: its BN uses batch statistics and keeps its own running statistics.
+    pub fn mixer_features(&self, x: &Tensor, train: bool) -> Tensor {
+        tch::no_grad(|| self.ema.features(x, train, &[self.options.mask_stage]).1.remove(0))
+    }
+
+    /// The loss terms of one step on a batch `x` with labels `y` (§3 steps 3–10).
+    pub fn losses(&self, x: &Tensor, y: &Tensor, d: &Draws, smoothing: f64) -> SamixLosses {
+        let o = &self.options;
+        let f = self.mixer_features(x, true);
+        let (s_mb, mask, x_mb) = mixer_branch(&self.mixer, o, &f, x, &d.perm_mb, &d.lam_mb);
+        let (s_bb, x_bb) = backbone_branch(&self.mixer, o, &f, x, &d.perm_bb, &d.lam_bb, &d.adjust_bb);
+        let (t_mb, t_bb) = (mix_targets_t(y, &d.perm_mb, &d.lam_mb), mix_targets_t(y, &d.perm_bb, &d.lam_bb));
+        let z_k = self.ema.features(&x_mb, true, &[]).0.apply(&self.ema_mix_head);
+        let mix_k = o.mixer_loss.compute(&z_k, &t_mb);
+        let one_q = cross_entropy(&self.online.forward_stages(x, true, &[]).0, y, smoothing);
+        let z_mix = self.online.features(&x_bb, true, &[]).0.apply(&self.online_mix_head);
+        let mix_q = mixup_cross_entropy(&z_mix, &t_bb, smoothing);
+        SamixLosses { one_q, mix_q, mix_k, mask, s_mb, s_bb }
+    }
+
+    /// Logits of the four predictors of [`HEADS`] (eval mode).
+    pub fn head_logits(&self, x: &Tensor) -> Vec<Tensor> {
+        let hk = self.ema.features(x, false, &[]).0;
+        let hq = self.online.features(x, false, &[]).0;
+        vec![self.ema.head(&hk), hk.apply(&self.ema_mix_head), self.online.head(&hq), hq.apply(&self.online_mix_head)]
+    }
+}
+
+/// The variable-name prefixes of the parts a Mixer artifact keeps (the Mixer, the EMA encoder).
+pub fn artifact_prefixes(paths: &SamixPaths) -> Vec<String> {
+    vec![path_prefix(&paths.mixer), path_prefix(&paths.ema)]
+}

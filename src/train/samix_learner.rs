@@ -1,0 +1,164 @@
+//! The learner glue of online SAMix / AutoMix: builds [`OnlineSamix`] over the run's network in
+//! samix's VarStore layout (`q.*`, `k.*`, `mixer.*`), gives the Mixer its own SGD group and
+//! schedule, steps the EMA, sums the loss terms per epoch, evaluates the four heads, and writes
+//! the mask visuals and the Mixer artifact into the run directory.
+use super::eval::{self, Evaluation};
+use super::model::seed_init;
+use super::visual::MaskVisuals;
+use super::{Learner, StepContext};
+use crate::config::TrainConfig;
+use crate::data::loader::{Batch, Loader};
+use crate::data::DatasetInfo;
+use crate::model::Network;
+use crate::native::Precision;
+use crate::optim::{CosineSchedule, ParamGroup, Sgd};
+use crate::rng::SamixRng;
+use crate::samix::ema::path_prefix;
+use crate::samix::online::artifact_prefixes;
+use crate::samix::{MixerArtifact, OnlineSamix, SamixConfig, SamixOptions, SamixPaths, HEADS};
+use crate::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// The SAMix learner plugged into the common training loop.
+pub struct SamixLearner {
+    pub vs: VarStore,
+    pub samix: OnlineSamix<Network>,
+    visual_every: usize,
+    sgd: Sgd,
+    backbone_lr: CosineSchedule,
+    mixer_lr: CosineSchedule,
+    smoothing: f64,
+    precision: Precision,
+    sums: BTreeMap<&'static str, Tensor>,
+    steps_in_epoch: usize,
+    visual: Option<MaskVisuals>,
+    artifact: MixerArtifact,
+}
+
+impl SamixLearner {
+    /// `config` is the run's `[mix]` table, `options` the same with the variant's defaults.
+    pub fn new(cfg: &TrainConfig, config: &SamixConfig, options: SamixOptions, info: &DatasetInfo, image_size: i64, device: Device) -> Result<Self> {
+        seed_init(cfg.seed);
+        let vs = VarStore::new(device);
+        let paths = SamixPaths::standard(&vs);
+        let (channels, classes) = (info.channels as i64, info.num_classes as i64);
+        let online = Network::new(&paths.online, &cfg.model, channels, classes)?;
+        let ema = Network::new(&paths.ema, &cfg.model, channels, classes)?;
+        let samix = OnlineSamix::new(&vs, &paths, online, ema, options, image_size)?;
+        let mixer_optim = config.mixer_optim.optim(&cfg.optim);
+        let mixer_group = ParamGroup { prefix: path_prefix(&paths.mixer), cfg: mixer_optim.clone() };
+        let sgd = Sgd::with_groups(&vs, &cfg.optim, &[mixer_group]);
+        let backbone_lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
+        let mixer_schedule = config.mixer_optim.schedule(&cfg.optim, &cfg.schedule);
+        let mixer_lr = CosineSchedule::new(mixer_optim.lr, cfg.train.epochs, &mixer_schedule);
+        let artifact = MixerArtifact {
+            backbone: cfg.model.clone(),
+            in_channels: channels,
+            num_classes: classes,
+            image_size,
+            mask_stage: samix.options.mask_stage,
+            mixer: samix.options.mixer.clone(),
+            shape: samix.mixer.shape(),
+            mean: info.mean.clone(),
+            std: info.std.clone(),
+            prefixes: artifact_prefixes(&paths),
+        };
+        Ok(SamixLearner {
+            vs,
+            samix,
+            visual_every: config.visual_every,
+            sgd,
+            backbone_lr,
+            mixer_lr,
+            smoothing: cfg.train.label_smoothing,
+            precision: cfg.train.precision,
+            sums: BTreeMap::new(),
+            steps_in_epoch: 0,
+            visual: None,
+            artifact,
+        })
+    }
+
+    /// Fixes the images the mask grids show (a few test images, normalised as for training).
+    pub fn set_visual_batch(&mut self, images: Tensor, mean: Vec<f32>, std: Vec<f32>) {
+        self.visual = Some(MaskVisuals::new(images, mean, std));
+    }
+
+    /// Saves the Mixer with its EMA encoder as a standalone artifact.
+    pub fn save_mixer(&self, dir: &Path) -> Result<()> {
+        self.artifact.save(&self.vs, dir)
+    }
+}
+
+impl Learner for SamixLearner {
+    fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+    fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+    fn optimizer(&self) -> &Sgd {
+        &self.sgd
+    }
+    fn optimizer_mut(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
+        let momentum = self.samix.ema_momentum(ctx.global_step, ctx.total_steps);
+        let device = batch.images.device();
+        let d = self.samix.draw(batch.len(), rng, device);
+        let losses = crate::native::with_precision(self.precision, device, true, || self.samix.losses(&batch.images, &batch.labels, &d, self.smoothing))?;
+        let total = losses.total();
+        let lr = self.backbone_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        self.sgd.zero_grad();
+        total.backward();
+        self.sgd.step_groups(&[lr, mixer_lr])?;
+        self.samix.ema_update(momentum)?;
+        for (name, t) in [("loss_one_q", &losses.one_q), ("loss_mix_q", &losses.mix_q), ("loss_mix_k", &losses.mix_k), ("loss_mask", &losses.mask)] {
+            let v = t.detach();
+            let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
+            *entry += v;
+        }
+        self.steps_in_epoch += 1;
+        Ok((total.detach(), lr))
+    }
+
+    fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
+        let n = self.steps_in_epoch.max(1) as f64;
+        let out = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / n)).collect();
+        self.sums.clear();
+        self.steps_in_epoch = 0;
+        out
+    }
+
+    fn evaluate(&self, loader: &Loader) -> Result<Evaluation> {
+        let results = eval::evaluate_heads(loader, HEADS.len(), |x| self.samix.head_logits(x))?;
+        let mut heads = BTreeMap::new();
+        for (name, r) in HEADS.iter().zip(&results) {
+            heads.insert(format!("acc1_{name}"), r.acc1);
+            heads.insert(format!("acc5_{name}"), r.acc5);
+        }
+        Ok(Evaluation { primary: results[0], heads })
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<()> {
+        let every = self.visual_every;
+        let due = epoch == total_epochs || (every > 0 && epoch % every == 0);
+        if let (true, Some(v)) = (due, self.visual.as_mut()) {
+            v.snapshot(&self.samix, epoch, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_finish(&mut self, out: &Path) -> Result<()> {
+        if let Some(v) = &self.visual {
+            v.write_evolution(out)?;
+        }
+        self.save_mixer(out)
+    }
+}

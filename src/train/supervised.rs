@@ -1,0 +1,95 @@
+//! Supervised training with a handcrafted mixing policy (input, feature-level or PuzzleMix) and
+//! the mixup cross-entropy: one model, one SGD, one schedule.
+use super::eval::{self, Evaluation};
+use super::mixing::Mixing;
+use super::model::Model;
+use super::{Learner, StepContext};
+use crate::config::TrainConfig;
+use crate::data::loader::{Batch, Loader};
+use crate::data::DatasetInfo;
+use crate::loss::mixup_cross_entropy;
+use crate::mix::{input_saliency, MixPolicy};
+use crate::native::Precision;
+use crate::optim::{CosineSchedule, Sgd};
+use crate::rng::SamixRng;
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Tensor};
+
+/// Training with a handcrafted mixing policy and mixup CE.
+pub struct SupervisedLearner {
+    model: Model,
+    mixing: Mixing,
+    sgd: Sgd,
+    schedule: CosineSchedule,
+    smoothing: f64,
+    precision: Precision,
+}
+
+impl SupervisedLearner {
+    pub fn new(cfg: &TrainConfig, info: &DatasetInfo, device: Device) -> Result<Self> {
+        let mixing = Mixing::from_config(&cfg.mix, info, device)?;
+        Self::with_mixing(cfg, info, device, mixing)
+    }
+
+    /// The learner for a mixing already built (not online SAMix, which has its own learner).
+    pub fn with_mixing(cfg: &TrainConfig, info: &DatasetInfo, device: Device, mixing: Mixing) -> Result<Self> {
+        if let Mixing::Online { .. } = mixing {
+            return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"));
+        }
+        let model = Model::build(cfg, info, device)?;
+        let sgd = Sgd::new(&model.vs, &cfg.optim);
+        let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
+        Ok(SupervisedLearner { model, mixing, sgd, schedule, smoothing: cfg.train.label_smoothing, precision: cfg.train.precision })
+    }
+
+    /// The mixed forward pass and its loss.
+    fn loss(&self, batch: &Batch, rng: &mut SamixRng) -> Result<Tensor> {
+        let net = &self.model.net;
+        let (logits, targets) = match &self.mixing {
+            Mixing::Input(policy) => {
+                let mixed = policy.mix(&batch.images, &batch.labels, rng);
+                (net.forward_t(&mixed.images, true), mixed.targets)
+            }
+            Mixing::Feature(f) => {
+                let out = f.forward(net, &batch.images, &batch.labels, true, rng)?;
+                (out.logits, out.targets)
+            }
+            Mixing::Saliency(p) => {
+                let saliency = input_saliency(net, &batch.images, &batch.labels);
+                let mixed = p.mix_with_saliency(&batch.images, &batch.labels, &saliency, rng);
+                (net.forward_t(&mixed.images, true), mixed.targets)
+            }
+            Mixing::Online { .. } => return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner")),
+        };
+        Ok(mixup_cross_entropy(&logits, &targets, self.smoothing))
+    }
+}
+
+impl Learner for SupervisedLearner {
+    fn var_store(&self) -> &VarStore {
+        &self.model.vs
+    }
+    fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.model.vs
+    }
+    fn optimizer(&self) -> &Sgd {
+        &self.sgd
+    }
+    fn optimizer_mut(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
+        let lr = self.schedule.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        let loss = crate::native::with_precision(self.precision, batch.images.device(), true, || self.loss(batch, rng))??;
+        self.sgd.zero_grad();
+        loss.backward();
+        self.sgd.step(lr)?;
+        Ok((loss.detach(), lr))
+    }
+    fn evaluate(&self, loader: &Loader) -> Result<Evaluation> {
+        let r = eval::evaluate(&self.model.net, loader)?;
+        Ok(Evaluation { primary: r, heads: BTreeMap::new() })
+    }
+}
