@@ -21,7 +21,8 @@ fn cuda_includes(torch_dir: &Path) -> Option<Vec<PathBuf>> {
         candidates.push(site.join("triton/backends/nvidia/include"));
     }
     let runtime = candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists())?;
-    let crt = candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists())?;
+    let crt =
+        candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists())?;
     Some(if runtime == crt { vec![runtime.clone()] } else { vec![runtime.clone(), crt.clone()] })
 }
 

@@ -16,7 +16,7 @@ export LD_LIBRARY_PATH="$torch_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out="${OUT:-/tmp}"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"; } | tee "$out/card.txt"
 echo "## GPU-only tests"
-timeout 180 ./.device/native-tests --test-threads 1 cuda_ 2>&1 | tail -n 15 || echo "FAILED: GPU tests"
+timeout 180 ./.device/native-tests --test-threads 1 --include-ignored cuda_ 2>&1 | tail -n 15 || echo "FAILED: GPU tests"
 : > "$out/results.txt"
 # Variants: precision, layout, CUDA graph.
 for variant in "f32" "f32 --channels-last" "bf16 --channels-last" "f32 --cuda-graph" "f32 --channels-last --cuda-graph" "bf16 --channels-last --cuda-graph"; do

@@ -1,17 +1,56 @@
 #!/usr/bin/env bash
-# Sets up torch (once), then builds and runs the whole test suite. Tests read the real datasets
-# from ../shared/datasets (beside the project root). Extra arguments go to `cargo test`.
-# Ends with one total line, "tests: N passed, M failed".
+# Sets up torch (once), makes sure the real datasets the tests read are there, builds and runs the
+# whole test suite, then builds the examples and runs samix_loop on a small slice. Tests read the
+# datasets from ../shared/datasets (beside the project root); where that folder lacks one, it is
+# downloaded and verified into the data directory (`samix data download`; $SAMIX_DATA, else
+# ~/.cache/samix/data) and the tests read that directory instead. Extra arguments go to
+# `cargo test`. Ends with one total line, "tests: N passed, M failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh" >&2
 # shellcheck source=scripts/env.sh
 source "$root/scripts/env.sh"
 cd "$root"
+
+# The datasets the tests read, by the name `samix data download` knows them under.
+declare -A wanted=([cifar-100-binary.tar.gz]=cifar100 [fashion-mnist]=fashion-mnist [mnist]=mnist)
+shared="$root/../shared/datasets"
+missing=()
+for f in "${!wanted[@]}"; do
+  [ -e "$shared/$f" ] || missing+=("$f")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  data_dir="${SAMIX_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/samix/data}"
+  echo "tests: $shared lacks ${missing[*]}; fetching the test datasets into $data_dir" >&2
+  cargo build --release --quiet
+  for f in "${!wanted[@]}"; do
+    if [ ! -e "$data_dir/$f" ] && [ -e "$shared/$f" ]; then
+      mkdir -p "$data_dir" && cp -r "$shared/$f" "$data_dir/$f"
+    fi
+    if ! timeout 1800 "$root/target/release/samix" data download "${wanted[$f]}" --to "$data_dir" >&2; then
+      echo "tests: missing dataset $data_dir/$f (not in $shared, and the download failed)" >&2
+      exit 1
+    fi
+  done
+  export SAMIX_TEST_DATA="$data_dir"
+fi
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The examples build with the tests; one runs on a real slice (it fails if its loss does not fall).
+example_dir="${SAMIX_TEST_DATA:-$shared}/fashion-mnist"
+if [ "$#" -eq 0 ]; then
+  if cargo run --quiet --example samix_loop -- "$example_dir" 40 2>&1 | tee -a "$log"; then
+    echo "test example samix_loop ... ok" | tee -a "$log"
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored" >> "$log"
+  else
+    echo "test example samix_loop ... FAILED" | tee -a "$log"
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
+    status=1
+  fi
+fi
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '^test result: .* ([0-9]+) failed' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo "tests: $passed passed, $failed failed"

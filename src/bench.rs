@@ -4,8 +4,8 @@
 //! timed region; peak memory per method. Optionally in bf16 autocast and/or as one captured
 //! CUDA graph per step. Also the loader alone. Not used in training.
 use crate::config::{MixConfig, TrainConfig};
-use crate::data::open_splits;
 use crate::data::loader::Loader;
+use crate::data::open_splits;
 use crate::loss::mixup_cross_entropy;
 use crate::mix::MixPolicy;
 use crate::model::{Arch, ModelConfig, Network};
@@ -15,8 +15,8 @@ use crate::rng::{stream, SamixRng, Stream};
 use crate::samix::ema::path_prefix;
 use crate::samix::{OnlineSamix, SamixOptions, SamixPaths};
 use crate::train::{input_policy, train_loader};
-use std::path::{Path, PathBuf};
 use crate::{Error, Result};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -118,7 +118,9 @@ fn reset_peak_memory(device: Device) -> Result<()> {
 
 fn peak_memory(device: Device) -> Result<Option<PeakMemory>> {
     Ok(match device {
-        Device::Cuda(i) if native::has_cuda_support() => Some(PeakMemory::DeviceAllocated(native::cuda_memory(i)?.peak_allocated)),
+        Device::Cuda(i) if native::has_cuda_support() => {
+            Some(PeakMemory::DeviceAllocated(native::cuda_memory(i)?.peak_allocated))
+        }
         Device::Cuda(_) => None,
         _ => crate::host::peak_rss_bytes().map(PeakMemory::ProcessRss),
     })
@@ -162,11 +164,15 @@ impl BenchStep for PolicyStep {
     fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
         let device = self.x.device();
         let mixed = if on_device {
-            self.policy.mix_on_device(&self.x, &self.y).ok_or_else(|| Error::Argument("this policy cannot draw on the device".into()))?
+            self.policy
+                .mix_on_device(&self.x, &self.y)
+                .ok_or_else(|| Error::Argument("this policy cannot draw on the device".into()))?
         } else {
             self.policy.mix(&self.x, &self.y, &mut self.rng)
         };
-        let loss = native::with_precision(precision, device, cache_casts, || mixup_cross_entropy(&self.net.forward_t(&mixed.images, true), &mixed.targets, 0.0))?;
+        let loss = native::with_precision(precision, device, cache_casts, || {
+            mixup_cross_entropy(&self.net.forward_t(&mixed.images, true), &mixed.targets, 0.0)
+        })?;
         self.sgd.zero_grad();
         loss.backward();
         self.sgd.apply()
@@ -184,12 +190,15 @@ struct SamixStep {
 impl BenchStep for SamixStep {
     fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
         let (device, n) = (self.x.device(), self.x.size()[0] as usize);
-        let d = if on_device { self.samix.draw_on_device(n, device) } else { self.samix.draw(n, &mut self.rng, device) };
-        let total = native::with_precision(precision, device, cache_casts, || self.samix.losses(&self.x, &self.y, &d, 0.0).total())?;
+        let d =
+            if on_device { self.samix.draw_on_device(n, device) } else { self.samix.draw(n, &mut self.rng, device) };
+        let total = native::with_precision(precision, device, cache_casts, || {
+            self.samix.losses(&self.x, &self.y, &d, 0.0).total()
+        })?;
         self.sgd.zero_grad();
         total.backward();
         self.sgd.apply()?;
-        self.samix.ema_update(0.999)
+        self.samix.ema_update(self.samix.options.ema.momentum)
     }
 }
 
@@ -205,7 +214,12 @@ fn bench_policy(method: Method) -> Result<Box<dyn MixPolicy>> {
 }
 
 /// Builds `method`'s networks, optimiser and fixed random batch on `device`.
-fn build_step(method: Method, device: Device, batch: i64, channels_last: bool) -> Result<(VarStore, Box<dyn BenchStep>)> {
+fn build_step(
+    method: Method,
+    device: Device,
+    batch: i64,
+    channels_last: bool,
+) -> Result<(VarStore, Box<dyn BenchStep>)> {
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
@@ -255,7 +269,12 @@ pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
         time_runs(device, opts.steps, || step.run(precision, false, true))?
     };
     let ms = elapsed.as_secs_f64() * 1000.0 / opts.steps.max(1) as f64;
-    Ok(BenchResult { method, ms_per_step: ms, images_per_sec: opts.batch as f64 * 1000.0 / ms, peak_memory: peak_memory(device)? })
+    Ok(BenchResult {
+        method,
+        ms_per_step: ms,
+        images_per_sec: opts.batch as f64 * 1000.0 / ms,
+        peak_memory: peak_memory(device)?,
+    })
 }
 
 /// Wall time of `runs` calls of `run`, with the device synchronised before and after.
@@ -320,7 +339,12 @@ pub struct LoaderThroughput {
 /// The training loader of the config at `config` (its dataset — or the one at `data` —,
 /// augmentations, workers and batch size) timed over `batches` batches uploaded to `device`.
 /// Returns the throughput and the config.
-pub fn bench_config_loader(config: &Path, data: Option<PathBuf>, device: Device, batches: usize) -> Result<(LoaderThroughput, TrainConfig)> {
+pub fn bench_config_loader(
+    config: &Path,
+    data: Option<PathBuf>,
+    device: Device,
+    batches: usize,
+) -> Result<(LoaderThroughput, TrainConfig)> {
     let mut cfg = TrainConfig::load(config, &[])?;
     if let Some(d) = data {
         cfg.data.path = Some(d);

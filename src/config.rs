@@ -137,7 +137,10 @@ impl MixConfig {
         let alpha = alpha.unwrap_or_else(|| Self::default_alpha(name));
         match (name, checkpoint) {
             ("attentivemix" | "puzzlemix", None) => {
-                return Err(Error::config("--checkpoint", format!("--policy {name} consults a trained classifier: pass --checkpoint RUN_DIR")))
+                return Err(Error::config(
+                    "--checkpoint",
+                    format!("--policy {name} consults a trained classifier: pass --checkpoint RUN_DIR"),
+                ))
             }
             ("attentivemix", Some(c)) => {
                 let cfg = MixConfig::Attentivemix { alpha, checkpoint: c.to_path_buf(), upsample_to: None };
@@ -153,10 +156,15 @@ impl MixConfig {
         let cfg: MixConfig = toml::from_str(&text).map_err(|e| Error::config("--policy", e.message().to_string()))?;
         match &cfg {
             MixConfig::Samix(_) | MixConfig::Automix(_) => {
-                return Err(Error::config("--policy", "samix/automix learn their masks during training; see the run's visuals/"))
+                return Err(Error::config(
+                    "--policy",
+                    "samix/automix learn their masks during training; see the run's visuals/",
+                ))
             }
             MixConfig::None => {}
-            _ if !(alpha.is_finite() && alpha > 0.0) => return Err(Error::config("--alpha", format!("{alpha} is not a positive number"))),
+            _ if !(alpha.is_finite() && alpha > 0.0) => {
+                return Err(Error::config("--alpha", format!("{alpha} is not a positive number")))
+            }
             _ => {}
         }
         Ok(cfg)
@@ -344,7 +352,9 @@ impl TrainConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, overrides).map_err(|e| match e {
             Error::ConfigFile { msg, .. } => Error::ConfigFile { path: path.to_path_buf(), msg },
-            Error::Config { key, msg } => Error::ConfigFile { path: path.to_path_buf(), msg: format!("key `{key}`: {msg}") },
+            Error::Config { key, msg } => {
+                Error::ConfigFile { path: path.to_path_buf(), msg: format!("key `{key}`: {msg}") }
+            }
             other => other,
         })
     }
@@ -390,9 +400,8 @@ impl TrainConfig {
 /// Applies one `a.b.c=value` override; the value is read as TOML (number, bool, array, quoted
 /// string), and as a plain string when it is none of those.
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
-    let (key, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| Error::Argument(format!("--set `{spec}`: expected key.path=value")))?;
+    let (key, raw) =
+        spec.split_once('=').ok_or_else(|| Error::Argument(format!("--set `{spec}`: expected key.path=value")))?;
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {

@@ -33,18 +33,14 @@ pub fn parse_device(spec: Option<&str>) -> Result<Device> {
         "cuda" => cuda_device(0, cuda_count()),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(n)) => cuda_device(n, cuda_count()),
-            _ => Err(Error::Argument(format!(
-                "device `{other}`: expected `cpu`, `cuda`, `cuda:N` or `auto`"
-            ))),
+            _ => Err(Error::Argument(format!("device `{other}`: expected `cpu`, `cuda`, `cuda:N` or `auto`"))),
         },
     }
 }
 
 fn cuda_device(index: usize, available: usize) -> Result<Device> {
     if index >= available {
-        return Err(Error::Argument(format!(
-            "device `cuda:{index}`: {available} CUDA device(s) visible to libtorch"
-        )));
+        return Err(Error::Argument(format!("device `cuda:{index}`: {available} CUDA device(s) visible to libtorch")));
     }
     Ok(Device::Cuda(index))
 }

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A dataset file exists but its content is not what the format promises.
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },

@@ -4,9 +4,9 @@
 //! Data flows one way through the modules, and each imports only from those before it:
 //! [`data`] (datasets, transforms, loader) → [`model`] (staged networks) → [`mix`] (handcrafted
 //! policies) → [`loss`] → [`optim`] (SGD, schedule) → [`samix`] (the Mixer and the online SAMix
-//! step) → [`report`] (PNG grids) → [`config`] (the run recipe) → [`train`] (learners, the epoch loop, checkpoints) →
-//! [`preview`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
-//! [`native`] (libtorch calls tch lacks), [`files`] and [`host`].
+//! step) → [`report`] (PNG grids) → [`config`] (the run recipe) → [`train`] (learners, the epoch
+//! loop, checkpoints) → [`preview`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
+//! [`native`] (libtorch calls tch lacks), `files` (atomic writes, internal) and [`host`].
 //!
 //! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
 //! [`OnlineSamix`] over any [`StagedNet`] (see `examples/samix_loop.rs`); [`mixup_cross_entropy`]
@@ -16,7 +16,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
-pub mod files;
+pub(crate) mod files;
 pub mod host;
 pub mod loss;
 pub mod mix;

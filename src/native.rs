@@ -22,13 +22,23 @@ extern "C" {
         lr: *mut C_tensor,
         nesterov: bool,
     ) -> *mut c_char;
-    fn samix_foreach_lerp(target: *const *mut C_tensor, other: *const *mut C_tensor, n: usize, weight: f64) -> *mut c_char;
+    fn samix_foreach_lerp(
+        target: *const *mut C_tensor,
+        other: *const *mut C_tensor,
+        n: usize,
+        weight: f64,
+    ) -> *mut c_char;
     fn samix_autocast_enter(cuda: bool, dtype: c_int, cache: bool, saved: *mut AutocastState) -> *mut c_char;
     fn samix_autocast_exit(cuda: bool, saved: *const AutocastState) -> *mut c_char;
     fn samix_channels_last(t: *mut C_tensor, out: *mut *mut C_tensor) -> *mut c_char;
     fn samix_is_channels_last(t: *mut C_tensor, out: *mut bool) -> *mut c_char;
     fn samix_has_cuda_support() -> bool;
-    fn samix_cuda_memory(device: c_int, peak_allocated: *mut i64, allocated: *mut i64, peak_reserved: *mut i64) -> *mut c_char;
+    fn samix_cuda_memory(
+        device: c_int,
+        peak_allocated: *mut i64,
+        allocated: *mut i64,
+        peak_reserved: *mut i64,
+    ) -> *mut c_char;
     fn samix_cuda_reset_peak(device: c_int) -> *mut c_char;
     fn samix_graph_new(device: c_int, out: *mut *mut c_void) -> *mut c_char;
     fn samix_graph_stream(g: *mut c_void, enter: bool) -> *mut c_char;
@@ -66,17 +76,42 @@ fn handles(ts: &[&Tensor]) -> Vec<*mut C_tensor> {
 /// triple, in torch's fused multi-tensor kernels; `lr` is a 0-dim float tensor on any device.
 /// Buffers that start at zero reproduce torch.optim.SGD's first step (`v = g`); without
 /// momentum, `buffers` is empty.
-pub fn fused_sgd(params: &[&Tensor], grads: &[&Tensor], buffers: &[&Tensor], weight_decay: f64, momentum: f64, lr: &Tensor, nesterov: bool) -> Result<()> {
+pub fn fused_sgd(
+    params: &[&Tensor],
+    grads: &[&Tensor],
+    buffers: &[&Tensor],
+    weight_decay: f64,
+    momentum: f64,
+    lr: &Tensor,
+    nesterov: bool,
+) -> Result<()> {
     let buffers_ok = if momentum == 0.0 { buffers.is_empty() } else { buffers.len() == params.len() };
     if params.len() != grads.len() || !buffers_ok {
-        return Err(Error::Native(format!("fused_sgd: {} parameters, {} gradients, {} buffers", params.len(), grads.len(), buffers.len())));
+        return Err(Error::Native(format!(
+            "fused_sgd: {} parameters, {} gradients, {} buffers",
+            params.len(),
+            grads.len(),
+            buffers.len()
+        )));
     }
     if params.is_empty() {
         return Ok(());
     }
     let (p, g, b) = (handles(params), handles(grads), handles(buffers));
     // SAFETY: the handles are live tch tensors borrowed for the duration of the call.
-    check("fused SGD", unsafe { samix_fused_sgd(p.as_ptr(), g.as_ptr(), p.len(), b.as_ptr(), b.len(), weight_decay, momentum, lr.as_ptr() as *mut C_tensor, nesterov) })
+    check("fused SGD", unsafe {
+        samix_fused_sgd(
+            p.as_ptr(),
+            g.as_ptr(),
+            p.len(),
+            b.as_ptr(),
+            b.len(),
+            weight_decay,
+            momentum,
+            lr.as_ptr() as *mut C_tensor,
+            nesterov,
+        )
+    })
 }
 
 /// `target[i] ← target[i] + weight·(other[i] − target[i])` for all i, in multi-tensor kernels.
@@ -189,7 +224,9 @@ pub struct CudaMemory {
 pub fn cuda_memory(device: usize) -> Result<CudaMemory> {
     let (mut peak_allocated, mut allocated, mut peak_reserved) = (0, 0, 0);
     // SAFETY: the out-pointers are live locals.
-    check("CUDA memory statistics", unsafe { samix_cuda_memory(device as c_int, &mut peak_allocated, &mut allocated, &mut peak_reserved) })?;
+    check("CUDA memory statistics", unsafe {
+        samix_cuda_memory(device as c_int, &mut peak_allocated, &mut allocated, &mut peak_reserved)
+    })?;
     Ok(CudaMemory { peak_allocated, allocated, peak_reserved })
 }
 

@@ -48,21 +48,27 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
     let splits = open_splits(&dc)?;
     let info = splits.test.info().clone();
     let pipeline = Pipeline::eval(&dc.augment, &info.mean, &info.std);
-    let lc = LoaderConfig { batch_size: req.n, workers: 1, prefetch: 1, shuffle: false, drop_last: false, seed: req.seed };
+    let lc =
+        LoaderConfig { batch_size: req.n, workers: 1, prefetch: 1, shuffle: false, drop_last: false, seed: req.seed };
     let loader = Loader::new(splits.test, pipeline, lc, Device::Cpu);
     let batch = loader.epoch(0).next().ok_or_else(|| Error::data(&req.data, "no test images"))??;
     let mut rng = stream(req.seed, Stream::Visual, 0, 0);
     match Mixing::from_config(&req.mix, &info, Device::Cpu)? {
-        Mixing::Input(policy) => policy_grid(&policy, &batch.images, &batch.labels, &info.mean, &info.std, &mut rng, &req.out),
+        Mixing::Input(policy) => {
+            policy_grid(&policy, &batch.images, &batch.labels, &info.mean, &info.std, &mut rng, &req.out)
+        }
         Mixing::Saliency(puzzle) => {
-            let dir = checkpoint.ok_or_else(|| Error::config("--checkpoint", "puzzlemix consults a trained classifier: pass --checkpoint RUN_DIR"))?;
+            let dir = checkpoint.ok_or_else(|| {
+                Error::config("--checkpoint", "puzzlemix consults a trained classifier: pass --checkpoint RUN_DIR")
+            })?;
             let (_vs, net) = Model::load_frozen(dir, Device::Cpu)?;
             let saliency = input_saliency(&net, &batch.images, &batch.labels);
             let mixed = puzzle.mix_with_saliency(&batch.images, &batch.labels, &saliency, &mut rng);
             mixed_grid(mixed, &batch.images, &info.mean, &info.std, &req.out)
         }
-        Mixing::Feature(_) | Mixing::Online { .. } => {
-            Err(Error::config("--policy", format!("{} mixes inside the network or learns its masks; it has no input grid", req.mix.name())))
-        }
+        Mixing::Feature(_) | Mixing::Online { .. } => Err(Error::config(
+            "--policy",
+            format!("{} mixes inside the network or learns its masks; it has no input grid", req.mix.name()),
+        )),
     }
 }

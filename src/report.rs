@@ -79,7 +79,15 @@ pub fn write_grid_labeled(rows: &[Tensor], labels: &[String], path: &Path) -> Re
 /// Mixes `images` with `policy` and writes the grid: first images, their partners, the partner's
 /// per-pixel weight (white = partner; a flat grey for global blends), the mixed images, and each
 /// column's label weight λ of the first image. Returns the mixed batch.
-pub fn policy_grid(policy: &dyn MixPolicy, images: &Tensor, labels: &Tensor, mean: &[f32], std: &[f32], rng: &mut SamixRng, path: &Path) -> Result<MixedBatch> {
+pub fn policy_grid(
+    policy: &dyn MixPolicy,
+    images: &Tensor,
+    labels: &Tensor,
+    mean: &[f32],
+    std: &[f32],
+    rng: &mut SamixRng,
+    path: &Path,
+) -> Result<MixedBatch> {
     let out = policy.mix(images, labels, rng);
     mixed_grid(out, images, mean, std, path)
 }
@@ -96,7 +104,8 @@ pub fn mixed_grid(out: MixedBatch, images: &Tensor, mean: &[f32], std: &[f32], p
         Some(m) => (-m + 1.0).expand(shape, false).contiguous(),
         None => (-&out.targets.lam + 1.0).view([n, 1, 1, 1]).expand(shape, false).contiguous(),
     };
-    let rows = [to_unit(images, mean, std), to_unit(&partner, mean, std), partner_weight, to_unit(&out.images, mean, std)];
+    let rows =
+        [to_unit(images, mean, std), to_unit(&partner, mean, std), partner_weight, to_unit(&out.images, mean, std)];
     let lam = lambdas(&out)?;
     let tags: Vec<String> = lam.iter().map(|l| format!("{l:.2}")).collect();
     write_grid_labeled(&rows, &tags, path)?;

@@ -32,10 +32,22 @@ fn bad_configs_and_arguments_fail_cleanly() {
         p.to_string_lossy().into_owned()
     };
     let cases: Vec<(String, Vec<String>, Vec<&str>)> = vec![
-        (write("unknown_key.toml", &good.replace("lr = 0.05", "lr = 0.05\nlearning_rate = 1")), vec![], vec!["unknown_key.toml", "optim", "learning_rate"]),
-        (write("unknown_policy.toml", &good.replace(r#"policy = "none""#, r#"policy = "supermix""#)), vec![], vec!["mix", "supermix"]),
+        (
+            write("unknown_key.toml", &good.replace("lr = 0.05", "lr = 0.05\nlearning_rate = 1")),
+            vec![],
+            vec!["unknown_key.toml", "optim", "learning_rate"],
+        ),
+        (
+            write("unknown_policy.toml", &good.replace(r#"policy = "none""#, r#"policy = "supermix""#)),
+            vec![],
+            vec!["mix", "supermix"],
+        ),
         (write("bad_range.toml", &good), vec!["--set".into(), "optim.lr=-1".into()], vec!["optim.lr"]),
-        (write("bad_alpha.toml", &good.replace(r#"policy = "none""#, "policy = \"mixup\"\nalpha = 0")), vec![], vec!["mix.alpha"]),
+        (
+            write("bad_alpha.toml", &good.replace(r#"policy = "none""#, "policy = \"mixup\"\nalpha = 0")),
+            vec![],
+            vec!["mix.alpha"],
+        ),
         (write("bad_type.toml", &good), vec!["--set".into(), "train.epochs=many".into()], vec!["train.epochs"]),
         (write("syntax.toml", "seed = [1,"), vec![], vec!["syntax.toml"]),
         (write("bad_set.toml", &good), vec!["--set".into(), "noequals".into()], vec!["--set", "noequals"]),
@@ -106,17 +118,30 @@ fn data_verify_reports_checksums() {
     let o = samix(&["data", "verify", dir.to_str().unwrap()], tmp.path());
     assert_clean_failure(&o, &["do not match"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("fashion_mnist") && out.matches("MISMATCH").count() == 1, "still recognised, one file flagged: {out}");
+    assert!(
+        out.contains("fashion_mnist") && out.matches("MISMATCH").count() == 1,
+        "still recognised, one file flagged: {out}"
+    );
 }
 
 #[test]
 fn train_then_eval_reproduces_the_final_accuracy() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("t.toml"), tiny_fashion_config(1000, 300, 1, r#"policy = "cutmix"
-alpha = 0.2"#)).unwrap();
+    std::fs::write(
+        tmp.path().join("t.toml"),
+        tiny_fashion_config(
+            1000,
+            300,
+            1,
+            r#"policy = "cutmix"
+alpha = 0.2"#,
+        ),
+    )
+    .unwrap();
     let o = samix(&["train", "--config", "t.toml", "--out", "run", "--device", "cpu"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/summary.json")).unwrap()).unwrap();
     let acc = summary["final_acc1"].as_f64().unwrap();
     let o = samix(&["eval", "--checkpoint", "run", "--device", "cpu"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));

@@ -3,8 +3,8 @@
 //! behind, a 404 mirror followed by one that works, and no request at all when data is present.
 mod common;
 use common::*;
-use samix::data::DatasetKind;
 use samix::data::download::{self, DatasetSource, DownloadOptions, Fetched, RemoteFile};
+use samix::data::DatasetKind;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex};
 
 /// A minimal HTTP/1.1 file server: GET with optional `Range: bytes=N-`, 404 for unknown paths, and
 /// optionally a first response that stops after `cut` bytes (a dropped connection).
+/// Requests served: (path, the `Range` start when one was asked for).
+type RequestLog = Arc<Mutex<Vec<(String, Option<u64>)>>>;
+
 struct Server {
     port: u16,
-    log: Arc<Mutex<Vec<(String, Option<u64>)>>>,
+    log: RequestLog,
 }
 
 impl Server {
@@ -46,7 +49,8 @@ impl Server {
                     }
                     log.lock().unwrap().push((path.clone(), range));
                     let Some(body) = files.get(&path) else {
-                        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                         return;
                     };
                     let start = range.unwrap_or(0) as usize;
@@ -106,7 +110,10 @@ fn full_download_then_nothing_fetched_again() {
         assert_eq!(std::fs::read(dir.path().join("mnist").join(&f)).unwrap(), std::fs::read(mnist().join(&f)).unwrap());
     }
     assert_eq!(server.requests().len(), 4);
-    assert_eq!(download::fetch(&source, dir.path(), &opts()).unwrap(), Fetched::AlreadyPresent(dir.path().join("mnist")));
+    assert_eq!(
+        download::fetch(&source, dir.path(), &opts()).unwrap(),
+        Fetched::AlreadyPresent(dir.path().join("mnist"))
+    );
     assert_eq!(server.requests().len(), 4, "a present, valid dataset is not downloaded again");
 }
 
@@ -164,7 +171,11 @@ fn a_404_mirror_falls_through_to_the_next() {
     let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("gone"), server.base("good")])).unwrap();
     download::fetch(&source, dir.path(), &opts()).unwrap();
     let log = server.requests();
-    assert_eq!(log.iter().filter(|(p, _)| p.starts_with("/gone/")).count(), 4, "each file tried the first mirror once (404 is final)");
+    assert_eq!(
+        log.iter().filter(|(p, _)| p.starts_with("/gone/")).count(),
+        4,
+        "each file tried the first mirror once (404 is final)"
+    );
     assert_eq!(log.iter().filter(|(p, _)| p.starts_with("/good/")).count(), 4);
     // Every mirror failing names the file and each mirror's reason.
     let empty = tempfile::tempdir().unwrap();
@@ -176,12 +187,17 @@ fn a_404_mirror_falls_through_to_the_next() {
 #[test]
 fn present_data_touches_no_network() {
     // The shared copy is a complete data directory: nothing is requested, not even a connection.
-    let source = DatasetSource::new(DatasetKind::FashionMnist, Some(&["http://127.0.0.1:9/unused/".to_string()])).unwrap();
+    let source =
+        DatasetSource::new(DatasetKind::FashionMnist, Some(&["http://127.0.0.1:9/unused/".to_string()])).unwrap();
     let got = download::fetch(&source, &datasets(), &opts()).unwrap();
     assert_eq!(got, Fetched::AlreadyPresent(datasets().join("fashion-mnist")));
     // A config without data.path reads $SAMIX_DATA (here the shared copy) and trains offline.
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tiny_fashion_config(200, 100, 1, r#"policy = "none""#).lines().filter(|l| !l.starts_with("path =")).collect::<Vec<_>>().join("\n");
+    let cfg = tiny_fashion_config(200, 100, 1, r#"policy = "none""#)
+        .lines()
+        .filter(|l| !l.starts_with("path ="))
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(tmp.path().join("c.toml"), cfg).unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix"))
         .args(["train", "--config", "c.toml", "--out", "run", "--device", "cpu"])
@@ -210,7 +226,10 @@ fn cli_download_command() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("downloaded and verified"));
     let o = run();
     assert!(String::from_utf8_lossy(&o.stdout).contains("already present"));
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(["data", "download", "imagenet"]).output().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix"))
+        .args(["data", "download", "imagenet"])
+        .output()
+        .unwrap();
     assert!(!o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }
 
@@ -223,7 +242,9 @@ fn zip_datasets_are_extracted_into_place() {
     let save = |i: usize, path: std::path::PathBuf| {
         let img = train.load(i).unwrap();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let rgb = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([0, 1, 2].map(|c| img.pixel(c, y as usize, x as usize))));
+        let rgb = image::RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb([0, 1, 2].map(|c| img.pixel(c, y as usize, x as usize)))
+        });
         image::DynamicImage::ImageRgb8(rgb).save_with_format(&path, image::ImageFormat::Jpeg).unwrap();
     };
     std::fs::create_dir_all(&root).unwrap();
@@ -245,7 +266,10 @@ fn zip_datasets_are_extracted_into_place() {
     let dir = tempfile::tempdir().unwrap();
     let mut source = DatasetSource::new(DatasetKind::TinyImagenet, Some(&[server.base("t")])).unwrap();
     source.files[0].md5 = None; // our zip, not the official one
-    assert_eq!(download::fetch(&source, dir.path(), &opts()).unwrap(), Fetched::Downloaded(dir.path().join("tiny-imagenet-200")));
+    assert_eq!(
+        download::fetch(&source, dir.path(), &opts()).unwrap(),
+        Fetched::Downloaded(dir.path().join("tiny-imagenet-200"))
+    );
     let (tr, va) = samix::data::folder::load_tiny_imagenet(&dir.path().join("tiny-imagenet-200")).unwrap();
     use samix::data::Dataset;
     assert_eq!((tr.len(), va.len(), va.label(0)), (2, 1, 1));

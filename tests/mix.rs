@@ -2,11 +2,11 @@
 //! the learning-rate schedule and the SGD update against their formulas.
 use rand::SeedableRng;
 use samix::config::MixConfig;
-use samix::optim::{OptimConfig, ScheduleConfig};
 use samix::loss::{cross_entropy, mixup_cross_entropy, soft_cross_entropy};
 use samix::mix::{cutmix_box, paste_box, CutMix, MixPolicy, MixUp, MixedTargets};
-use samix::rng::SamixRng;
 use samix::optim::{CosineSchedule, Sgd};
+use samix::optim::{OptimConfig, ScheduleConfig};
+use samix::rng::SamixRng;
 use samix::train::input_policy;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -93,7 +93,8 @@ fn cutmix_lambda_is_the_kept_area_to_the_pixel() {
 #[test]
 fn policies_validate_alpha() {
     for alpha in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let err = input_policy(&MixConfig::Mixup { alpha, per_sample: false }, tch::Device::Cpu).unwrap_err().to_string();
+        let err =
+            input_policy(&MixConfig::Mixup { alpha, per_sample: false }, tch::Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("mix.alpha"), "{err}");
         assert!(input_policy(&MixConfig::Cutmix { alpha }, tch::Device::Cpu).is_err());
     }
@@ -134,8 +135,14 @@ fn cosine_schedule_and_warmup() {
     assert!((s.lr(100, 10, 500) - 0.05).abs() < 1e-12);
     assert!((s.lr(50, 499, 500) - 0.1 * (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0).abs() < 1e-12);
     let s = CosineSchedule::new(0.1, 400, &ScheduleConfig { min_lr: 0.05, ..Default::default() });
-    assert!((s.lr(399, 0, 1) - (0.05 + 0.05 * (1.0 + (std::f64::consts::PI * 399.0 / 400.0).cos()) / 2.0)).abs() < 1e-12);
-    let s = CosineSchedule::new(0.1, 10, &ScheduleConfig { warmup_epochs: 2.0, warmup_start_lr: 0.0, ..Default::default() });
+    assert!(
+        (s.lr(399, 0, 1) - (0.05 + 0.05 * (1.0 + (std::f64::consts::PI * 399.0 / 400.0).cos()) / 2.0)).abs() < 1e-12
+    );
+    let s = CosineSchedule::new(
+        0.1,
+        10,
+        &ScheduleConfig { warmup_epochs: 2.0, warmup_start_lr: 0.0, ..Default::default() },
+    );
     assert_eq!(s.lr(0, 0, 100), 0.0);
     let mid = s.lr(1, 0, 100); // halfway through warm-up, towards the epoch-1 cosine value
     let cos1 = 0.1 * (1.0 + (std::f64::consts::PI / 10.0).cos()) / 2.0;
@@ -169,7 +176,10 @@ fn sgd_matches_torch_update_rule() {
                 w[i] -= 0.1 * step;
             }
             let got = Vec::<f64>::try_from(&p.to_kind(Kind::Double)).unwrap();
-            assert!((got[0] - w[0]).abs() < 1e-5 && (got[1] - w[1]).abs() < 1e-5, "nesterov={nesterov}: {got:?} vs {w:?}");
+            assert!(
+                (got[0] - w[0]).abs() < 1e-5 && (got[1] - w[1]).abs() < 1e-5,
+                "nesterov={nesterov}: {got:?} vs {w:?}"
+            );
         }
         assert_eq!(sgd.state().len(), 1);
     }

@@ -105,7 +105,8 @@ fn gradients_reach_every_parameter() {
     let _rng = common::torch_rng_lock();
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
-    let cfg = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let cfg =
+        ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
     let net = Network::new(&vs.root(), &cfg, 3, 10).unwrap();
     // Give the zero-initialised γ a value so every branch carries gradient.
     tch::no_grad(|| {

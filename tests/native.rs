@@ -4,14 +4,14 @@ mod common;
 use common::*;
 use samix::bench::{bench_loader, bench_step, BenchOptions, Method, PeakMemory};
 use samix::config::TrainConfig;
-use samix::model::{Arch, ModelConfig, Stem};
-use samix::optim::OptimConfig;
-use samix::samix::{MixerVariant, SamixConfig};
 use samix::mix::{cutmix_box_on_device, CutMix, LambdaSampler, MixPolicy, MixUp};
 use samix::model::Network;
+use samix::model::{Arch, ModelConfig, Stem};
 use samix::native::{self, CudaGraph, Precision};
+use samix::optim::OptimConfig;
 use samix::optim::{ParamGroup, Sgd};
 use samix::samix::{adjust_area, backbone_mask};
+use samix::samix::{MixerVariant, SamixConfig};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -74,12 +74,18 @@ fn bf16_autocast_casts_inside_the_region_only_and_still_learns() {
     .unwrap();
     assert_eq!(after_inner, Kind::BFloat16, "leaving an inner region keeps the outer one on");
     assert_eq!(x.apply(&conv).kind(), Kind::Float);
-    assert_eq!(native::with_precision(Precision::F32, Device::Cpu, true, || x.apply(&conv).kind()).unwrap(), Kind::Float);
+    assert_eq!(
+        native::with_precision(Precision::F32, Device::Cpu, true, || x.apply(&conv).kind()).unwrap(),
+        Kind::Float
+    );
 
     let mut sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false });
     let mut losses = Vec::new();
     for _ in 0..25 {
-        let loss = native::with_precision(Precision::Bf16, Device::Cpu, true, || samix::loss::cross_entropy(&net.forward_t(&x, true), &y, 0.0)).unwrap();
+        let loss = native::with_precision(Precision::Bf16, Device::Cpu, true, || {
+            samix::loss::cross_entropy(&net.forward_t(&x, true), &y, 0.0)
+        })
+        .unwrap();
         assert_eq!(loss.kind(), Kind::Float, "the loss stays f32");
         sgd.zero_grad();
         loss.backward();
@@ -101,7 +107,15 @@ fn cuda_only_entry_points_fail_cleanly_without_a_gpu() {
     let err = CudaGraph::capture(Device::Cpu, 1, || Ok(())).err().expect("no graph on the CPU").to_string();
     assert!(err.contains("CUDA"), "{err}");
     assert!(native::cuda_memory(0).is_err(), "no CUDA device to report on");
-    let opts = BenchOptions { device: Device::Cpu, batch: 2, warmup: 0, steps: 1, precision: Precision::F32, cuda_graph: true, channels_last: false };
+    let opts = BenchOptions {
+        device: Device::Cpu,
+        batch: 2,
+        warmup: 0,
+        steps: 1,
+        precision: Precision::F32,
+        cuda_graph: true,
+        channels_last: false,
+    };
     assert!(bench_step(Method::Vanilla, &opts).unwrap_err().to_string().contains("--cuda-graph"));
 }
 
@@ -178,7 +192,8 @@ fn device_cutmix_box_area_is_lambda_to_the_pixel() {
 fn samix_step_with_device_draws_is_finite_and_trains_the_mixer() {
     let _rng = torch_rng_lock();
     tch::manual_seed(8);
-    let resolved = SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
+    let resolved =
+        SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
     let vs = VarStore::new(Device::Cpu);
     let model = tiny_resnet();
     let nets = common::online_samix(&vs, &model, resolved, 3, 10, 16);
@@ -200,7 +215,14 @@ fn samix_step_with_device_draws_is_finite_and_trains_the_mixer() {
             }
         }
         total.backward();
-        let mixer_grad: f64 = vs.variables().iter().filter(|(n, _)| n.starts_with("mixer.")).map(|(_, t)| t.grad()).filter(|g| g.defined()).map(|g| g.abs().sum(Kind::Double).double_value(&[])).sum();
+        let mixer_grad: f64 = vs
+            .variables()
+            .iter()
+            .filter(|(n, _)| n.starts_with("mixer."))
+            .map(|(_, t)| t.grad())
+            .filter(|g| g.defined())
+            .map(|g| g.abs().sum(Kind::Double).double_value(&[]))
+            .sum();
         assert!(mixer_grad > 0.0, "the Mixer learns from device-drawn steps");
     }
 }
@@ -213,7 +235,10 @@ fn backbone_mask_blends_are_exact() {
     let lam = Tensor::from(0.4f32);
     let adjusted = backbone_mask(s.shallow_clone(), &lam, Some(&Tensor::from(1.0f32)), 0.08);
     assert!(adjusted.allclose(&adjust_area(&s, &lam), 1e-6, 1e-6, false), "flag 1 rescales the area");
-    assert!(backbone_mask(s.shallow_clone(), &lam, Some(&Tensor::from(0.0f32)), 0.08).equal(&s), "flag 0 keeps the mask bit for bit");
+    assert!(
+        backbone_mask(s.shallow_clone(), &lam, Some(&Tensor::from(0.0f32)), 0.08).equal(&s),
+        "flag 0 keeps the mask bit for bit"
+    );
     let at_margin = backbone_mask(s.shallow_clone(), &Tensor::from(0.95f32), None, 0.08);
     assert!(f64s(&at_margin).iter().all(|v| (v - 0.05).abs() < 1e-6), "1 − λ within the margin gives plain mixup");
 }
@@ -221,7 +246,15 @@ fn backbone_mask_blends_are_exact() {
 #[test]
 fn bench_reports_step_time_and_peak_memory_on_the_cpu() {
     let _rng = torch_rng_lock();
-    let opts = BenchOptions { device: Device::Cpu, batch: 4, warmup: 1, steps: 1, precision: Precision::F32, cuda_graph: false, channels_last: false };
+    let opts = BenchOptions {
+        device: Device::Cpu,
+        batch: 4,
+        warmup: 1,
+        steps: 1,
+        precision: Precision::F32,
+        cuda_graph: false,
+        channels_last: false,
+    };
     let r = bench_step(Method::Mixup, &opts).unwrap();
     assert!(r.ms_per_step > 0.0 && (r.images_per_sec - 4000.0 / r.ms_per_step).abs() < 1e-6);
     match r.peak_memory {
@@ -242,14 +275,12 @@ fn loader_bench_counts_the_batches_it_timed() {
     assert!(r.images_per_sec > 0.0 && r.seconds > 0.0);
 }
 
-/// GPU only (returns at once on a machine without CUDA; bench/gpu.sh runs this test binary on
-/// the device): replaying a captured vanilla step equals running it eagerly, step for step.
+/// GPU only (ignored on the CPU; bench/gpu.sh runs it on the device with `--include-ignored`):
+/// replaying a captured vanilla step equals running it eagerly, step for step.
 #[test]
+#[ignore = "needs CUDA"]
 fn cuda_graph_replays_match_eager_steps() {
-    if !tch::Cuda::is_available() {
-        eprintln!("skipped: no CUDA device");
-        return;
-    }
+    assert!(tch::Cuda::is_available(), "this test needs a CUDA device");
     let _rng = torch_rng_lock();
     let device = Device::Cuda(0);
     let build = || {
@@ -285,16 +316,22 @@ fn cuda_graph_replays_match_eager_steps() {
     }
 }
 
-/// GPU only: the SAMix step (device draws, bf16) captures and replays without error and reports
-/// its peak device memory.
+/// GPU only (ignored on the CPU): the SAMix step (device draws, bf16) captures and replays
+/// without error and reports its peak device memory.
 #[test]
+#[ignore = "needs CUDA"]
 fn cuda_graph_samix_step_captures_and_replays() {
-    if !tch::Cuda::is_available() {
-        eprintln!("skipped: no CUDA device");
-        return;
-    }
+    assert!(tch::Cuda::is_available(), "this test needs a CUDA device");
     let _rng = torch_rng_lock();
-    let opts = BenchOptions { device: Device::Cuda(0), batch: 32, warmup: 3, steps: 5, precision: Precision::Bf16, cuda_graph: true, channels_last: false };
+    let opts = BenchOptions {
+        device: Device::Cuda(0),
+        batch: 32,
+        warmup: 3,
+        steps: 5,
+        precision: Precision::Bf16,
+        cuda_graph: true,
+        channels_last: false,
+    };
     let r = bench_step(Method::Samix, &opts).unwrap();
     assert!(r.ms_per_step > 0.0);
     assert!(matches!(r.peak_memory, Some(PeakMemory::DeviceAllocated(b)) if b > 45_000_000), "{:?}", r.peak_memory);
@@ -329,14 +366,27 @@ fn channels_last_run_trains_and_writes_plain_checkpoints() {
     let cfg = TrainConfig::parse(&text, &["train.channels_last=true".to_string()]).unwrap();
     assert!(cfg.train.channels_last);
     let out = tmp.path().join("run");
-    let s = samix::train::run(samix::train::RunOptions { config: cfg.clone(), out: out.clone(), resume: false, force: false, device: Device::Cpu, progress: false, stop_after: None }).unwrap();
+    let s = samix::train::run(samix::train::RunOptions {
+        config: cfg.clone(),
+        out: out.clone(),
+        resume: false,
+        force: false,
+        device: Device::Cpu,
+        progress: false,
+        stop_after: None,
+    })
+    .unwrap();
     assert!(s.final_acc1 > 30.0, "learns in channels-last: {}", s.final_acc1);
     // The checkpoint loads into a default-layout network and reproduces the run's accuracy.
     let ckpt = samix::train::checkpoint::open(&out.join("checkpoints/epoch-0002")).unwrap();
     let splits = samix::data::open_splits(&cfg.data).unwrap();
     let model = samix::train::Model::from_checkpoint(&ckpt, &cfg, splits.test.info(), Device::Cpu).unwrap();
-    assert!(!native::is_channels_last(&model.vs.variables()["layer1.0.conv1.weight"]).unwrap(), "loaded in the default layout");
-    let r = samix::train::eval::evaluate(&model.net, &samix::train::eval_loader(&cfg, splits.test, Device::Cpu)).unwrap();
+    assert!(
+        !native::is_channels_last(&model.vs.variables()["layer1.0.conv1.weight"]).unwrap(),
+        "loaded in the default layout"
+    );
+    let r =
+        samix::train::eval::evaluate(&model.net, &samix::train::eval_loader(&cfg, splits.test, Device::Cpu)).unwrap();
     assert!((r.acc1 - s.final_acc1).abs() < 1e-9, "{} vs {}", r.acc1, s.final_acc1);
     let momentum = Tensor::read_safetensors(out.join("checkpoints/epoch-0002/optimizer.safetensors")).unwrap();
     assert!(momentum.iter().any(|(n, t)| n == "momentum.conv1.weight" && t.is_contiguous()));

@@ -36,19 +36,30 @@ fn binary_mask_policies_label_the_kept_area() {
             let kept_by_mask = m.iter().sum::<f64>() / m.len() as f64;
             for n in 0..8usize {
                 assert!((0.0..=1.0).contains(&lam[n]));
-                assert!((lam[n] - kept_by_mask).abs() < 1e-9, "{name} seed {seed}: λ {} vs mask area {kept_by_mask}", lam[n]);
+                assert!(
+                    (lam[n] - kept_by_mask).abs() < 1e-9,
+                    "{name} seed {seed}: λ {} vs mask area {kept_by_mask}",
+                    lam[n]
+                );
                 if yb[n] == n as i64 {
                     continue;
                 }
                 let img = out.images.get(n as i64);
                 let first = img.eq((n + 1) as f64).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
                 let second = img.eq((yb[n] + 1) as f64).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
-                assert!((first - lam[n]).abs() < 1e-9, "{name} seed {seed} sample {n}: first image keeps {first}, λ {}", lam[n]);
+                assert!(
+                    (first - lam[n]).abs() < 1e-9,
+                    "{name} seed {seed} sample {n}: first image keeps {first}, λ {}",
+                    lam[n]
+                );
                 assert!((first + second - 1.0).abs() < 1e-9, "{name}: every pixel comes from one of the two");
             }
             // The same seed gives the same batch.
             let again = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
-            assert!(again.images.equal(&out.images) && again.targets.lam.equal(&out.targets.lam), "{name}: determinism");
+            assert!(
+                again.images.equal(&out.images) && again.targets.lam.equal(&out.targets.lam),
+                "{name}: determinism"
+            );
         }
     }
 }
@@ -79,7 +90,8 @@ fn fmix_mask_keeps_exactly_k_pixels() {
     // Low-frequency: the kept region is mostly connected blobs, so neighbouring pixels agree far
     // more often than for a random mask of the same area (≈ 50% for a random half mask).
     let m = fourier_mask(32, 32, 512, 3.0, &mut SamixRng::seed_from_u64(2));
-    let right = m.narrow(3, 1, 31).eq_tensor(&m.narrow(3, 0, 31)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    let right =
+        m.narrow(3, 1, 31).eq_tensor(&m.narrow(3, 0, 31)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
     assert!(right > 0.85, "neighbour agreement {right}");
     // λ = 1 keeps the whole first image.
     let (x, y) = indexed_batch(4, 16, 16);
@@ -93,12 +105,14 @@ fn resizemix_pastes_the_shrunk_partner() {
     // Partners with structure (a ramp) so that the nearest resize is visible in the pasted box.
     let n = 4i64;
     let ramp = Tensor::arange(32 * 32, (Kind::Float, Device::Cpu)).view([1, 1, 32, 32]);
-    let x = (ramp + Tensor::arange(n, (Kind::Float, Device::Cpu)).view([n, 1, 1, 1]) * 10000.0).expand([n, 3, 32, 32], false).contiguous();
+    let x = (ramp + Tensor::arange(n, (Kind::Float, Device::Cpu)).view([n, 1, 1, 1]) * 10000.0)
+        .expand([n, 3, 32, 32], false)
+        .contiguous();
     let y = Tensor::arange(n, (Kind::Int64, Device::Cpu));
     let out = policy("resizemix", 1.0).mix(&x, &y, &mut SamixRng::seed_from_u64(7));
     let first = out.mask.unwrap().squeeze();
-    let rows: Vec<i64> = (0..32).filter(|&r| f64s(&first.get(r)).iter().any(|v| *v == 0.0)).collect();
-    let cols: Vec<i64> = (0..32).filter(|&c| f64s(&first.select(1, c)).iter().any(|v| *v == 0.0)).collect();
+    let rows: Vec<i64> = (0..32).filter(|&r| f64s(&first.get(r)).contains(&0.0)).collect();
+    let cols: Vec<i64> = (0..32).filter(|&c| f64s(&first.select(1, c)).contains(&0.0)).collect();
     let (y0, bh, x0, bw) = (rows[0], rows.len() as i64, cols[0], cols.len() as i64);
     let partner = x.index_select(0, out.pairing.as_ref().unwrap());
     let shrunk = partner.upsample_nearest2d([bh, bw], None, None);
@@ -129,15 +143,20 @@ fn policy_names_and_alphas_are_validated() {
 
 mod feature {
     use super::*;
-    use samix::model::{Arch, ModelConfig, Stem};
     use samix::mix::{align, sinkhorn_plan, ManifoldMix};
+    use samix::model::{Arch, ModelConfig, Stem};
     use samix::model::{Network, StagedNet};
     use tch::nn::VarStore;
 
     fn tiny_net() -> (VarStore, Network) {
         tch::manual_seed(5);
         let vs = VarStore::new(Device::Cpu);
-        let cfg = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+        let cfg = ModelConfig {
+            arch: Arch::Resnet18,
+            stem: Stem::Cifar,
+            base_width: Some(8),
+            blocks: Some(vec![1, 1, 1, 1]),
+        };
         let net = Network::new(&vs.root(), &cfg, 3, 10).unwrap();
         // Non-zero residual branches, so every stage changes its input.
         tch::no_grad(|| {
@@ -162,7 +181,11 @@ mod feature {
             let lam = f64s(&out.targets.lam)[0];
             // By hand: run to the mixing point, blend with the partner, run on.
             let manual = tch::no_grad(|| {
-                let mut h = if at == 0 { x.shallow_clone() * lam + x.index_select(0, &perm) * (1.0 - lam) } else { x.shallow_clone() };
+                let mut h = if at == 0 {
+                    x.shallow_clone() * lam + x.index_select(0, &perm) * (1.0 - lam)
+                } else {
+                    x.shallow_clone()
+                };
                 h = net.stem_t(&h, false);
                 for i in 0..4 {
                     h = net.stage_t(i, &h, false);
@@ -176,7 +199,10 @@ mod feature {
             by_point.push(out.logits);
         }
         assert!(!by_point[1].allclose(&by_point[2], 1e-4, 1e-4, false), "different points give different outputs");
-        assert!(ManifoldMix::new(2.0, vec![4]).unwrap().forward(&net, &x, &y, false, &mut SamixRng::seed_from_u64(1)).is_err());
+        assert!(ManifoldMix::new(2.0, vec![4])
+            .unwrap()
+            .forward(&net, &x, &y, false, &mut SamixRng::seed_from_u64(1))
+            .is_err());
     }
 
     #[test]
@@ -210,13 +236,16 @@ mod switch {
                 let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
                 assert_eq!(Vec::<i64>::try_from(&out.targets.y_b).unwrap(), (0..8).rev().collect::<Vec<i64>>());
                 let lam = f64s(&out.targets.lam);
-                for n in 0..8usize {
+                for (n, &lam_n) in lam.iter().enumerate() {
                     let img = f64s(&out.images.get(n as i64));
                     let (a, b) = ((n + 1) as f64, (8 - n) as f64);
                     let from_a = img.iter().filter(|v| (**v - a).abs() < 1e-6).count() as f64 / img.len() as f64;
-                    if lam[n] == 1.0 {
+                    if lam_n == 1.0 {
                         saw_keep |= from_a == 1.0;
-                    } else if img.iter().all(|v| (*v - a).abs() < 1e-6 || (*v - b).abs() < 1e-6) && from_a > 0.0 && from_a < 1.0 {
+                    } else if img.iter().all(|v| (*v - a).abs() < 1e-6 || (*v - b).abs() < 1e-6)
+                        && from_a > 0.0
+                        && from_a < 1.0
+                    {
                         saw_cut = true;
                         assert!((from_a - lam[n]).abs() < 1e-6, "{mode:?}: cut area {from_a} vs λ {}", lam[n]);
                     } else {
@@ -248,7 +277,9 @@ mod graphcut {
             rows,
             cols,
             unary: (0..rows * cols).map(|_| (0..labels).map(|_| rng.gen_range(0.0..1.0)).collect()).collect(),
-            pairwise: (0..labels).map(|i| (0..labels).map(|j| ((i as f64 - j as f64) / (labels - 1) as f64).powi(2)).collect()).collect(),
+            pairwise: (0..labels)
+                .map(|i| (0..labels).map(|j| ((i as f64 - j as f64) / (labels - 1) as f64).powi(2)).collect())
+                .collect(),
             w_down: (0..(rows - 1) * cols).map(|_| rng.gen_range(0.0..0.6)).collect(),
             w_right: (0..rows * (cols - 1)).map(|_| rng.gen_range(0.0..0.6)).collect(),
         }
@@ -258,7 +289,13 @@ mod graphcut {
         let n = m.rows * m.cols;
         (0..labels.pow(n as u32))
             .map(|mut code| {
-                let l: Vec<usize> = (0..n).map(|_| { let d = code % labels; code /= labels; d }).collect();
+                let l: Vec<usize> = (0..n)
+                    .map(|_| {
+                        let d = code % labels;
+                        code /= labels;
+                        d
+                    })
+                    .collect();
                 m.energy(&l)
             })
             .fold(f64::INFINITY, f64::min)
@@ -275,9 +312,12 @@ mod graphcut {
         for _ in 0..20 {
             let m = random_mrf(&mut rng, 2, 3, 3);
             let got = m.alpha_beta_swap(vec![1; 6], 10);
-            let best_constant = (0..3).map(|l| m.energy(&vec![l; 6])).fold(f64::INFINITY, f64::min);
+            let best_constant = (0..3).map(|l| m.energy(&[l; 6])).fold(f64::INFINITY, f64::min);
             assert!(m.energy(&got) <= best_constant + 1e-12);
-            assert!(m.energy(&got) <= brute_force(&m, 3) * 1.5 + 1e-9, "close to the optimum on these fixed instances (swap moves give a local minimum)");
+            assert!(
+                m.energy(&got) <= brute_force(&m, 3) * 1.5 + 1e-9,
+                "close to the optimum on these fixed instances (swap moves give a local minimum)"
+            );
         }
     }
 }
@@ -294,7 +334,10 @@ mod puzzle {
         // Swap blocks 0 and 5 of the 4×4 grid (2×2-pixel blocks).
         let mut order: Vec<i64> = (0..16).collect();
         order.swap(0, 5);
-        let plan = Tensor::eye(16, (Kind::Float, Device::Cpu)).index_select(0, &Tensor::from_slice(&order)).expand([2, 16, 16], false).contiguous();
+        let plan = Tensor::eye(16, (Kind::Float, Device::Cpu))
+            .index_select(0, &Tensor::from_slice(&order))
+            .expand([2, 16, 16], false)
+            .contiguous();
         let moved = transport_blocks(&x, &plan, 4);
         assert!(moved.narrow(2, 0, 2).narrow(3, 0, 2).equal(&x.narrow(2, 2, 2).narrow(3, 2, 2)));
         assert!(moved.narrow(2, 2, 2).narrow(3, 2, 2).equal(&x.narrow(2, 0, 2).narrow(3, 0, 2)));
@@ -319,7 +362,10 @@ mod puzzle {
             let lam = f64s(&out.targets.lam);
             assert!(lam.iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6 && (0.0..=1.0).contains(l)));
             let v = f64s(&out.images);
-            assert!(v.iter().all(|v| v.is_finite() && (0.0..=8.0).contains(v)), "finite, within the inputs' range (0 = empty block)");
+            assert!(
+                v.iter().all(|v| v.is_finite() && (0.0..=8.0).contains(v)),
+                "finite, within the inputs' range (0 = empty block)"
+            );
             let again = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
             assert!(again.images.equal(&out.images));
         }
@@ -346,7 +392,11 @@ mod puzzle {
                 }
                 let at = |(r, c): (i64, i64)| m.get(n as i64).get(0).get(r).get(c).double_value(&[]);
                 assert_eq!(at(spots[n]), 1.0, "seed {seed}: sample {n} keeps its own salient spot");
-                assert_eq!(at(spots[perm[n] as usize]), 0.0, "seed {seed}: sample {n} shows its partner's salient spot");
+                assert_eq!(
+                    at(spots[perm[n] as usize]),
+                    0.0,
+                    "seed {seed}: sample {n} shows its partner's salient spot"
+                );
             }
         }
     }

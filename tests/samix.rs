@@ -2,16 +2,18 @@
 //! against hand-computed numbers, mask post-processing, the EMA schedule, and a short real run.
 mod common;
 use common::*;
+use rand::SeedableRng;
 use samix::config::{MixConfig, TrainConfig};
-use samix::model::{Arch, ModelConfig, Network, Stem};
-use samix::samix::{EmaConfig, MixerVariant, OnlineSamix, SamixConfig, SamixOptions};
 use samix::loss::{mixup_cross_entropy, MixupLoss};
 use samix::mix::MixedTargets;
-use samix::samix::{apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample};
+use samix::model::{Arch, ModelConfig, Network, Stem};
 use samix::rng::SamixRng;
 use samix::samix::{adjust_area, backbone_mask};
+use samix::samix::{
+    apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample,
+};
+use samix::samix::{EmaConfig, MixerVariant, OnlineSamix, SamixConfig, SamixOptions};
 use samix::train::{self, metrics, RunOptions};
-use rand::SeedableRng;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -52,7 +54,10 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
         let (lo, hi) = (s.min().double_value(&[]), s.max().double_value(&[]));
         assert!(lo >= 0.0 && hi <= 1.0);
         // [1−s, s] sums to one per pixel, and applying it interpolates the two images.
-        let (zeros, ones) = (Tensor::zeros([6, 3, 32, 32], (Kind::Float, Device::Cpu)), Tensor::ones([6, 3, 32, 32], (Kind::Float, Device::Cpu)));
+        let (zeros, ones) = (
+            Tensor::zeros([6, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            Tensor::ones([6, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        );
         assert!(apply_mask(&zeros, &ones, &s).allclose(&s.expand([6, 3, 32, 32], false), 1e-6, 1e-6, false));
         let names: Vec<String> = vs.variables().into_keys().collect();
         match cfg.variant {
@@ -85,7 +90,8 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
 fn tiny_samix(options: SamixOptions) -> (VarStore, OnlineSamix<Network>) {
     tch::manual_seed(11);
     let vs = VarStore::new(Device::Cpu);
-    let model = ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let model =
+        ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
     let nets = common::online_samix(&vs, &model, options, 3, 10, 16);
     // Give the zero-initialised BN γ a value so that every parameter lies on a gradient path.
     tch::no_grad(|| {
@@ -112,7 +118,8 @@ fn grad_norms(vs: &VarStore, prefix: &str) -> Vec<(String, f64)> {
 #[test]
 fn gradients_flow_where_the_spec_says() {
     let _rng = common::torch_rng_lock();
-    let resolved = SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
+    let resolved =
+        SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
     let (vs, nets) = tiny_samix(resolved);
     assert_eq!(nets.mixer.shape(), MixerShape { in_channels: 32, scale: 4 });
     let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
@@ -120,14 +127,19 @@ fn gradients_flow_where_the_spec_says() {
     let mut rng = SamixRng::seed_from_u64(1);
     let mut d = nets.draw(8, &mut rng, Device::Cpu);
     d.lam_bb = lam(0.4); // away from the margin, so the backbone mask is the learned one
-    let trainable = |prefix: &str| vs.variables().into_iter().filter(|(n, t)| n.starts_with(prefix) && t.requires_grad()).count();
+    let trainable =
+        |prefix: &str| vs.variables().into_iter().filter(|(n, t)| n.starts_with(prefix) && t.requires_grad()).count();
     assert_eq!(trainable("k."), 0, "the EMA networks are frozen");
     assert!(trainable("q.") > 0 && trainable("mixer.") > 0);
 
     // Mixer branch + mask loss: the Mixer only.
     let l = nets.losses(&x, &y, &d, 0.0);
     (&l.mix_k + &l.mask).backward();
-    assert!(grad_norms(&vs, "mixer.").iter().all(|(n, g)| *g > 0.0 || n.contains("running")), "{:?}", grad_norms(&vs, "mixer."));
+    assert!(
+        grad_norms(&vs, "mixer.").iter().all(|(n, g)| *g > 0.0 || n.contains("running")),
+        "{:?}",
+        grad_norms(&vs, "mixer.")
+    );
     assert!(grad_norms(&vs, "q.").iter().all(|(_, g)| *g == 0.0), "online net got Mixer-branch gradient");
     assert!(grad_norms(&vs, "k.").iter().all(|(_, g)| *g == 0.0));
     for (_, mut t) in vs.variables() {
@@ -150,7 +162,11 @@ fn gradients_flow_where_the_spec_says() {
     assert!(!l.s_bb.requires_grad() && l.s_mb.requires_grad());
     // The Mixer's parameters, and only they, form the optimiser group with its own schedule.
     let optim = samix::optim::OptimConfig::default();
-    let sgd = samix::optim::Sgd::with_groups(&vs, &optim, &[samix::optim::ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }]);
+    let sgd = samix::optim::Sgd::with_groups(
+        &vs,
+        &optim,
+        &[samix::optim::ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }],
+    );
     let (online, mixer) = (sgd.group_params(0), sgd.group_params(1));
     assert!(!mixer.is_empty() && mixer.iter().all(|n| n.starts_with("mixer.")));
     assert!(!online.is_empty() && online.iter().all(|n| n.starts_with("q.")), "EMA variables are not optimised");
@@ -207,7 +223,11 @@ fn mask_losses_match_hand_computed_values() {
 fn eta_losses_match_hand_computed_values() {
     let _rng = common::torch_rng_lock();
     let z = Tensor::from_slice(&[1.0f32, 2.0, 0.5, 0.3, -1.0, 2.0]).view([2, 3]);
-    let t = MixedTargets { y_a: Tensor::from_slice(&[0i64, 2]), y_b: Tensor::from_slice(&[1i64, 2]), lam: Tensor::from_slice(&[0.7f32, 0.4]) };
+    let t = MixedTargets {
+        y_a: Tensor::from_slice(&[0i64, 2]),
+        y_b: Tensor::from_slice(&[1i64, 2]),
+        lam: Tensor::from_slice(&[0.7f32, 0.4]),
+    };
     let (r0, r1) = ([1.0f64, 2.0, 0.5], [0.3f64, -1.0, 2.0]);
     let lse = |r: &[f64]| r.iter().map(|v| v.exp()).sum::<f64>().ln();
     let ce = |r: [f64; 3], k: usize| lse(&r) - r[k];
@@ -251,7 +271,16 @@ fn samix_config(train: usize, epochs: usize, extra: &str) -> TrainConfig {
 }
 
 fn run(cfg: &TrainConfig, out: &std::path::Path, resume: bool, stop_after: Option<usize>) -> metrics::Summary {
-    train::run(RunOptions { config: cfg.clone(), out: out.to_path_buf(), resume, force: false, device: Device::Cpu, progress: false, stop_after }).unwrap()
+    train::run(RunOptions {
+        config: cfg.clone(),
+        out: out.to_path_buf(),
+        resume,
+        force: false,
+        device: Device::Cpu,
+        progress: false,
+        stop_after,
+    })
+    .unwrap()
 }
 
 #[test]
@@ -264,25 +293,35 @@ fn samix_run_learns_and_writes_its_artifacts() {
     run(&cfg, &out, false, None);
     let m = metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
     let last = &m[2].extra;
-    for key in ["acc1_one_k", "acc1_mix_k", "acc1_one_q", "acc1_mix_q", "loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"] {
+    for key in
+        ["acc1_one_k", "acc1_mix_k", "acc1_one_q", "acc1_mix_q", "loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"]
+    {
         assert!(last.contains_key(key), "{key} missing");
     }
     assert!(last["acc1_one_q"] > 50.0, "online classifier learns: {}", last["acc1_one_q"]);
     assert!(m[2].extra["loss_mix_k"] < m[0].extra["loss_mix_k"], "the critic's loss on Mixer samples falls");
-    for f in ["visuals/masks_epoch_0001.png", "visuals/masks_epoch_0003.png", "visuals/masks_evolution.png", "mixer.json", "mixer.safetensors"] {
+    for f in [
+        "visuals/masks_epoch_0001.png",
+        "visuals/masks_epoch_0003.png",
+        "visuals/masks_evolution.png",
+        "mixer.json",
+        "mixer.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let saved = Tensor::read_safetensors(out.join("mixer.safetensors")).unwrap();
     assert!(saved.iter().any(|(n, _)| n == "mixer.query.weight") && saved.iter().any(|(n, _)| n == "k.fc.weight"));
     assert!(!saved.iter().any(|(n, _)| n.starts_with("q.")), "the artifact holds the Mixer and the EMA encoder only");
-    let art: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("mixer.json")).unwrap()).unwrap();
+    let art: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mixer.json")).unwrap()).unwrap();
     assert_eq!(art["shape"]["scale"], 4);
     assert_eq!(art["mask_stage"], 2);
     // `samix eval` deploys the EMA classifier: same accuracy as the run's `one_k` head.
     let ckpt = samix::train::checkpoint::open(&out).unwrap();
     let splits = samix::data::open_splits(&cfg.data).unwrap();
     let model = samix::train::Model::from_checkpoint(&ckpt, &cfg, splits.test.info(), Device::Cpu).unwrap();
-    let r = samix::train::eval::evaluate(&model.net, &samix::train::eval_loader(&cfg, splits.test, Device::Cpu)).unwrap();
+    let r =
+        samix::train::eval::evaluate(&model.net, &samix::train::eval_loader(&cfg, splits.test, Device::Cpu)).unwrap();
     assert!((r.acc1 - last["acc1_one_k"]).abs() < 1e-9, "{} vs {}", r.acc1, last["acc1_one_k"]);
 }
 
@@ -323,14 +362,18 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     assert_eq!(r.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 });
     assert_eq!(get("cifar100_r18_samix").schedule.min_lr, 0.05);
     let a = get("cifar100_r18_automix").mix.online_mixer().unwrap();
-    assert_eq!((a.mixer.variant, a.mixer.upsample_mode(), a.mask_loss.mode), (MixerVariant::Automix, Upsample::Nearest, MaskLossMode::L1));
+    assert_eq!(
+        (a.mixer.variant, a.mixer.upsample_mode(), a.mask_loss.mode),
+        (MixerVariant::Automix, Upsample::Nearest, MaskLossMode::L1)
+    );
     assert_eq!(a.mixer_loss, MixupLoss::SoftCe);
     let w = get("cifar100_wrn28_8_samix");
     let wr = w.mix.online_mixer().unwrap();
     let (wc, _) = w.mix.online_config().unwrap();
     assert_eq!((wr.mask_stage, wc.mixer_optim.momentum), (1, Some(0.0)));
     assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer().unwrap().mixer.lam_mul_k, -1.0);
-    for n in ["quickstart", "cifar100_r18_vanilla", "cifar100_r18_mixup", "cifar100_r18_cutmix", "cifar100_rx50_samix"] {
+    for n in ["quickstart", "cifar100_r18_vanilla", "cifar100_r18_mixup", "cifar100_r18_cutmix", "cifar100_rx50_samix"]
+    {
         get(n);
     }
 }
@@ -351,6 +394,10 @@ fn samix_run_learns_in_bf16_too() {
     let m = metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
     assert!(m.iter().all(|e| e.train_loss.is_finite() && e.extra.values().all(|v| v.is_finite())));
     // Same tiny net as the f32 run above with half the data: chance is 10%.
-    assert!(m[1].extra["acc1_one_q"] > 40.0, "online classifier learns under bf16 autocast: {}", m[1].extra["acc1_one_q"]);
+    assert!(
+        m[1].extra["acc1_one_q"] > 40.0,
+        "online classifier learns under bf16 autocast: {}",
+        m[1].extra["acc1_one_q"]
+    );
     assert!(m[1].train_loss < m[0].train_loss);
 }

@@ -7,8 +7,22 @@ use samix::train::{self, metrics, RunOptions};
 use std::path::Path;
 use tch::Device;
 
-fn run(cfg: &TrainConfig, out: &Path, resume: bool, force: bool, stop_after: Option<usize>) -> samix::Result<metrics::Summary> {
-    let opts = RunOptions { config: cfg.clone(), out: out.to_path_buf(), resume, force, device: Device::Cpu, progress: false, stop_after };
+fn run(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    force: bool,
+    stop_after: Option<usize>,
+) -> samix::Result<metrics::Summary> {
+    let opts = RunOptions {
+        config: cfg.clone(),
+        out: out.to_path_buf(),
+        resume,
+        force,
+        device: Device::Cpu,
+        progress: false,
+        stop_after,
+    };
     train::run(opts)
 }
 
@@ -34,16 +48,23 @@ fn tiny_model_learns_on_a_fashion_mnist_slice() {
     for f in ["config.toml", "seed", "summary.json", "checkpoints/latest", "checkpoints/epoch-0003/model.safetensors"] {
         assert!(tmp.path().join("run").join(f).exists(), "{f} missing");
     }
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["median_acc1"].as_f64().unwrap(), metrics::median_of_last(&m.iter().map(|e| e.test_acc1).collect::<Vec<_>>(), 10));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["median_acc1"].as_f64().unwrap(),
+        metrics::median_of_last(&m.iter().map(|e| e.test_acc1).collect::<Vec<_>>(), 10)
+    );
 }
 
 #[test]
 fn mixup_and_cutmix_runs_learn_too() {
     let _rng = common::torch_rng_lock();
-    for mix in [r#"policy = "mixup"
-alpha = 1.0"#, r#"policy = "cutmix"
-alpha = 0.2"#] {
+    for mix in [
+        r#"policy = "mixup"
+alpha = 1.0"#,
+        r#"policy = "cutmix"
+alpha = 0.2"#,
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = TrainConfig::parse(&tiny_fashion_config(6000, 1000, 3, mix), &[]).unwrap();
         let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
@@ -72,7 +93,10 @@ fn resumed_run_equals_uninterrupted_run() {
         assert_eq!(na, nc);
         assert!(ta.equal(tc), "{na} differs after resume");
     }
-    let (ma, mc) = (metrics::read_metrics(&a.join("metrics.jsonl")).unwrap(), metrics::read_metrics(&c.join("metrics.jsonl")).unwrap());
+    let (ma, mc) = (
+        metrics::read_metrics(&a.join("metrics.jsonl")).unwrap(),
+        metrics::read_metrics(&c.join("metrics.jsonl")).unwrap(),
+    );
     assert_eq!((ma.len(), mc.len()), (3, 3));
     for (x, y) in ma.iter().zip(&mc) {
         assert_eq!((x.epoch, x.train_loss, x.test_acc1, x.lr), (y.epoch, y.train_loss, y.test_acc1, y.lr));
@@ -83,7 +107,9 @@ fn resumed_run_equals_uninterrupted_run() {
 fn run_directory_is_never_overwritten_without_force() {
     let _rng = common::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, r#"policy = "none""#), &["train.batch_size=25".into()]).unwrap();
+    let cfg =
+        TrainConfig::parse(&tiny_fashion_config(100, 50, 1, r#"policy = "none""#), &["train.batch_size=25".into()])
+            .unwrap();
     let out = tmp.path().join("run");
     run(&cfg, &out, false, false, None).unwrap();
     let before = std::fs::read(out.join("metrics.jsonl")).unwrap();
@@ -112,7 +138,11 @@ fn feature_level_policies_train() {
         let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
         assert!(s.final_acc1 > 35.0, "{mix}: {}", s.final_acc1);
     }
-    let err = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"manifoldmix\"\nalpha = 2.0\npoints = [4]"), &[]).unwrap_err();
+    let err = TrainConfig::parse(
+        &tiny_fashion_config(100, 50, 1, "policy = \"manifoldmix\"\nalpha = 2.0\npoints = [4]"),
+        &[],
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("mix.points"), "{err}");
 }
 
@@ -124,7 +154,8 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
     let tmp = tempfile::tempdir().unwrap();
     let teacher = TrainConfig::parse(&tiny_fashion_config(1000, 200, 1, r#"policy = "none""#), &[]).unwrap();
     run(&teacher, &tmp.path().join("teacher"), false, false, None).unwrap();
-    let mix = format!("policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"{}\"", tmp.path().join("teacher").display());
+    let mix =
+        format!("policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"{}\"", tmp.path().join("teacher").display());
     let cfg = TrainConfig::parse(&tiny_fashion_config(1000, 200, 1, &mix), &[]).unwrap();
     let policy = samix::train::input_policy(&cfg.mix, tch::Device::Cpu).unwrap();
     let splits = samix::data::open_splits(&cfg.data).unwrap();
@@ -132,7 +163,11 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
     let batch = loader.epoch(0).next().unwrap().unwrap();
     let (_vs, net) = samix::train::Model::load_frozen(&tmp.path().join("teacher"), Device::Cpu).unwrap();
     for seed in 0..5u64 {
-        let out = policy.mix(&batch.images, &batch.labels, &mut <samix::rng::SamixRng as rand::SeedableRng>::seed_from_u64(seed));
+        let out = policy.mix(
+            &batch.images,
+            &batch.labels,
+            &mut <samix::rng::SamixRng as rand::SeedableRng>::seed_from_u64(seed),
+        );
         let mask = out.mask.unwrap();
         let lam = Vec::<f64>::try_from(&out.targets.lam.to_kind(tch::Kind::Double)).unwrap();
         let area = Vec::<f64>::try_from(&mask.mean_dim(&[1i64, 2, 3][..], false, tch::Kind::Double)).unwrap();
@@ -148,11 +183,18 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
             let kept_min = scores.get(n).masked_select(&cells.get(n).gt(0.5)).min().double_value(&[]);
             let dropped = scores.get(n).masked_select(&cells.get(n).lt(0.5));
             if dropped.numel() > 0 {
-                assert!(kept_min >= dropped.max().double_value(&[]), "sample {n}: a kept cell scores below a dropped one");
+                assert!(
+                    kept_min >= dropped.max().double_value(&[]),
+                    "sample {n}: a kept cell scores below a dropped one"
+                );
             }
         }
     }
-    let bad = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, "policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"/nowhere\""), &[]).unwrap();
+    let bad = TrainConfig::parse(
+        &tiny_fashion_config(100, 50, 1, "policy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"/nowhere\""),
+        &[],
+    )
+    .unwrap();
     assert!(samix::train::input_policy(&bad.mix, tch::Device::Cpu).unwrap_err().to_string().contains("/nowhere"));
 }
 
@@ -160,7 +202,8 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
 fn puzzlemix_trains() {
     let _rng = common::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig::parse(&tiny_fashion_config(3000, 500, 2, "policy = \"puzzlemix\"\nalpha = 1.0"), &[]).unwrap();
+    let cfg =
+        TrainConfig::parse(&tiny_fashion_config(3000, 500, 2, "policy = \"puzzlemix\"\nalpha = 1.0"), &[]).unwrap();
     let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
     assert!(s.final_acc1 > 35.0, "puzzlemix: {}", s.final_acc1);
 }

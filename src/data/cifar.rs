@@ -1,7 +1,7 @@
 //! CIFAR-10 and CIFAR-100, binary version: the official `.tar.gz` as downloaded, or its extracted
 //! folder. Each record is the label byte(s) followed by 3072 pixel bytes (R, G, B planes of 32×32).
-use super::{DatasetInfo, InMemoryDataset};
 use super::config::DatasetKind;
+use super::{DatasetInfo, InMemoryDataset};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::io::Read;
@@ -62,10 +62,17 @@ pub fn load(path: &Path, kind: DatasetKind, verify_checksums: bool) -> Result<(I
             super::verify::check_md5(kind, name, &path.join(name), bytes)?;
         }
     }
-    let names = files
-        .remove(lay.names_file)
-        .map(|b| String::from_utf8_lossy(&b).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
+    // The class-name list is informational (nothing is computed from it): an archive without it
+    // still loads, with a warning.
+    let names = match files.remove(lay.names_file) {
+        Some(b) => {
+            String::from_utf8_lossy(&b).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+        }
+        None => {
+            tracing::warn!("{}: no {}; class names unknown", path.display(), lay.names_file);
+            Vec::new()
+        }
+    };
     let info = DatasetInfo {
         name: if lay.num_classes == 10 { "cifar10".into() } else { "cifar100".into() },
         num_classes: lay.num_classes,
@@ -78,7 +85,7 @@ pub fn load(path: &Path, kind: DatasetKind, verify_checksums: bool) -> Result<(I
         let mut pixels = Vec::with_capacity(names.len() * per_file * IMAGE_BYTES);
         let mut labels = Vec::with_capacity(names.len() * per_file);
         for name in names {
-            let bytes = files.remove(*name).unwrap_or_default();
+            let bytes = files.remove(*name).ok_or_else(|| Error::data(path.join(name), "missing from the dataset"))?;
             decode_records(&path.join(name), &bytes, lay, per_file, &mut pixels, &mut labels)?;
         }
         Ok(InMemoryDataset::new(info.clone(), 32, 32, pixels, labels))
@@ -114,10 +121,7 @@ pub fn decode_records(
     for (i, rec) in bytes.chunks_exact(record).enumerate() {
         let label = rec[lay.label_bytes - 1] as usize;
         if label >= lay.num_classes {
-            return Err(Error::data(
-                path,
-                format!("record {i}: label {label} out of range 0..{}", lay.num_classes),
-            ));
+            return Err(Error::data(path, format!("record {i}: label {label} out of range 0..{}", lay.num_classes)));
         }
         labels.push(label as i64);
         pixels.extend_from_slice(&rec[lay.label_bytes..]);
@@ -140,13 +144,19 @@ fn read_cifar_files(path: &Path, lay: &CifarLayout) -> Result<HashMap<String, Ve
             }
         }
     } else {
-        return Err(Error::data(path, "no such file or folder (expected a CIFAR binary .tar.gz or its extracted folder)"));
+        return Err(Error::data(
+            path,
+            "no such file or folder (expected a CIFAR binary .tar.gz or its extracted folder)",
+        ));
     }
     for name in lay.train_files.iter().chain(lay.test_files) {
         if !found.contains_key(*name) {
             return Err(Error::data(
                 path,
-                format!("missing `{name}` (expected the CIFAR-{} binary layout `{}/{name}`)", lay.num_classes, lay.folder),
+                format!(
+                    "missing `{name}` (expected the CIFAR-{} binary layout `{}/{name}`)",
+                    lay.num_classes, lay.folder
+                ),
             ));
         }
     }
@@ -166,7 +176,8 @@ fn find_record_dir(path: &Path, lay: &CifarLayout) -> PathBuf {
 /// Streams a (gzipped) tar archive and keeps the members whose base name is wanted.
 pub fn read_archive_members(path: &Path, wanted: &[&str], found: &mut HashMap<String, Vec<u8>>) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader: Box<dyn Read> = if is_gzip(path)? { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let reader: Box<dyn Read> =
+        if is_gzip(path)? { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
     let mut archive = tar::Archive::new(reader);
     let bad = |e: std::io::Error| Error::data(path, format!("cannot read archive: {e}"));
     for entry in archive.entries().map_err(bad)? {

@@ -5,8 +5,8 @@
 //! where one is published, then renamed into place; finally the whole dataset is loaded with the
 //! training loaders (sizes, labels, md5 of the extracted files). A failure removes what this call
 //! wrote and names the file and the check. A dataset already present and valid is not fetched.
-use super::{cifar, folder, idx};
 use super::config::DatasetKind;
+use super::{cifar, folder, idx};
 use crate::{Error, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,11 +31,14 @@ pub struct DatasetSource {
     pub unzip: Option<String>,
 }
 
+/// (remote file name, local file or folder it goes to, its md5 when known).
+type OfficialFile = (&'static str, &'static str, Option<&'static str>);
+
 /// Mirrors, in order, for each dataset. Sources: the publishers' pages (CIFAR:
 /// cs.toronto.edu/~kriz/cifar.html, with the archive md5; MNIST: yann.lecun.com/exdb/mnist plus
 /// the mirrors torchvision and TensorFlow use; Fashion-MNIST: the project's S3 bucket and its
 /// GitHub repository; Tiny-ImageNet: cs231n.stanford.edu).
-fn official_mirrors(kind: DatasetKind) -> (Vec<&'static str>, Vec<(&'static str, &'static str, Option<&'static str>)>, Option<&'static str>) {
+fn official_mirrors(kind: DatasetKind) -> (Vec<&'static str>, Vec<OfficialFile>, Option<&'static str>) {
     match kind {
         DatasetKind::Cifar10 => (
             vec!["https://www.cs.toronto.edu/~kriz/"],
@@ -160,7 +163,8 @@ pub enum Fetched {
 
 /// Makes the dataset available under `data_dir`, downloading only what is missing or invalid.
 pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) -> Result<Fetched> {
-    let target = dataset_path(data_dir, source.kind).ok_or_else(|| Error::Argument("image folders are not downloaded".into()))?;
+    let target = dataset_path(data_dir, source.kind)
+        .ok_or_else(|| Error::Argument("image folders are not downloaded".into()))?;
     if target.exists() && validate(source.kind, &target).is_ok() {
         return Ok(Fetched::AlreadyPresent(target));
     }
@@ -172,7 +176,7 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            if dest.exists() && file.md5.as_deref().map_or(false, |m| md5_file(&dest).ok().as_deref() == Some(m)) {
+            if dest.exists() && file.md5.as_deref().is_some_and(|m| md5_file(&dest).ok().as_deref() == Some(m)) {
                 continue;
             }
             fetch_file(file, &dest, opts)?;
@@ -199,7 +203,8 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
 
 /// Fetches one file through its mirrors into `dest` (via `dest.part`), checking its md5.
 pub fn fetch_file(file: &RemoteFile, dest: &Path, opts: &DownloadOptions) -> Result<()> {
-    let part = dest.with_file_name(format!("{}.part", dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let part =
+        dest.with_file_name(format!("{}.part", dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let mut failures = Vec::new();
     for url in &file.urls {
         for _ in 0..opts.attempts_per_mirror.max(1) {
@@ -250,7 +255,11 @@ fn download_resuming(url: &str, part: &Path, opts: &DownloadOptions) -> std::res
         Err(e) => return Err(DownloadError::Interrupted(e.to_string())),
     };
     let append = have > 0 && response.status() == 206;
-    let total = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok()).map(|n| if append { n + have } else { n });
+    let total =
+        response
+            .header("Content-Length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|n| if append { n + have } else { n });
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -310,7 +319,8 @@ pub fn md5_file(path: &Path) -> Result<String> {
 /// Extracts a zip into a temporary folder beside `target`, then renames its top folder to `target`.
 fn unzip_into(zip_path: &Path, data_dir: &Path, target: &Path) -> Result<()> {
     let file = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| Error::data(zip_path, format!("not a zip archive: {e}")))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| Error::data(zip_path, format!("not a zip archive: {e}")))?;
     let tmp = data_dir.join(".unzip.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     archive.extract(&tmp).map_err(|e| Error::data(zip_path, format!("cannot extract: {e}")))?;

@@ -107,7 +107,10 @@ pub fn load_image_folder(root: &Path) -> Result<(FolderDataset, FolderDataset)> 
     let list = |dir: &Path| -> Result<Vec<(PathBuf, i64)>> {
         let mut items = Vec::new();
         for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
-            let name = class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = class_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Error::data(&class_dir, "not a named folder"))?;
             let label = *index
                 .get(name.as_str())
                 .ok_or_else(|| Error::data(&class_dir, "class folder not present in `train/` (unknown class)"))?;

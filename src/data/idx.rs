@@ -1,6 +1,6 @@
 //! MNIST and Fashion-MNIST in the IDX format, gzipped (as published) or raw.
-use super::{DatasetInfo, InMemoryDataset};
 use super::config::DatasetKind;
+use super::{DatasetInfo, InMemoryDataset};
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,14 @@ pub fn load(dir: &Path, kind: DatasetKind, verify_checksums: bool) -> Result<(In
         }
         _ => ("mnist", 0.1307, 0.3081, (0..10).map(|d| d.to_string()).collect()),
     };
-    let info = DatasetInfo { name: name.into(), num_classes: 10, channels: 1, mean: vec![mean], std: vec![std], class_names: names };
+    let info = DatasetInfo {
+        name: name.into(),
+        num_classes: 10,
+        channels: 1,
+        mean: vec![mean],
+        std: vec![std],
+        class_names: names,
+    };
     let split = |images: &str, labels: &str, n: usize| -> Result<InMemoryDataset> {
         let (ipath, ibytes) = read_idx_file(dir, images)?;
         let (lpath, lbytes) = read_idx_file(dir, labels)?;
@@ -84,7 +91,10 @@ pub fn parse_images(path: &Path, bytes: &[u8], expected: usize) -> Result<(usize
     }
     let body = &bytes[16..];
     if body.len() != n * h * w {
-        return Err(Error::data(path, format!("expected {} pixel bytes after the header, found {} (truncated?)", n * h * w, body.len())));
+        return Err(Error::data(
+            path,
+            format!("expected {} pixel bytes after the header, found {} (truncated?)", n * h * w, body.len()),
+        ));
     }
     Ok((h, w, body.to_vec()))
 }

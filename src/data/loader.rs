@@ -106,7 +106,13 @@ impl Loader {
 }
 
 /// Loads, augments and normalises `indices` into one CPU batch.
-fn build_batch(dataset: &dyn Dataset, pipeline: &Pipeline, indices: &[usize], seed: u64, epoch: u64) -> Result<(Tensor, Tensor)> {
+fn build_batch(
+    dataset: &dyn Dataset,
+    pipeline: &Pipeline,
+    indices: &[usize],
+    seed: u64,
+    epoch: u64,
+) -> Result<(Tensor, Tensor)> {
     let mut pixels: Vec<f32> = Vec::new();
     let mut shape: Option<(usize, usize, usize)> = None;
     let mut labels = Vec::with_capacity(indices.len());
@@ -167,7 +173,10 @@ impl Iterator for EpochIter {
         let received = rx.recv();
         self.waited += start.elapsed();
         let result = match received {
-            Ok(Ok((images, labels))) => Ok(Batch { images: crate::device::upload(&images, self.device), labels: crate::device::upload(&labels, self.device) }),
+            Ok(Ok((images, labels))) => Ok(Batch {
+                images: crate::device::upload(&images, self.device),
+                labels: crate::device::upload(&labels, self.device),
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Argument("a loader worker stopped unexpectedly".into())),
         };

@@ -9,8 +9,8 @@ pub mod loader;
 pub mod transform;
 pub mod verify;
 
-pub use config::{AugmentConfig, DataConfig, DatasetKind, PaddingMode};
 use crate::Result;
+pub use config::{AugmentConfig, DataConfig, DatasetKind, PaddingMode};
 use std::sync::Arc;
 
 /// One decoded image: `channels × height × width` bytes, channel-major (CHW).
@@ -86,7 +86,15 @@ impl InMemoryDataset {
 
 impl std::fmt::Debug for InMemoryDataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "InMemoryDataset({}, {} images of {}×{}×{})", self.info.name, self.labels.len(), self.info.channels, self.height, self.width)
+        write!(
+            f,
+            "InMemoryDataset({}, {} images of {}×{}×{})",
+            self.info.name,
+            self.labels.len(),
+            self.info.channels,
+            self.height,
+            self.width
+        )
     }
 }
 
@@ -152,7 +160,10 @@ pub fn resolve_path(cfg: &DataConfig) -> Result<std::path::PathBuf> {
     if !target.exists() {
         tracing::info!("{} not found in {}; downloading it", cfg.dataset.name(), dir.display());
         let source = download::DatasetSource::new(cfg.dataset, None)?;
-        let opts = download::DownloadOptions { progress: std::io::IsTerminal::is_terminal(&std::io::stderr()), ..Default::default() };
+        let opts = download::DownloadOptions {
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ..Default::default()
+        };
         download::fetch(&source, &dir, &opts)?;
     }
     Ok(target)

@@ -1,7 +1,7 @@
 //! Image transforms on CHW bytes (random crop with padding, flip, random-resized crop,
 //! resize + centre crop) and normalisation into f32. Pure functions of the image and an RNG.
-use super::RawImage;
 use super::config::{AugmentConfig, PaddingMode};
+use super::RawImage;
 use rand::Rng;
 use tch::Tensor;
 
@@ -162,7 +162,13 @@ pub fn hflip(img: &RawImage) -> RawImage {
     out
 }
 
-fn random_resized_window<R: Rng>(h: usize, w: usize, scale: (f64, f64), ratio: (f64, f64), rng: &mut R) -> (usize, usize, usize, usize) {
+fn random_resized_window<R: Rng>(
+    h: usize,
+    w: usize,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+    rng: &mut R,
+) -> (usize, usize, usize, usize) {
     let area = (h * w) as f64;
     let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
     for _ in 0..10 {

@@ -1,7 +1,7 @@
 //! Known checksums of official dataset files and `samix data verify`: recognises what a path holds,
 //! validates it with the same loaders training uses, and compares md5 sums where they are known.
-use super::{cifar, folder, idx, Dataset};
 use super::config::DatasetKind;
+use super::{cifar, folder, idx, Dataset};
 use crate::{Error, Result};
 use md5::{Digest, Md5};
 use std::collections::HashMap;
@@ -103,7 +103,9 @@ pub fn detect(path: &Path) -> Result<DatasetKind> {
         // The format is shared, so checksums tell which of the two datasets this is: any file
         // matching Fashion-MNIST's decides (small label files first), so one modified file does
         // not change the verdict.
-        for name in ["t10k-labels-idx1-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "train-images-idx3-ubyte"] {
+        for name in
+            ["t10k-labels-idx1-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "train-images-idx3-ubyte"]
+        {
             let (_, bytes) = idx::read_idx_file(path, name)?;
             if known_md5(DatasetKind::FashionMnist, name) == Some(md5_hex(&bytes).as_str()) {
                 return Ok(DatasetKind::FashionMnist);

@@ -1,6 +1,8 @@
 //! CutMix (Yun et al. 2019): a box of side ratio √(1−λ) at a uniform centre, clipped to the
 //! image, is pasted from the paired image; the label λ is recomputed from the pasted area.
-use super::{mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch};
+use super::{
+    mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch,
+};
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
@@ -110,7 +112,12 @@ impl MixPolicy for CutMix {
         let b = cutmix_box(h, w, lam, rng);
         let mixed = paste_box(images, &images.index_select(0, &perm), b);
         let mask = Some(box_first_weight(h, w, b, images.device()));
-        MixedBatch { images: mixed, targets: mix_targets(labels, &perm, b.keep_fraction(h, w)), mask, pairing: Some(perm) }
+        MixedBatch {
+            images: mixed,
+            targets: mix_targets(labels, &perm, b.keep_fraction(h, w)),
+            mask,
+            pairing: Some(perm),
+        }
     }
 
     fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {

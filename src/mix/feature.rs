@@ -32,10 +32,20 @@ impl ManifoldMix {
         Ok(ManifoldMix { lambda: LambdaSampler::new(alpha)?, points })
     }
 
-    pub fn forward(&self, net: &dyn StagedNet, x: &Tensor, y: &Tensor, train: bool, rng: &mut SamixRng) -> Result<MixedForward> {
+    pub fn forward(
+        &self,
+        net: &dyn StagedNet,
+        x: &Tensor,
+        y: &Tensor,
+        train: bool,
+        rng: &mut SamixRng,
+    ) -> Result<MixedForward> {
         let at = self.points[rng.gen_range(0..self.points.len())];
         if at >= net.num_stages() {
-            return Err(Error::config("mix.points", format!("{at} is not before the last of the network's {} stages", net.num_stages())));
+            return Err(Error::config(
+                "mix.points",
+                format!("{at} is not before the last of the network's {} stages", net.num_stages()),
+            ));
         }
         let perm = random_pairing(x.size()[0] as usize, rng, x.device());
         let lam = self.lambda.sample(rng);
@@ -46,7 +56,13 @@ impl ManifoldMix {
 
 /// Runs `net`, replacing the activation at mixing point `at` (0 = input, k = after stage k) by
 /// `mix(activation)`.
-pub fn forward_mixing_at(net: &dyn StagedNet, x: &Tensor, train: bool, at: usize, mix: impl Fn(&Tensor) -> Tensor) -> Tensor {
+pub fn forward_mixing_at(
+    net: &dyn StagedNet,
+    x: &Tensor,
+    train: bool,
+    at: usize,
+    mix: impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
     let mut h = if at == 0 { net.stem_t(&mix(x), train) } else { net.stem_t(x, train) };
     for i in 0..net.num_stages() {
         h = net.stage_t(i, &h, train);
@@ -75,7 +91,14 @@ impl AlignMix {
         Ok(AlignMix { lambda: LambdaSampler::new(alpha)?, epsilon, iterations })
     }
 
-    pub fn forward(&self, net: &dyn StagedNet, x: &Tensor, y: &Tensor, train: bool, rng: &mut SamixRng) -> Result<MixedForward> {
+    pub fn forward(
+        &self,
+        net: &dyn StagedNet,
+        x: &Tensor,
+        y: &Tensor,
+        train: bool,
+        rng: &mut SamixRng,
+    ) -> Result<MixedForward> {
         let perm = random_pairing(x.size()[0] as usize, rng, x.device());
         let lam = self.lambda.sample(rng);
         let align_second_to_first = rng.gen_bool(0.5);
@@ -96,7 +119,8 @@ impl AlignMix {
 pub fn sinkhorn_plan(a: &Tensor, b: &Tensor, epsilon: f64, iterations: usize) -> Tensor {
     let va = a.flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
     let vb = b.flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
-    let cost = (va.square().sum_dim_intlist(-1, true, Kind::Float) + vb.square().sum_dim_intlist(-1, true, Kind::Float).transpose(1, 2)
+    let cost = (va.square().sum_dim_intlist(-1, true, Kind::Float)
+        + vb.square().sum_dim_intlist(-1, true, Kind::Float).transpose(1, 2)
         - va.matmul(&vb.transpose(1, 2)) * 2.0)
         .clamp_min(0.0);
     let scale = cost.amax(&[1i64, 2][..], true).clamp_min(1e-12);
@@ -132,7 +156,14 @@ pub enum FeatureMix {
 }
 
 impl FeatureMix {
-    pub fn forward(&self, net: &dyn StagedNet, x: &Tensor, y: &Tensor, train: bool, rng: &mut SamixRng) -> Result<MixedForward> {
+    pub fn forward(
+        &self,
+        net: &dyn StagedNet,
+        x: &Tensor,
+        y: &Tensor,
+        train: bool,
+        rng: &mut SamixRng,
+    ) -> Result<MixedForward> {
         match self {
             FeatureMix::Manifold(m) => m.forward(net, x, y, train, rng),
             FeatureMix::Align(a) => a.forward(net, x, y, train, rng),

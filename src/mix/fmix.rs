@@ -63,6 +63,11 @@ impl MixPolicy for FMix {
         let keep = if rng.gen_bool(0.5) { exact.ceil() } else { exact.floor() } as i64;
         let mask = fourier_mask(h, w, keep, self.decay_power, rng).to_device(images.device());
         let mixed = blend(images, &images.index_select(0, &perm), &mask);
-        MixedBatch { images: mixed, targets: mix_targets(labels, &perm, keep as f64 / (h * w) as f64), mask: Some(mask), pairing: Some(perm) }
+        MixedBatch {
+            images: mixed,
+            targets: mix_targets(labels, &perm, keep as f64 / (h * w) as f64),
+            mask: Some(mask),
+            pairing: Some(perm),
+        }
     }
 }

@@ -56,7 +56,8 @@ impl MixPolicy for GridMix {
         let partner = grid_mask(h, w, (1.0 - lam).max(0.0).sqrt(), rng);
         let kept = 1.0 - partner.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
         let first: Vec<f32> = partner.iter().map(|v| 1.0 - v).collect();
-        let mask = Tensor::from_slice(&first).view([1, 1, h as i64, w as i64]).to_kind(Kind::Float).to_device(images.device());
+        let mask =
+            Tensor::from_slice(&first).view([1, 1, h as i64, w as i64]).to_kind(Kind::Float).to_device(images.device());
         let mixed = blend(images, &images.index_select(0, &perm), &mask);
         MixedBatch { images: mixed, targets: mix_targets(labels, &perm, kept), mask: Some(mask), pairing: Some(perm) }
     }

@@ -1,5 +1,8 @@
 //! MixUp (Zhang et al. 2018): x̃ = λx + (1−λ)x[perm], λ ~ Beta(α, α) per batch or per sample.
-use super::{mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch, MixedTargets};
+use super::{
+    mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch,
+    MixedTargets,
+};
 use crate::rng::SamixRng;
 use crate::Result;
 use tch::Tensor;

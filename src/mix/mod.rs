@@ -16,7 +16,9 @@ mod smoothmix;
 mod switch;
 
 pub use attentivemix::AttentiveMix;
-pub use cutmix::{box_first_weight, centered_box, cutmix_box, cutmix_box_on_device, paste_box, random_box, CutBox, CutMix};
+pub use cutmix::{
+    box_first_weight, centered_box, cutmix_box, cutmix_box_on_device, paste_box, random_box, CutBox, CutMix,
+};
 pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
 pub use fmix::{fourier_mask, FMix};
 pub use graphcut::GridMrf;
@@ -99,13 +101,20 @@ impl MixPolicy for NoMix {
         MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels), mask: None, pairing: None }
     }
     fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
-        Some(MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels), mask: None, pairing: None })
+        Some(MixedBatch {
+            images: images.shallow_clone(),
+            targets: MixedTargets::clean(labels),
+            mask: None,
+            pairing: None,
+        })
     }
 }
 
 /// The per-batch input policies, as one type (what a run's config turns into; see
 /// `train::mixing`).
 #[derive(Debug)]
+// A handful are built per run and each call dispatches once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Policy {
     AttentiveMix(AttentiveMix),
     None(NoMix),

@@ -11,6 +11,7 @@
 //!    transport grid has blocks a side; destinations nobody wins stay empty (zero), as the
 //!    reference;
 //! 4. `x̃ = m ⊙ T₁(x) + (1 − m) ⊙ T₂(x')`, λ per sample = mean(m).
+//!
 //! Energy and solver run on the host; pooling, transport and the blend run on the batch's device.
 use super::{random_pairing, GridMrf, LambdaSampler, MixedBatch, MixedTargets};
 use crate::rng::SamixRng;
@@ -37,7 +38,16 @@ pub struct PuzzleMixConfig {
 
 impl Default for PuzzleMixConfig {
     fn default() -> Self {
-        PuzzleMixConfig { alpha: 1.0, beta: 1.2, gamma: 0.5, eta: 0.2, neigh_size: 4, t_eps: 0.8, t_size: 4, transport: true }
+        PuzzleMixConfig {
+            alpha: 1.0,
+            beta: 1.2,
+            gamma: 0.5,
+            eta: 0.2,
+            neigh_size: 4,
+            t_eps: 0.8,
+            t_size: 4,
+            transport: true,
+        }
     }
 }
 
@@ -47,7 +57,9 @@ impl PuzzleMixConfig {
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return Err(Error::config("mix.alpha", format!("{} is not a positive number", self.alpha)));
         }
-        for (v, key) in [(self.beta, "mix.beta"), (self.gamma, "mix.gamma"), (self.eta, "mix.eta"), (self.t_eps, "mix.t_eps")] {
+        for (v, key) in
+            [(self.beta, "mix.beta"), (self.gamma, "mix.gamma"), (self.eta, "mix.eta"), (self.t_eps, "mix.t_eps")]
+        {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::config(key, format!("{v} must be >= 0")));
             }
@@ -95,33 +107,61 @@ impl PuzzleMix {
     /// Block saliency `N×B×B`, each sample's blocks summing to 1.
     fn block_saliency(saliency: &Tensor, size: i64) -> Tensor {
         let n = saliency.size()[0];
-        let pooled = saliency.unsqueeze(1).avg_pool2d([size, size], [size, size], [0, 0], false, true, None::<i64>).squeeze_dim(1);
+        let pooled = saliency
+            .unsqueeze(1)
+            .avg_pool2d([size, size], [size, size], [0, 0], false, true, None::<i64>)
+            .squeeze_dim(1);
         &pooled / pooled.view([n, -1]).sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-12).view([n, 1, 1])
     }
 
     /// Mixes `images` (normalised) using `saliency` (`N×H×W`, from the model).
-    pub fn mix_with_saliency(&self, images: &Tensor, labels: &Tensor, saliency: &Tensor, rng: &mut SamixRng) -> MixedBatch {
+    pub fn mix_with_saliency(
+        &self,
+        images: &Tensor,
+        labels: &Tensor,
+        saliency: &Tensor,
+        rng: &mut SamixRng,
+    ) -> MixedBatch {
         let size = images.size();
         let (n, h, w) = (size[0], size[2], size[3]);
         let device = images.device();
         let prior = self.prior.sample(rng);
         let perm = random_pairing(n as usize, rng, device);
+        let grid = self.draw_grid(h, w, rng);
+        let terms = self.mrf_terms(images, saliency, &perm, &grid);
+        let mask = self.solve_masks(&terms, prior, n as usize, grid.blocks);
+        let mask = Tensor::from_slice(&mask).view([n, 1, grid.blocks, grid.blocks]).to_device(device);
+        let (first, second, mask) = self.transport(images, saliency, &perm, mask, &terms.own, &grid);
+        let mask = mask.upsample_nearest2d([h, w], None, None);
+        let mixed = &first * &mask + &second * (-&mask + 1.0);
+        let lam = mask.mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+        let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
+        MixedBatch { images: mixed, targets, mask: Some(mask), pairing: Some(perm) }
+    }
+
+    /// The block grid of this batch: 2, 4, 8 or 16 blocks a side (drawn), the pooling size that
+    /// tiles a block, and β scaled by the grid.
+    fn draw_grid(&self, h: i64, w: i64, rng: &mut SamixRng) -> BlockGrid {
         let side = gcd(h, w);
         let choices: Vec<i64> = [2i64, 4, 8, 16].into_iter().filter(|b| side % b == 0 && h / b >= 1).collect();
         let blocks = if choices.is_empty() { 1 } else { choices[rng.gen_range(0..choices.len())] };
-        let (bh, bw) = (h / blocks, w / blocks);
-        let block = bh.min(bw);
+        let block = (h / blocks).min(w / blocks);
         // The pooling must tile a block exactly: the largest divisor of the block not above the
         // configured size (the reference's sizes divide its 32 px blocks; 28 px images need this).
         let neigh = largest_divisor_up_to(block, self.cfg.neigh_size as i64);
-        let beta = self.cfg.beta / blocks as f64 / 16.0;
+        BlockGrid { side, blocks, block, neigh, beta: self.cfg.beta / blocks as f64 / 16.0 }
+    }
 
-        // Unary: block saliency of each image; pairwise: border discontinuities of the choices.
-        let own = Self::block_saliency(saliency, block);
-        let partner = own.index_select(0, &perm);
+    /// Unary terms (block saliency of each image, plus half the border discontinuities each
+    /// choice creates) and pairwise edge weights of the MRF, per sample, on the host.
+    fn mrf_terms(&self, images: &Tensor, saliency: &Tensor, perm: &Tensor, grid: &BlockGrid) -> MrfTerms {
+        let (blocks, beta) = (grid.blocks, grid.beta);
+        let own = Self::block_saliency(saliency, grid.block);
+        let partner = own.index_select(0, perm);
+        let neigh = grid.neigh;
         let pooled = self.unit(images).avg_pool2d([neigh, neigh], [neigh, neigh], [0, 0], false, true, None::<i64>);
-        let pooled_partner = pooled.index_select(0, &perm);
-        let k = (block / neigh).max(1);
+        let pooled_partner = pooled.index_select(0, perm);
+        let k = (grid.block / neigh).max(1);
         let pen = |a: &Tensor, b: &Tensor| border_penalty(a, b, k, blocks);
         let (x00, y00) = pen(&pooled_partner, &pooled_partner);
         let (x01, y01) = pen(&pooled_partner, &pooled);
@@ -145,26 +185,32 @@ impl PuzzleMix {
         }
         let w_x = (&x10 + &x01 - &x11 - &x00) / 2.0 + beta;
         let w_y = (&y10 + &y01 - &y11 - &y00) / 2.0 + beta;
-        let (u_own, u_partner, w_x, w_y) = (to_vec(&u_own), to_vec(&u_partner), to_vec(&w_x), to_vec(&w_y));
+        MrfTerms { u_own: to_vec(&u_own), u_partner: to_vec(&u_partner), w_x: to_vec(&w_x), w_y: to_vec(&w_y), own }
+    }
 
-        // Per sample: the MRF over the block grid, solved by α-β swap.
+    /// Per sample, the 3-label MRF over the block grid solved by α-β swap: the first image's
+    /// weight per block (`n × blocks²`, row-major).
+    fn solve_masks(&self, terms: &MrfTerms, prior: f64, n: usize, blocks: i64) -> Vec<f32> {
         let cells = (blocks * blocks) as usize;
         let eps = 1e-8;
         let prior_cost: Vec<f64> = [prior * prior, 2.0 * prior * (1.0 - prior), (1.0 - prior) * (1.0 - prior)]
             .iter()
             .map(|p| -(p + eps).ln() * self.cfg.eta / cells as f64)
             .collect();
-        let pairwise: Vec<Vec<f64>> =
-            (0..N_LABELS).map(|i| (0..N_LABELS).map(|j| ((i as f64 - j as f64) / (N_LABELS - 1) as f64).powi(2)).collect()).collect();
+        let pairwise: Vec<Vec<f64>> = (0..N_LABELS)
+            .map(|i| (0..N_LABELS).map(|j| ((i as f64 - j as f64) / (N_LABELS - 1) as f64).powi(2)).collect())
+            .collect();
         let edges_down = ((blocks - 1) * blocks) as usize;
-        let mut mask = Vec::with_capacity(n as usize * cells);
-        for s in 0..n as usize {
+        let mut mask = Vec::with_capacity(n * cells);
+        for s in 0..n {
             let unary = (0..cells)
                 .map(|p| {
                     (0..N_LABELS)
                         .map(|l| {
                             let partner_share = l as f64 / (N_LABELS - 1) as f64;
-                            (1.0 - partner_share) * u_partner[s * cells + p] + partner_share * u_own[s * cells + p] + prior_cost[l]
+                            (1.0 - partner_share) * terms.u_partner[s * cells + p]
+                                + partner_share * terms.u_own[s * cells + p]
+                                + prior_cost[l]
                         })
                         .collect()
                 })
@@ -174,39 +220,66 @@ impl PuzzleMix {
                 cols: blocks as usize,
                 unary,
                 pairwise: pairwise.clone(),
-                w_down: w_x[s * edges_down..(s + 1) * edges_down].iter().map(|v| v.max(0.0)).collect(),
-                w_right: w_y[s * edges_down..(s + 1) * edges_down].iter().map(|v| v.max(0.0)).collect(),
+                w_down: terms.w_x[s * edges_down..(s + 1) * edges_down].iter().map(|v| v.max(0.0)).collect(),
+                w_right: terms.w_y[s * edges_down..(s + 1) * edges_down].iter().map(|v| v.max(0.0)).collect(),
             };
             let labels = mrf.alpha_beta_swap(vec![0; cells], 10);
             mask.extend(labels.iter().map(|&l| 1.0 - l as f32 / (N_LABELS - 1) as f32));
         }
-        let mut mask = Tensor::from_slice(&mask).view([n, 1, blocks, blocks]).to_device(device);
-
-        // Transport each image's blocks towards where it stays visible.
-        let (mut first, mut second) = (images.shallow_clone(), images.index_select(0, &perm));
-        if self.cfg.transport && blocks > 1 {
-            // Finer transport cells must tile a block, and the transport grid stays at most 16 a
-            // side as in the reference (its plans are grid⁴ per sample).
-            let t_size = largest_divisor_up_to(block, self.cfg.t_size as i64);
-            let (grid, u1) = if t_size < block && side / t_size <= MAX_TRANSPORT_GRID {
-                let grid = side / t_size;
-                mask = mask.upsample_nearest2d([grid, grid], None, None);
-                (grid, Self::block_saliency(saliency, t_size))
-            } else {
-                (blocks, own.shallow_clone())
-            };
-            let u2 = u1.index_select(0, &perm);
-            let plan1 = transport_plan(&mask, &u1, self.cfg.t_eps);
-            let plan2 = transport_plan(&(-&mask + 1.0), &u2, self.cfg.t_eps);
-            first = transport_blocks(&first, &plan1, grid);
-            second = transport_blocks(&second, &plan2, grid);
-        }
-        let mask = mask.upsample_nearest2d([h, w], None, None);
-        let mixed = &first * &mask + &second * (-&mask + 1.0);
-        let lam = mask.mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
-        let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
-        MixedBatch { images: mixed, targets, mask: Some(mask), pairing: Some(perm) }
+        mask
     }
+
+    /// Transports each image's blocks towards where it stays visible (when enabled and the grid
+    /// has more than one block); returns both images and the mask on the transport grid.
+    fn transport(
+        &self,
+        images: &Tensor,
+        saliency: &Tensor,
+        perm: &Tensor,
+        mut mask: Tensor,
+        own: &Tensor,
+        grid: &BlockGrid,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (first, second) = (images.shallow_clone(), images.index_select(0, perm));
+        if !self.cfg.transport || grid.blocks <= 1 {
+            return (first, second, mask);
+        }
+        // Finer transport cells must tile a block, and the transport grid stays at most 16 a side
+        // as in the reference (its plans are grid⁴ per sample).
+        let t_size = largest_divisor_up_to(grid.block, self.cfg.t_size as i64);
+        let (cells, u1) = if t_size < grid.block && grid.side / t_size <= MAX_TRANSPORT_GRID {
+            let cells = grid.side / t_size;
+            mask = mask.upsample_nearest2d([cells, cells], None, None);
+            (cells, Self::block_saliency(saliency, t_size))
+        } else {
+            (grid.blocks, own.shallow_clone())
+        };
+        let u2 = u1.index_select(0, perm);
+        let plan1 = transport_plan(&mask, &u1, self.cfg.t_eps);
+        let plan2 = transport_plan(&(-&mask + 1.0), &u2, self.cfg.t_eps);
+        (transport_blocks(&first, &plan1, cells), transport_blocks(&second, &plan2, cells), mask)
+    }
+}
+
+/// The block grid PuzzleMix draws per batch.
+struct BlockGrid {
+    /// The image side the grid divides (gcd of height and width).
+    side: i64,
+    blocks: i64,
+    /// Pixels per block side.
+    block: i64,
+    /// Pooling size for the data-smoothness term.
+    neigh: i64,
+    beta: f64,
+}
+
+/// The MRF's terms on the host, and the block saliency of each image on the device.
+struct MrfTerms {
+    u_own: Vec<f64>,
+    u_partner: Vec<f64>,
+    w_x: Vec<f64>,
+    w_y: Vec<f64>,
+    own: Tensor,
 }
 
 fn largest_divisor_up_to(n: i64, limit: i64) -> i64 {
@@ -233,10 +306,12 @@ fn border_penalty(a: &Tensor, b: &Tensor, k: i64, blocks: i64) -> (Tensor, Tenso
     let rows = (1..blocks).map(|i| i * k - 1).collect::<Vec<i64>>();
     let rows = Tensor::from_slice(&rows).to_device(a.device());
     let hp = a.size()[2];
-    let down = (a.narrow(2, 0, hp - 1) - b.narrow(2, 1, hp - 1)).abs().index_select(2, &rows).mean_dim(1, false, Kind::Float);
+    let down =
+        (a.narrow(2, 0, hp - 1) - b.narrow(2, 1, hp - 1)).abs().index_select(2, &rows).mean_dim(1, false, Kind::Float);
     let down = down.unsqueeze(1).avg_pool2d([1, k], [1, k], [0, 0], false, true, None::<i64>).squeeze_dim(1);
     let wp = a.size()[3];
-    let right = (a.narrow(3, 0, wp - 1) - b.narrow(3, 1, wp - 1)).abs().index_select(3, &rows).mean_dim(1, false, Kind::Float);
+    let right =
+        (a.narrow(3, 0, wp - 1) - b.narrow(3, 1, wp - 1)).abs().index_select(3, &rows).mean_dim(1, false, Kind::Float);
     let right = right.unsqueeze(1).avg_pool2d([k, 1], [k, 1], [0, 0], false, true, None::<i64>).squeeze_dim(1);
     (down, right)
 }
@@ -252,7 +327,8 @@ pub fn transport_plan(mask: &Tensor, saliency: &Tensor, eps: f64) -> Tensor {
     let device = mask.device();
     let idx = Tensor::arange(p, (Kind::Int64, device));
     let (r, c) = (idx.floor_divide_scalar(t).to_kind(Kind::Float), idx.remainder(t).to_kind(Kind::Float));
-    let dist = ((r.unsqueeze(1) - r.unsqueeze(0)).square() + (c.unsqueeze(1) - c.unsqueeze(0)).square()) / (((t - 1).max(1)) as f64).powi(2);
+    let dist = ((r.unsqueeze(1) - r.unsqueeze(0)).square() + (c.unsqueeze(1) - c.unsqueeze(0)).square())
+        / (((t - 1).max(1)) as f64).powi(2);
     let visible = mask.view([n, 1, p]).gt(0.0).to_kind(Kind::Float);
     let mut cost = dist.unsqueeze(0) * eps - saliency.view([n, p, 1]) * visible;
     let mut win = Tensor::zeros([n, p, p], (Kind::Float, device));
@@ -263,7 +339,7 @@ pub fn transport_plan(mask: &Tensor, saliency: &Tensor, eps: f64) -> Tensor {
         let winner = fight.argmin(-2, true);
         win = Tensor::zeros([n, p, p], (Kind::Float, device)).scatter_value(-2, &winner, 1.0) * &plan;
         let lose = (-&win + 1.0) * &plan;
-        cost = cost + lose;
+        cost += lose;
     }
     win
 }

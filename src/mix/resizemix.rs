@@ -42,6 +42,11 @@ impl MixPolicy for ResizeMix {
             out.narrow(2, b.y0, bh).narrow(3, b.x0, bw).copy_(&small);
         }
         let mask = Some(box_first_weight(h, w, b, images.device()));
-        MixedBatch { images: out, targets: mix_targets(labels, &perm, b.keep_fraction(h, w)), mask, pairing: Some(perm) }
+        MixedBatch {
+            images: out,
+            targets: mix_targets(labels, &perm, b.keep_fraction(h, w)),
+            mask,
+            pairing: Some(perm),
+        }
     }
 }

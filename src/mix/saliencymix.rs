@@ -5,7 +5,9 @@
 //! amplitude spectrum minus its 3×3 local mean, back-transformed with the original phase,
 //! squared magnitude, Gaussian-smoothed (σ = side/16). Reading the peak's position costs one
 //! host sync per batch.
-use super::{box_first_weight, centered_box, mix_targets, paste_box, random_pairing, LambdaSampler, MixPolicy, MixedBatch};
+use super::{
+    box_first_weight, centered_box, mix_targets, paste_box, random_pairing, LambdaSampler, MixPolicy, MixedBatch,
+};
 use crate::rng::SamixRng;
 use crate::Result;
 use tch::{Kind, Tensor};
@@ -34,7 +36,8 @@ pub fn spectral_residual_saliency(image: &Tensor) -> Tensor {
     let (h, w) = (grey.size()[0], grey.size()[1]);
     let spectrum = grey.fft_fft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward");
     let log_amp = (spectrum.abs() + 1e-8).log();
-    let local_mean = log_amp.view([1, 1, h, w]).avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None::<i64>).view([h, w]);
+    let local_mean =
+        log_amp.view([1, 1, h, w]).avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None::<i64>).view([h, w]);
     let residual = Tensor::polar(&(log_amp - local_mean).exp(), &spectrum.angle());
     let saliency = residual.fft_ifft2(None::<&[i64]>, [-2i64, -1].as_slice(), "backward").abs().square();
     let k = gaussian_kernel(h.max(w) as f64 / 16.0, image.device());
@@ -51,11 +54,18 @@ impl MixPolicy for SaliencyMix {
         let perm = random_pairing(n, rng, images.device());
         let lam = self.lambda.sample(rng);
         let partner = images.index_select(0, &perm);
-        let peak = tch::no_grad(|| spectral_residual_saliency(&partner.get(0)).flatten(0, -1).argmax(0, false).int64_value(&[]));
+        let peak = tch::no_grad(|| {
+            spectral_residual_saliency(&partner.get(0)).flatten(0, -1).argmax(0, false).int64_value(&[])
+        });
         let ratio = (1.0 - lam).max(0.0).sqrt();
         let b = centered_box(h, w, (h as f64 * ratio) as i64, (w as f64 * ratio) as i64, peak / w, peak % w);
         let mixed = paste_box(images, &partner, b);
         let mask = Some(box_first_weight(h, w, b, images.device()));
-        MixedBatch { images: mixed, targets: mix_targets(labels, &perm, b.keep_fraction(h, w)), mask, pairing: Some(perm) }
+        MixedBatch {
+            images: mixed,
+            targets: mix_targets(labels, &perm, b.keep_fraction(h, w)),
+            mask,
+            pairing: Some(perm),
+        }
     }
 }

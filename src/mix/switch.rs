@@ -44,7 +44,9 @@ impl MixupCutmix {
             if a == 0.0 {
                 Ok(None)
             } else {
-                LambdaSampler::new(a).map(Some).map_err(|_| Error::config(key, format!("{a} must be 0 (off) or positive")))
+                LambdaSampler::new(a)
+                    .map(Some)
+                    .map_err(|_| Error::config(key, format!("{a} must be 0 (off) or positive")))
             }
         };
         let (mixup, cutmix) = (sampler(mixup_alpha, "mix.mixup_alpha")?, sampler(cutmix_alpha, "mix.cutmix_alpha")?);
@@ -130,7 +132,11 @@ impl MixPolicy for MixupCutmix {
             let mask = Tensor::from_slice(&weights).view([n, 1, h, w]).to_device(device);
             (blend(images, &partner, &mask), lams, Some(mask))
         };
-        let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.flip([0]), lam: Tensor::from_slice(&lam).to_device(device) };
+        let targets = MixedTargets {
+            y_a: labels.shallow_clone(),
+            y_b: labels.flip([0]),
+            lam: Tensor::from_slice(&lam).to_device(device),
+        };
         MixedBatch { images: mixed, targets, mask, pairing: Some(pairing) }
     }
 }

@@ -45,7 +45,8 @@ pub trait StagedNet {
                 kept.push((i, h.shallow_clone()));
             }
         }
-        let out = keep.iter().filter_map(|k| kept.iter().find(|(i, _)| i == k).map(|(_, t)| t.shallow_clone())).collect();
+        let out =
+            keep.iter().filter_map(|k| kept.iter().find(|(i, _)| i == k).map(|(_, t)| t.shallow_clone())).collect();
         (h, out)
     }
 }
@@ -169,6 +170,7 @@ pub fn conv(path: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i6
 
 /// BatchNorm with γ = `gamma` (1, or 0 for the last BN of a residual branch) and β = 0.
 pub fn batch_norm(path: nn::Path, c: i64, gamma: f64) -> nn::BatchNorm {
-    let cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(gamma), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    let cfg =
+        nn::BatchNormConfig { ws_init: nn::Init::Const(gamma), bs_init: nn::Init::Const(0.0), ..Default::default() };
     nn::batch_norm2d(path, c, cfg)
 }

@@ -1,8 +1,8 @@
 //! ResNet / ResNeXt with torchvision's layout (stride on the 3×3 conv, 1×1-conv + BN shortcut),
 //! a CIFAR stem (3×3, stride 1, no max-pool) or an ImageNet stem (7×7 stride 2 + max-pool),
 //! Kaiming fan-out init and zero-initialised last BN γ in every block.
-use super::{batch_norm, conv, LinearHead, StagedNet};
 use super::config::{Arch, Stem};
+use super::{batch_norm, conv, LinearHead, StagedNet};
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +85,8 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     pub fn new(path: &nn::Path, c: &BlockConfig) -> Self {
-        let shortcut =
-            (c.stride != 1 || c.in_channels != c.planes).then(|| ConvBn::new(&(path / "downsample"), c.in_channels, c.planes, c.stride));
+        let shortcut = (c.stride != 1 || c.in_channels != c.planes)
+            .then(|| ConvBn::new(&(path / "downsample"), c.in_channels, c.planes, c.stride));
         BasicBlock {
             conv1: conv(path / "conv1", c.in_channels, c.planes, 3, c.stride, 1),
             bn1: batch_norm(path / "bn1", c.planes, 1.0),
@@ -124,8 +124,8 @@ impl Bottleneck {
         // torchvision's width rule: planes · (width_per_group / 64) · groups.
         let width = ((c.planes * c.width_per_group) / 64).max(1) * c.groups;
         let out = c.planes * BlockKind::Bottleneck.expansion();
-        let shortcut =
-            (c.stride != 1 || c.in_channels != out).then(|| ConvBn::new(&(path / "downsample"), c.in_channels, out, c.stride));
+        let shortcut = (c.stride != 1 || c.in_channels != out)
+            .then(|| ConvBn::new(&(path / "downsample"), c.in_channels, out, c.stride));
         Bottleneck {
             conv1: conv(path / "conv1", c.in_channels, width, 1, 1, 1),
             bn1: batch_norm(path / "bn1", width, 1.0),
@@ -158,6 +158,8 @@ impl ModuleT for Bottleneck {
 }
 
 #[derive(Debug)]
+// A handful are built per run and each call dispatches once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum ResBlock {
     Basic(BasicBlock),
     Bottleneck(Bottleneck),

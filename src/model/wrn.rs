@@ -72,10 +72,15 @@ impl WideResNet {
         let mut stages = Vec::new();
         let mut channels = Vec::new();
         for (i, &n) in cfg.blocks.iter().enumerate() {
-            let cout = cfg.base_width * cfg.widen << i;
+            let cout = (cfg.base_width * cfg.widen) << i;
             let blocks = (0..n)
                 .map(|j| {
-                    let b = WideBlock::new(&(path / format!("layer{}", i + 1) / j), cin, cout, if j == 0 && i > 0 { 2 } else { 1 });
+                    let b = WideBlock::new(
+                        &(path / format!("layer{}", i + 1) / j),
+                        cin,
+                        cout,
+                        if j == 0 && i > 0 { 2 } else { 1 },
+                    );
                     cin = cout;
                     b
                 })
@@ -85,7 +90,15 @@ impl WideResNet {
         }
         let final_bn = batch_norm(path / "bn_final", cin, 1.0);
         let head = LinearHead::new(path, cin, cfg.num_classes);
-        WideResNet { stem, stages, final_bn, head, channels, in_channels: cfg.in_channels, num_classes: cfg.num_classes }
+        WideResNet {
+            stem,
+            stages,
+            final_bn,
+            head,
+            channels,
+            in_channels: cfg.in_channels,
+            num_classes: cfg.num_classes,
+        }
     }
 }
 

@@ -13,13 +13,20 @@ pub struct CosineSchedule {
 
 impl CosineSchedule {
     pub fn new(base_lr: f64, epochs: usize, cfg: &ScheduleConfig) -> Self {
-        CosineSchedule { base_lr, min_lr: cfg.min_lr, epochs, warmup_epochs: cfg.warmup_epochs, warmup_start_lr: cfg.warmup_start_lr }
+        CosineSchedule {
+            base_lr,
+            min_lr: cfg.min_lr,
+            epochs,
+            warmup_epochs: cfg.warmup_epochs,
+            warmup_start_lr: cfg.warmup_start_lr,
+        }
     }
 
     /// The learning rate for iteration `iter` (0-based) of `epoch` (0-based).
     pub fn lr(&self, epoch: usize, iter: usize, iters_per_epoch: usize) -> f64 {
         let cosine = self.min_lr
-            + (self.base_lr - self.min_lr) * (1.0 + (std::f64::consts::PI * epoch as f64 / self.epochs as f64).cos()) / 2.0;
+            + (self.base_lr - self.min_lr) * (1.0 + (std::f64::consts::PI * epoch as f64 / self.epochs as f64).cos())
+                / 2.0;
         let progress = epoch as f64 + iter as f64 / iters_per_epoch.max(1) as f64;
         if progress < self.warmup_epochs {
             let t = progress / self.warmup_epochs;

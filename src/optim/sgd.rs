@@ -36,9 +36,13 @@ impl Sgd {
     pub fn with_groups(vs: &VarStore, default: &OptimConfig, groups: &[ParamGroup]) -> Self {
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let group_of = params.iter().map(|(n, _)| groups.iter().position(|g| n.starts_with(&g.prefix)).map_or(0, |i| i + 1)).collect();
+        let group_of = params
+            .iter()
+            .map(|(n, _)| groups.iter().position(|g| n.starts_with(&g.prefix)).map_or(0, |i| i + 1))
+            .collect();
         let momentum_buffers = params.iter().map(|_| None).collect();
-        let groups: Vec<OptimConfig> = std::iter::once(default.clone()).chain(groups.iter().map(|g| g.cfg.clone())).collect();
+        let groups: Vec<OptimConfig> =
+            std::iter::once(default.clone()).chain(groups.iter().map(|g| g.cfg.clone())).collect();
         let lr_tensors = groups.iter().map(|c| Tensor::full([], c.lr, (tch::Kind::Float, vs.device()))).collect();
         Sgd { params, group_of, groups, momentum_buffers, lr_tensors }
     }
@@ -88,7 +92,9 @@ impl Sgd {
             let mut params = Vec::new();
             let mut grads = Vec::new();
             let mut buffers = Vec::new();
-            for (((_, p), buf), _) in self.params.iter().zip(self.momentum_buffers.iter_mut()).zip(&self.group_of).filter(|(_, &gi)| gi == g) {
+            for (((_, p), buf), _) in
+                self.params.iter().zip(self.momentum_buffers.iter_mut()).zip(&self.group_of).filter(|(_, &gi)| gi == g)
+            {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
@@ -99,7 +105,17 @@ impl Sgd {
                 params.push(p.shallow_clone());
                 grads.push(grad);
             }
-            tch::no_grad(|| native::fused_sgd(&refs(&params), &refs(&grads), &refs(&buffers), cfg.weight_decay, cfg.momentum, &self.lr_tensors[g], cfg.nesterov))?;
+            tch::no_grad(|| {
+                native::fused_sgd(
+                    &refs(&params),
+                    &refs(&grads),
+                    &refs(&buffers),
+                    cfg.weight_decay,
+                    cfg.momentum,
+                    &self.lr_tensors[g],
+                    cfg.nesterov,
+                )
+            })?;
         }
         Ok(())
     }

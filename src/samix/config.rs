@@ -194,7 +194,10 @@ impl SamixOptions {
         self.ema.check()?;
         self.mixer.check()?;
         if self.mask_stage + 1 >= num_stages {
-            return fail("mix.mask_stage", format!("must be a stage before the last (0..{})", num_stages.saturating_sub(1)));
+            return fail(
+                "mix.mask_stage",
+                format!("must be a stage before the last (0..{})", num_stages.saturating_sub(1)),
+            );
         }
         Ok(())
     }

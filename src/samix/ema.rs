@@ -29,7 +29,8 @@ impl EmaConfig {
         if progress < self.warmup_fraction {
             self.momentum
         } else {
-            self.end_momentum - (self.end_momentum - self.momentum) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+            self.end_momentum
+                - (self.end_momentum - self.momentum) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
         }
     }
 
@@ -78,7 +79,11 @@ impl Ema {
             })?;
             let mut k = vars[name].shallow_clone();
             if k.size() != q.size() {
-                return Err(Error::Argument(format!("EMA variable `{name}` is {:?}, `{online_name}` {:?}", k.size(), q.size())));
+                return Err(Error::Argument(format!(
+                    "EMA variable `{name}` is {:?}, `{online_name}` {:?}",
+                    k.size(),
+                    q.size()
+                )));
             }
             let is_param = q.requires_grad();
             tch::no_grad(|| {

@@ -22,21 +22,30 @@ pub enum MaskLossMode {
 #[serde(deny_unknown_fields)]
 pub struct MaskLossConfig {
     pub mode: MaskLossMode,
-    #[serde(default = "tenth")]
+    #[serde(default = "MaskLossConfig::default_margin")]
     pub margin: f64,
-    #[serde(default = "tenth")]
+    #[serde(default = "MaskLossConfig::default_weight")]
     pub weight: f64,
     #[serde(default)]
     pub per_sample: bool,
 }
 
-fn tenth() -> f64 {
-    0.1
-}
-
 impl MaskLossConfig {
+    /// The reference's margin δ of the mask's mean area.
+    fn default_margin() -> f64 {
+        0.1
+    }
+    /// The reference's weight of the mask loss.
+    fn default_weight() -> f64 {
+        0.1
+    }
     pub fn samix() -> Self {
-        MaskLossConfig { mode: MaskLossMode::L1Variance, margin: 0.1, weight: 0.1, per_sample: false }
+        MaskLossConfig {
+            mode: MaskLossMode::L1Variance,
+            margin: Self::default_margin(),
+            weight: Self::default_weight(),
+            per_sample: false,
+        }
     }
     pub fn automix() -> Self {
         MaskLossConfig { mode: MaskLossMode::L1, ..Self::samix() }

@@ -141,6 +141,8 @@ impl ModuleT for LinearValue {
 }
 
 #[derive(Debug)]
+// A handful are built per run and each call dispatches once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum ValueNet {
     Neck(ValueNeck),
     Linear(LinearValue),
@@ -199,7 +201,10 @@ impl Mixer {
         let hidden = (c / cfg.reduction.max(1)).max(1);
         let (qk, value) = match cfg.variant {
             MixerVariant::Samix => (
-                QueryKey::Concat { q: mixer_conv(path / "query", 2 * c, hidden, true), k: mixer_conv(path / "key", 2 * c, hidden, true) },
+                QueryKey::Concat {
+                    q: mixer_conv(path / "query", 2 * c, hidden, true),
+                    k: mixer_conv(path / "key", 2 * c, hidden, true),
+                },
                 ValueNet::Neck(ValueNeck::new(&(path / "value"), c, hidden, cfg.value_dropout)),
             ),
             MixerVariant::Automix => (

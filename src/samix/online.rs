@@ -75,7 +75,14 @@ impl SamixLosses {
 
 /// The Mixer branch on features `f` of the batch `x` (shared by every scenario): the mask for
 /// pairing `perm` at λ `lam` (with gradient to the Mixer), its regulariser, and the mixed images.
-pub fn mixer_branch(mixer: &Mixer, options: &SamixOptions, f: &Tensor, x: &Tensor, perm: &Tensor, lam: &Tensor) -> (Tensor, Tensor, Tensor) {
+pub fn mixer_branch(
+    mixer: &Mixer,
+    options: &SamixOptions,
+    f: &Tensor,
+    x: &Tensor,
+    perm: &Tensor,
+    lam: &Tensor,
+) -> (Tensor, Tensor, Tensor) {
     let s = mixer.mask(f, perm, lam, true);
     let loss = mask_loss(&s, lam, &options.mask_loss);
     let mixed = apply_mask(x, &x.index_select(0, perm), &s);
@@ -84,7 +91,15 @@ pub fn mixer_branch(mixer: &Mixer, options: &SamixOptions, f: &Tensor, x: &Tenso
 
 /// The backbone branch's mixed images (shared by every scenario): the Mixer's mask under no grad,
 /// post-processed ([`backbone_mask`]), applied to `x` and its partners. Returns (mask, images).
-pub fn backbone_branch(mixer: &Mixer, options: &SamixOptions, f: &Tensor, x: &Tensor, perm: &Tensor, lam: &Tensor, adjust: &Tensor) -> (Tensor, Tensor) {
+pub fn backbone_branch(
+    mixer: &Mixer,
+    options: &SamixOptions,
+    f: &Tensor,
+    x: &Tensor,
+    perm: &Tensor,
+    lam: &Tensor,
+    adjust: &Tensor,
+) -> (Tensor, Tensor) {
     let s = tch::no_grad(|| mixer.mask(f, perm, lam, true));
     let adjust = (options.mask_adjust > 0.0).then_some(adjust);
     let s = backbone_mask(s, lam, adjust, options.lam_margin);
@@ -110,7 +125,14 @@ impl<N: StagedNet> OnlineSamix<N> {
     /// `paths.ema` of `vs` (in that order, so the weight-init draws are the same for every
     /// caller), adds the mix heads and the Mixer (in that order), and makes the EMA copy equal to
     /// the online one and frozen. `image_size` is the side of the (square) training images.
-    pub fn new(vs: &VarStore, paths: &SamixPaths, online: N, ema: N, options: SamixOptions, image_size: i64) -> Result<Self> {
+    pub fn new(
+        vs: &VarStore,
+        paths: &SamixPaths,
+        online: N,
+        ema: N,
+        options: SamixOptions,
+        image_size: i64,
+    ) -> Result<Self> {
         let stages = online.stage_channels();
         options.check(stages.len())?;
         let last = *stages.last().unwrap_or(&1);
@@ -120,15 +142,35 @@ impl<N: StagedNet> OnlineSamix<N> {
         let stage = options.mask_stage;
         // The upsampling factor is whatever maps the Mixer's feature map back onto the image.
         let channels = online.in_channels();
-        let probe = tch::no_grad(|| online.features(&Tensor::zeros([1, channels, image_size, image_size], (Kind::Float, vs.device())), false, &[stage]).1);
+        let probe = tch::no_grad(|| {
+            online
+                .features(
+                    &Tensor::zeros([1, channels, image_size, image_size], (Kind::Float, vs.device())),
+                    false,
+                    &[stage],
+                )
+                .1
+        });
         let side = probe.first().map_or(1, |f| f.size()[3]).max(1);
         if image_size % side != 0 {
-            return Err(Error::config("mix.mask_stage", format!("stage {stage} is {side} px wide, which does not divide the {image_size} px image")));
+            return Err(Error::config(
+                "mix.mask_stage",
+                format!("stage {stage} is {side} px wide, which does not divide the {image_size} px image"),
+            ));
         }
         let shape = MixerShape { in_channels: stages[stage], scale: image_size / side };
         let mixer = Mixer::new(&paths.mixer, &options.mixer, shape);
         let ema_params = Ema::new(vs, &paths.online, &paths.ema)?;
-        Ok(OnlineSamix { lambda: LambdaSampler::new(options.alpha)?, online, online_mix_head, ema, ema_mix_head, mixer, options, ema_params })
+        Ok(OnlineSamix {
+            lambda: LambdaSampler::new(options.alpha)?,
+            online,
+            online_mix_head,
+            ema,
+            ema_mix_head,
+            mixer,
+            options,
+            ema_params,
+        })
     }
 
     /// `p_ema ← m·p_ema + (1 − m)·p_online` over parameters; call after each optimiser step.
@@ -149,7 +191,13 @@ impl<N: StagedNet> OnlineSamix<N> {
         let perm_mb = random_pairing(n, rng, device);
         let adjust_bb = rng.gen::<f64>() < self.options.mask_adjust;
         let scalar = |v: f64| Tensor::from(v as f32);
-        Draws { lam_mb: scalar(lam_mb), lam_bb: scalar(lam_bb), perm_mb, perm_bb, adjust_bb: scalar(if adjust_bb { 1.0 } else { 0.0 }) }
+        Draws {
+            lam_mb: scalar(lam_mb),
+            lam_bb: scalar(lam_bb),
+            perm_mb,
+            perm_bb,
+            adjust_bb: scalar(if adjust_bb { 1.0 } else { 0.0 }),
+        }
     }
 
     /// The same draws made on `device` by libtorch's generator: nothing reaches the host, so a

@@ -28,7 +28,13 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.toml";
 
-pub fn save(run_dir: &Path, vs: &VarStore, optimizer_state: &[(String, Tensor)], state: &CheckpointState, config_toml: &str) -> Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    vs: &VarStore,
+    optimizer_state: &[(String, Tensor)],
+    state: &CheckpointState,
+    config_toml: &str,
+) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
     std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
     let name = format!("epoch-{:04}", state.epoch);
@@ -40,7 +46,10 @@ pub fn save(run_dir: &Path, vs: &VarStore, optimizer_state: &[(String, Tensor)],
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     Tensor::write_safetensors(&contiguous(vs.variables()), tmp.join(MODEL_FILE))?;
     if !optimizer_state.is_empty() {
-        Tensor::write_safetensors(&contiguous(optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()))), tmp.join(OPTIMIZER_FILE))?;
+        Tensor::write_safetensors(
+            &contiguous(optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()))),
+            tmp.join(OPTIMIZER_FILE),
+        )?;
     }
     write_json_atomic(&tmp.join(STATE_FILE), state)?;
     write_atomic(&tmp.join(CONFIG_FILE), config_toml.as_bytes())?;

@@ -4,10 +4,10 @@ use super::{checkpoint, eval_loader, Model};
 use crate::config::TrainConfig;
 use crate::data::loader::Loader;
 use crate::data::open_splits;
-use std::path::{Path, PathBuf};
-use tch::Device;
 use crate::Result;
+use std::path::{Path, PathBuf};
 use tch::nn::ModuleT;
+use tch::Device;
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Copy, Debug)]
@@ -30,7 +30,11 @@ pub fn evaluate(net: &impl ModuleT, loader: &Loader) -> Result<EvalResult> {
 }
 
 /// Evaluates `heads` predictors at once: `logits(x)` returns one logits tensor per head.
-pub fn evaluate_heads(loader: &Loader, heads: usize, logits: impl Fn(&Tensor) -> Vec<Tensor>) -> Result<Vec<EvalResult>> {
+pub fn evaluate_heads(
+    loader: &Loader,
+    heads: usize,
+    logits: impl Fn(&Tensor) -> Vec<Tensor>,
+) -> Result<Vec<EvalResult>> {
     let _guard = tch::no_grad_guard();
     // Per head: [top-1 count, top-5 count, loss sum], accumulated on the device.
     let mut sums: Vec<Option<[Tensor; 3]>> = (0..heads).map(|_| None).collect();

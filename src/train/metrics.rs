@@ -1,7 +1,7 @@
 //! Per-epoch metrics (`metrics.jsonl`, one JSON object per line) and the run summary.
+use crate::files::write_atomic;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use crate::files::write_atomic;
 use std::io::Write;
 use std::path::Path;
 
@@ -57,7 +57,10 @@ pub fn median_of_last(values: &[f64], k: usize) -> f64 {
 
 pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: String, seed: u64) -> Summary {
     let acc: Vec<f64> = history.iter().map(|m| m.test_acc1).collect();
-    let (best_epoch, best_acc1) = history.iter().map(|m| (m.epoch, m.test_acc1)).fold((0, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b });
+    let (best_epoch, best_acc1) = history
+        .iter()
+        .map(|m| (m.epoch, m.test_acc1))
+        .fold((0, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b });
     let last = history.last();
     Summary {
         epochs: history.len(),

@@ -33,8 +33,12 @@ impl Mixing {
                 let options = cfg.online_mixer().ok_or_else(|| Error::config("mix.policy", "not an online Mixer"))?;
                 Mixing::Online { config: c.clone(), options }
             }
-            MixConfig::Puzzlemix(p) => Mixing::Saliency(PuzzleMix::new(p.clone(), info.mean.clone(), info.std.clone())?),
-            MixConfig::Manifoldmix { alpha, points } => Mixing::Feature(FeatureMix::Manifold(ManifoldMix::new(*alpha, points.clone())?)),
+            MixConfig::Puzzlemix(p) => {
+                Mixing::Saliency(PuzzleMix::new(p.clone(), info.mean.clone(), info.std.clone())?)
+            }
+            MixConfig::Manifoldmix { alpha, points } => {
+                Mixing::Feature(FeatureMix::Manifold(ManifoldMix::new(*alpha, points.clone())?))
+            }
             MixConfig::Alignmix { alpha, epsilon, sinkhorn_iterations, alternate_manifold } => {
                 let align = AlignMix::new(*alpha, *epsilon, *sinkhorn_iterations)?;
                 Mixing::Feature(if *alternate_manifold {

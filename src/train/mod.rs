@@ -7,7 +7,7 @@ pub mod loaders;
 pub mod metrics;
 pub mod mixing;
 pub mod model;
-pub mod run_dir;
+mod run_dir;
 pub mod samix_learner;
 pub mod supervised;
 pub mod visual;
@@ -84,10 +84,16 @@ pub trait Learner {
 
 /// The learner a config names, for the training split described by `info`. An online Mixer's
 /// visuals show the first images of `test_loader`.
-pub fn build_learner(config: &TrainConfig, info: &DatasetInfo, test_loader: &Loader, device: Device) -> Result<Box<dyn Learner>> {
+pub fn build_learner(
+    config: &TrainConfig,
+    info: &DatasetInfo,
+    test_loader: &Loader,
+    device: Device,
+) -> Result<Box<dyn Learner>> {
     match Mixing::from_config(&config.mix, info, device)? {
         Mixing::Online { config: samix_config, options } => {
-            let side = config.image_side().ok_or_else(|| Error::config("data.augment.image_size", "needed for SAMix"))?;
+            let side =
+                config.image_side().ok_or_else(|| Error::config("data.augment.image_size", "needed for SAMix"))?;
             let mut learner = SamixLearner::new(config, &samix_config, options, info, side, device)?;
             if let Some(first) = test_loader.epoch(0).next() {
                 let first = first?;
@@ -138,7 +144,14 @@ struct EpochTrain {
 
 /// One pass over the training loader: a learner step per batch; the loss stays on the device
 /// and is read once at the end (and every [`LOG_EVERY`] steps for the progress bar).
-fn train_epoch(learner: &mut dyn Learner, loader: &Loader, config: &TrainConfig, epoch: usize, global_step: &mut u64, bar: Option<&indicatif::ProgressBar>) -> Result<EpochTrain> {
+fn train_epoch(
+    learner: &mut dyn Learner,
+    loader: &Loader,
+    config: &TrainConfig,
+    epoch: usize,
+    global_step: &mut u64,
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<EpochTrain> {
     let started = Instant::now();
     let iters = loader.num_batches();
     let total_steps = (iters * config.train.epochs) as u64;
@@ -166,11 +179,23 @@ fn train_epoch(learner: &mut dyn Learner, loader: &Loader, config: &TrainConfig,
         }
     }
     let loss = loss_sum.double_value(&[]) / iters.max(1) as f64;
-    Ok(EpochTrain { loss, images, lr, loader_wait_s: batches.waited().as_secs_f64(), seconds: started.elapsed().as_secs_f64() })
+    Ok(EpochTrain {
+        loss,
+        images,
+        lr,
+        loader_wait_s: batches.waited().as_secs_f64(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Evaluates after an epoch and assembles its metrics line.
-fn epoch_metrics(learner: &mut dyn Learner, test_loader: &Loader, epoch: usize, trained: &EpochTrain, epoch_start: Instant) -> Result<EpochMetrics> {
+fn epoch_metrics(
+    learner: &mut dyn Learner,
+    test_loader: &Loader,
+    epoch: usize,
+    trained: &EpochTrain,
+    epoch_start: Instant,
+) -> Result<EpochMetrics> {
     let ev = learner.evaluate(test_loader)?;
     let mut extra = learner.epoch_extras();
     extra.extend(ev.heads.clone());
@@ -190,7 +215,12 @@ fn epoch_metrics(learner: &mut dyn Learner, test_loader: &Loader, epoch: usize, 
 
 /// The epoch's one-line report (the accuracies of further heads appended).
 fn log_epoch(m: &EpochMetrics, total_epochs: usize) {
-    let heads: String = m.extra.iter().filter(|(k, _)| k.starts_with("acc1_")).map(|(k, v)| format!("  {}: {v:.2}%", &k[5..])).collect();
+    let heads: String = m
+        .extra
+        .iter()
+        .filter(|(k, _)| k.starts_with("acc1_"))
+        .map(|(k, v)| format!("  {}: {v:.2}%", &k[5..]))
+        .collect();
     tracing::info!(
         "epoch {:>3}/{total_epochs}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  lr {:.4}  {:.0} img/s  loader wait {:.2}s{heads}",
         m.epoch,
@@ -218,6 +248,38 @@ fn open_data(config: &mut TrainConfig) -> Result<Splits> {
     Ok(splits)
 }
 
+/// What every epoch of a run shares.
+struct EpochRun<'a> {
+    config: &'a TrainConfig,
+    out: &'a Path,
+    train_loader: &'a Loader,
+    test_loader: &'a Loader,
+    progress: bool,
+}
+
+impl EpochRun<'_> {
+    /// Trains one epoch, evaluates, reports and appends its metrics, and lets the learner write
+    /// its per-epoch files.
+    fn epoch(&self, learner: &mut dyn Learner, epoch: usize, global_step: &mut u64) -> Result<EpochMetrics> {
+        let total_epochs = self.config.train.epochs;
+        let bar = progress_bar(self.progress, self.train_loader.num_batches(), epoch, total_epochs);
+        let epoch_start = Instant::now();
+        let trained = train_epoch(learner, self.train_loader, self.config, epoch, global_step, bar.as_ref())?;
+        if !trained.loss.is_finite() {
+            let msg = format!("training diverged at epoch {} (loss {}); lower optim.lr", epoch + 1, trained.loss);
+            return Err(Error::run(self.out, msg));
+        }
+        let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        log_epoch(&m, total_epochs);
+        metrics::append_metrics(&self.out.join("metrics.jsonl"), &m)?;
+        learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
+        Ok(m)
+    }
+}
+
 /// Trains as the options say and returns the run summary (also written to `summary.json`).
 pub fn run(opts: RunOptions) -> Result<Summary> {
     let RunOptions { mut config, out, resume, force, device, progress, stop_after } = opts;
@@ -243,31 +305,27 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let total_epochs = config.train.epochs;
     let end_epoch = stop_after.map_or(total_epochs, |n| (start_epoch + n).min(total_epochs));
+    let run = EpochRun { config: &config, out: &out, train_loader: &train_loader, test_loader: &test_loader, progress };
     for epoch in start_epoch..end_epoch {
-        let bar = progress_bar(progress, train_loader.num_batches(), epoch, total_epochs);
-        let epoch_start = Instant::now();
-        let trained = train_epoch(learner.as_mut(), &train_loader, &config, epoch, &mut global_step, bar.as_ref())?;
-        if !trained.loss.is_finite() {
-            return Err(Error::run(&out, format!("training diverged at epoch {} (loss {}); lower optim.lr", epoch + 1, trained.loss)));
-        }
-        let m = epoch_metrics(learner.as_mut(), &test_loader, epoch, &trained, epoch_start)?;
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
-        log_epoch(&m, total_epochs);
-        metrics::append_metrics(&out.join("metrics.jsonl"), &m)?;
+        let m = run.epoch(learner.as_mut(), epoch, &mut global_step)?;
         history.push(m);
         let done = epoch + 1;
-        learner.on_epoch_end(done, total_epochs, &out)?;
         if done % config.train.checkpoint_every == 0 || done == end_epoch {
-            let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: env!("CARGO_PKG_VERSION").into() };
+            let version = env!("CARGO_PKG_VERSION").into();
+            let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: version };
             checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)?;
         }
     }
     if end_epoch == total_epochs {
         learner.on_finish(&out)?;
     }
-    let summary = metrics::summarize(&history, config.train.median_of_last, started.elapsed().as_secs_f64(), format!("{device:?}"), config.seed);
+    let summary = metrics::summarize(
+        &history,
+        config.train.median_of_last,
+        started.elapsed().as_secs_f64(),
+        format!("{device:?}"),
+        config.seed,
+    );
     write_json_atomic(&out.join("summary.json"), &summary)?;
     Ok(summary)
 }

@@ -9,7 +9,10 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<()> {
         let is_empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
         if !is_empty {
             if !force {
-                return Err(Error::run(out, "run directory exists; pass --resume to continue it or --force to replace it"));
+                return Err(Error::run(
+                    out,
+                    "run directory exists; pass --resume to continue it or --force to replace it",
+                ));
             }
             let looks_like_run = ["config.toml", "metrics.jsonl", "checkpoints"].iter().any(|f| out.join(f).exists());
             if !looks_like_run {

@@ -40,7 +40,14 @@ pub struct SamixLearner {
 
 impl SamixLearner {
     /// `config` is the run's `[mix]` table, `options` the same with the variant's defaults.
-    pub fn new(cfg: &TrainConfig, config: &SamixConfig, options: SamixOptions, info: &DatasetInfo, image_size: i64, device: Device) -> Result<Self> {
+    pub fn new(
+        cfg: &TrainConfig,
+        config: &SamixConfig,
+        options: SamixOptions,
+        info: &DatasetInfo,
+        image_size: i64,
+        device: Device,
+    ) -> Result<Self> {
         seed_init(cfg.seed);
         let vs = VarStore::new(device);
         let paths = SamixPaths::standard(&vs);
@@ -111,7 +118,9 @@ impl Learner for SamixLearner {
         let momentum = self.samix.ema_momentum(ctx.global_step, ctx.total_steps);
         let device = batch.images.device();
         let d = self.samix.draw(batch.len(), rng, device);
-        let losses = crate::native::with_precision(self.precision, device, true, || self.samix.losses(&batch.images, &batch.labels, &d, self.smoothing))?;
+        let losses = crate::native::with_precision(self.precision, device, true, || {
+            self.samix.losses(&batch.images, &batch.labels, &d, self.smoothing)
+        })?;
         let total = losses.total();
         let lr = self.backbone_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
         let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
@@ -119,7 +128,12 @@ impl Learner for SamixLearner {
         total.backward();
         self.sgd.step_groups(&[lr, mixer_lr])?;
         self.samix.ema_update(momentum)?;
-        for (name, t) in [("loss_one_q", &losses.one_q), ("loss_mix_q", &losses.mix_q), ("loss_mix_k", &losses.mix_k), ("loss_mask", &losses.mask)] {
+        for (name, t) in [
+            ("loss_one_q", &losses.one_q),
+            ("loss_mix_q", &losses.mix_q),
+            ("loss_mix_k", &losses.mix_k),
+            ("loss_mask", &losses.mask),
+        ] {
             let v = t.detach();
             let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
             *entry += v;
@@ -148,7 +162,7 @@ impl Learner for SamixLearner {
 
     fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<()> {
         let every = self.visual_every;
-        let due = epoch == total_epochs || (every > 0 && epoch % every == 0);
+        let due = epoch == total_epochs || (every > 0 && epoch.is_multiple_of(every));
         if let (true, Some(v)) = (due, self.visual.as_mut()) {
             v.snapshot(&self.samix, epoch, out)?;
         }

@@ -41,7 +41,14 @@ impl SupervisedLearner {
         let model = Model::build(cfg, info, device)?;
         let sgd = Sgd::new(&model.vs, &cfg.optim);
         let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
-        Ok(SupervisedLearner { model, mixing, sgd, schedule, smoothing: cfg.train.label_smoothing, precision: cfg.train.precision })
+        Ok(SupervisedLearner {
+            model,
+            mixing,
+            sgd,
+            schedule,
+            smoothing: cfg.train.label_smoothing,
+            precision: cfg.train.precision,
+        })
     }
 
     /// The mixed forward pass and its loss.
@@ -61,7 +68,9 @@ impl SupervisedLearner {
                 let mixed = p.mix_with_saliency(&batch.images, &batch.labels, &saliency, rng);
                 (net.forward_t(&mixed.images, true), mixed.targets)
             }
-            Mixing::Online { .. } => return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner")),
+            Mixing::Online { .. } => {
+                return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"))
+            }
         };
         Ok(mixup_cross_entropy(&logits, &targets, self.smoothing))
     }
@@ -82,7 +91,8 @@ impl Learner for SupervisedLearner {
     }
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let lr = self.schedule.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        let loss = crate::native::with_precision(self.precision, batch.images.device(), true, || self.loss(batch, rng))??;
+        let loss =
+            crate::native::with_precision(self.precision, batch.images.device(), true, || self.loss(batch, rng))??;
         self.sgd.zero_grad();
         loss.backward();
         self.sgd.step(lr)?;

@@ -2,9 +2,9 @@
 //! with their neighbours, a PNG grid per snapshot — rows: first images, second images, the mask s
 //! and the mixed image at λ = 0.3, the same at λ = 0.7 (s white = second image) — and at the end a
 //! strip of the λ = 0.5 masks, one row per snapshot, showing how the masks evolved.
-use crate::samix::{apply_mask, OnlineSamix};
 use crate::model::StagedNet;
 use crate::report::write_grid;
+use crate::samix::{apply_mask, OnlineSamix};
 use crate::{Error, Result};
 use std::path::Path;
 use tch::{Kind, Tensor};

@@ -2,23 +2,36 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 
-/// `../shared/datasets` beside the project root (tests and CI read the real data there).
+/// The folder of real datasets the tests read: `$SAMIX_TEST_DATA` (scripts/test.sh sets it to
+/// the data directory it downloaded them into), else `../shared/datasets` beside the project root.
 pub fn datasets() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("datasets");
-    assert!(p.is_dir(), "real datasets expected at {} (see README)", p.display());
+    match std::env::var_os("SAMIX_TEST_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("datasets"),
+    }
+}
+
+/// `datasets()/name`; when it is missing, one line naming it and the test binary exits non-zero
+/// (a missing dataset is a setup problem, not a test failure worth a backtrace).
+fn dataset(name: &str) -> PathBuf {
+    let p = datasets().join(name);
+    if !p.exists() {
+        eprintln!("missing test dataset {} (run scripts/test.sh, which downloads it)", p.display());
+        std::process::exit(2);
+    }
     p
 }
 
 pub fn cifar100_archive() -> PathBuf {
-    datasets().join("cifar-100-binary.tar.gz")
+    dataset("cifar-100-binary.tar.gz")
 }
 
 pub fn fashion() -> PathBuf {
-    datasets().join("fashion-mnist")
+    dataset("fashion-mnist")
 }
 
 pub fn mnist() -> PathBuf {
-    datasets().join("mnist")
+    dataset("mnist")
 }
 
 /// A training config for a tiny ResNet on a Fashion-MNIST slice.

@@ -46,7 +46,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     eprintln!("samix: training on {device:?}, run directory {}", out.display());
     let progress = std::io::stderr().is_terminal();
-    let opts = RunOptions { config, out: out.clone(), resume: args.resume, force: args.force, device, progress, stop_after: args.stop_after };
+    let opts = RunOptions {
+        config,
+        out: out.clone(),
+        resume: args.resume,
+        force: args.force,
+        device,
+        progress,
+        stop_after: args.stop_after,
+    };
     let s = train::run(opts)?;
     println!(
         "done: {} epochs, final top-1 {:.2}%, best {:.2}% (epoch {}), median of last {} = {:.2}%, {:.0} img/s; summary in {}",
@@ -125,17 +133,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         cuda_graph: args.cuda_graph,
         channels_last: args.channels_last,
     };
+    bench_steps(&methods, &opts)
+}
+
+/// Times each method's training step and prints its line (and its ratio to vanilla, when
+/// vanilla ran first).
+fn bench_steps(methods: &[Method], opts: &BenchOptions) -> Result<()> {
     let mut vanilla = None;
-    for method in methods {
-        let r = bench::bench_step(method, &opts)?;
+    for &method in methods {
+        let r = bench::bench_step(method, opts)?;
         let memory = r.peak_memory.map(|m| format!(" {}={:.0}MiB", m.label(), m.mib())).unwrap_or_default();
         println!(
-            "RESULT samix {} precision={} graph={} cl={} device={device:?} bs={}: {:.2} ms/step {:.0} img/s{memory}",
+            "RESULT samix {} precision={} graph={} cl={} device={:?} bs={}: {:.2} ms/step {:.0} img/s{memory}",
             method.name(),
-            precision.name(),
-            args.cuda_graph,
-            args.channels_last,
-            args.batch,
+            opts.precision.name(),
+            opts.cuda_graph,
+            opts.channels_last,
+            opts.device,
+            opts.batch,
             r.ms_per_step,
             r.images_per_sec
         );
@@ -163,11 +178,16 @@ pub struct MixArgs {
 pub fn mix(args: MixArgs) -> Result<()> {
     let mix = MixConfig::named(&args.policy, args.alpha, args.checkpoint.as_deref())?;
     let name = mix.name();
-    let req = MixGridRequest { mix, data: args.data, n: args.n, seed: args.seed, image_size: args.image_size, out: args.out };
+    let req =
+        MixGridRequest { mix, data: args.data, n: args.n, seed: args.seed, image_size: args.image_size, out: args.out };
     let mixed = preview::write_mix_grid(&req, args.checkpoint.as_deref())?;
     let lam = report::lambdas(&mixed)?;
     let rounded: Vec<f64> = lam.iter().map(|l| (l * 1000.0).round() / 1000.0).collect();
-    println!("{}: {name} of {} images; λ (weight of the first image's label) = {rounded:?}", req.out.display(), lam.len());
+    println!(
+        "{}: {name} of {} images; λ (weight of the first image's label) = {rounded:?}",
+        req.out.display(),
+        lam.len()
+    );
     Ok(())
 }
 
@@ -177,7 +197,9 @@ pub fn data_download(kind: DatasetKind, to: Option<PathBuf>, mirrors: &[String])
     let source = download::DatasetSource::new(kind, (!mirrors.is_empty()).then_some(mirrors))?;
     let opts = download::DownloadOptions { progress: std::io::stderr().is_terminal(), ..Default::default() };
     match download::fetch(&source, &dir, &opts)? {
-        download::Fetched::AlreadyPresent(p) => println!("{}: already present and valid, nothing downloaded", p.display()),
+        download::Fetched::AlreadyPresent(p) => {
+            println!("{}: already present and valid, nothing downloaded", p.display())
+        }
         download::Fetched::Downloaded(p) => println!("{}: downloaded and verified", p.display()),
     }
     Ok(())

@@ -9,7 +9,11 @@ use samix::data::DatasetKind;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "samix", version, about = "Mixup-augmented training of image classifiers (SAMix and handcrafted policies)")]
+#[command(
+    name = "samix",
+    version,
+    about = "Mixup-augmented training of image classifiers (SAMix and handcrafted policies)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,13 +180,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands::train(commands::TrainArgs { config, set, out, resume, force, device, stop_after, data })
         }
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
-        Command::Bench { device, steps, warmup, batch, methods, precision, cuda_graph, channels_last, policies, loader, data } => {
-            commands::bench(commands::BenchArgs { device, steps, warmup, batch, methods, precision, cuda_graph, channels_last, policies, loader, data })
-        }
+        Command::Bench {
+            device,
+            steps,
+            warmup,
+            batch,
+            methods,
+            precision,
+            cuda_graph,
+            channels_last,
+            policies,
+            loader,
+            data,
+        } => commands::bench(commands::BenchArgs {
+            device,
+            steps,
+            warmup,
+            batch,
+            methods,
+            precision,
+            cuda_graph,
+            channels_last,
+            policies,
+            loader,
+            data,
+        }),
         Command::Mix { policy, data, out, n, seed, alpha, image_size, checkpoint } => {
             commands::mix(commands::MixArgs { policy, data, out, n, seed, alpha, image_size, checkpoint })
         }
-        Command::Data { command: DataCommand::Download { name, to, mirrors } } => commands::data_download(name.kind(), to, &mirrors),
+        Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
+            commands::data_download(name.kind(), to, &mirrors)
+        }
         Command::Data { command: DataCommand::Verify { path } } => commands::data_verify(&path),
     }
 }
