@@ -137,10 +137,8 @@ impl MixConfig {
         let alpha = alpha.unwrap_or_else(|| Self::default_alpha(name));
         match (name, checkpoint) {
             ("attentivemix" | "puzzlemix", None) => {
-                return Err(Error::config(
-                    "--checkpoint",
-                    format!("--policy {name} consults a trained classifier: pass --checkpoint RUN_DIR"),
-                ))
+                let msg = format!("--policy {name} consults a trained classifier: pass --checkpoint RUN_DIR");
+                return Err(Error::Argument(msg));
             }
             ("attentivemix", Some(c)) => {
                 let cfg = MixConfig::Attentivemix { alpha, checkpoint: c.to_path_buf(), upsample_to: None };

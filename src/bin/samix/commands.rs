@@ -12,14 +12,31 @@ use samix::train::{self, eval, RunOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+#[derive(clap::Args)]
 pub struct TrainArgs {
+    /// Config file (optional with --resume: the run's own config.toml is used).
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Override a config value: --set optim.lr=0.05 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Run directory (default: runs/<config file stem>).
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
     pub resume: bool,
+    /// Replace an existing run directory.
+    #[arg(long)]
     pub force: bool,
+    /// cpu, cuda, cuda:N or auto (default: cuda if available).
+    #[arg(long)]
     pub device: Option<String>,
+    /// Train at most N epochs now, then stop with a checkpoint (continue with --resume).
+    #[arg(long, value_name = "N")]
     pub stop_after: Option<usize>,
+    /// Dataset path, overriding data.path.
+    #[arg(long)]
     pub data: Option<PathBuf>,
 }
 
@@ -78,17 +95,38 @@ pub fn eval(checkpoint: &Path, data: Option<PathBuf>, device: Option<&str>) -> R
     Ok(())
 }
 
+#[derive(clap::Args)]
 pub struct BenchArgs {
+    #[arg(long)]
     pub device: Option<String>,
+    #[arg(long, default_value_t = 40)]
     pub steps: usize,
+    #[arg(long, default_value_t = 10)]
     pub warmup: usize,
+    #[arg(long, default_value_t = 100)]
     pub batch: i64,
+    /// Methods to time, comma-separated (default: vanilla,mixup,cutmix,samix).
+    #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
+    /// f32, or bf16 autocast (parameters and optimiser state stay f32).
+    #[arg(long, default_value = "f32")]
     pub precision: String,
+    /// Capture each step as one CUDA graph and time its replays (CUDA only; λ and pairings
+    /// are then drawn on the device).
+    #[arg(long)]
     pub cuda_graph: bool,
+    /// Convolution weights and the batch in channels-last (NHWC) memory order.
+    #[arg(long)]
     pub channels_last: bool,
+    /// Time each mixing policy's `mix` alone instead of training steps.
+    #[arg(long)]
     pub policies: bool,
+    /// Time the training loader of this config alone (its dataset, augmentations, workers
+    /// and batch size), uploading to --device; --steps batches after the first.
+    #[arg(long, value_name = "CONFIG")]
     pub loader: Option<PathBuf>,
+    /// Dataset path for --loader, overriding data.path.
+    #[arg(long)]
     pub data: Option<PathBuf>,
 }
 
@@ -163,14 +201,29 @@ fn bench_steps(methods: &[Method], opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
 pub struct MixArgs {
+    /// none, mixup, cutmix, resizemix, gridmix, smoothmix, fmix, saliencymix, mixup_cutmix,
+    /// attentivemix, puzzlemix (the last two with --checkpoint).
+    #[arg(long)]
     pub policy: String,
+    /// A dataset archive or folder (its test split is used).
+    #[arg(long)]
     pub data: PathBuf,
+    #[arg(long)]
     pub out: PathBuf,
+    #[arg(long, default_value_t = 16)]
     pub n: usize,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Beta(α, α) (default: the reference's CIFAR-100 value for the policy).
+    #[arg(long)]
     pub alpha: Option<f64>,
+    /// Side images are resized to, for image folders.
+    #[arg(long, default_value_t = 64)]
     pub image_size: usize,
+    /// A samix run or checkpoint whose classifier AttentiveMix+ and PuzzleMix consult.
+    #[arg(long)]
     pub checkpoint: Option<PathBuf>,
 }
 

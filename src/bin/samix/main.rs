@@ -22,32 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Train a classifier from a TOML config.
-    Train {
-        /// Config file (optional with --resume: the run's own config.toml is used).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override a config value: --set optim.lr=0.05 (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Run directory (default: runs/<config file stem>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Continue the run in --out from its latest checkpoint.
-        #[arg(long)]
-        resume: bool,
-        /// Replace an existing run directory.
-        #[arg(long)]
-        force: bool,
-        /// cpu, cuda, cuda:N or auto (default: cuda if available).
-        #[arg(long)]
-        device: Option<String>,
-        /// Train at most N epochs now, then stop with a checkpoint (continue with --resume).
-        #[arg(long, value_name = "N")]
-        stop_after: Option<usize>,
-        /// Dataset path, overriding data.path.
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
+    Train(commands::TrainArgs),
     /// Evaluate a checkpoint (folder, or a run folder for its latest) on a dataset's test split.
     Eval {
         #[arg(long)]
@@ -60,65 +35,10 @@ pub(crate) enum Command {
     },
     /// Time the ResNet-18 CIFAR training step per method (the work of
     /// ../shared/bench/torch_samix_ref.py), on synthetic data.
-    Bench {
-        #[arg(long)]
-        device: Option<String>,
-        #[arg(long, default_value_t = 40)]
-        steps: usize,
-        #[arg(long, default_value_t = 10)]
-        warmup: usize,
-        #[arg(long, default_value_t = 100)]
-        batch: i64,
-        /// Methods to time, comma-separated (default: vanilla,mixup,cutmix,samix).
-        #[arg(long, value_delimiter = ',')]
-        methods: Vec<String>,
-        /// f32, or bf16 autocast (parameters and optimiser state stay f32).
-        #[arg(long, default_value = "f32")]
-        precision: String,
-        /// Capture each step as one CUDA graph and time its replays (CUDA only; λ and pairings
-        /// are then drawn on the device).
-        #[arg(long)]
-        cuda_graph: bool,
-        /// Convolution weights and the batch in channels-last (NHWC) memory order.
-        #[arg(long)]
-        channels_last: bool,
-        /// Time each mixing policy's `mix` alone instead of training steps.
-        #[arg(long)]
-        policies: bool,
-        /// Time the training loader of this config alone (its dataset, augmentations, workers
-        /// and batch size), uploading to --device; --steps batches after the first.
-        #[arg(long, value_name = "CONFIG")]
-        loader: Option<PathBuf>,
-        /// Dataset path for --loader, overriding data.path.
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
+    Bench(commands::BenchArgs),
     /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
     /// weight per pixel (white = partner), mixed images, and λ under each column.
-    Mix {
-        /// none, mixup, cutmix, resizemix, gridmix, smoothmix, fmix, saliencymix, mixup_cutmix,
-        /// attentivemix, puzzlemix (the last two with --checkpoint).
-        #[arg(long)]
-        policy: String,
-        /// A dataset archive or folder (its test split is used).
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 16)]
-        n: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Beta(α, α) (default: the reference's CIFAR-100 value for the policy).
-        #[arg(long)]
-        alpha: Option<f64>,
-        /// Side images are resized to, for image folders.
-        #[arg(long, default_value_t = 64)]
-        image_size: usize,
-        /// A samix run or checkpoint whose classifier AttentiveMix+ and PuzzleMix consult.
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
-    },
+    Mix(commands::MixArgs),
     /// Dataset utilities.
     Data {
         #[command(subcommand)]
@@ -176,38 +96,10 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train { config, set, out, resume, force, device, stop_after, data } => {
-            commands::train(commands::TrainArgs { config, set, out, resume, force, device, stop_after, data })
-        }
+        Command::Train(args) => commands::train(args),
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
-        Command::Bench {
-            device,
-            steps,
-            warmup,
-            batch,
-            methods,
-            precision,
-            cuda_graph,
-            channels_last,
-            policies,
-            loader,
-            data,
-        } => commands::bench(commands::BenchArgs {
-            device,
-            steps,
-            warmup,
-            batch,
-            methods,
-            precision,
-            cuda_graph,
-            channels_last,
-            policies,
-            loader,
-            data,
-        }),
-        Command::Mix { policy, data, out, n, seed, alpha, image_size, checkpoint } => {
-            commands::mix(commands::MixArgs { policy, data, out, n, seed, alpha, image_size, checkpoint })
-        }
+        Command::Bench(args) => commands::bench(args),
+        Command::Mix(args) => commands::mix(args),
         Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
             commands::data_download(name.kind(), to, &mirrors)
         }
