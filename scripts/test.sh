@@ -22,12 +22,11 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   data_dir="${SAMIX_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/samix/data}"
   echo "tests: $shared lacks ${missing[*]}; fetching the test datasets into $data_dir" >&2
-  cargo build --release --quiet
   for f in "${!wanted[@]}"; do
     if [ ! -e "$data_dir/$f" ] && [ -e "$shared/$f" ]; then
       mkdir -p "$data_dir" && cp -r "$shared/$f" "$data_dir/$f"
     fi
-    if ! timeout 1800 "$root/target/release/samix" data download "${wanted[$f]}" --to "$data_dir" >&2; then
+    if ! timeout 1800 cargo run --release --quiet -- data download "${wanted[$f]}" --to "$data_dir" >&2; then
       echo "tests: missing dataset $data_dir/$f (not in $shared, and the download failed)" >&2
       exit 1
     fi

@@ -16,7 +16,12 @@ pub fn datasets() -> PathBuf {
 fn dataset(name: &str) -> PathBuf {
     let p = datasets().join(name);
     if !p.exists() {
-        eprintln!("missing test dataset {} (run scripts/test.sh, which downloads it)", p.display());
+        // One thread reports and exits; parallel tests wait here instead of repeating the line.
+        static REPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _only_one = REPORTING.lock();
+        // Straight to the process's stderr: the harness captures `eprintln!` and would drop it.
+        let line = format!("missing test dataset {} (run scripts/test.sh, which downloads it)\n", p.display());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         std::process::exit(2);
     }
     p
