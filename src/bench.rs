@@ -13,7 +13,7 @@ use crate::native::{self, CudaGraph, Precision};
 use crate::optim::{OptimConfig, ParamGroup, Sgd};
 use crate::rng::{stream, SamixRng, Stream};
 use crate::samix::ema::path_prefix;
-use crate::samix::{OnlineSamix, SamixOptions, SamixPaths};
+use crate::samix::{mixer_shape, Mixer, OnlineSamix, PretrainedMixer, SamixOptions, SamixP, SamixPaths};
 use crate::train::{input_policy, train_loader};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -28,23 +28,29 @@ pub enum Method {
     Cutmix,
     /// The online SAMix step (EMA critic, two Mixer calls, four encoder passes, EMA update).
     Samix,
+    /// SAMix-P: a frozen encoder and Mixer (freshly initialised: the cost does not depend on the
+    /// weights) mix each batch for a plain classifier step.
+    SamixP,
 }
 
 impl Method {
+    /// What `samix bench` times by default.
     pub const ALL: [Method; 4] = [Method::Vanilla, Method::Mixup, Method::Cutmix, Method::Samix];
+    /// Every method it can time.
+    pub const KNOWN: [Method; 5] = [Method::Vanilla, Method::Mixup, Method::Cutmix, Method::Samix, Method::SamixP];
     pub fn name(self) -> &'static str {
         match self {
             Method::Vanilla => "vanilla",
             Method::Mixup => "mixup",
             Method::Cutmix => "cutmix",
             Method::Samix => "samix",
+            Method::SamixP => "samix_p",
         }
     }
     pub fn from_name(name: &str) -> Result<Method> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| Error::Argument(format!("bench method `{name}`: expected vanilla, mixup, cutmix or samix")))
+        Method::KNOWN.into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            Error::Argument(format!("bench method `{name}`: expected vanilla, mixup, cutmix, samix or samix_p"))
+        })
     }
 }
 
@@ -203,11 +209,12 @@ impl BenchStep for SamixStep {
 }
 
 /// The input policy a bench method runs, with the policy's default α.
-fn bench_policy(method: Method) -> Result<Box<dyn MixPolicy>> {
+fn bench_policy(method: Method, device: Device) -> Result<Box<dyn MixPolicy>> {
     let name = match method {
         Method::Vanilla => "none",
         Method::Mixup => "mixup",
         Method::Cutmix => "cutmix",
+        Method::SamixP => return bench_samix_p(device),
         Method::Samix => return Err(Error::Argument("samix is not an input policy".into())),
     };
     Ok(Box::new(input_policy(&MixConfig::from_name(name, None)?, Device::Cpu)?))
@@ -228,12 +235,25 @@ fn build_step(
     let rng = stream(0, Stream::Mix, 0, 0);
     let step: Box<dyn BenchStep> = match method {
         Method::Samix => Box::new(build_samix(&vs, x, y, rng)?),
-        policy => Box::new(PolicyStep::new(&vs, bench_policy(policy)?, x, y, rng)?),
+        policy => Box::new(PolicyStep::new(&vs, bench_policy(policy, device)?, x, y, rng)?),
     };
     if channels_last {
         native::vars_to_channels_last(&vs)?;
     }
     Ok((vs, step))
+}
+
+/// SAMix-P over a freshly initialised ResNet-18 encoder and SAMix Mixer with the CIFAR-100 R18
+/// defaults (stage-3 features, α = 2, λ margin 0.08).
+fn bench_samix_p(device: Device) -> Result<Box<dyn MixPolicy>> {
+    let vs = VarStore::new(device);
+    let root = vs.root();
+    let encoder = Network::new(&(&root / "k"), &cifar_resnet18(), 3, 100)?;
+    let options = SamixOptions::samix();
+    let shape = mixer_shape(&encoder, options.mask_stage, 32, device)?;
+    let mixer = Mixer::new(&(&root / "mixer"), &options.mixer, shape);
+    let pretrained = PretrainedMixer::from_parts(vs, encoder, mixer, options.mask_stage, 32);
+    Ok(Box::new(SamixP::new(pretrained, options.alpha, options.mask_adjust, options.lam_margin)?))
 }
 
 /// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).

@@ -87,6 +87,20 @@ pub enum MixConfig {
     Samix(SamixConfig),
     /// Online AutoMix: the same training step with AutoMix's Mixer, mask loss and CE critic.
     Automix(SamixConfig),
+    /// SAMix-P: the frozen Mixer (and the encoder it reads) of a finished SAMix run mixes each
+    /// batch (SAMIX_SPEC.md §7).
+    SamixP {
+        /// The SAMix run folder, or a folder with its `mixer.json` and `mixer.safetensors`.
+        mixer: PathBuf,
+        #[serde(default = "samix_alpha")]
+        alpha: f64,
+        /// Probability of rescaling a mask to cover exactly λ.
+        #[serde(default)]
+        mask_adjust: f64,
+        /// λ or 1−λ at most this gives plain mixup.
+        #[serde(default = "samix_lam_margin")]
+        lam_margin: f64,
+    },
 }
 
 fn timm_mixup_alpha() -> f64 {
@@ -113,6 +127,12 @@ fn tenth_f() -> f64 {
 fn yes() -> bool {
     true
 }
+fn samix_alpha() -> f64 {
+    SamixOptions::samix().alpha
+}
+fn samix_lam_margin() -> f64 {
+    SamixOptions::samix().lam_margin
+}
 
 impl MixConfig {
     /// The default α of a policy by name: the reference's CIFAR-100 ResNet-18 value
@@ -120,7 +140,8 @@ impl MixConfig {
     pub fn default_alpha(name: &str) -> f64 {
         match name {
             "mixup" | "resizemix" | "puzzlemix" => 1.0,
-            "samix" | "automix" | "attentivemix" => 2.0,
+            "samix" | "automix" | "samix_p" => samix_alpha(),
+            "attentivemix" => 2.0,
             _ => 0.2,
         }
     }
@@ -136,12 +157,22 @@ impl MixConfig {
     pub fn named(name: &str, alpha: Option<f64>, checkpoint: Option<&Path>) -> Result<MixConfig> {
         let alpha = alpha.unwrap_or_else(|| Self::default_alpha(name));
         match (name, checkpoint) {
-            ("attentivemix" | "puzzlemix", None) => {
+            ("attentivemix" | "puzzlemix" | "samix_p", None) => {
                 let msg = format!("--policy {name} consults a trained classifier: pass --checkpoint RUN_DIR");
                 return Err(Error::Argument(msg));
             }
             ("attentivemix", Some(c)) => {
                 let cfg = MixConfig::Attentivemix { alpha, checkpoint: c.to_path_buf(), upsample_to: None };
+                cfg.check(0)?;
+                return Ok(cfg);
+            }
+            ("samix_p", Some(c)) => {
+                let cfg = MixConfig::SamixP {
+                    mixer: c.to_path_buf(),
+                    alpha,
+                    mask_adjust: 0.0,
+                    lam_margin: samix_lam_margin(),
+                };
                 cfg.check(0)?;
                 return Ok(cfg);
             }
@@ -191,6 +222,7 @@ impl MixConfig {
             MixConfig::Alignmix { .. } => "alignmix",
             MixConfig::Samix(_) => "samix",
             MixConfig::Automix(_) => "automix",
+            MixConfig::SamixP { .. } => "samix_p",
         }
     }
 
@@ -244,6 +276,16 @@ impl MixConfig {
             | MixConfig::Alignmix { alpha, .. } => positive_alpha(*alpha),
             MixConfig::Samix(c) => c.check(MixerVariant::Samix, num_stages),
             MixConfig::Automix(c) => c.check(MixerVariant::Automix, num_stages),
+            MixConfig::SamixP { alpha, mask_adjust, lam_margin, .. } => {
+                positive_alpha(*alpha)?;
+                if !(0.0..=1.0).contains(mask_adjust) {
+                    return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
+                }
+                if lam_margin.is_nan() || *lam_margin >= 0.5 {
+                    return Err(Error::config("mix.lam_margin", "must be below 0.5"));
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -37,3 +37,35 @@ pub fn write_safetensors_atomic(path: &Path, named: impl IntoIterator<Item = (St
     Tensor::write_safetensors(&contiguous(named), &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+/// Loads the variables of `vs` from a safetensors file, checking first that every variable is
+/// there with the same shape and kind (torch's copy would broadcast a mismatch silently). Extra
+/// tensors in the file are ignored. Nothing is copied unless every check passes.
+pub fn load_checked(vs: &mut tch::nn::VarStore, path: &Path) -> Result<()> {
+    let stored = Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("cannot read weights: {e}")))?;
+    let stored: std::collections::HashMap<String, Tensor> = stored.into_iter().collect();
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in &names {
+        let var = &vars[*name];
+        let t = stored.get(*name).ok_or_else(|| Error::data(path, format!("no `{name}` in the file")))?;
+        if t.size() != var.size() || t.kind() != var.kind() {
+            let msg = format!(
+                "`{name}` is {:?} {:?} in the file, {:?} {:?} here",
+                t.kind(),
+                t.size(),
+                var.kind(),
+                var.size()
+            );
+            return Err(Error::data(path, msg));
+        }
+    }
+    tch::no_grad(|| {
+        for name in names {
+            let mut var = vars[name].shallow_clone();
+            var.copy_(&stored[name].to_device(var.device()));
+        }
+    });
+    Ok(())
+}

@@ -3,8 +3,9 @@
 //! kept; plus FMix's mask area, ResizeMix's pasted content and the saliency peak.
 use rand::SeedableRng;
 use samix::config::MixConfig;
-use samix::mix::{fourier_mask, spectral_residual_saliency, MixPolicy, Policy};
+use samix::mix::{fourier_mask, spectral_residual_saliency, MixPolicy};
 use samix::rng::SamixRng;
+use samix::train::Policy;
 use tch::{Device, Kind, Tensor};
 
 fn indexed_batch(n: i64, h: i64, w: i64) -> (Tensor, Tensor) {

@@ -86,6 +86,10 @@ pub struct DataConfig {
     /// missing (`samix data download`).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Keep only the classes `lo..hi` (`[lo, hi]`, upper bound excluded), relabelled from 0;
+    /// `train_limit`/`test_limit` then count within them.
+    #[serde(default)]
+    pub classes: Option<[usize; 2]>,
     /// Use only the first N training / test images (quick runs, tests).
     #[serde(default)]
     pub train_limit: Option<usize>,
@@ -118,6 +122,7 @@ impl DataConfig {
         DataConfig {
             dataset,
             path,
+            classes: None,
             train_limit: None,
             test_limit: None,
             verify_checksums: Self::default_verify_checksums(),
@@ -135,6 +140,9 @@ impl DataConfig {
 
     /// Range checks of this table; errors name the key.
     pub fn check(&self) -> Result<()> {
+        if self.classes.is_some_and(|[lo, hi]| lo >= hi) {
+            return Err(Error::config("data.classes", "must be [lo, hi] with lo < hi"));
+        }
         let a = &self.augment;
         if a.image_size.is_some_and(|s| s < 1) {
             return Err(Error::config("data.augment.image_size", "must be at least 1"));

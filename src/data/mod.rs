@@ -136,6 +136,40 @@ impl Dataset for Prefix {
     }
 }
 
+/// The samples of classes `lo..hi` of another dataset, relabelled `0..hi−lo` (e.g. two disjoint
+/// halves of CIFAR-100 for a transfer experiment).
+pub struct ClassRange {
+    inner: Arc<dyn Dataset>,
+    indices: Vec<usize>,
+    lo: i64,
+    info: DatasetInfo,
+}
+
+impl ClassRange {
+    pub fn new(inner: Arc<dyn Dataset>, lo: usize, hi: usize) -> Self {
+        let indices = (0..inner.len()).filter(|&i| (lo as i64..hi as i64).contains(&inner.label(i))).collect();
+        let mut info = inner.info().clone();
+        info.num_classes = hi - lo;
+        info.class_names = info.class_names.get(lo..hi).map(<[String]>::to_vec).unwrap_or_default();
+        ClassRange { inner, indices, lo: lo as i64, info }
+    }
+}
+
+impl Dataset for ClassRange {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+    fn label(&self, index: usize) -> i64 {
+        self.inner.label(self.indices[index]) - self.lo
+    }
+    fn load(&self, index: usize) -> Result<RawImage> {
+        self.inner.load(self.indices[index])
+    }
+    fn info(&self) -> &DatasetInfo {
+        &self.info
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
     Train,
@@ -196,7 +230,17 @@ pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
             (Arc::new(tr), Arc::new(te))
         }
     };
+    if let Some([lo, hi]) = cfg.classes {
+        if hi > train.info().num_classes {
+            let msg = format!("[{lo}, {hi}) is beyond the dataset's {} classes", train.info().num_classes);
+            return Err(crate::Error::config("data.classes", msg));
+        }
+    }
     let limit = |d: Arc<dyn Dataset>, n: Option<usize>| -> Arc<dyn Dataset> {
+        let d: Arc<dyn Dataset> = match cfg.classes {
+            Some([lo, hi]) => Arc::new(ClassRange::new(d, lo, hi)),
+            None => d,
+        };
         match n {
             Some(limit) => Arc::new(Prefix { inner: d, limit }),
             None => d,

@@ -110,50 +110,6 @@ impl MixPolicy for NoMix {
     }
 }
 
-/// The per-batch input policies, as one type (what a run's config turns into; see
-/// `train::mixing`).
-#[derive(Debug)]
-// A handful are built per run and each call dispatches once; boxing would only add indirection.
-#[allow(clippy::large_enum_variant)]
-pub enum Policy {
-    AttentiveMix(AttentiveMix),
-    None(NoMix),
-    MixUp(MixUp),
-    CutMix(CutMix),
-    ResizeMix(ResizeMix),
-    GridMix(GridMix),
-    SmoothMix(SmoothMix),
-    FMix(FMix),
-    SaliencyMix(SaliencyMix),
-    MixupCutmix(MixupCutmix),
-}
-
-impl Policy {
-    fn inner(&self) -> &dyn MixPolicy {
-        match self {
-            Policy::None(p) => p,
-            Policy::AttentiveMix(p) => p,
-            Policy::MixUp(p) => p,
-            Policy::CutMix(p) => p,
-            Policy::ResizeMix(p) => p,
-            Policy::GridMix(p) => p,
-            Policy::SmoothMix(p) => p,
-            Policy::FMix(p) => p,
-            Policy::SaliencyMix(p) => p,
-            Policy::MixupCutmix(p) => p,
-        }
-    }
-}
-
-impl MixPolicy for Policy {
-    fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
-        self.inner().mix(images, labels, rng)
-    }
-    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
-        self.inner().mix_on_device(images, labels)
-    }
-}
-
 /// Beta(α, α), validated once at construction.
 #[derive(Clone, Debug)]
 pub struct LambdaSampler {

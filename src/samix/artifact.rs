@@ -3,7 +3,7 @@
 use super::mixer::{MixerConfig, MixerShape};
 use crate::files::{write_json_atomic, write_safetensors_atomic};
 use crate::model::ModelConfig;
-use crate::Result;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::VarStore;
@@ -11,7 +11,7 @@ use tch::nn::VarStore;
 pub const WEIGHTS_FILE: &str = "mixer.safetensors";
 pub const METADATA_FILE: &str = "mixer.json";
 
-/// What `mixer.json` says about a saved Mixer, so it can be reused frozen.
+/// What `mixer.json` says about a saved Mixer, so it can be reused frozen ([`super::PretrainedMixer`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MixerArtifact {
     pub backbone: ModelConfig,
@@ -26,9 +26,45 @@ pub struct MixerArtifact {
     /// Variables in `mixer.safetensors`: `mixer.*` (the Mixer) and `k.*` (the EMA encoder with
     /// its heads and BN statistics).
     pub prefixes: Vec<String>,
+    /// Name prefix of the Mixer's variables.
+    #[serde(default = "MixerArtifact::default_mixer_prefix")]
+    pub mixer_prefix: String,
+    /// Name prefix of the encoder's variables.
+    #[serde(default = "MixerArtifact::default_encoder_prefix")]
+    pub encoder_prefix: String,
+    /// Which run made it: its directory and the samix version (absent in artifacts written before
+    /// this was recorded).
+    #[serde(default)]
+    pub produced_by: Option<Provenance>,
+}
+
+/// Where an artifact came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    pub run_dir: String,
+    pub samix_version: String,
+    pub seed: u64,
 }
 
 impl MixerArtifact {
+    fn default_mixer_prefix() -> String {
+        "mixer.".into()
+    }
+    fn default_encoder_prefix() -> String {
+        "k.".into()
+    }
+
+    /// Reads `mixer.json` from `dir` (a SAMix run folder, or any folder holding the two files).
+    pub fn read(dir: &Path) -> Result<MixerArtifact> {
+        let path = dir.join(METADATA_FILE);
+        if !path.is_file() {
+            let msg = format!("no {METADATA_FILE} here: not a finished SAMix run or a Mixer artifact folder");
+            return Err(Error::run(dir, msg));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))
+    }
+
     /// Writes the variables of `vs` under this artifact's prefixes and the metadata into `dir`,
     /// each file atomically.
     pub fn save(&self, vs: &VarStore, dir: &Path) -> Result<()> {

@@ -1,7 +1,7 @@
 //! SAMix (SAMIX_SPEC.md §3–§4) in one place: the learnable [`Mixer`], its mask regularisers, the
 //! post-processing of its masks, the EMA copy and its momentum schedule, the two-branch online
 //! step ([`OnlineSamix`], generic over any [`StagedNet`](crate::model::StagedNet) backbone), its
-//! options, and the Mixer artifact. The Mixer branch ([`mixer_branch`]) and the backbone-branch
+//! options, the Mixer artifact, and SAMix-P (a pre-trained Mixer reused frozen as a policy). The Mixer branch ([`mixer_branch`]) and the backbone-branch
 //! masks ([`backbone_branch`]) are free functions so that other scenarios (self-supervised SAMix,
 //! a frozen pre-trained Mixer) reuse them. Touches only the networks it is given; optimisers,
 //! schedules of the learning rate and run files belong to the caller.
@@ -12,6 +12,7 @@ pub mod mask;
 pub mod mask_loss;
 pub mod mixer;
 pub mod online;
+pub mod pretrained;
 
 pub use artifact::MixerArtifact;
 pub use config::{MixerOptimConfig, SamixConfig, SamixOptions};
@@ -20,3 +21,4 @@ pub use mask::{adjust_area, apply_mask, backbone_mask};
 pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
 pub use online::{backbone_branch, mixer_branch, Draws, OnlineSamix, SamixLosses, SamixPaths, HEADS};
+pub use pretrained::{mixer_shape, PretrainedMixer, SamixP};

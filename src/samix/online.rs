@@ -8,12 +8,12 @@ use super::config::SamixOptions;
 use super::ema::{path_prefix, Ema};
 use super::mask::{apply_mask, backbone_mask};
 use super::mask_loss::mask_loss;
-use super::mixer::{Mixer, MixerShape};
+use super::mixer::Mixer;
 use crate::loss::{cross_entropy, mixup_cross_entropy};
 use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler};
 use crate::model::{LinearHead, StagedNet};
 use crate::rng::SamixRng;
-use crate::{Error, Result};
+use crate::Result;
 use rand::Rng;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -141,24 +141,7 @@ impl<N: StagedNet> OnlineSamix<N> {
         let ema_mix_head = LinearHead::new(&(&paths.ema / "head_mix"), last, classes);
         let stage = options.mask_stage;
         // The upsampling factor is whatever maps the Mixer's feature map back onto the image.
-        let channels = online.in_channels();
-        let probe = tch::no_grad(|| {
-            online
-                .features(
-                    &Tensor::zeros([1, channels, image_size, image_size], (Kind::Float, vs.device())),
-                    false,
-                    &[stage],
-                )
-                .1
-        });
-        let side = probe.first().map_or(1, |f| f.size()[3]).max(1);
-        if image_size % side != 0 {
-            return Err(Error::config(
-                "mix.mask_stage",
-                format!("stage {stage} is {side} px wide, which does not divide the {image_size} px image"),
-            ));
-        }
-        let shape = MixerShape { in_channels: stages[stage], scale: image_size / side };
+        let shape = super::pretrained::mixer_shape(&online, stage, image_size, vs.device())?;
         let mixer = Mixer::new(&paths.mixer, &options.mixer, shape);
         let ema_params = Ema::new(vs, &paths.online, &paths.ema)?;
         Ok(OnlineSamix {

@@ -5,12 +5,58 @@ use super::model::Model;
 use crate::config::MixConfig;
 use crate::data::DatasetInfo;
 use crate::mix::{
-    AlignMix, AttentiveMix, CutMix, FMix, FeatureMix, GridMix, ManifoldMix, MixUp, MixupCutmix, NoMix, Policy,
-    PuzzleMix, ResizeMix, SaliencyMix, SmoothMix,
+    AlignMix, AttentiveMix, CutMix, FMix, FeatureMix, GridMix, ManifoldMix, MixPolicy, MixUp, MixedBatch, MixupCutmix,
+    NoMix, PuzzleMix, ResizeMix, SaliencyMix, SmoothMix,
 };
-use crate::samix::{SamixConfig, SamixOptions};
+use crate::rng::SamixRng;
+use crate::samix::{PretrainedMixer, SamixConfig, SamixOptions, SamixP};
 use crate::{Error, Result};
-use tch::Device;
+use tch::{Device, Tensor};
+
+/// The per-batch input policies, as one type: what a run's `[mix]` table turns into.
+#[derive(Debug)]
+// A handful are built per run and each call dispatches once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
+pub enum Policy {
+    AttentiveMix(AttentiveMix),
+    None(NoMix),
+    MixUp(MixUp),
+    CutMix(CutMix),
+    ResizeMix(ResizeMix),
+    GridMix(GridMix),
+    SmoothMix(SmoothMix),
+    FMix(FMix),
+    SaliencyMix(SaliencyMix),
+    MixupCutmix(MixupCutmix),
+    SamixP(Box<SamixP>),
+}
+
+impl Policy {
+    fn inner(&self) -> &dyn MixPolicy {
+        match self {
+            Policy::None(p) => p,
+            Policy::AttentiveMix(p) => p,
+            Policy::MixUp(p) => p,
+            Policy::CutMix(p) => p,
+            Policy::ResizeMix(p) => p,
+            Policy::GridMix(p) => p,
+            Policy::SmoothMix(p) => p,
+            Policy::FMix(p) => p,
+            Policy::SaliencyMix(p) => p,
+            Policy::MixupCutmix(p) => p,
+            Policy::SamixP(p) => p.as_ref(),
+        }
+    }
+}
+
+impl MixPolicy for Policy {
+    fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
+        self.inner().mix(images, labels, rng)
+    }
+    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
+        self.inner().mix_on_device(images, labels)
+    }
+}
 
 /// How a run mixes.
 pub enum Mixing {
@@ -25,9 +71,10 @@ pub enum Mixing {
 }
 
 impl Mixing {
-    /// The mixing `cfg` names, for data described by `info`; any network a policy consults
-    /// (AttentiveMix+) is loaded onto `device`.
-    pub fn from_config(cfg: &MixConfig, info: &DatasetInfo, device: Device) -> Result<Mixing> {
+    /// The mixing `cfg` names, for data described by `info` with images `image_side` pixels a
+    /// side; any network a policy consults (AttentiveMix+, SAMix-P) is loaded onto `device`, and a
+    /// pre-trained Mixer is checked against the data's channels and image size.
+    pub fn from_config(cfg: &MixConfig, info: &DatasetInfo, image_side: Option<i64>, device: Device) -> Result<Mixing> {
         Ok(match cfg {
             MixConfig::Samix(c) | MixConfig::Automix(c) => {
                 let options = cfg.online_mixer().ok_or_else(|| Error::config("mix.policy", "not an online Mixer"))?;
@@ -47,7 +94,15 @@ impl Mixing {
                     FeatureMix::Align(align)
                 })
             }
-            _ => Mixing::Input(input_policy(cfg, device)?),
+            _ => {
+                let policy = input_policy(cfg, device)?;
+                if let Policy::SamixP(p) = &policy {
+                    let side =
+                        image_side.ok_or_else(|| Error::config("data.augment.image_size", "needed for samix_p"))?;
+                    p.pretrained().check_data(info.channels as i64, side)?;
+                }
+                Mixing::Input(policy)
+            }
         })
     }
 }
@@ -70,6 +125,9 @@ pub fn input_policy(cfg: &MixConfig, device: Device) -> Result<Policy> {
         MixConfig::Saliencymix { alpha } => Policy::SaliencyMix(SaliencyMix::new(*alpha)?),
         MixConfig::MixupCutmix { mixup_alpha, cutmix_alpha, prob, switch_prob, mode } => {
             Policy::MixupCutmix(MixupCutmix::new(*mixup_alpha, *cutmix_alpha, *prob, *switch_prob, *mode)?)
+        }
+        MixConfig::SamixP { mixer, alpha, mask_adjust, lam_margin } => {
+            Policy::SamixP(Box::new(SamixP::new(PretrainedMixer::load(mixer, device)?, *alpha, *mask_adjust, *lam_margin)?))
         }
         MixConfig::Samix(_) | MixConfig::Automix(_) => {
             return Err(Error::config("mix.policy", "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy"))

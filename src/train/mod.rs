@@ -13,7 +13,7 @@ pub mod supervised;
 pub mod visual;
 
 pub use loaders::{eval_loader, train_loader, train_pipeline};
-pub use mixing::{input_policy, Mixing};
+pub use mixing::{input_policy, Mixing, Policy};
 pub use model::{seed_init, Model};
 pub use samix_learner::SamixLearner;
 pub use supervised::SupervisedLearner;
@@ -90,7 +90,7 @@ pub fn build_learner(
     test_loader: &Loader,
     device: Device,
 ) -> Result<Box<dyn Learner>> {
-    match Mixing::from_config(&config.mix, info, device)? {
+    match Mixing::from_config(&config.mix, info, config.image_side(), device)? {
         Mixing::Online { config: samix_config, options } => {
             let side =
                 config.image_side().ok_or_else(|| Error::config("data.augment.image_size", "needed for SAMix"))?;

@@ -13,6 +13,7 @@ use crate::model::Network;
 use crate::native::Precision;
 use crate::optim::{CosineSchedule, ParamGroup, Sgd};
 use crate::rng::SamixRng;
+use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
 use crate::samix::online::artifact_prefixes;
 use crate::samix::{MixerArtifact, OnlineSamix, SamixConfig, SamixOptions, SamixPaths, HEADS};
@@ -27,6 +28,7 @@ pub struct SamixLearner {
     pub vs: VarStore,
     pub samix: OnlineSamix<Network>,
     visual_every: usize,
+    seed: u64,
     sgd: Sgd,
     backbone_lr: CosineSchedule,
     mixer_lr: CosineSchedule,
@@ -72,11 +74,15 @@ impl SamixLearner {
             mean: info.mean.clone(),
             std: info.std.clone(),
             prefixes: artifact_prefixes(&paths),
+            mixer_prefix: path_prefix(&paths.mixer),
+            encoder_prefix: path_prefix(&paths.ema),
+            produced_by: None,
         };
         Ok(SamixLearner {
             vs,
             samix,
             visual_every: config.visual_every,
+            seed: cfg.seed,
             sgd,
             backbone_lr,
             mixer_lr,
@@ -94,9 +100,15 @@ impl SamixLearner {
         self.visual = Some(MaskVisuals::new(images, mean, std));
     }
 
-    /// Saves the Mixer with its EMA encoder as a standalone artifact.
+    /// Saves the Mixer with its EMA encoder as a standalone artifact, recording the run.
     pub fn save_mixer(&self, dir: &Path) -> Result<()> {
-        self.artifact.save(&self.vs, dir)
+        let mut artifact = self.artifact.clone();
+        artifact.produced_by = Some(Provenance {
+            run_dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
+            samix_version: env!("CARGO_PKG_VERSION").into(),
+            seed: self.seed,
+        });
+        artifact.save(&self.vs, dir)
     }
 }
 

@@ -1,0 +1,196 @@
+//! SAMix-P (SAMIX_SPEC.md §7): a Mixer pre-trained by online SAMix, reused frozen on another task.
+//! [`PretrainedMixer`] is the frozen encoder (the pre-training run's EMA network, with its BN
+//! statistics) and Mixer, loaded from a run's artifact with every variable's name and shape
+//! checked; [`SamixP`] is the mixing policy over it: per step λ ~ Beta(α, α), a pairing, the frozen
+//! encoder's stage features (eval mode, no grad), the frozen Mixer's mask (eval mode: dropout
+//! off, no grad), the backbone-branch post-processing of online SAMix (optional area adjustment,
+//! the plain-mixup fallback for extreme λ), and the blend. Touches no parameter of the model it
+//! mixes for, and never updates its own.
+use super::artifact::{MixerArtifact, WEIGHTS_FILE};
+use super::mask::{apply_mask, backbone_mask};
+use super::mixer::{Mixer, MixerShape};
+use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch};
+use crate::model::{Network, StagedNet};
+use crate::rng::SamixRng;
+use crate::{Error, Result};
+use rand::Rng;
+use std::path::Path;
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Channels and upsampling factor of the Mixer that reads stage `stage` of `net` on
+/// `image_size`-pixel images; fails when the stage's side does not divide the image.
+pub fn mixer_shape<N: StagedNet>(net: &N, stage: usize, image_size: i64, device: Device) -> Result<MixerShape> {
+    let channels = net.stage_channels();
+    let stage_channels = *channels.get(stage).ok_or_else(|| {
+        Error::config("mix.mask_stage", format!("stage {stage} does not exist ({} stages)", channels.len()))
+    })?;
+    let zeros = Tensor::zeros([1, net.in_channels(), image_size, image_size], (Kind::Float, device));
+    let probe = tch::no_grad(|| net.features(&zeros, false, &[stage]).1);
+    let side = probe.first().map_or(1, |f| f.size()[3]).max(1);
+    if image_size % side != 0 {
+        let msg = format!("stage {stage} is {side} px wide, which does not divide the {image_size} px image");
+        return Err(Error::config("mix.mask_stage", msg));
+    }
+    Ok(MixerShape { in_channels: stage_channels, scale: image_size / side })
+}
+
+/// The path of a dotted variable-name prefix (`"k."` → `root / "k"`).
+fn path_of<'a>(root: nn::Path<'a>, prefix: &str) -> nn::Path<'a> {
+    prefix.split('.').filter(|p| !p.is_empty()).fold(root, |path, part| path / part)
+}
+
+/// A frozen encoder and Mixer from a SAMix run.
+pub struct PretrainedMixer {
+    vs: VarStore,
+    encoder: Network,
+    mixer: Mixer,
+    mask_stage: usize,
+    image_size: i64,
+    artifact: Option<MixerArtifact>,
+}
+
+impl PretrainedMixer {
+    /// Loads the Mixer artifact in `dir` (a finished SAMix run folder, or a folder holding its
+    /// `mixer.json` and `mixer.safetensors`) onto `device`. Every variable the encoder and the
+    /// Mixer hold must be in the weights file with the same shape and kind; a mismatch is an
+    /// error naming the variable.
+    pub fn load(dir: &Path, device: Device) -> Result<PretrainedMixer> {
+        let artifact = MixerArtifact::read(dir)?;
+        let mut vs = VarStore::new(device);
+        let root = vs.root();
+        let encoder = Network::new(
+            &path_of(vs.root(), &artifact.encoder_prefix),
+            &artifact.backbone,
+            artifact.in_channels,
+            artifact.num_classes,
+        )?;
+        let shape = mixer_shape(&encoder, artifact.mask_stage, artifact.image_size, device)?;
+        if shape != artifact.shape {
+            let msg = format!(
+                "the encoder's stage {} gives a Mixer input {shape:?}, the artifact says {:?}",
+                artifact.mask_stage, artifact.shape
+            );
+            return Err(Error::data(dir.join(super::artifact::METADATA_FILE), msg));
+        }
+        let mixer = Mixer::new(&path_of(root, &artifact.mixer_prefix), &artifact.mixer, shape);
+        crate::files::load_checked(&mut vs, &dir.join(WEIGHTS_FILE))?;
+        Ok(Self::frozen(vs, encoder, mixer, artifact.mask_stage, artifact.image_size, Some(artifact)))
+    }
+
+    /// An encoder and Mixer already built in `vs` (e.g. freshly initialised, to time the cost).
+    pub fn from_parts(vs: VarStore, encoder: Network, mixer: Mixer, mask_stage: usize, image_size: i64) -> Self {
+        Self::frozen(vs, encoder, mixer, mask_stage, image_size, None)
+    }
+
+    fn frozen(
+        mut vs: VarStore,
+        encoder: Network,
+        mixer: Mixer,
+        mask_stage: usize,
+        image_size: i64,
+        artifact: Option<MixerArtifact>,
+    ) -> Self {
+        vs.freeze();
+        PretrainedMixer { vs, encoder, mixer, mask_stage, image_size, artifact }
+    }
+
+    /// The metadata it was loaded with (`None` when built from parts).
+    pub fn artifact(&self) -> Option<&MixerArtifact> {
+        self.artifact.as_ref()
+    }
+
+    /// The frozen variables (encoder and Mixer), for tests and inspection.
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// Fails, naming the mismatch, unless this Mixer can mix `channels`-channel images of
+    /// `image_size` pixels (what it was trained on). The number of classes may differ.
+    pub fn check_data(&self, channels: i64, image_size: i64) -> Result<()> {
+        let (want_c, want_s) = (self.encoder.in_channels(), self.image_size);
+        if channels != want_c || image_size != want_s {
+            let msg = format!(
+                "the pre-trained Mixer reads {want_c}-channel {want_s}×{want_s} images; this data has {channels}-channel {image_size}×{image_size} images"
+            );
+            return Err(Error::config("mix.mixer", msg));
+        }
+        Ok(())
+    }
+
+    /// The frozen encoder's stage features the Mixer reads (eval mode, no grad).
+    pub fn features(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| self.encoder.features(x, false, &[self.mask_stage]).1.remove(0))
+    }
+
+    /// `s`, the paired image's weight per pixel, for features `f`, pairing `perm` and λ (eval
+    /// mode: dropout off; no grad).
+    pub fn mask_from_features(&self, f: &Tensor, perm: &Tensor, lam: &Tensor) -> Tensor {
+        tch::no_grad(|| self.mixer.mask(f, perm, lam, false))
+    }
+
+    /// `s` for images `x` (see [`PretrainedMixer::mask_from_features`]).
+    pub fn mask(&self, x: &Tensor, perm: &Tensor, lam: &Tensor) -> Tensor {
+        self.mask_from_features(&self.features(x), perm, lam)
+    }
+}
+
+/// The SAMix-P mixing policy over a [`PretrainedMixer`].
+pub struct SamixP {
+    mixer: PretrainedMixer,
+    lambda: LambdaSampler,
+    mask_adjust: f64,
+    lam_margin: f64,
+}
+
+impl std::fmt::Debug for SamixP {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SamixP(α {}, mask_adjust {}, lam_margin {})", self.lambda.alpha(), self.mask_adjust, self.lam_margin)
+    }
+}
+
+impl SamixP {
+    /// λ ~ Beta(`alpha`, `alpha`); with probability `mask_adjust` the mask is rescaled to cover
+    /// exactly λ; λ or 1−λ at most `lam_margin` gives plain mixup.
+    pub fn new(mixer: PretrainedMixer, alpha: f64, mask_adjust: f64, lam_margin: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&mask_adjust) {
+            return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
+        }
+        if lam_margin.is_nan() || lam_margin >= 0.5 {
+            return Err(Error::config("mix.lam_margin", "must be below 0.5"));
+        }
+        Ok(SamixP { lambda: LambdaSampler::new(alpha)?, mixer, mask_adjust, lam_margin })
+    }
+
+    pub fn pretrained(&self) -> &PretrainedMixer {
+        &self.mixer
+    }
+
+    /// The mixed batch for draws already made (λ and the adjust flag as 0-dim tensors).
+    fn mix_with(&self, images: &Tensor, labels: &Tensor, perm: Tensor, lam: &Tensor, adjust: &Tensor) -> MixedBatch {
+        let s = self.mixer.mask(images, &perm, lam);
+        let adjust = (self.mask_adjust > 0.0).then_some(adjust);
+        let s = backbone_mask(s, lam, adjust, self.lam_margin);
+        let mixed = apply_mask(images, &images.index_select(0, &perm), &s);
+        let targets = mix_targets_t(labels, &perm, lam);
+        MixedBatch { images: mixed, targets, mask: Some(-s + 1.0), pairing: Some(perm) }
+    }
+}
+
+impl MixPolicy for SamixP {
+    fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
+        let lam = self.lambda.sample(rng);
+        let perm = random_pairing(images.size()[0] as usize, rng, images.device());
+        let adjust = rng.gen::<f64>() < self.mask_adjust;
+        let scalar = |v: f64| Tensor::from(v as f32);
+        self.mix_with(images, labels, perm, &scalar(lam), &scalar(if adjust { 1.0 } else { 0.0 }))
+    }
+
+    fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
+        let device = images.device();
+        let lam = self.lambda.sample_on_device(&[], device);
+        let perm = random_pairing_on_device(images.size()[0] as usize, device);
+        let adjust = Tensor::rand([], (Kind::Float, device)).lt(self.mask_adjust).to_kind(Kind::Float);
+        Some(self.mix_with(images, labels, perm, &lam, &adjust))
+    }
+}
