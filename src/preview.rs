@@ -21,6 +21,8 @@ pub struct MixGridRequest {
     /// A dataset archive or folder (its test split is used).
     pub data: PathBuf,
     pub n: usize,
+    /// Only images of classes `lo..hi` (see `data.classes`).
+    pub classes: Option<[usize; 2]>,
     pub seed: u64,
     /// Side images of folder datasets are resized to.
     pub image_size: usize,
@@ -40,6 +42,8 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
     if kind.native_size().is_none() {
         dc.augment.image_size = Some(req.image_size);
     }
+    dc.classes = req.classes;
+    dc.check()?;
     dc.train_limit = Some(0);
     dc.test_limit = Some(req.n);
     dc.verify_checksums = false;

@@ -204,7 +204,7 @@ fn bench_steps(methods: &[Method], opts: &BenchOptions) -> Result<()> {
 #[derive(clap::Args)]
 pub struct MixArgs {
     /// none, mixup, cutmix, resizemix, gridmix, smoothmix, fmix, saliencymix, mixup_cutmix,
-    /// attentivemix, puzzlemix (the last two with --checkpoint).
+    /// attentivemix, puzzlemix, samix_p (the last three with --checkpoint).
     #[arg(long)]
     pub policy: String,
     /// A dataset archive or folder (its test split is used).
@@ -214,6 +214,9 @@ pub struct MixArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 16)]
     pub n: usize,
+    /// Only test images of classes LO..HI (HI excluded), e.g. `--classes 50,100`.
+    #[arg(long, value_delimiter = ',', value_name = "LO,HI")]
+    pub classes: Vec<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Beta(α, α) (default: the reference's CIFAR-100 value for the policy).
@@ -222,7 +225,8 @@ pub struct MixArgs {
     /// Side images are resized to, for image folders.
     #[arg(long, default_value_t = 64)]
     pub image_size: usize,
-    /// A samix run or checkpoint whose classifier AttentiveMix+ and PuzzleMix consult.
+    /// A samix run or checkpoint whose classifier AttentiveMix+ and PuzzleMix consult, or the
+    /// SAMix run whose Mixer SAMix-P uses.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
 }
@@ -231,8 +235,20 @@ pub struct MixArgs {
 pub fn mix(args: MixArgs) -> Result<()> {
     let mix = MixConfig::named(&args.policy, args.alpha, args.checkpoint.as_deref())?;
     let name = mix.name();
-    let req =
-        MixGridRequest { mix, data: args.data, n: args.n, seed: args.seed, image_size: args.image_size, out: args.out };
+    let classes = match args.classes.as_slice() {
+        [] => None,
+        [lo, hi] => Some([*lo, *hi]),
+        _ => bail!("--classes takes two numbers, LO,HI (classes LO..HI, HI excluded)"),
+    };
+    let req = MixGridRequest {
+        mix,
+        data: args.data,
+        n: args.n,
+        classes,
+        seed: args.seed,
+        image_size: args.image_size,
+        out: args.out,
+    };
     let mixed = preview::write_mix_grid(&req, args.checkpoint.as_deref())?;
     let lam = report::lambdas(&mixed)?;
     let rounded: Vec<f64> = lam.iter().map(|l| (l * 1000.0).round() / 1000.0).collect();
