@@ -345,15 +345,29 @@ fn samix_resume_equals_uninterrupted() {
     }
 }
 
+fn get_classes(names: &[(String, TrainConfig)], name: &str) -> Option<[usize; 2]> {
+    names.iter().find(|(n, _)| n == name).and_then(|(_, c)| c.data.classes)
+}
+
 #[test]
 fn every_shipped_config_parses_and_the_presets_resolve() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let cfg = TrainConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        names.push((path.file_stem().unwrap().to_string_lossy().into_owned(), cfg));
+    let mut folders = vec![dir];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let cfg = TrainConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            names.push((path.file_stem().unwrap().to_string_lossy().into_owned(), cfg));
+        }
     }
+    // The transfer experiment's configs: disjoint class halves, SAMix-P reading the pre-training run.
+    assert_eq!(get_classes(&names, "pretrain_samix_c00_49"), Some([0, 50]));
+    assert_eq!(get_classes(&names, "c50_99_samix_p"), Some([50, 100]));
     let get = |n: &str| names.iter().find(|(name, _)| name == n).map(|(_, c)| c.clone()).unwrap();
     let r = get("cifar100_r18_samix").mix.online_mixer().unwrap();
     assert_eq!(r.mixer, MixerConfig { upsample: Some(Upsample::Bilinear), ..MixerConfig::default() });
