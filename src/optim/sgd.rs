@@ -5,7 +5,7 @@
 //! Touches only the parameters, their gradients (read) and its own buffers.
 use super::OptimConfig;
 use crate::native;
-use crate::Result;
+use crate::{Error, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Tensor};
 
@@ -129,11 +129,35 @@ impl Sgd {
             .collect()
     }
 
-    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) {
-        let map: HashMap<String, Tensor> = state.into_iter().collect();
-        for ((n, p), buf) in self.params.iter().zip(self.momentum_buffers.iter_mut()) {
-            *buf = map.get(&format!("momentum.{n}")).map(|t| t.to_device(p.device()));
+    /// Restores momentum buffers saved by [`Sgd::state`]. Every buffer must belong to an
+    /// optimised parameter and have its shape and kind (the fused kernel reads a buffer as the
+    /// parameter's size); otherwise the state is refused, naming the buffer, and nothing changes.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut map: HashMap<String, Tensor> = state.into_iter().collect();
+        let mut buffers = Vec::with_capacity(self.params.len());
+        for (n, p) in &self.params {
+            let name = format!("momentum.{n}");
+            let buf = match map.remove(&name) {
+                Some(t) if t.size() != p.size() || t.kind() != p.kind() => {
+                    let msg = format!(
+                        "`{name}` is {:?} {:?}, its parameter {:?} {:?}",
+                        t.kind(),
+                        t.size(),
+                        p.kind(),
+                        p.size()
+                    );
+                    return Err(Error::Argument(format!("optimizer state: {msg}")));
+                }
+                Some(t) => Some(t.to_device(p.device())),
+                None => None,
+            };
+            buffers.push(buf);
         }
+        if let Some(extra) = map.keys().min() {
+            return Err(Error::Argument(format!("optimizer state: `{extra}` belongs to no optimised parameter")));
+        }
+        self.momentum_buffers = buffers;
+        Ok(())
     }
 }
 

@@ -93,9 +93,10 @@ pub fn open(dir: &Path) -> Result<Checkpoint> {
 }
 
 impl Checkpoint {
+    /// Loads the weights into `vs`, refusing (naming it) any variable that is missing or has
+    /// another shape or kind in the file; nothing is loaded unless every one matches.
     pub fn load_model(&self, vs: &mut VarStore) -> Result<()> {
-        let path = self.dir.join(MODEL_FILE);
-        vs.load(&path).map_err(|e| Error::data(&path, format!("cannot load weights: {e}")))
+        crate::files::load_checked(vs, &self.dir.join(MODEL_FILE))
     }
     pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
         let path = self.dir.join(OPTIMIZER_FILE);

@@ -124,7 +124,11 @@ fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool) -> Resu
     }
     let ckpt = checkpoint::latest(out)?.ok_or_else(|| Error::run(out, "--resume: no checkpoint found"))?;
     ckpt.load_model(learner.var_store_mut())?;
-    learner.optimizer_mut().load_state(ckpt.optimizer_state()?);
+    let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
+    learner.optimizer_mut().load_state(ckpt.optimizer_state()?).map_err(|e| match e {
+        Error::Argument(msg) => Error::data(&state_path, msg),
+        other => other,
+    })?;
     let epoch = ckpt.state.epoch;
     let mut history = metrics::read_metrics(&metrics_path)?;
     history.retain(|m| m.epoch <= epoch);
@@ -156,7 +160,11 @@ fn train_epoch(
     let iters = loader.num_batches();
     let total_steps = (iters * config.train.epochs) as u64;
     let mut rng = stream(config.seed, Stream::Mix, epoch as u64, 0);
-    let mut loss_sum = Tensor::zeros([], (Kind::Float, loader.device()));
+    let device = loader.device();
+    let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+    // The first step of the epoch whose loss was not finite (−1: none), kept on the device so
+    // that checking every step costs no host sync; read once with the epoch's loss.
+    let mut first_bad = Tensor::full([], -1, (Kind::Int64, device));
     let mut batches = loader.epoch(epoch as u64);
     let (mut images, mut lr) = (0usize, 0.0);
     for (i, batch) in (&mut batches).enumerate() {
@@ -167,6 +175,8 @@ fn train_epoch(
         let ctx = StepContext { epoch, iter: i, iters_per_epoch: iters, global_step: *global_step, total_steps };
         let (loss, step_lr) = learner.train_step(&batch, &ctx, &mut rng)?;
         lr = step_lr;
+        let newly_bad = loss.isfinite().logical_not().logical_and(&first_bad.lt(0));
+        first_bad = Tensor::full([], i as i64, (Kind::Int64, device)).where_self(&newly_bad, &first_bad);
         loss_sum += &loss;
         images += batch.len();
         *global_step += 1;
@@ -179,6 +189,18 @@ fn train_epoch(
         }
     }
     let loss = loss_sum.double_value(&[]) / iters.max(1) as f64;
+    let bad = first_bad.int64_value(&[]);
+    if bad >= 0 {
+        let step = *global_step - iters as u64 + bad as u64 + 1;
+        return Err(Error::Run {
+            path: std::path::PathBuf::new(),
+            msg: format!(
+                "training diverged at epoch {}, step {} of {iters} (step {step} of the run): the loss is not finite; lower optim.lr (nothing of this epoch was checkpointed)",
+                epoch + 1,
+                bad + 1
+            ),
+        });
+    }
     Ok(EpochTrain {
         loss,
         images,
@@ -264,12 +286,21 @@ impl EpochRun<'_> {
         let total_epochs = self.config.train.epochs;
         let bar = progress_bar(self.progress, self.train_loader.num_batches(), epoch, total_epochs);
         let epoch_start = Instant::now();
-        let trained = train_epoch(learner, self.train_loader, self.config, epoch, global_step, bar.as_ref())?;
-        if !trained.loss.is_finite() {
-            let msg = format!("training diverged at epoch {} (loss {}); lower optim.lr", epoch + 1, trained.loss);
+        let trained = train_epoch(learner, self.train_loader, self.config, epoch, global_step, bar.as_ref()).map_err(
+            |e| match e {
+                Error::Run { msg, .. } => Error::run(self.out, msg),
+                other => other,
+            },
+        )?;
+        let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
+        if !(m.test_loss.is_finite() && m.train_loss.is_finite()) {
+            let msg = format!(
+                "training diverged by epoch {} (step {} of the run): the weights give a non-finite loss; lower optim.lr (nothing of this epoch was recorded)",
+                epoch + 1,
+                *global_step
+            );
             return Err(Error::run(self.out, msg));
         }
-        let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
@@ -277,6 +308,79 @@ impl EpochRun<'_> {
         metrics::append_metrics(&self.out.join("metrics.jsonl"), &m)?;
         learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
         Ok(m)
+    }
+}
+
+/// Refuses to checkpoint weights or statistics that are not all finite.
+fn ensure_finite(vs: &VarStore, out: &Path, epoch: usize, global_step: u64) -> Result<()> {
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let flags: Vec<Tensor> = names.iter().map(|n| vars[*n].isfinite().all()).collect();
+    if flags.is_empty() || bool::try_from(Tensor::stack(&flags, 0).all())? {
+        return Ok(());
+    }
+    let first =
+        names.iter().zip(&flags).find(|(_, f)| !bool::try_from(*f).unwrap_or(false)).map_or("?", |(n, _)| n.as_str());
+    let msg = format!(
+        "training diverged by epoch {epoch} (step {global_step} of the run): `{first}` is not finite; lower optim.lr (not checkpointed)"
+    );
+    Err(Error::run(out, msg))
+}
+
+/// Keys a resumed run may change: the schedule's length, where the data is, and the loader's
+/// worker counts (none of which changes what the data or the model are).
+const RESUMABLE_CHANGES: &[&str] = &["train.epochs", "data.path", "data.workers", "data.prefetch"];
+
+/// On `--resume`, the config given must be the run's own (`config.toml`) but for
+/// [`RESUMABLE_CHANGES`]; otherwise the resume is refused, naming every changed key, before
+/// anything is written.
+fn check_resume_config(config: &TrainConfig, out: &Path) -> Result<()> {
+    let path = out.join("config.toml");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let stored = TrainConfig::load(&path, &[])?;
+    let table = |c: &TrainConfig| -> Result<toml::Table> {
+        let mut t: toml::Table = toml::from_str(&c.to_toml()?).map_err(|e| Error::serialize(&path, e))?;
+        for key in RESUMABLE_CHANGES {
+            let (section, name) = key.split_once('.').unwrap_or(("", key));
+            if let Some(toml::Value::Table(s)) = t.get_mut(section) {
+                s.remove(name);
+            }
+        }
+        Ok(t)
+    };
+    let mut changed = Vec::new();
+    diff_keys("", &toml::Value::Table(table(&stored)?), &toml::Value::Table(table(config)?), &mut changed);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let msg = format!(
+        "--resume with a config that changes {}; a run continues with its own config.toml (only {} may change) — start a new run for another config",
+        changed.join(", "),
+        RESUMABLE_CHANGES.join(", ")
+    );
+    Err(Error::run(out, msg))
+}
+
+/// The dotted keys whose values differ between two TOML values.
+fn diff_keys(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(va), Some(vb)) => diff_keys(&key, va, vb, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 
@@ -288,6 +392,9 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     }
     crate::device::prepare(device);
     let splits = open_data(&mut config)?;
+    if resume {
+        check_resume_config(&config, &out)?;
+    }
     let info = splits.train.info().clone();
     let test_loader = eval_loader(&config, splits.test.clone(), device);
     let mut learner = build_learner(&config, &info, &test_loader, device)?;
@@ -311,6 +418,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         history.push(m);
         let done = epoch + 1;
         if done % config.train.checkpoint_every == 0 || done == end_epoch {
+            ensure_finite(learner.var_store(), &out, done, global_step)?;
             let version = env!("CARGO_PKG_VERSION").into();
             let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: version };
             checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)?;

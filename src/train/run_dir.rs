@@ -1,7 +1,30 @@
-//! The run directory: created for a new run, kept for `--resume`, replaced with `--force` (only
-//! when it looks like a samix run).
+//! The run directory: created for a new run (with a marker only samix writes), kept for
+//! `--resume`, replaced with `--force` — only when the marker says samix made it, and then only
+//! the entries samix writes are removed; anything else the user put there stays.
 use crate::{Error, Result};
 use std::path::Path;
+
+/// The file that marks a folder as a samix run directory.
+pub const MARKER: &str = ".samix-run";
+
+/// Everything a run writes into its directory (and the temporary names it writes them under).
+const RUN_ENTRIES: &[&str] = &[
+    MARKER,
+    "config.toml",
+    "seed",
+    "metrics.jsonl",
+    "summary.json",
+    "checkpoints",
+    "visuals",
+    "mixer.json",
+    "mixer.safetensors",
+    "config.toml.tmp",
+    "seed.tmp",
+    "metrics.jsonl.tmp",
+    "summary.json.tmp",
+    "mixer.json.tmp",
+    "mixer.safetensors.tmp",
+];
 
 /// Prepares the run directory: new, resumed, or replaced with `--force`.
 pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<()> {
@@ -14,15 +37,39 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<()> {
                     "run directory exists; pass --resume to continue it or --force to replace it",
                 ));
             }
-            let looks_like_run = ["config.toml", "metrics.jsonl", "checkpoints"].iter().any(|f| out.join(f).exists());
-            if !looks_like_run {
-                return Err(Error::run(out, "--force refuses to delete a non-empty folder that is not a samix run"));
+            if !out.join(MARKER).is_file() {
+                return Err(Error::run(
+                    out,
+                    format!("--force refuses: not a samix run (no {MARKER}, which every samix run directory has); nothing was deleted"),
+                ));
             }
-            std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+            remove_run_entries(out)?;
         }
     }
     if resume && !out.join("checkpoints").join("latest").exists() {
         return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let marker = out.join(MARKER);
+    if !marker.exists() {
+        let text = format!("samix run directory (samix {})\n", env!("CARGO_PKG_VERSION"));
+        crate::files::write_atomic(&marker, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Removes what a samix run writes, and nothing else.
+fn remove_run_entries(out: &Path) -> Result<()> {
+    for name in RUN_ENTRIES {
+        let path = out.join(name);
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else if path.exists() {
+            std::fs::remove_file(&path)
+        } else {
+            continue;
+        };
+        result.map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,122 @@
+//! What samix promises when runs go wrong (issue 12, first part): --force never deletes what
+//! samix did not write; a resume never accepts a foreign checkpoint or a changed config; a
+//! diverging run stops at the step, never checkpointing non-finite weights. Every test here failed
+//! on main before these fixes (3cb2d06/b07af25).
+mod common;
+use common::tiny_fashion_config;
+use samix::config::TrainConfig;
+use samix::train::{self, metrics, RunOptions};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+fn run(cfg: &TrainConfig, out: &Path, resume: bool, force: bool) -> samix::Result<metrics::Summary> {
+    let opts = RunOptions {
+        config: cfg.clone(),
+        out: out.to_path_buf(),
+        resume,
+        force,
+        device: Device::Cpu,
+        progress: false,
+        stop_after: None,
+    };
+    train::run(opts)
+}
+
+fn tiny(epochs: usize, extra: &[&str]) -> TrainConfig {
+    let mut set: Vec<String> = vec!["train.batch_size=25".into()];
+    set.extend(extra.iter().map(|s| s.to_string()));
+    TrainConfig::parse(&tiny_fashion_config(100, 50, epochs, r#"policy = "none""#), &set).unwrap()
+}
+
+#[test]
+fn force_deletes_only_samix_runs_and_only_what_samix_wrote() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny(1, &[]);
+    // A project folder that merely has a config.toml, and a Lightning run folder.
+    for (name, file) in [("project", "config.toml"), ("lightning", "checkpoints/last.ckpt"), ("logs", "metrics.jsonl")]
+    {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(file), "theirs").unwrap();
+        std::fs::write(dir.join("thesis.tex"), "mine").unwrap();
+        let err = run(&cfg, &dir, false, true).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("not a samix run"), "{name}: {err}");
+        assert_eq!(std::fs::read_to_string(dir.join("thesis.tex")).unwrap(), "mine");
+        assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), "theirs");
+    }
+    // A samix run with the user's own notes in it: --force replaces the run, keeps the notes.
+    let out = tmp.path().join("run");
+    run(&cfg, &out, false, false).unwrap();
+    std::fs::write(out.join("notes.txt"), "keep me").unwrap();
+    run(&cfg, &out, false, true).unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "keep me");
+    assert!(out.join("checkpoints/latest").exists());
+}
+
+#[test]
+fn resume_refuses_a_changed_config_and_never_rewrites_the_runs_own() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run(&tiny(1, &[]), &out, false, false).unwrap();
+    let before = std::fs::read(out.join("config.toml")).unwrap();
+    let err = run(&tiny(1, &["optim.lr=0.01"]), &out, true, false).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("optim.lr"), "{err}");
+    assert_eq!(std::fs::read(out.join("config.toml")).unwrap(), before, "the run's config is untouched");
+    // The schedule's length may change: the run goes on to epoch 2.
+    let s = run(&tiny(2, &[]), &out, true, false).unwrap();
+    assert_eq!(s.epochs, 2);
+}
+
+/// Rewrites one tensor of a safetensors file.
+fn replace_tensor(path: &Path, name: &str, t: Tensor) {
+    let mut all = Tensor::read_safetensors(path).unwrap();
+    let slot = all.iter_mut().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}"));
+    slot.1 = t;
+    Tensor::write_safetensors(&all, path).unwrap();
+}
+
+#[test]
+fn resume_refuses_weights_and_optimizer_state_of_another_shape() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run(&tiny(1, &[]), &out, false, false).unwrap();
+    let ckpt = out.join("checkpoints/epoch-0001");
+    let saved = tmp.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        std::fs::copy(ckpt.join(f), saved.join(f)).unwrap();
+    }
+    // [8,1,1,1] would broadcast into the [8,1,3,3] stem silently.
+    replace_tensor(&ckpt.join("model.safetensors"), "conv1.weight", Tensor::ones([8, 1, 1, 1], tch::kind::FLOAT_CPU));
+    let err = run(&tiny(2, &[]), &out, true, false).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("conv1.weight") && err.contains("[8, 1, 1, 1]"), "{err}");
+    std::fs::copy(saved.join("model.safetensors"), ckpt.join("model.safetensors")).unwrap();
+    // A momentum buffer of another shape (the fused kernel would read past its end).
+    let opt = ckpt.join("optimizer.safetensors");
+    replace_tensor(&opt, "momentum.conv1.weight", Tensor::ones([8, 1, 1, 1], tch::kind::FLOAT_CPU));
+    let err = run(&tiny(2, &[]), &out, true, false).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("momentum.conv1.weight"), "{err}");
+}
+
+#[test]
+fn divergence_stops_at_the_step_and_leaves_no_non_finite_checkpoint() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // One step per epoch at an absurd learning rate.
+    let cfg = tiny(4, &["optim.lr=1e6", "data.train_limit=25"]);
+    let err = run(&cfg, &out, false, false).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("diverged") && err.contains("step"), "{err}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default();
+    assert!(!metrics.contains("null"), "no non-finite value in metrics.jsonl: {metrics}");
+    if let Ok(latest) = std::fs::read_to_string(out.join("checkpoints/latest")) {
+        let weights =
+            Tensor::read_safetensors(out.join("checkpoints").join(latest.trim()).join("model.safetensors")).unwrap();
+        for (name, t) in weights {
+            assert!(bool::try_from(t.isfinite().all()).unwrap(), "checkpointed non-finite {name}");
+        }
+    }
+}
