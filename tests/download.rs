@@ -295,3 +295,40 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn a_failed_download_removes_only_what_it_created() {
+    // Three good MNIST files already in place, the fourth missing from every mirror: the call
+    // fails and the three files stay (they were there before it).
+    let mut files = mnist_files("m");
+    let missing = files.keys().find(|k| k.contains("t10k-labels")).unwrap().clone();
+    files.remove(&missing);
+    let server = Server::start(files, None);
+    let dir = tempfile::tempdir().unwrap();
+    let mnist_dir = dir.path().join("mnist");
+    std::fs::create_dir_all(&mnist_dir).unwrap();
+    let mut kept = Vec::new();
+    for entry in std::fs::read_dir(mnist()).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !missing.ends_with(&name) {
+            std::fs::copy(&p, mnist_dir.join(&name)).unwrap();
+            kept.push(name);
+        }
+    }
+    assert_eq!(kept.len(), 3);
+    let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("m")])).unwrap();
+    assert!(download::fetch(&source, dir.path(), &opts()).is_err());
+    for name in &kept {
+        assert!(mnist_dir.join(name).is_file(), "{name} was there before the call and must stay");
+    }
+    // An existing tiny-imagenet-200/ (not a valid dataset: the user's files) and no network: the
+    // failed call leaves the folder and everything in it.
+    let target = dir.path().join("tiny-imagenet-200");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("notes.txt"), "mine").unwrap();
+    let offline =
+        DatasetSource::new(DatasetKind::TinyImagenet, Some(&["http://127.0.0.1:9/none/".to_string()])).unwrap();
+    assert!(download::fetch(&offline, dir.path(), &opts()).is_err());
+    assert_eq!(std::fs::read_to_string(target.join("notes.txt")).unwrap(), "mine");
+}

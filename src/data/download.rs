@@ -162,11 +162,19 @@ pub enum Fetched {
 }
 
 /// Makes the dataset available under `data_dir`, downloading only what is missing or invalid.
+/// A failed call removes only what it created: files that were there before stay (a file whose
+/// md5 is not known is kept as it is and judged by the final validation), and an archive's
+/// target folder that already exists is never replaced.
 pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) -> Result<Fetched> {
     let target = dataset_path(data_dir, source.kind)
         .ok_or_else(|| Error::Argument("image folders are not downloaded".into()))?;
-    if target.exists() && validate(source.kind, &target).is_ok() {
+    let target_existed = target.exists();
+    if target_existed && validate(source.kind, &target).is_ok() {
         return Ok(Fetched::AlreadyPresent(target));
+    }
+    if target_existed && source.unzip.is_some() {
+        let msg = "exists but is not a valid copy of the dataset; samix does not replace a folder it did not create — move it away and download again";
+        return Err(Error::data(&target, msg));
     }
     std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
     let mut written: Vec<PathBuf> = Vec::new();
@@ -176,11 +184,16 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            if dest.exists() && file.md5.as_deref().is_some_and(|m| md5_file(&dest).ok().as_deref() == Some(m)) {
-                continue;
+            let existed = dest.exists();
+            match file.md5.as_deref() {
+                Some(m) if existed && md5_file(&dest).ok().as_deref() == Some(m) => continue,
+                None if existed => continue,
+                _ => {}
             }
             fetch_file(file, &dest, opts)?;
-            written.push(dest);
+            if !existed {
+                written.push(dest);
+            }
         }
         if let Some(zip_name) = &source.unzip {
             let zip_path = data_dir.join(zip_name);
@@ -193,7 +206,7 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
         for f in &written {
             let _ = std::fs::remove_file(f);
         }
-        if source.unzip.is_some() {
+        if source.unzip.is_some() && !target_existed {
             let _ = std::fs::remove_dir_all(&target);
         }
         return Err(e);
