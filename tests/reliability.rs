@@ -69,12 +69,18 @@ fn resume_refuses_a_changed_config_and_never_rewrites_the_runs_own() {
     assert_eq!(s.epochs, 2);
 }
 
-/// Rewrites one tensor of a safetensors file.
+/// Rewrites one tensor of a checkpoint's safetensors file, and forgets the checkpoint's recorded
+/// checksums (as for a checkpoint written before they were recorded, or files brought over from
+/// another run with sums of their own): the shape checks must hold on their own.
 fn replace_tensor(path: &Path, name: &str, t: Tensor) {
     let mut all = Tensor::read_safetensors(path).unwrap();
     let slot = all.iter_mut().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}"));
     slot.1 = t;
     Tensor::write_safetensors(&all, path).unwrap();
+    let state = path.parent().unwrap().join("state.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("files");
+    std::fs::write(&state, json.to_string()).unwrap();
 }
 
 #[test]
@@ -119,4 +125,71 @@ fn divergence_stops_at_the_step_and_leaves_no_non_finite_checkpoint() {
             assert!(bool::try_from(t.isfinite().all()).unwrap(), "checkpointed non-finite {name}");
         }
     }
+}
+
+/// A finished 1-epoch run of 2 (stopped after one), ready to resume.
+fn stopped_run(out: &Path) {
+    let opts = RunOptions {
+        config: tiny(2, &[]),
+        out: out.to_path_buf(),
+        resume: false,
+        force: false,
+        device: Device::Cpu,
+        progress: false,
+        stop_after: Some(1),
+    };
+    train::run(opts).unwrap();
+}
+
+#[test]
+fn a_torn_last_metrics_line_does_not_block_resume() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    stopped_run(&out);
+    let mut f = std::fs::OpenOptions::new().append(true).open(out.join("metrics.jsonl")).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"epoch\":2,\"train_lo").unwrap();
+    drop(f);
+    let s = run(&tiny(2, &[]), &out, true, false).unwrap();
+    assert_eq!(s.epochs, 2);
+    let m = metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.iter().map(|e| e.epoch).collect::<Vec<_>>(), [1, 2], "the torn line is repaired");
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_that_is_incomplete_corrupt_or_elsewhere() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    stopped_run(&out);
+    let ckpt = out.join("checkpoints/epoch-0001");
+    let keep = tmp.path().join("keep");
+    std::fs::create_dir_all(&keep).unwrap();
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        std::fs::copy(ckpt.join(f), keep.join(f)).unwrap();
+    }
+    let resume_err = || run(&tiny(2, &[]), &out, true, false).err().map(|e| e.to_string()).unwrap_or_default();
+    // No optimizer state although SGD has momentum: resuming would silently zero it.
+    std::fs::remove_file(ckpt.join("optimizer.safetensors")).unwrap();
+    let err = resume_err();
+    assert!(err.contains("optimizer.safetensors"), "{err}");
+    std::fs::copy(keep.join("optimizer.safetensors"), ckpt.join("optimizer.safetensors")).unwrap();
+    // One flipped byte in the weights.
+    let mut bytes = std::fs::read(ckpt.join("model.safetensors")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(ckpt.join("model.safetensors"), bytes).unwrap();
+    let err = resume_err();
+    assert!(err.contains("checksum") && err.contains("model.safetensors"), "{err}");
+    std::fs::copy(keep.join("model.safetensors"), ckpt.join("model.safetensors")).unwrap();
+    // `latest` naming a (valid) checkpoint outside the run folder.
+    let outside = tmp.path().join("elsewhere/epoch-0001");
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::process::Command::new("cp").arg("-r").arg(&ckpt).arg(&outside).status().unwrap();
+    std::fs::write(out.join("checkpoints/latest"), "../../elsewhere/epoch-0001").unwrap();
+    let err = resume_err();
+    assert!(err.contains("latest"), "{err}");
+    // Put right, the run resumes.
+    std::fs::write(out.join("checkpoints/latest"), "epoch-0001").unwrap();
+    assert_eq!(run(&tiny(2, &[]), &out, true, false).unwrap().epochs, 2);
 }

@@ -120,6 +120,11 @@ impl Sgd {
         Ok(())
     }
 
+    /// Whether any group keeps momentum buffers (which a resume must then restore).
+    pub fn uses_momentum(&self) -> bool {
+        self.groups.iter().any(|g| g.momentum != 0.0)
+    }
+
     /// Momentum buffers by parameter name, for checkpoints.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.params

@@ -16,6 +16,10 @@ pub struct CheckpointState {
     pub global_step: u64,
     pub seed: u64,
     pub samix_version: String,
+    /// SHA-256 of each tensor file of the checkpoint, verified when it is loaded (absent in
+    /// checkpoints written before this was recorded).
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 pub struct Checkpoint {
@@ -51,7 +55,13 @@ pub fn save(
             tmp.join(OPTIMIZER_FILE),
         )?;
     }
-    write_json_atomic(&tmp.join(STATE_FILE), state)?;
+    let mut state = state.clone();
+    for file in [MODEL_FILE, OPTIMIZER_FILE] {
+        if tmp.join(file).exists() {
+            state.files.insert(file.to_string(), sha256_file(&tmp.join(file))?);
+        }
+    }
+    write_json_atomic(&tmp.join(STATE_FILE), &state)?;
     write_atomic(&tmp.join(CONFIG_FILE), config_toml.as_bytes())?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
@@ -75,7 +85,12 @@ pub fn latest(run_dir: &Path) -> Result<Option<Checkpoint>> {
         return Ok(None);
     }
     let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
-    open(&run_dir.join("checkpoints").join(name.trim())).map(Some)
+    let name = name.trim();
+    let is_own = name.strip_prefix("epoch-").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if !is_own {
+        return Err(Error::data(&pointer, format!("names `{name}`, not a checkpoint of this run (epoch-NNNN)")));
+    }
+    open(&run_dir.join("checkpoints").join(name)).map(Some)
 }
 
 /// Opens a checkpoint folder (or a run folder, meaning its latest checkpoint).
@@ -96,16 +111,42 @@ impl Checkpoint {
     /// Loads the weights into `vs`, refusing (naming it) any variable that is missing or has
     /// another shape or kind in the file; nothing is loaded unless every one matches.
     pub fn load_model(&self, vs: &mut VarStore) -> Result<()> {
+        self.verify(MODEL_FILE)?;
         crate::files::load_checked(vs, &self.dir.join(MODEL_FILE))
+    }
+
+    /// Compares a file's SHA-256 with the one recorded when the checkpoint was written.
+    fn verify(&self, file: &str) -> Result<()> {
+        let Some(want) = self.state.files.get(file) else { return Ok(()) };
+        let path = self.dir.join(file);
+        let got = sha256_file(&path)?;
+        if &got != want {
+            return Err(Error::data(
+                &path,
+                format!("checksum mismatch (sha256 {got}, recorded {want}): the file changed after it was written"),
+            ));
+        }
+        Ok(())
     }
     pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
         let path = self.dir.join(OPTIMIZER_FILE);
         if !path.exists() {
+            if self.state.files.contains_key(OPTIMIZER_FILE) {
+                return Err(Error::data(&path, "is missing (the checkpoint recorded one)"));
+            }
             return Ok(Vec::new());
         }
+        self.verify(OPTIMIZER_FILE)?;
         Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, format!("cannot read optimizer state: {e}")))
     }
     pub fn config_path(&self) -> PathBuf {
         self.dir.join(CONFIG_FILE)
     }
+}
+
+/// The SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -90,6 +90,32 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
         .collect()
 }
 
+/// As [`read_metrics`], except that a last line cut off mid-write (a crash or a full disk during
+/// an append: no final newline, and it does not parse) is dropped with a warning instead of
+/// failing; the caller rewrites the log.
+pub fn read_metrics_repairing(path: &Path) -> Result<Vec<EpochMetrics>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let torn = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(m) => out.push(m),
+            Err(_) if torn && i + 1 == lines.len() => {
+                tracing::warn!("{}: dropping the cut-off last line {}", path.display(), i + 1);
+            }
+            Err(e) => return Err(Error::data(path, format!("line {}: {e}", i + 1))),
+        }
+    }
+    Ok(out)
+}
+
 /// Rewrites the whole log atomically (used on resume to drop epochs after the checkpoint).
 pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     let mut text = String::new();

@@ -125,12 +125,18 @@ fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool) -> Resu
     let ckpt = checkpoint::latest(out)?.ok_or_else(|| Error::run(out, "--resume: no checkpoint found"))?;
     ckpt.load_model(learner.var_store_mut())?;
     let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
-    learner.optimizer_mut().load_state(ckpt.optimizer_state()?).map_err(|e| match e {
+    let optimizer_state = ckpt.optimizer_state()?;
+    if optimizer_state.is_empty() && ckpt.state.global_step > 0 && learner.optimizer().uses_momentum() {
+        let msg =
+            "is missing: SGD with momentum would resume from zero momentum; restore the file or start the run again";
+        return Err(Error::data(&state_path, msg));
+    }
+    learner.optimizer_mut().load_state(optimizer_state).map_err(|e| match e {
         Error::Argument(msg) => Error::data(&state_path, msg),
         other => other,
     })?;
     let epoch = ckpt.state.epoch;
-    let mut history = metrics::read_metrics(&metrics_path)?;
+    let mut history = metrics::read_metrics_repairing(&metrics_path)?;
     history.retain(|m| m.epoch <= epoch);
     metrics::write_metrics(&metrics_path, &history)?;
     tracing::info!("resumed from {} (epoch {epoch})", ckpt.dir.display());
@@ -420,7 +426,13 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         if done % config.train.checkpoint_every == 0 || done == end_epoch {
             ensure_finite(learner.var_store(), &out, done, global_step)?;
             let version = env!("CARGO_PKG_VERSION").into();
-            let state = CheckpointState { epoch: done, global_step, seed: config.seed, samix_version: version };
+            let state = CheckpointState {
+                epoch: done,
+                global_step,
+                seed: config.seed,
+                samix_version: version,
+                files: Default::default(),
+            };
             checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)?;
         }
     }
