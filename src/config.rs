@@ -366,6 +366,13 @@ impl RunConfig {
         if self.median_of_last < 1 {
             return fail("median_of_last", "must be at least 1");
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.threads > 4 * cores {
+            return Err(Error::config(
+                "train.threads",
+                format!("{} is more than 4× this machine's {cores} cores (0 = libtorch's default)", self.threads),
+            ));
+        }
         Ok(())
     }
 }

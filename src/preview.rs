@@ -66,6 +66,7 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
                 Error::config("--checkpoint", "puzzlemix consults a trained classifier: pass --checkpoint RUN_DIR")
             })?;
             let (_vs, net) = Model::load_frozen(dir, Device::Cpu)?;
+            crate::train::mixing::check_classifier_channels(crate::model::StagedNet::in_channels(&net), &info)?;
             let saliency = input_saliency(&net, &batch.images, &batch.labels);
             let mixed = puzzle.mix_with_saliency(&batch.images, &batch.labels, &saliency, &mut rng);
             mixed_grid(mixed, &batch.images, &info.mean, &info.std, &req.out)

@@ -193,3 +193,55 @@ fn resume_refuses_a_checkpoint_that_is_incomplete_corrupt_or_elsewhere() {
     std::fs::write(out.join("checkpoints/latest"), "epoch-0001").unwrap();
     assert_eq!(run(&tiny(2, &[]), &out, true, false).unwrap().epochs, 2);
 }
+
+#[test]
+fn out_of_range_values_are_refused_before_anything_runs() {
+    let none = tiny_fashion_config(100, 50, 1, r#"policy = "none""#);
+    let cases: [(&[&str], &str); 4] = [
+        // Beyond f32: the optimiser's device scalar cannot hold it (was a panic in sgd.rs).
+        (&["optim.lr=1e308"], "optim.lr"),
+        // A 200,032-pixel padded image (was an abort allocating 40 GB).
+        (&["data.augment.crop_padding=100000"], "data.augment.crop_padding"),
+        // Reflect padding of a 1-pixel image (was an endless loop).
+        (
+            &["data.augment.image_size=1", "data.augment.crop_padding=1", "data.augment.padding_mode=reflect"],
+            "crop_padding",
+        ),
+        // No progress with 100,000 intra-op threads.
+        (&["train.threads=100000"], "train.threads"),
+    ];
+    for (set, key) in cases {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let err = TrainConfig::parse(&none, &set).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(key), "{set:?}: {err}");
+    }
+    let samix = tiny_fashion_config(100, 50, 1, r#"policy = "samix""#);
+    let err = TrainConfig::parse(&samix, &["mix.mixer_optim.lr=1e300".into()]).err().map(|e| e.to_string());
+    assert!(err.unwrap_or_default().contains("mix.mixer_optim.lr"));
+    // And reflect padding of a 1-pixel side terminates.
+    let one = samix::data::RawImage::new(1, 1, 1, vec![7]);
+    let padded = samix::data::transform::pad(&one, 1, samix::data::PaddingMode::Reflect);
+    assert_eq!((padded.height, padded.width, padded.data), (3, 3, vec![7; 9]));
+}
+
+#[test]
+fn a_consulted_classifier_of_another_dataset_is_refused() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    // A 1-channel Fashion-MNIST classifier scoring 3-channel CIFAR images (was a libtorch trace).
+    run(&tiny(1, &[]), &tmp.path().join("teacher"), false, false).unwrap();
+    let mix = samix::config::MixConfig::Attentivemix {
+        alpha: 2.0,
+        checkpoint: tmp.path().join("teacher"),
+        upsample_to: None,
+    };
+    let dc = samix::data::DataConfig {
+        train_limit: Some(1),
+        test_limit: Some(1),
+        ..samix::data::DataConfig::new(samix::data::DatasetKind::Cifar100, Some(common::cifar100_archive()))
+    };
+    let info = samix::data::open_splits(&dc).unwrap().train.info().clone();
+    let err = train::Mixing::from_config(&mix, &info, Some(32), Device::Cpu).err().map(|e| e.to_string());
+    let err = err.unwrap_or_default();
+    assert!(err.contains("1-channel") && err.contains("has 3"), "{err}");
+}

@@ -144,6 +144,17 @@ impl DataConfig {
             return Err(Error::config("data.classes", "must be [lo, hi] with lo < hi"));
         }
         let a = &self.augment;
+        if let (Some(side), true) = (self.image_side(), a.crop_padding > 0) {
+            let side = side as usize;
+            if a.crop_padding > side {
+                let msg = format!("{} is more than the {side} px image side", a.crop_padding);
+                return Err(Error::config("data.augment.crop_padding", msg));
+            }
+            if a.padding_mode == PaddingMode::Reflect && a.crop_padding >= side {
+                let msg = format!("reflect padding must be smaller than the {side} px image side");
+                return Err(Error::config("data.augment.crop_padding", msg));
+            }
+        }
         if a.image_size.is_some_and(|s| s < 1) {
             return Err(Error::config("data.augment.image_size", "must be at least 1"));
         }

@@ -90,10 +90,12 @@ pub fn parse_images(path: &Path, bytes: &[u8], expected: usize) -> Result<(usize
         return Err(Error::data(path, format!("header says {n} images, expected {expected}")));
     }
     let body = &bytes[16..];
-    if body.len() != n * h * w {
+    let size = n.checked_mul(h).and_then(|nh| nh.checked_mul(w));
+    if size != Some(body.len()) {
+        let want = size.map_or("an impossible number of".to_string(), |s| s.to_string());
         return Err(Error::data(
             path,
-            format!("expected {} pixel bytes after the header, found {} (truncated?)", n * h * w, body.len()),
+            format!("expected {want} pixel bytes after the header ({n}×{h}×{w}), found {} (truncated?)", body.len()),
         ));
     }
     Ok((h, w, body.to_vec()))

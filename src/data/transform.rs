@@ -121,6 +121,9 @@ pub fn pad(img: &RawImage, p: usize, mode: PaddingMode) -> RawImage {
     let mut data = vec![0u8; img.channels * h * w];
     // Reflect without repeating the edge pixel (numpy/torch "reflect").
     let reflect = |i: isize, n: usize| -> usize {
+        if n <= 1 {
+            return 0; // a 1-pixel side reflects onto itself (the loop below would never end)
+        }
         let n = n as isize;
         let mut i = i;
         while i < 0 || i >= n {

@@ -18,6 +18,13 @@ pub struct AttentiveMix {
     upsample_to: Option<i64>,
 }
 
+impl AttentiveMix {
+    /// Channels of the images the scoring network reads.
+    pub fn in_channels(&self) -> i64 {
+        crate::model::StagedNet::in_channels(&self.net)
+    }
+}
+
 impl std::fmt::Debug for AttentiveMix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "AttentiveMix(α {}, {:?})", self.lambda.alpha(), self.net)

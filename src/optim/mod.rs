@@ -30,8 +30,9 @@ impl OptimConfig {
     /// Range checks; `table` names the config table in errors (`optim`, `mix.mixer_optim`).
     pub fn check(&self, table: &str) -> Result<()> {
         let key = |k: &str| format!("{table}.{k}");
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config(key("lr"), "must be a positive number"));
+        // The rates live in f32 device scalars: a value beyond f32's range cannot be stored.
+        if !(self.lr.is_finite() && self.lr > 0.0 && (self.lr as f32).is_finite()) {
+            return Err(Error::config(key("lr"), "must be a positive number within f32's range (below 3.4e38)"));
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(Error::config(key("momentum"), "must be in [0, 1)"));

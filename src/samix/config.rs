@@ -113,8 +113,8 @@ impl MixerOptimConfig {
 
     pub fn check(&self) -> Result<()> {
         let fail = |key: &str, msg: &str| Err(Error::config(format!("mix.mixer_optim.{key}"), msg));
-        if self.lr.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
-            return fail("lr", "must be a positive number");
+        if self.lr.is_some_and(|v| !(v > 0.0 && v.is_finite() && (v as f32).is_finite())) {
+            return fail("lr", "must be a positive number within f32's range (below 3.4e38)");
         }
         if self.min_lr.is_some_and(|v| v < 0.0) {
             return fail("min_lr", "must be >= 0");

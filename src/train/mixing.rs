@@ -96,10 +96,14 @@ impl Mixing {
             }
             _ => {
                 let policy = input_policy(cfg, device)?;
-                if let Policy::SamixP(p) = &policy {
-                    let side =
-                        image_side.ok_or_else(|| Error::config("data.augment.image_size", "needed for samix_p"))?;
-                    p.pretrained().check_data(info.channels as i64, side)?;
+                match &policy {
+                    Policy::SamixP(p) => {
+                        let side =
+                            image_side.ok_or_else(|| Error::config("data.augment.image_size", "needed for samix_p"))?;
+                        p.pretrained().check_data(info.channels as i64, side)?;
+                    }
+                    Policy::AttentiveMix(p) => check_classifier_channels(p.in_channels(), info)?,
+                    _ => {}
                 }
                 Mixing::Input(policy)
             }
@@ -136,4 +140,16 @@ pub fn input_policy(cfg: &MixConfig, device: Device) -> Result<Policy> {
             return Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix need the model (hidden features or input gradients); the trainer runs them"))
         }
     })
+}
+
+/// A classifier a policy consults must read the data's channel count.
+pub fn check_classifier_channels(channels: i64, info: &DatasetInfo) -> Result<()> {
+    if channels != info.channels as i64 {
+        let msg = format!(
+            "the checkpoint's classifier reads {channels}-channel images; this data ({}) has {}",
+            info.name, info.channels
+        );
+        return Err(Error::config("mix.checkpoint", msg));
+    }
+    Ok(())
 }
