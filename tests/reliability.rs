@@ -245,3 +245,22 @@ fn a_consulted_classifier_of_another_dataset_is_refused() {
     let err = err.unwrap_or_default();
     assert!(err.contains("1-channel") && err.contains("has 3"), "{err}");
 }
+
+#[test]
+fn two_runs_on_one_directory_at_once_are_refused() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run(&tiny(1, &[]), &out, false, false).unwrap();
+    // A process training in the run holds its lock; another is refused at once, for a resume or
+    // a --force replacement alike, and the run is left as it was.
+    let held = samix::train::run_dir::lock(&out).unwrap();
+    let before = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    for (resume, force) in [(true, false), (false, true)] {
+        let err = run(&tiny(2, &[]), &out, resume, force).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("another samix process"), "{err}");
+    }
+    assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), before);
+    drop(held);
+    assert_eq!(run(&tiny(2, &[]), &out, true, false).unwrap().epochs, 2, "free again once released");
+}

@@ -7,7 +7,7 @@ pub mod loaders;
 pub mod metrics;
 pub mod mixing;
 pub mod model;
-mod run_dir;
+pub mod run_dir;
 pub mod samix_learner;
 pub mod supervised;
 pub mod visual;
@@ -405,8 +405,15 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let test_loader = eval_loader(&config, splits.test.clone(), device);
     let mut learner = build_learner(&config, &info, &test_loader, device)?;
     let config_toml = config.to_toml()?;
-    // Everything that can fail on the user's input has been checked: now the run directory.
+    // Everything that can fail on the user's input has been checked: now the run directory,
+    // held for the whole run so that a second process on it is refused.
+    // (A folder samix did not make gets no lock file: it is refused by `prepare` untouched.)
+    let _lock = if out.join(run_dir::MARKER).is_file() { Some(run_dir::lock(&out)?) } else { None };
     run_dir::prepare(&out, resume, force)?;
+    let _lock = match _lock {
+        Some(held) => held,
+        None => run_dir::lock(&out)?,
+    };
     let train_loader = train_loader(&config, splits.train.clone(), device);
     let Start { epoch: start_epoch, mut global_step, mut history } = restore_or_start(learner.as_mut(), &out, resume)?;
     if config.train.channels_last {

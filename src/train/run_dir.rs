@@ -6,8 +6,12 @@ use std::path::Path;
 
 /// The file that marks a folder as a samix run directory.
 pub const MARKER: &str = ".samix-run";
+/// The file a training process holds an exclusive lock on while it writes the run.
+pub const LOCK: &str = ".samix-run.lock";
 
 /// Everything a run writes into its directory (and the temporary names it writes them under).
+/// (Not the lock file: a process holding it while another replaces the run must keep excluding
+/// it, so the lock file stays.)
 const RUN_ENTRIES: &[&str] = &[
     MARKER,
     "config.toml",
@@ -72,4 +76,34 @@ fn remove_run_entries(out: &Path) -> Result<()> {
         result.map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
+}
+
+/// An exclusive hold on a run directory for as long as it lives (released when dropped or when
+/// the process ends, however it ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// Takes the run directory's lock without waiting: a second training process on the same
+/// directory is refused at once (nothing waits on it).
+pub fn lock(out: &Path) -> Result<RunLock> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let path = out.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; it only sets an advisory lock.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(Error::run(out, "another samix process is training in this run directory (its lock is held); wait for it or choose another --out"));
+        }
+    }
+    Ok(RunLock { _file: file })
 }
