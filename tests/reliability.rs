@@ -5,21 +5,12 @@
 mod common;
 use common::tiny_fashion_config;
 use samix::config::TrainConfig;
-use samix::train::{self, metrics, RunOptions};
+use samix::train::{self, metrics};
 use std::path::Path;
 use tch::{Device, Tensor};
 
 fn run(cfg: &TrainConfig, out: &Path, resume: bool, force: bool) -> samix::Result<metrics::Summary> {
-    let opts = RunOptions {
-        config: cfg.clone(),
-        out: out.to_path_buf(),
-        resume,
-        force,
-        device: Device::Cpu,
-        progress: false,
-        stop_after: None,
-    };
-    train::run(opts)
+    common::train_run(cfg, out, resume, force, None)
 }
 
 fn tiny(epochs: usize, extra: &[&str]) -> TrainConfig {
@@ -118,6 +109,12 @@ fn divergence_stops_at_the_step_and_leaves_no_non_finite_checkpoint() {
     assert!(err.contains("diverged") && err.contains("step"), "{err}");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default();
     assert!(!metrics.contains("null"), "no non-finite value in metrics.jsonl: {metrics}");
+    // Four steps per epoch: the step whose loss first goes non-finite is named (the per-step
+    // check on the device, before evaluation could notice).
+    let many = tmp.path().join("many");
+    let err = run(&tiny(2, &["optim.lr=1e6"]), &many, false, false).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("the loss is not finite") && err.contains("of 4"), "{err}");
+    assert!(!many.join("checkpoints/latest").exists());
     if let Ok(latest) = std::fs::read_to_string(out.join("checkpoints/latest")) {
         let weights =
             Tensor::read_safetensors(out.join("checkpoints").join(latest.trim()).join("model.safetensors")).unwrap();
@@ -129,16 +126,7 @@ fn divergence_stops_at_the_step_and_leaves_no_non_finite_checkpoint() {
 
 /// A finished 1-epoch run of 2 (stopped after one), ready to resume.
 fn stopped_run(out: &Path) {
-    let opts = RunOptions {
-        config: tiny(2, &[]),
-        out: out.to_path_buf(),
-        resume: false,
-        force: false,
-        device: Device::Cpu,
-        progress: false,
-        stop_after: Some(1),
-    };
-    train::run(opts).unwrap();
+    common::train_run(&tiny(2, &[]), out, false, false, Some(1)).unwrap();
 }
 
 #[test]

@@ -13,7 +13,7 @@ use samix::samix::{
     apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample,
 };
 use samix::samix::{EmaConfig, MixerVariant, OnlineSamix, SamixConfig, SamixOptions};
-use samix::train::{self, metrics, RunOptions};
+use samix::train::metrics;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -271,16 +271,7 @@ fn samix_config(train: usize, epochs: usize, extra: &str) -> TrainConfig {
 }
 
 fn run(cfg: &TrainConfig, out: &std::path::Path, resume: bool, stop_after: Option<usize>) -> metrics::Summary {
-    train::run(RunOptions {
-        config: cfg.clone(),
-        out: out.to_path_buf(),
-        resume,
-        force: false,
-        device: Device::Cpu,
-        progress: false,
-        stop_after,
-    })
-    .unwrap()
+    common::train_run(cfg, out, resume, false, stop_after).unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use samix::model::{Network, StagedNet};
 use samix::optim::{OptimConfig, Sgd};
 use samix::rng::SamixRng;
 use samix::samix::{PretrainedMixer, SamixP};
-use samix::train::{self, checkpoint, eval_loader, metrics, Mixing, RunOptions};
+use samix::train::{checkpoint, eval_loader, metrics, Mixing};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -19,16 +19,7 @@ fn f64s(t: &Tensor) -> Vec<f64> {
 }
 
 fn run(cfg: &TrainConfig, out: &std::path::Path) -> metrics::Summary {
-    let opts = RunOptions {
-        config: cfg.clone(),
-        out: out.to_path_buf(),
-        resume: false,
-        force: false,
-        device: Device::Cpu,
-        progress: false,
-        stop_after: None,
-    };
-    train::run(opts).unwrap()
+    common::train_run(cfg, out, false, false, None).unwrap()
 }
 
 /// A short online SAMix run on a Fashion-MNIST slice; returns its directory (holding the Mixer

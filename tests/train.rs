@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use samix::config::TrainConfig;
-use samix::train::{self, metrics, RunOptions};
+use samix::train::metrics;
 use std::path::Path;
 use tch::Device;
 
@@ -14,16 +14,7 @@ fn run(
     force: bool,
     stop_after: Option<usize>,
 ) -> samix::Result<metrics::Summary> {
-    let opts = RunOptions {
-        config: cfg.clone(),
-        out: out.to_path_buf(),
-        resume,
-        force,
-        device: Device::Cpu,
-        progress: false,
-        stop_after,
-    };
-    train::run(opts)
+    common::train_run(cfg, out, resume, force, stop_after)
 }
 
 fn weights(path: &Path) -> Vec<(String, tch::Tensor)> {

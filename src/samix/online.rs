@@ -5,7 +5,7 @@
 //! (backbone branch); the caller then steps its optimiser and [`OnlineSamix::ema_update`]s.
 //! Touches only these networks; the optimiser, schedules and files belong to the caller.
 use super::config::SamixOptions;
-use super::ema::{path_prefix, Ema};
+use super::ema::Ema;
 use super::mask::{apply_mask, backbone_mask};
 use super::mask_loss::mask_loss;
 use super::mixer::Mixer;
@@ -220,9 +220,4 @@ impl<N: StagedNet> OnlineSamix<N> {
         let hq = self.online.features(x, false, &[]).0;
         vec![self.ema.head(&hk), hk.apply(&self.ema_mix_head), self.online.head(&hq), hq.apply(&self.online_mix_head)]
     }
-}
-
-/// The variable-name prefixes of the parts a Mixer artifact keeps (the Mixer, the EMA encoder).
-pub fn artifact_prefixes(paths: &SamixPaths) -> Vec<String> {
-    vec![path_prefix(&paths.mixer), path_prefix(&paths.ema)]
 }

@@ -78,33 +78,28 @@ pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: 
     }
 }
 
+/// Reads `metrics.jsonl` (empty when it does not exist); a line that does not parse is an error
+/// naming it.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1))))
-        .collect()
+    read_metrics_with(path, false)
 }
 
 /// As [`read_metrics`], except that a last line cut off mid-write (a crash or a full disk during
 /// an append: no final newline, and it does not parse) is dropped with a warning instead of
 /// failing; the caller rewrites the log.
 pub fn read_metrics_repairing(path: &Path) -> Result<Vec<EpochMetrics>> {
+    read_metrics_with(path, true)
+}
+
+fn read_metrics_with(path: &Path, repair_torn_tail: bool) -> Result<Vec<EpochMetrics>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let torn = !text.is_empty() && !text.ends_with('\n');
+    let torn = repair_torn_tail && !text.is_empty() && !text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         match serde_json::from_str(line) {
             Ok(m) => out.push(m),
             Err(_) if torn && i + 1 == lines.len() => {

@@ -9,7 +9,7 @@ use crate::mix::{
     NoMix, PuzzleMix, ResizeMix, SaliencyMix, SmoothMix,
 };
 use crate::rng::SamixRng;
-use crate::samix::{PretrainedMixer, SamixConfig, SamixOptions, SamixP};
+use crate::samix::{MixerVariant, PretrainedMixer, SamixConfig, SamixOptions, SamixP};
 use crate::{Error, Result};
 use tch::{Device, Tensor};
 
@@ -76,10 +76,8 @@ impl Mixing {
     /// pre-trained Mixer is checked against the data's channels and image size.
     pub fn from_config(cfg: &MixConfig, info: &DatasetInfo, image_side: Option<i64>, device: Device) -> Result<Mixing> {
         Ok(match cfg {
-            MixConfig::Samix(c) | MixConfig::Automix(c) => {
-                let options = cfg.online_mixer().ok_or_else(|| Error::config("mix.policy", "not an online Mixer"))?;
-                Mixing::Online { config: c.clone(), options }
-            }
+            MixConfig::Samix(c) => Mixing::Online { config: c.clone(), options: c.resolve(MixerVariant::Samix) },
+            MixConfig::Automix(c) => Mixing::Online { config: c.clone(), options: c.resolve(MixerVariant::Automix) },
             MixConfig::Puzzlemix(p) => {
                 Mixing::Saliency(PuzzleMix::new(p.clone(), info.mean.clone(), info.std.clone())?)
             }

@@ -150,6 +150,8 @@ struct EpochTrain {
     lr: f64,
     loader_wait_s: f64,
     seconds: f64,
+    /// The first step (0-based, within the epoch) whose loss was not finite.
+    first_non_finite: Option<usize>,
 }
 
 /// One pass over the training loader: a learner step per batch; the loss stays on the device
@@ -195,24 +197,14 @@ fn train_epoch(
         }
     }
     let loss = loss_sum.double_value(&[]) / iters.max(1) as f64;
-    let bad = first_bad.int64_value(&[]);
-    if bad >= 0 {
-        let step = *global_step - iters as u64 + bad as u64 + 1;
-        return Err(Error::Run {
-            path: std::path::PathBuf::new(),
-            msg: format!(
-                "training diverged at epoch {}, step {} of {iters} (step {step} of the run): the loss is not finite; lower optim.lr (nothing of this epoch was checkpointed)",
-                epoch + 1,
-                bad + 1
-            ),
-        });
-    }
+    let first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
     Ok(EpochTrain {
         loss,
         images,
         lr,
         loader_wait_s: batches.waited().as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
+        first_non_finite,
     })
 }
 
@@ -292,12 +284,17 @@ impl EpochRun<'_> {
         let total_epochs = self.config.train.epochs;
         let bar = progress_bar(self.progress, self.train_loader.num_batches(), epoch, total_epochs);
         let epoch_start = Instant::now();
-        let trained = train_epoch(learner, self.train_loader, self.config, epoch, global_step, bar.as_ref()).map_err(
-            |e| match e {
-                Error::Run { msg, .. } => Error::run(self.out, msg),
-                other => other,
-            },
-        )?;
+        let trained = train_epoch(learner, self.train_loader, self.config, epoch, global_step, bar.as_ref())?;
+        if let Some(bad) = trained.first_non_finite {
+            let iters = self.train_loader.num_batches();
+            let step = *global_step - iters as u64 + bad as u64 + 1;
+            let msg = format!(
+                "training diverged at epoch {}, step {} of {iters} (step {step} of the run): the loss is not finite; lower optim.lr (nothing of this epoch was checkpointed)",
+                epoch + 1,
+                bad + 1
+            );
+            return Err(Error::run(self.out, msg));
+        }
         let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
         if !(m.test_loss.is_finite() && m.train_loss.is_finite()) {
             let msg = format!(
@@ -407,13 +404,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let config_toml = config.to_toml()?;
     // Everything that can fail on the user's input has been checked: now the run directory,
     // held for the whole run so that a second process on it is refused.
-    // (A folder samix did not make gets no lock file: it is refused by `prepare` untouched.)
-    let _lock = if out.join(run_dir::MARKER).is_file() { Some(run_dir::lock(&out)?) } else { None };
-    run_dir::prepare(&out, resume, force)?;
-    let _lock = match _lock {
-        Some(held) => held,
-        None => run_dir::lock(&out)?,
-    };
+    let _lock = run_dir::prepare(&out, resume, force)?;
     let train_loader = train_loader(&config, splits.train.clone(), device);
     let Start { epoch: start_epoch, mut global_step, mut history } = restore_or_start(learner.as_mut(), &out, resume)?;
     if config.train.channels_last {

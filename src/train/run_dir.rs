@@ -30,8 +30,11 @@ const RUN_ENTRIES: &[&str] = &[
     "mixer.safetensors.tmp",
 ];
 
-/// Prepares the run directory: new, resumed, or replaced with `--force`.
-pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<()> {
+/// Prepares the run directory — new, resumed, or replaced with `--force` — and returns its lock,
+/// held for the whole run. A samix run is locked before anything in it is touched; a folder samix
+/// did not make gets no lock file (it is refused untouched).
+pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
+    let held = if out.join(MARKER).is_file() { Some(lock(out)?) } else { None };
     if out.exists() && !resume {
         let is_empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
         if !is_empty {
@@ -41,7 +44,7 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<()> {
                     "run directory exists; pass --resume to continue it or --force to replace it",
                 ));
             }
-            if !out.join(MARKER).is_file() {
+            if held.is_none() {
                 return Err(Error::run(
                     out,
                     format!("--force refuses: not a samix run (no {MARKER}, which every samix run directory has); nothing was deleted"),
@@ -54,12 +57,16 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<()> {
         return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let held = match held {
+        Some(held) => held,
+        None => lock(out)?,
+    };
     let marker = out.join(MARKER);
     if !marker.exists() {
         let text = format!("samix run directory (samix {})\n", env!("CARGO_PKG_VERSION"));
         crate::files::write_atomic(&marker, text.as_bytes())?;
     }
-    Ok(())
+    Ok(held)
 }
 
 /// Removes what a samix run writes, and nothing else.

@@ -15,7 +15,6 @@ use crate::optim::{CosineSchedule, ParamGroup, Sgd};
 use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
-use crate::samix::online::artifact_prefixes;
 use crate::samix::{MixerArtifact, OnlineSamix, SamixConfig, SamixOptions, SamixPaths, HEADS};
 use crate::Result;
 use std::collections::BTreeMap;
@@ -73,7 +72,7 @@ impl SamixLearner {
             shape: samix.mixer.shape(),
             mean: info.mean.clone(),
             std: info.std.clone(),
-            prefixes: artifact_prefixes(&paths),
+            prefixes: vec![path_prefix(&paths.mixer), path_prefix(&paths.ema)],
             mixer_prefix: path_prefix(&paths.mixer),
             encoder_prefix: path_prefix(&paths.ema),
             produced_by: None,

@@ -94,3 +94,22 @@ pub fn online_samix(
     let ema = samix::model::Network::new(&paths.ema, model, channels, classes).expect("EMA network");
     samix::samix::OnlineSamix::new(vs, &paths, online, ema, options, side).expect("online SAMix")
 }
+
+/// `samix::train::run` on the CPU without a progress bar.
+pub fn train_run(
+    cfg: &samix::config::TrainConfig,
+    out: &std::path::Path,
+    resume: bool,
+    force: bool,
+    stop_after: Option<usize>,
+) -> samix::Result<samix::train::metrics::Summary> {
+    samix::train::run(samix::train::RunOptions {
+        config: cfg.clone(),
+        out: out.to_path_buf(),
+        resume,
+        force,
+        device: tch::Device::Cpu,
+        progress: false,
+        stop_after,
+    })
+}
