@@ -24,6 +24,9 @@ pub enum Error {
     /// A value could not be written out (serialisation of a config, summary or state file).
     #[error("{path}: cannot serialise: {msg}")]
     Serialize { path: PathBuf, msg: String },
+    /// A run stopped on request (a signal) after writing a checkpoint `--resume` continues from.
+    #[error("{path}: {msg}")]
+    Interrupted { path: PathBuf, msg: String },
     #[error("invalid argument: {0}")]
     Argument(String),
     #[error("torch: {0}")]

@@ -374,6 +374,7 @@ fn channels_last_run_trains_and_writes_plain_checkpoints() {
         device: Device::Cpu,
         progress: false,
         stop_after: None,
+        stop: None,
     })
     .unwrap();
     assert!(s.final_acc1 > 30.0, "learns in channels-last: {}", s.final_acc1);

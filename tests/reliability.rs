@@ -252,3 +252,139 @@ fn two_runs_on_one_directory_at_once_are_refused() {
     drop(held);
     assert_eq!(run(&tiny(2, &[]), &out, true, false).unwrap().epochs, 2, "free again once released");
 }
+
+/// `samix train` in a child process, its stderr lines sent over a channel.
+struct Training {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Training {
+    fn start(config: &Path, out: &Path, resume: bool) -> Training {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_samix"));
+        cmd.args(["train", "--device", "cpu", "--config"]).arg(config).arg("--out").arg(out);
+        if resume {
+            cmd.arg("--resume");
+        }
+        let mut child = cmd.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (pipe, all) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                all.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Training { child, lines, stderr }
+    }
+
+    /// Waits (bounded) for a stderr line containing `text`.
+    fn wait_for(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line with `{text}` in:\n{}", self.stderr.lock().unwrap());
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not yet reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits (bounded) for the exit; returns the exit code and stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("samix train did not exit:\n{}", self.stderr.lock().unwrap());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // The reader thread ends with the pipe; give it a bounded moment to take the last lines.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.lines.recv_timeout(std::time::Duration::from_millis(50)).is_ok()
+            && std::time::Instant::now() < deadline
+        {}
+        let text = self.stderr.lock().unwrap().clone();
+        (status.code(), text)
+    }
+}
+
+/// The final weights and the metrics (without timing fields) of a finished run.
+fn outcome(out: &Path, epochs: usize) -> (Vec<(String, Tensor)>, Vec<String>) {
+    let mut w = Tensor::read_safetensors(out.join(format!("checkpoints/epoch-{epochs:04}/model.safetensors"))).unwrap();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    let m = metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let m = m
+        .iter()
+        .map(|e| format!("{} {} {} {} {} {:?}", e.epoch, e.train_loss, e.test_loss, e.test_acc1, e.lr, e.extra));
+    (w, m.collect())
+}
+
+fn assert_same_outcome(a: &Path, b: &Path, epochs: usize) {
+    let ((wa, ma), (wb, mb)) = (outcome(a, epochs), outcome(b, epochs));
+    assert_eq!(ma, mb, "metrics differ after the interruption");
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after the interruption");
+    }
+}
+
+/// A run stopped by a signal, continued with `--resume`, ends exactly as the uninterrupted run.
+fn interrupted_run_resumes_exactly(mix: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    // 200 steps per epoch: the signal, sent when epoch 1 is reported, lands inside epoch 2.
+    let text = tiny_fashion_config(1600, 100, 2, mix).replace("batch_size = 50", "batch_size = 8");
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, text).unwrap();
+    let (whole, cut) = (tmp.path().join("whole"), tmp.path().join("cut"));
+    let (code, err) = Training::start(&config, &whole, false).finish();
+    assert_eq!(code, Some(0), "{err}");
+
+    let t = Training::start(&config, &cut, false);
+    t.wait_for("epoch   1/2");
+    t.signal(libc::SIGINT);
+    let (code, err) = t.finish();
+    assert_eq!(code, Some(130), "Ctrl-C exits 130:\n{err}");
+    assert!(err.contains("interrupted:") && err.contains("--resume"), "says how to continue:\n{err}");
+    assert!(!cut.join("summary.json").exists());
+    let (code, err) = Training::start(&config, &cut, true).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_same_outcome(&whole, &cut, 2);
+
+    // SIGTERM at once, before any checkpoint, then a second signal: the process exits without
+    // waiting (143), and the folder it leaves is one `--resume` continues to the same end.
+    let early = tmp.path().join("early");
+    let t = Training::start(&config, &early, false);
+    t.wait_for("training on");
+    t.signal(libc::SIGTERM);
+    t.signal(libc::SIGTERM);
+    let (code, err) = t.finish();
+    assert_eq!(code, Some(143), "{err}");
+    let (code, err) = Training::start(&config, &early, true).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_same_outcome(&whole, &early, 2);
+}
+
+#[test]
+fn an_interrupted_run_checkpoints_and_resumes_exactly() {
+    interrupted_run_resumes_exactly("policy = \"mixup\"\nalpha = 1.0\nper_sample = true");
+}
+
+#[test]
+fn an_interrupted_samix_run_checkpoints_and_resumes_exactly() {
+    interrupted_run_resumes_exactly("policy = \"samix\"");
+}

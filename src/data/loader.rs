@@ -81,16 +81,24 @@ impl Loader {
 
     /// Starts the workers for one epoch and returns the batches in order.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// As [`Loader::epoch`], starting at batch `first` (an epoch resumed mid-way): the batches
+    /// are the ones the whole epoch would give from there, since order and augmentation draws
+    /// depend only on (seed, epoch, sample).
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> EpochIter {
         let order = Arc::new(self.order(epoch));
         let num_batches = self.num_batches();
-        let workers = self.cfg.workers.max(1).min(num_batches.max(1));
+        let first = first.min(num_batches);
+        let workers = self.cfg.workers.max(1).min((num_batches - first).max(1));
         let mut receivers = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
             let (dataset, pipeline, order) = (self.dataset.clone(), self.pipeline.clone(), order.clone());
             let (bs, seed) = (self.cfg.batch_size.max(1), self.cfg.seed);
             std::thread::spawn(move || {
-                for b in (w..num_batches).step_by(workers) {
+                for b in (first + w..num_batches).step_by(workers) {
                     let end = ((b + 1) * bs).min(order.len());
                     let batch = build_batch(&*dataset, &pipeline, &order[b * bs..end], seed, epoch);
                     let failed = batch.is_err();
@@ -101,7 +109,7 @@ impl Loader {
             });
             receivers.push(rx);
         }
-        EpochIter { receivers, next: 0, num_batches, device: self.device, waited: Duration::ZERO }
+        EpochIter { receivers, first, next: first, num_batches, device: self.device, waited: Duration::ZERO }
     }
 }
 
@@ -144,6 +152,8 @@ fn build_batch(
 
 pub struct EpochIter {
     receivers: Vec<Receiver<Result<(Tensor, Tensor)>>>,
+    /// The batch the iteration started at (the workers deal out batches from there).
+    first: usize,
     next: usize,
     num_batches: usize,
     device: Device,
@@ -167,7 +177,7 @@ impl Iterator for EpochIter {
         if self.next >= self.num_batches {
             return None;
         }
-        let rx = &self.receivers[self.next % self.receivers.len()];
+        let rx = &self.receivers[(self.next - self.first) % self.receivers.len()];
         self.next += 1;
         let start = Instant::now();
         let received = rx.recv();

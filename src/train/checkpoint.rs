@@ -20,6 +20,51 @@ pub struct CheckpointState {
     /// checkpoints written before this was recorded).
     #[serde(default)]
     pub files: std::collections::BTreeMap<String, String>,
+    /// Set when the run was interrupted inside epoch `epoch + 1`: how far that epoch got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
+}
+
+/// How far an interrupted epoch got: what a resume needs to continue it exactly as the
+/// uninterrupted run would have (the loader restarts at batch `steps`; the mixing stream at its
+/// word position; the sums where they were).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Training steps of the epoch already taken.
+    pub steps: usize,
+    /// The sum of those steps' losses (f32 sums, exact as f64).
+    pub loss_sum: f64,
+    /// The word position of the epoch's mixing stream, in decimal (a u128: too wide for a JSON
+    /// number).
+    pub mix_stream_pos: String,
+    /// The learner's per-epoch sums so far (see `Learner::epoch_progress`).
+    #[serde(default)]
+    pub learner: EpochSums,
+}
+
+/// Per-epoch sums a learner keeps for its metrics line, and the steps they cover.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochSums {
+    pub sums: std::collections::BTreeMap<String, f64>,
+    pub steps: usize,
+}
+
+/// A checkpoint folder's name: `epoch-NNNN`, or `epoch-NNNN.step-NNNNNN` mid-epoch.
+pub fn folder_name(state: &CheckpointState) -> String {
+    match &state.partial {
+        None => format!("epoch-{:04}", state.epoch),
+        Some(p) => format!("epoch-{:04}.step-{:06}", state.epoch, p.steps),
+    }
+}
+
+/// Whether `name` is a checkpoint folder name [`folder_name`] writes.
+fn is_folder_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let Some(rest) = name.strip_prefix("epoch-") else { return false };
+    match rest.split_once(".step-") {
+        Some((epoch, step)) => digits(epoch) && digits(step),
+        None => digits(rest),
+    }
 }
 
 pub struct Checkpoint {
@@ -41,7 +86,7 @@ pub fn save(
 ) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
     std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
-    let name = format!("epoch-{:04}", state.epoch);
+    let name = folder_name(state);
     let final_dir = root.join(&name);
     let tmp = root.join(format!("{name}.tmp"));
     if tmp.exists() {
@@ -86,8 +131,7 @@ pub fn latest(run_dir: &Path) -> Result<Option<Checkpoint>> {
     }
     let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
     let name = name.trim();
-    let is_own = name.strip_prefix("epoch-").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    if !is_own {
+    if !is_folder_name(name) {
         return Err(Error::data(&pointer, format!("names `{name}`, not a checkpoint of this run (epoch-NNNN)")));
     }
     open(&run_dir.join("checkpoints").join(name)).map(Some)

@@ -25,10 +25,11 @@ use crate::files::{write_atomic, write_json_atomic};
 use crate::optim::Sgd;
 use crate::rng::{stream, SamixRng, Stream};
 use crate::{Error, Result};
-use checkpoint::CheckpointState;
+use checkpoint::{CheckpointState, EpochSums, PartialEpoch};
 use metrics::{EpochMetrics, Summary};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -47,6 +48,10 @@ pub struct RunOptions {
     /// Train at most this many epochs in this call, then stop with a checkpoint, leaving a run
     /// that `--resume` continues (for time-limited job slots).
     pub stop_after: Option<usize>,
+    /// When this becomes true (a signal handler sets it), the run stops at the next step
+    /// boundary, writes a checkpoint `--resume` continues exactly from, and returns
+    /// [`Error::Interrupted`].
+    pub stop: Option<&'static AtomicBool>,
 }
 
 /// Where a training step is in the run.
@@ -73,6 +78,14 @@ pub trait Learner {
     /// Extra per-epoch figures for `metrics.jsonl` (loss components); resets them.
     fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
         BTreeMap::new()
+    }
+    /// The sums behind [`Learner::epoch_extras`] so far, for a checkpoint taken mid-epoch.
+    fn epoch_progress(&self) -> EpochSums {
+        EpochSums::default()
+    }
+    /// Restores what [`Learner::epoch_progress`] returned (an epoch resumed mid-way).
+    fn restore_epoch_progress(&mut self, _progress: &EpochSums) -> Result<()> {
+        Ok(())
     }
     fn on_epoch_end(&mut self, _epoch: usize, _total_epochs: usize, _out: &Path) -> Result<()> {
         Ok(())
@@ -106,23 +119,28 @@ pub fn build_learner(
     }
 }
 
-/// Where the run starts: the first epoch to train, the steps already taken, and the metrics of
-/// the epochs before.
+/// Where the run starts: the first epoch to train, the steps already taken, the metrics of
+/// the epochs before, and how far the first epoch got if it was interrupted.
 struct Start {
     epoch: usize,
     global_step: u64,
     history: Vec<EpochMetrics>,
+    partial: Option<PartialEpoch>,
 }
 
 /// A fresh metrics log, or the state of the latest checkpoint (weights, optimiser, counters, the
 /// metrics up to it) loaded into `learner`.
 fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool) -> Result<Start> {
     let metrics_path = out.join("metrics.jsonl");
-    if !resume {
+    let ckpt = if resume { checkpoint::latest(out)? } else { None };
+    let Some(ckpt) = ckpt else {
+        if resume {
+            // Stopped before its first checkpoint (killed, or interrupted before a step).
+            tracing::info!("{}: no checkpoint yet; starting the run from the beginning", out.display());
+        }
         metrics::write_metrics(&metrics_path, &[])?;
-        return Ok(Start { epoch: 0, global_step: 0, history: Vec::new() });
-    }
-    let ckpt = checkpoint::latest(out)?.ok_or_else(|| Error::run(out, "--resume: no checkpoint found"))?;
+        return Ok(Start { epoch: 0, global_step: 0, history: Vec::new(), partial: None });
+    };
     ckpt.load_model(learner.var_store_mut())?;
     let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
     let optimizer_state = ckpt.optimizer_state()?;
@@ -139,29 +157,48 @@ fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool) -> Resu
     let mut history = metrics::read_metrics_repairing(&metrics_path)?;
     history.retain(|m| m.epoch <= epoch);
     metrics::write_metrics(&metrics_path, &history)?;
-    tracing::info!("resumed from {} (epoch {epoch})", ckpt.dir.display());
-    Ok(Start { epoch, global_step: ckpt.state.global_step, history })
+    let partial = ckpt.state.partial.clone();
+    if let Some(p) = &partial {
+        learner.restore_epoch_progress(&p.learner)?;
+        tracing::info!("resumed from {} (epoch {}, step {})", ckpt.dir.display(), epoch + 1, p.steps);
+    } else {
+        tracing::info!("resumed from {} (epoch {epoch})", ckpt.dir.display());
+    }
+    Ok(Start { epoch, global_step: ckpt.state.global_step, history, partial })
 }
 
 /// What one epoch of training steps produced.
 struct EpochTrain {
     loss: f64,
+    /// Images trained on in this call (for the throughput figure).
     images: usize,
     lr: f64,
     loader_wait_s: f64,
     seconds: f64,
     /// The first step (0-based, within the epoch) whose loss was not finite.
     first_non_finite: Option<usize>,
+    /// Set when a stop was requested before the epoch's last step: how far it got.
+    interrupted: Option<PartialEpoch>,
+}
+
+/// Whether `stop` has been requested.
+fn stop_requested(stop: Option<&AtomicBool>) -> bool {
+    stop.is_some_and(|s| s.load(Ordering::SeqCst))
 }
 
 /// One pass over the training loader: a learner step per batch; the loss stays on the device
-/// and is read once at the end (and every [`LOG_EVERY`] steps for the progress bar).
+/// and is read once at the end (and every [`LOG_EVERY`] steps for the progress bar). An epoch
+/// resumed mid-way (`resumed`) continues from where it stopped; a stop request ends it at the
+/// next step boundary.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     learner: &mut dyn Learner,
     loader: &Loader,
     config: &TrainConfig,
     epoch: usize,
     global_step: &mut u64,
+    resumed: Option<&PartialEpoch>,
+    stop: Option<&AtomicBool>,
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<EpochTrain> {
     let started = Instant::now();
@@ -170,12 +207,31 @@ fn train_epoch(
     let mut rng = stream(config.seed, Stream::Mix, epoch as u64, 0);
     let device = loader.device();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+    let mut first_step = 0;
+    if let Some(p) = resumed {
+        let pos = p
+            .mix_stream_pos
+            .parse::<u128>()
+            .map_err(|e| Error::Argument(format!("checkpoint state: mix_stream_pos `{}`: {e}", p.mix_stream_pos)))?;
+        rng.set_word_pos(pos);
+        loss_sum = Tensor::from(p.loss_sum as f32).to_device(device);
+        first_step = p.steps.min(iters);
+    }
     // The first step of the epoch whose loss was not finite (−1: none), kept on the device so
     // that checking every step costs no host sync; read once with the epoch's loss.
     let mut first_bad = Tensor::full([], -1, (Kind::Int64, device));
-    let mut batches = loader.epoch(epoch as u64);
-    let (mut images, mut lr) = (0usize, 0.0);
-    for (i, batch) in (&mut batches).enumerate() {
+    let mut batches = loader.epoch_from(epoch as u64, first_step);
+    if let Some(bar) = bar {
+        bar.set_position(first_step as u64);
+    }
+    let (mut images, mut lr, mut steps_done) = (0usize, 0.0, first_step);
+    let mut interrupted = false;
+    for i in first_step..iters {
+        if stop_requested(stop) {
+            interrupted = true;
+            break;
+        }
+        let Some(batch) = batches.next() else { break };
         let mut batch = batch?;
         if config.train.channels_last {
             batch.images = crate::native::to_channels_last(&batch.images)?;
@@ -188,6 +244,7 @@ fn train_epoch(
         loss_sum += &loss;
         images += batch.len();
         *global_step += 1;
+        steps_done = i + 1;
         if let Some(bar) = bar {
             bar.inc(1);
             if i % LOG_EVERY == 0 {
@@ -196,15 +253,22 @@ fn train_epoch(
             }
         }
     }
-    let loss = loss_sum.double_value(&[]) / iters.max(1) as f64;
+    let sum = loss_sum.double_value(&[]);
     let first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
+    let interrupted = (interrupted && steps_done < iters).then(|| PartialEpoch {
+        steps: steps_done,
+        loss_sum: sum,
+        mix_stream_pos: rng.get_word_pos().to_string(),
+        learner: learner.epoch_progress(),
+    });
     Ok(EpochTrain {
-        loss,
+        loss: sum / iters.max(1) as f64,
         images,
         lr,
         loader_wait_s: batches.waited().as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
         first_non_finite,
+        interrupted,
     })
 }
 
@@ -275,25 +339,47 @@ struct EpochRun<'a> {
     train_loader: &'a Loader,
     test_loader: &'a Loader,
     progress: bool,
+    stop: Option<&'static AtomicBool>,
+}
+
+/// How an epoch ended: completed (evaluated, its metrics appended), or stopped part-way.
+enum EpochEnd {
+    Completed(EpochMetrics),
+    Interrupted(PartialEpoch),
 }
 
 impl EpochRun<'_> {
-    /// Trains one epoch, evaluates, reports and appends its metrics, and lets the learner write
-    /// its per-epoch files.
-    fn epoch(&self, learner: &mut dyn Learner, epoch: usize, global_step: &mut u64) -> Result<EpochMetrics> {
+    /// Trains one epoch (or the rest of one, `resumed`), evaluates, reports and appends its
+    /// metrics, and lets the learner write its per-epoch files; or stops part-way on request.
+    fn epoch(
+        &self,
+        learner: &mut dyn Learner,
+        epoch: usize,
+        global_step: &mut u64,
+        resumed: Option<&PartialEpoch>,
+    ) -> Result<EpochEnd> {
         let total_epochs = self.config.train.epochs;
         let bar = progress_bar(self.progress, self.train_loader.num_batches(), epoch, total_epochs);
         let epoch_start = Instant::now();
-        let trained = train_epoch(learner, self.train_loader, self.config, epoch, global_step, bar.as_ref())?;
+        let step_before = *global_step;
+        let trained =
+            train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, bar.as_ref())?;
         if let Some(bad) = trained.first_non_finite {
             let iters = self.train_loader.num_batches();
-            let step = *global_step - iters as u64 + bad as u64 + 1;
+            let first = resumed.map_or(0, |p| p.steps.min(iters));
+            let step = step_before + (bad - first) as u64 + 1;
             let msg = format!(
                 "training diverged at epoch {}, step {} of {iters} (step {step} of the run): the loss is not finite; lower optim.lr (nothing of this epoch was checkpointed)",
                 epoch + 1,
                 bad + 1
             );
             return Err(Error::run(self.out, msg));
+        }
+        if let Some(partial) = trained.interrupted {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Ok(EpochEnd::Interrupted(partial));
         }
         let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
         if !(m.test_loss.is_finite() && m.train_loss.is_finite()) {
@@ -310,7 +396,7 @@ impl EpochRun<'_> {
         log_epoch(&m, total_epochs);
         metrics::append_metrics(&self.out.join("metrics.jsonl"), &m)?;
         learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
-        Ok(m)
+        Ok(EpochEnd::Completed(m))
     }
 }
 
@@ -389,7 +475,10 @@ fn diff_keys(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Strin
 
 /// Trains as the options say and returns the run summary (also written to `summary.json`).
 pub fn run(opts: RunOptions) -> Result<Summary> {
-    let RunOptions { mut config, out, resume, force, device, progress, stop_after } = opts;
+    let RunOptions { mut config, out, resume, force, device, progress, stop_after, stop } = opts;
+    if stop_after == Some(0) {
+        return Err(Error::Argument("--stop-after must be at least 1 (epochs to train in this call)".into()));
+    }
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads as i32);
     }
@@ -406,7 +495,8 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     // held for the whole run so that a second process on it is refused.
     let _lock = run_dir::prepare(&out, resume, force)?;
     let train_loader = train_loader(&config, splits.train.clone(), device);
-    let Start { epoch: start_epoch, mut global_step, mut history } = restore_or_start(learner.as_mut(), &out, resume)?;
+    let Start { epoch: start_epoch, mut global_step, mut history, mut partial } =
+        restore_or_start(learner.as_mut(), &out, resume)?;
     if config.train.channels_last {
         crate::native::vars_to_channels_last(learner.var_store())?;
     }
@@ -416,22 +506,37 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let total_epochs = config.train.epochs;
     let end_epoch = stop_after.map_or(total_epochs, |n| (start_epoch + n).min(total_epochs));
-    let run = EpochRun { config: &config, out: &out, train_loader: &train_loader, test_loader: &test_loader, progress };
+    let run =
+        EpochRun { config: &config, out: &out, train_loader: &train_loader, test_loader: &test_loader, progress, stop };
+    let save = |learner: &dyn Learner, epoch: usize, global_step: u64, partial: Option<PartialEpoch>| {
+        ensure_finite(learner.var_store(), &out, epoch, global_step)?;
+        let state = CheckpointState {
+            epoch,
+            global_step,
+            seed: config.seed,
+            samix_version: env!("CARGO_PKG_VERSION").into(),
+            files: Default::default(),
+            partial,
+        };
+        checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)
+    };
     for epoch in start_epoch..end_epoch {
-        let m = run.epoch(learner.as_mut(), epoch, &mut global_step)?;
-        history.push(m);
+        let resumed = partial.take();
+        match run.epoch(learner.as_mut(), epoch, &mut global_step, resumed.as_ref())? {
+            EpochEnd::Completed(m) => history.push(m),
+            EpochEnd::Interrupted(p) => {
+                let what = format!("epoch {}, step {} of {}", epoch + 1, p.steps, train_loader.num_batches());
+                let dir = save(learner.as_ref(), epoch, global_step, Some(p))?;
+                return Err(interrupted(&out, &dir, &what));
+            }
+        }
         let done = epoch + 1;
-        if done % config.train.checkpoint_every == 0 || done == end_epoch {
-            ensure_finite(learner.var_store(), &out, done, global_step)?;
-            let version = env!("CARGO_PKG_VERSION").into();
-            let state = CheckpointState {
-                epoch: done,
-                global_step,
-                seed: config.seed,
-                samix_version: version,
-                files: Default::default(),
-            };
-            checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)?;
+        let stopping = stop_requested(stop) && done < end_epoch;
+        if done % config.train.checkpoint_every == 0 || done == end_epoch || stopping {
+            let dir = save(learner.as_ref(), done, global_step, None)?;
+            if stopping {
+                return Err(interrupted(&out, &dir, &format!("the end of epoch {done}")));
+            }
         }
     }
     if end_epoch == total_epochs {
@@ -446,6 +551,18 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     );
     write_json_atomic(&out.join("summary.json"), &summary)?;
     Ok(summary)
+}
+
+/// The error a stopped run ends with: where it stopped, the checkpoint, how to continue.
+fn interrupted(out: &Path, checkpoint: &Path, at: &str) -> Error {
+    let name = checkpoint.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    Error::Interrupted {
+        path: out.to_path_buf(),
+        msg: format!(
+            "stopped at {at}; checkpoint checkpoints/{name} written; continue with `samix train --resume --out {}`",
+            out.display()
+        ),
+    }
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, total: usize) -> Option<indicatif::ProgressBar> {

@@ -53,7 +53,9 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
             remove_run_entries(out)?;
         }
     }
-    if resume && !out.join("checkpoints").join("latest").exists() {
+    // A samix run stopped before its first checkpoint resumes from the start; anything else
+    // without a checkpoint is not a run to continue.
+    if resume && held.is_none() && !out.join("checkpoints").join("latest").exists() {
         return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;

@@ -2,6 +2,7 @@
 //! samix's VarStore layout (`q.*`, `k.*`, `mixer.*`), gives the Mixer its own SGD group and
 //! schedule, steps the EMA, sums the loss terms per epoch, evaluates the four heads, and writes
 //! the mask visuals and the Mixer artifact into the run directory.
+use super::checkpoint::EpochSums;
 use super::eval::{self, Evaluation};
 use super::model::seed_init;
 use super::visual::MaskVisuals;
@@ -16,11 +17,14 @@ use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
 use crate::samix::{MixerArtifact, OnlineSamix, SamixConfig, SamixOptions, SamixPaths, HEADS};
-use crate::Result;
+use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
+
+/// The loss terms summed per epoch for `metrics.jsonl`.
+const LOSS_TERMS: [&str; 4] = ["loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"];
 
 /// The SAMix learner plugged into the common training loop.
 pub struct SamixLearner {
@@ -139,18 +143,30 @@ impl Learner for SamixLearner {
         total.backward();
         self.sgd.step_groups(&[lr, mixer_lr])?;
         self.samix.ema_update(momentum)?;
-        for (name, t) in [
-            ("loss_one_q", &losses.one_q),
-            ("loss_mix_q", &losses.mix_q),
-            ("loss_mix_k", &losses.mix_k),
-            ("loss_mask", &losses.mask),
-        ] {
+        for (name, t) in LOSS_TERMS.into_iter().zip([&losses.one_q, &losses.mix_q, &losses.mix_k, &losses.mask]) {
             let v = t.detach();
             let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
             *entry += v;
         }
         self.steps_in_epoch += 1;
         Ok((total.detach(), lr))
+    }
+
+    fn epoch_progress(&self) -> EpochSums {
+        let sums = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]))).collect();
+        EpochSums { sums, steps: self.steps_in_epoch }
+    }
+
+    fn restore_epoch_progress(&mut self, progress: &EpochSums) -> Result<()> {
+        self.sums.clear();
+        for (name, &value) in &progress.sums {
+            let Some(term) = LOSS_TERMS.iter().find(|t| *t == name) else {
+                return Err(Error::Argument(format!("checkpoint state: unknown SAMix loss term `{name}`")));
+            };
+            self.sums.insert(term, Tensor::from(value as f32).to_device(self.vs.device()));
+        }
+        self.steps_in_epoch = progress.steps;
+        Ok(())
     }
 
     fn epoch_extras(&mut self) -> BTreeMap<String, f64> {

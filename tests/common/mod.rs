@@ -111,5 +111,6 @@ pub fn train_run(
         device: tch::Device::Cpu,
         progress: false,
         stop_after,
+        stop: None,
     })
 }

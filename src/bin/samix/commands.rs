@@ -43,6 +43,7 @@ pub struct TrainArgs {
 /// `samix train`: the run directory defaults to `runs/<config stem>`; `--resume` without
 /// `--config` reads the run's own `config.toml`.
 pub fn train(args: TrainArgs) -> Result<()> {
+    crate::signals::install();
     let device = parse_device(args.device.as_deref())?;
     let out = match (&args.out, &args.config) {
         (Some(o), _) => o.clone(),
@@ -71,6 +72,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         device,
         progress,
         stop_after: args.stop_after,
+        stop: Some(&crate::signals::STOP),
     };
     let s = train::run(opts)?;
     println!(

@@ -3,6 +3,7 @@
 //! printed as one line and give a non-zero exit code.
 mod commands;
 mod log_format;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use samix::data::DatasetKind;
@@ -89,6 +90,10 @@ fn main() {
     samix::host::keep_freed_memory();
     log_format::init();
     if let Err(e) = run(Cli::parse()) {
+        if let Some(samix::Error::Interrupted { .. }) = e.downcast_ref::<samix::Error>() {
+            eprintln!("interrupted: {e:#}");
+            std::process::exit(signals::exit_code());
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
