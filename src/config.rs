@@ -281,10 +281,7 @@ impl MixConfig {
                 if !(0.0..=1.0).contains(mask_adjust) {
                     return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
                 }
-                if lam_margin.is_nan() || *lam_margin >= 0.5 {
-                    return Err(Error::config("mix.lam_margin", "must be below 0.5"));
-                }
-                Ok(())
+                crate::samix::config::check_lam_margin(*lam_margin)
             }
         }
     }
@@ -412,15 +409,16 @@ impl TrainConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        let cfg: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            // toml appends "in `table`" on a second line; the key path already says where.
-            let msg = e.into_inner().to_string();
-            let msg = msg.lines().next().unwrap_or("").to_string();
-            Error::config(if key == "." { "(top level)".into() } else { key }, msg)
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        let checked = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                // toml appends "in `table`" on a second line; the key path already says where.
+                let msg = e.into_inner().to_string();
+                let msg = msg.lines().next().unwrap_or("").to_string();
+                Error::config(if key == "." { "(top level)".into() } else { key }, msg)
+            })
+            .and_then(|cfg: TrainConfig| cfg.validate().map(|()| cfg));
+        checked.map_err(|e| blame_override(e, overrides))
     }
 
     /// The resolved config as TOML (what a run directory's `config.toml` holds).
@@ -444,6 +442,25 @@ impl TrainConfig {
     }
 }
 
+/// A key error caused by a `--set` names that `--set`, not the config file: the error is at the
+/// key it set or inside it, or at a table above it and about the key it set (e.g. an unknown
+/// field of that name).
+fn blame_override(e: Error, overrides: &[String]) -> Error {
+    let Error::Config { key, msg } = e else { return e };
+    let related = |set: &str| {
+        let below = key == set || key.starts_with(&format!("{set}."));
+        // serde names the field an error is about first, in backticks ("unknown field `x`,
+        // expected one of `a`, `b`").
+        let named = msg.split('`').nth(1);
+        let above = set.strip_prefix(&format!("{key}.")).is_some_and(|rest| rest.split('.').next() == named);
+        below || above
+    };
+    match overrides.iter().find(|o| o.split_once('=').is_some_and(|(k, _)| related(k.trim()))) {
+        Some(spec) => Error::Argument(format!("--set `{spec}`: key `{key}`: {msg}")),
+        None => Error::Config { key, msg },
+    }
+}
+
 /// Applies one `a.b.c=value` override; the value is read as TOML (number, bool, array, quoted
 /// string), and as a plain string when it is none of those.
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
@@ -462,7 +479,8 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
     for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
         let entry = cur.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = entry.as_table_mut().ok_or_else(|| {
-            Error::config(parts[..=i].join("."), "is a value, not a table; cannot set a key inside it")
+            let msg = format!("`{}` is a value, not a table; cannot set a key inside it", parts[..=i].join("."));
+            Error::Argument(format!("--set `{spec}`: {msg}"))
         })?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);

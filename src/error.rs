@@ -4,12 +4,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The OS error is part of the message, not a `source`: a printer of error chains
+    // (`anyhow`'s `{:#}`) would print it a second time.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     /// A dataset file exists but its content is not what the format promises.
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },
@@ -30,7 +28,7 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     Argument(String),
     #[error("torch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// A failure inside one of the libtorch calls samix makes itself (csrc/shim.cpp).
     #[error("libtorch: {0}")]
     Native(String),
@@ -38,9 +36,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+// By hand rather than `#[from]`, which would also make the torch error the `source` and print
+// it twice in an error chain.
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e)
+    }
+}
+
 impl Error {
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+    pub fn io(path: impl AsRef<Path>, error: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), error }
     }
     pub fn data(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         Error::Data { path: path.as_ref().to_path_buf(), msg: msg.into() }

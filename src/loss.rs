@@ -48,6 +48,14 @@ pub enum MixupLoss {
 }
 
 impl MixupLoss {
+    /// The weight η of the variants that have one.
+    pub fn eta(&self) -> Option<f64> {
+        match *self {
+            MixupLoss::SoftCe => None,
+            MixupLoss::PairLocalGlobal { eta } | MixupLoss::BceNeg { eta } | MixupLoss::Decoupled { eta } => Some(eta),
+        }
+    }
+
     pub fn compute(&self, logits: &Tensor, t: &MixedTargets) -> Tensor {
         let logits = logits.to_kind(tch::Kind::Float);
         match *self {

@@ -37,6 +37,9 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
     if req.n == 0 {
         return Err(Error::Argument("--n must be at least 1".into()));
     }
+    if req.image_size == 0 {
+        return Err(Error::Argument("--image-size must be at least 1".into()));
+    }
     let kind = detect(&req.data)?;
     let mut dc = DataConfig::new(kind, Some(req.data.clone()));
     if kind.native_size().is_none() {

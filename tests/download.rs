@@ -148,8 +148,9 @@ fn corrupted_file_is_rejected_and_nothing_is_left() {
     let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("a")])).unwrap();
     let err = download::fetch(&source, dir.path(), &opts()).unwrap_err().to_string();
     assert!(err.contains("t10k-images-idx3-ubyte") && err.contains("md5"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("mnist")).unwrap().collect();
-    assert!(left.is_empty(), "nothing half-written may stay: {left:?}");
+    // The folder this call created goes too: an empty `mnist/` would look like a present
+    // dataset to the next run's auto-download.
+    assert!(!dir.path().join("mnist").exists(), "nothing half-written may stay");
 
     // A single file with a published md5: the mismatch is named and neither the file nor its
     // .part stays.
@@ -158,6 +159,7 @@ fn corrupted_file_is_rejected_and_nothing_is_left() {
         name: "one.gz".into(),
         urls: vec![format!("{}t10k-images-idx3-ubyte.gz", server.base("a"))],
         md5: Some("9fb629c4189551a2d022fa330f9573f3".into()),
+        max_bytes: 1 << 26,
     };
     let err = download::fetch_file(&file, &dest, &opts()).unwrap_err().to_string();
     assert!(err.contains("one.gz") && err.contains("expected 9fb629c4189551a2d022fa330f9573f3"), "{err}");
@@ -331,4 +333,98 @@ fn a_failed_download_removes_only_what_it_created() {
         DatasetSource::new(DatasetKind::TinyImagenet, Some(&["http://127.0.0.1:9/none/".to_string()])).unwrap();
     assert!(download::fetch(&offline, dir.path(), &opts()).is_err());
     assert_eq!(std::fs::read_to_string(target.join("notes.txt")).unwrap(), "mine");
+}
+
+/// A one-connection-at-a-time HTTP server whose every answer `respond` writes from the request's
+/// `Range` start (if any).
+fn raw_server(respond: impl Fn(Option<u64>) -> Vec<u8> + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut range = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = v.trim().trim_end_matches('-').parse::<u64>().ok();
+                }
+            }
+            let _ = stream.write_all(&respond(range));
+        }
+    });
+    port
+}
+
+fn http_ok(body: &[u8]) -> Vec<u8> {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+#[test]
+fn a_refused_range_restarts_the_download_unless_the_file_is_complete() {
+    // A `.part` of 100 bytes is left from before; the server answers the Range request with 416
+    // and its real size. That is not "complete": the file is fetched again from the start.
+    let body: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let full = body.clone();
+    let port = raw_server(move |range| {
+        match range {
+        Some(_) => format!(
+            "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            full.len()
+        )
+        .into_bytes(),
+        None => http_ok(&full),
+    }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    std::fs::write(dir.path().join("f.bin.part"), &body[..100]).unwrap();
+    let file = RemoteFile {
+        name: "f.bin".into(),
+        urls: vec![format!("http://127.0.0.1:{port}/f.bin")],
+        md5: None,
+        max_bytes: 1 << 20,
+    };
+    download::fetch_file(&file, &dest, &opts()).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body, "the whole file, not the 100 bytes of the old .part");
+
+    // A 416 whose size equals the .part is a finished download.
+    let dest = dir.path().join("g.bin");
+    std::fs::write(dir.path().join("g.bin.part"), &body).unwrap();
+    let file = RemoteFile { name: "g.bin".into(), ..file };
+    download::fetch_file(&file, &dest, &opts()).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[test]
+fn a_download_larger_than_the_file_can_be_is_refused() {
+    let body = vec![7u8; 50_000];
+    let announced = body.clone();
+    let port = raw_server(move |_| http_ok(&announced));
+    // A server that announces no length and streams on is cut off at the bound too.
+    let streamed = body.clone();
+    let port_unannounced = raw_server(move |_| {
+        let mut r = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        r.extend_from_slice(&streamed);
+        r
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for port in [port, port_unannounced] {
+        let dest = dir.path().join("big.bin");
+        let file = RemoteFile {
+            name: "big.bin".into(),
+            urls: vec![format!("http://127.0.0.1:{port}/big.bin")],
+            md5: None,
+            max_bytes: 10_000,
+        };
+        let err = download::fetch_file(&file, &dest, &opts()).unwrap_err().to_string();
+        assert!(err.contains("more than the 10000"), "{err}");
+        assert!(!dest.exists() && !dir.path().join("big.bin.part").exists());
+    }
 }

@@ -115,9 +115,12 @@ fn run_directory_is_never_overwritten_without_force() {
     let err = run(&cfg, &other, false, true, None).unwrap_err().to_string();
     assert!(err.contains("not a samix run"), "{err}");
     assert!(other.join("thesis.tex").exists());
-    // --resume on a folder without checkpoints.
-    let err = run(&cfg, &tmp.path().join("empty"), true, false, None).unwrap_err().to_string();
+    // --resume on a folder without checkpoints that is not a fresh run is refused.
+    let err = run(&cfg, &other, true, false, None).unwrap_err().to_string();
     assert!(err.contains("no checkpoint"), "{err}");
+    assert!(other.join("thesis.tex").exists() && !other.join(".samix-run").exists());
+    // --resume where nothing exists yet starts the run (a requeued job may always pass it).
+    assert_eq!(run(&cfg, &tmp.path().join("empty"), true, false, None).unwrap().epochs, 1);
 }
 
 #[test]

@@ -173,6 +173,9 @@ fn find_record_dir(path: &Path, lay: &CifarLayout) -> PathBuf {
     }
 }
 
+/// The largest record file a CIFAR archive holds, with room (CIFAR-100 `train.bin`: 153.7 MB).
+const MAX_MEMBER_BYTES: u64 = 200 << 20;
+
 /// Streams a (gzipped) tar archive and keeps the members whose base name is wanted.
 pub fn read_archive_members(path: &Path, wanted: &[&str], found: &mut HashMap<String, Vec<u8>>) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -184,8 +187,16 @@ pub fn read_archive_members(path: &Path, wanted: &[&str], found: &mut HashMap<St
         let mut entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.file_name().map(|n| n.to_string_lossy().into_owned());
         if let Some(name) = name.filter(|n| wanted.contains(&n.as_str())) {
+            // The header's size is not trusted for the allocation: a member is read up to the
+            // largest real one (CIFAR-100 train.bin, 153.7 MB) and refused beyond it.
+            if entry.size() > MAX_MEMBER_BYTES {
+                return Err(Error::data(
+                    path,
+                    format!("member `{name}` claims {} bytes, more than any CIFAR file", entry.size()),
+                ));
+            }
             let mut buf = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut buf).map_err(bad)?;
+            (&mut entry).take(MAX_MEMBER_BYTES + 1).read_to_end(&mut buf).map_err(bad)?;
             found.insert(name, buf);
         }
     }

@@ -158,6 +158,26 @@ impl DataConfig {
         if a.image_size.is_some_and(|s| s < 1) {
             return Err(Error::config("data.augment.image_size", "must be at least 1"));
         }
+        for (key, limit) in [("data.train_limit", self.train_limit), ("data.test_limit", self.test_limit)] {
+            if limit == Some(0) {
+                return Err(Error::config(key, "must be at least 1 (leave it out to use the whole split)"));
+            }
+        }
+        match (a.test_resize, a.image_size) {
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "data.augment.test_resize",
+                    "has no effect without data.augment.image_size (the crop it resizes for)",
+                ))
+            }
+            (Some(resize), Some(size)) if resize < size => {
+                let msg = format!(
+                    "{resize} is less than data.augment.image_size ({size}); the centre crop is taken from the resized image"
+                );
+                return Err(Error::config("data.augment.test_resize", msg));
+            }
+            _ => {}
+        }
         if !(a.rrc_scale[0] > 0.0 && a.rrc_scale[0] <= a.rrc_scale[1] && a.rrc_scale[1] <= 1.0) {
             return Err(Error::config("data.augment.rrc_scale", "must be [lo, hi] with 0 < lo <= hi <= 1"));
         }

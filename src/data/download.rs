@@ -20,6 +20,20 @@ pub struct RemoteFile {
     pub urls: Vec<String>,
     /// md5 of the file as published, if known.
     pub md5: Option<String>,
+    /// The most bytes accepted for this file (a server announcing or sending more is refused):
+    /// a bound on what a wrong or hostile mirror can write to the disk.
+    pub max_bytes: u64,
+}
+
+/// The size bound of each file of a dataset, with ample room over the real sizes (IDX images
+/// ≤ 26 MB gzipped, CIFAR archives ≤ 170 MB, the Tiny-ImageNet zip ≈ 248 MB).
+fn max_download_bytes(kind: DatasetKind) -> u64 {
+    const MIB: u64 = 1 << 20;
+    match kind {
+        DatasetKind::Mnist | DatasetKind::FashionMnist => 64 * MIB,
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => 256 * MIB,
+        DatasetKind::TinyImagenet | DatasetKind::ImageFolder => 512 * MIB,
+    }
 }
 
 /// What to fetch for a dataset and how to unpack it.
@@ -102,6 +116,7 @@ impl DatasetSource {
                     urls: bases.iter().map(|b| format!("{}/{remote}", b.trim_end_matches('/'))).collect(),
                     name,
                     md5: md5.map(String::from),
+                    max_bytes: max_download_bytes(kind),
                 }
             })
             .collect();
@@ -178,10 +193,16 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
     }
     std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
     let mut written: Vec<PathBuf> = Vec::new();
+    // Folders this call creates (the dataset's own, e.g. `mnist/`): removed again on failure,
+    // so that a failed download leaves no empty folder that looks like a present dataset.
+    let mut made_dirs: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
         for file in &source.files {
             let dest = data_dir.join(&file.name);
             if let Some(parent) = dest.parent() {
+                if !parent.exists() {
+                    made_dirs.push(parent.to_path_buf());
+                }
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
             let existed = dest.exists();
@@ -197,7 +218,7 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
         }
         if let Some(zip_name) = &source.unzip {
             let zip_path = data_dir.join(zip_name);
-            unzip_into(&zip_path, data_dir, &target)?;
+            extract_zip(&zip_path, data_dir, &target)?;
             let _ = std::fs::remove_file(&zip_path);
         }
         validate(source.kind, &target)
@@ -208,6 +229,10 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
         }
         if source.unzip.is_some() && !target_existed {
             let _ = std::fs::remove_dir_all(&target);
+        }
+        for dir in made_dirs.iter().rev() {
+            // Only if empty: `remove_dir` refuses a folder with anything left in it.
+            let _ = std::fs::remove_dir(dir);
         }
         return Err(e);
     }
@@ -221,7 +246,7 @@ pub fn fetch_file(file: &RemoteFile, dest: &Path, opts: &DownloadOptions) -> Res
     let mut failures = Vec::new();
     for url in &file.urls {
         for _ in 0..opts.attempts_per_mirror.max(1) {
-            match download_resuming(url, &part, opts) {
+            match download_resuming(url, &part, file.max_bytes, opts) {
                 Ok(()) => {
                     if let Some(want) = &file.md5 {
                         let got = md5_file(&part)?;
@@ -254,8 +279,18 @@ enum DownloadError {
 }
 
 /// Appends to `part` from where it stops (Range request); restarts if the server ignores ranges.
-fn download_resuming(url: &str, part: &Path, opts: &DownloadOptions) -> std::result::Result<(), DownloadError> {
+fn download_resuming(
+    url: &str,
+    part: &Path,
+    max_bytes: u64,
+    opts: &DownloadOptions,
+) -> std::result::Result<(), DownloadError> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let too_large =
+        |n: u64| DownloadError::Fatal(format!("{n} bytes is more than the {max_bytes} this file can be; refused"));
+    if have > max_bytes {
+        return Err(too_large(have));
+    }
     let agent = ureq::AgentBuilder::new().timeout_connect(opts.timeout).timeout_read(opts.timeout).build();
     let mut request = agent.get(url);
     if have > 0 {
@@ -263,16 +298,43 @@ fn download_resuming(url: &str, part: &Path, opts: &DownloadOptions) -> std::res
     }
     let response = match request.call() {
         Ok(r) => r,
-        Err(ureq::Error::Status(416, _)) if have > 0 => return Ok(()), // already complete
+        // 416: the range starts at or past the end. Complete only if the server's size
+        // (`Content-Range: bytes */N`) is what we have; otherwise start over.
+        Err(ureq::Error::Status(416, r)) if have > 0 => {
+            let size = r.header("Content-Range").and_then(|v| v.trim().strip_prefix("bytes */")?.parse::<u64>().ok());
+            if size == Some(have) {
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(part);
+            return Err(DownloadError::Interrupted(format!(
+                "the server refused to resume at byte {have} (its size: {}); restarting",
+                size.map_or_else(|| "not given".to_string(), |n| n.to_string())
+            )));
+        }
         Err(ureq::Error::Status(code, _)) => return Err(DownloadError::Fatal(format!("HTTP {code}"))),
         Err(e) => return Err(DownloadError::Interrupted(e.to_string())),
     };
     let append = have > 0 && response.status() == 206;
+    if append {
+        // A partial answer must continue exactly where the file stops.
+        let start = response
+            .header("Content-Range")
+            .and_then(|v| v.trim().strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok());
+        if start != Some(have) {
+            let _ = std::fs::remove_file(part);
+            return Err(DownloadError::Interrupted(format!(
+                "the server resumed at another byte than {have}; restarting"
+            )));
+        }
+    }
     let total =
         response
             .header("Content-Length")
             .and_then(|v| v.parse::<u64>().ok())
             .map(|n| if append { n + have } else { n });
+    if let Some(t) = total.filter(|&t| t > max_bytes) {
+        return Err(too_large(t));
+    }
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -300,6 +362,9 @@ fn download_resuming(url: &str, part: &Path, opts: &DownloadOptions) -> std::res
         }
         out.write_all(&buf[..n]).map_err(|e| DownloadError::Fatal(format!("{}: {e}", part.display())))?;
         written += n as u64;
+        if written > max_bytes {
+            return Err(too_large(written));
+        }
         if let Some(b) = &bar {
             b.set_position(written);
         }
@@ -329,8 +394,9 @@ pub fn md5_file(path: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Extracts a zip into a temporary folder beside `target`, then renames its top folder to `target`.
-fn unzip_into(zip_path: &Path, data_dir: &Path, target: &Path) -> Result<()> {
+/// Extracts a zip into a temporary folder beside `target` (inside `data_dir`), then renames its
+/// top folder to `target`. Entries whose paths leave the folder are not written anywhere.
+pub fn extract_zip(zip_path: &Path, data_dir: &Path, target: &Path) -> Result<()> {
     let file = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
     let mut archive =
         zip::ZipArchive::new(file).map_err(|e| Error::data(zip_path, format!("not a zip archive: {e}")))?;

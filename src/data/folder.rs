@@ -43,7 +43,11 @@ impl Dataset for FolderDataset {
 
 /// Decodes any PNG/JPEG into 3-channel CHW bytes (grey images are replicated).
 pub fn decode_rgb(path: &Path) -> Result<RawImage> {
-    let img = image::open(path).map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?.to_rgb8();
+    // The format is read from the bytes (a JPEG saved as `.png` decodes), the extension only
+    // picks the files.
+    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let img = reader.decode().map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut data = vec![0u8; 3 * h * w];
     for (i, px) in img.pixels().enumerate() {
@@ -61,17 +65,31 @@ fn is_image(path: &Path) -> bool {
     )
 }
 
+/// The entries of `dir`, sorted, without hidden ones (`.ipynb_checkpoints/`, `.DS_Store`: tools
+/// put them there, they are never classes or images).
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(dir, err)))
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
     out.sort();
     Ok(out)
 }
 
 fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect())
+}
+
+/// The images of a class folder, which must have some: an empty class would be a class the model
+/// is asked to predict but never sees (or is never tested on).
+fn non_empty(class_dir: &Path, images: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    if images.is_empty() {
+        return Err(Error::data(class_dir, "class folder has no images (.png/.jpg/.jpeg); add images or remove it"));
+    }
+    Ok(images)
 }
 
 fn info(name: &str, class_names: Vec<String>) -> DatasetInfo {
@@ -114,7 +132,7 @@ pub fn load_image_folder(root: &Path) -> Result<(FolderDataset, FolderDataset)> 
             let label = *index
                 .get(name.as_str())
                 .ok_or_else(|| Error::data(&class_dir, "class folder not present in `train/` (unknown class)"))?;
-            items.extend(images_in(&class_dir)?.into_iter().map(|p| (p, label)));
+            items.extend(non_empty(&class_dir, images_in(&class_dir)?)?.into_iter().map(|p| (p, label)));
         }
         if items.is_empty() {
             return Err(Error::data(dir, "no images (.png/.jpg/.jpeg) found"));
@@ -158,7 +176,7 @@ pub fn load_tiny_imagenet(root: &Path) -> Result<(FolderDataset, FolderDataset)>
         if !dir.is_dir() {
             return Err(Error::data(&dir, format!("missing training folder of class `{wnid}`")));
         }
-        train_items.extend(images_in(&dir)?.into_iter().map(|p| (p, label)));
+        train_items.extend(non_empty(&dir, images_in(&dir)?)?.into_iter().map(|p| (p, label)));
     }
     let ann = root.join("val").join("val_annotations.txt");
     let text = std::fs::read_to_string(&ann).map_err(|e| Error::io(&ann, e))?;

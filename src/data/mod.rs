@@ -191,9 +191,13 @@ pub fn resolve_path(cfg: &DataConfig) -> Result<std::path::PathBuf> {
     let dir = download::default_data_dir();
     let target = download::dataset_path(&dir, cfg.dataset)
         .ok_or_else(|| crate::Error::config("data.path", "is required for image_folder datasets"))?;
-    if !target.exists() {
-        tracing::info!("{} not found in {}; downloading it", cfg.dataset.name(), dir.display());
-        let source = download::DatasetSource::new(cfg.dataset, None)?;
+    let source = download::DatasetSource::new(cfg.dataset, None)?;
+    // Missing, or a folder without all its files (a download that stopped): fetch what is
+    // missing (`fetch` keeps what is there and validates the whole).
+    let complete =
+        target.exists() && (source.unzip.is_some() || source.files.iter().all(|f| dir.join(&f.name).exists()));
+    if !complete {
+        tracing::info!("{} not found (or incomplete) in {}; downloading it", cfg.dataset.name(), dir.display());
         let opts = download::DownloadOptions {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ..Default::default()

@@ -116,14 +116,14 @@ impl MixerOptimConfig {
         if self.lr.is_some_and(|v| !(v > 0.0 && v.is_finite() && (v as f32).is_finite())) {
             return fail("lr", "must be a positive number within f32's range (below 3.4e38)");
         }
-        if self.min_lr.is_some_and(|v| v < 0.0) {
-            return fail("min_lr", "must be >= 0");
+        if self.min_lr.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return fail("min_lr", "must be a number >= 0");
         }
         if self.momentum.is_some_and(|v| !(0.0..1.0).contains(&v)) {
             return fail("momentum", "must be in [0, 1)");
         }
-        if self.weight_decay.is_some_and(|v| v < 0.0) {
-            return fail("weight_decay", "must be >= 0");
+        if self.weight_decay.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return fail("weight_decay", "must be a number >= 0");
         }
         Ok(())
     }
@@ -185,14 +185,18 @@ impl SamixOptions {
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return fail("mix.alpha", "must be a positive number (Beta(α, α))".into());
         }
-        if self.lam_margin.is_nan() || self.lam_margin >= 0.5 {
-            return fail("mix.lam_margin", "must be below 0.5".into());
-        }
+        check_lam_margin(self.lam_margin)?;
         if !(0.0..=1.0).contains(&self.mask_adjust) {
             return fail("mix.mask_adjust", "is a probability in [0, 1]".into());
         }
         self.ema.check()?;
         self.mixer.check()?;
+        self.mask_loss.check()?;
+        if let Some(eta) = self.mixer_loss.eta() {
+            if !(eta.is_finite() && eta >= 0.0) {
+                return fail("mix.mixer_loss.eta", "must be a number >= 0".into());
+            }
+        }
         if self.mask_stage + 1 >= num_stages {
             return fail(
                 "mix.mask_stage",
@@ -201,4 +205,13 @@ impl SamixOptions {
         }
         Ok(())
     }
+}
+
+/// `mix.lam_margin`: the backbone branch falls back to plain mixup when λ or 1−λ is at most this,
+/// so it is below 0.5; a negative value never falls back (the reference's AutoMix default, −1).
+pub fn check_lam_margin(v: f64) -> Result<()> {
+    if v.is_nan() || v >= 0.5 {
+        return Err(Error::config("mix.lam_margin", "must be a number below 0.5 (negative: never fall back to mixup)"));
+    }
+    Ok(())
 }

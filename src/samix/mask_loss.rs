@@ -31,6 +31,20 @@ pub struct MaskLossConfig {
 }
 
 impl MaskLossConfig {
+    /// Range checks; errors name the key under `mix.mask_loss`.
+    pub fn check(&self) -> crate::Result<()> {
+        if !(self.weight.is_finite() && self.weight >= 0.0) {
+            return Err(crate::Error::config("mix.mask_loss.weight", "must be a number >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.margin) {
+            return Err(crate::Error::config(
+                "mix.mask_loss.margin",
+                "must be in [0, 1] (a margin on the mask's mean)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The reference's margin δ of the mask's mean area.
     fn default_margin() -> f64 {
         0.1

@@ -52,6 +52,9 @@ impl MixerConfig {
         if self.reduction < 1 {
             return Err(crate::Error::config("mix.mixer.reduction", "must be at least 1"));
         }
+        if self.lam_mul_k.is_nan() {
+            return Err(crate::Error::config("mix.mixer.lam_mul_k", "must be a number (negative: no λ encoding)"));
+        }
         if !(0.0..1.0).contains(&self.value_dropout) {
             return Err(crate::Error::config("mix.mixer.value_dropout", "must be in [0, 1)"));
         }

@@ -156,9 +156,7 @@ impl SamixP {
         if !(0.0..=1.0).contains(&mask_adjust) {
             return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
         }
-        if lam_margin.is_nan() || lam_margin >= 0.5 {
-            return Err(Error::config("mix.lam_margin", "must be below 0.5"));
-        }
+        crate::samix::config::check_lam_margin(lam_margin)?;
         Ok(SamixP { lambda: LambdaSampler::new(alpha)?, mixer, mask_adjust, lam_margin })
     }
 

@@ -132,7 +132,10 @@ pub fn latest(run_dir: &Path) -> Result<Option<Checkpoint>> {
     let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
     let name = name.trim();
     if !is_folder_name(name) {
-        return Err(Error::data(&pointer, format!("names `{name}`, not a checkpoint of this run (epoch-NNNN)")));
+        return Err(Error::data(
+            &pointer,
+            format!("names `{name}`, not a checkpoint of this run (epoch-NNNN or epoch-NNNN.step-NNNNNN)"),
+        ));
     }
     open(&run_dir.join("checkpoints").join(name)).map(Some)
 }

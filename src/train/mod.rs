@@ -20,7 +20,7 @@ pub use supervised::SupervisedLearner;
 
 use crate::config::TrainConfig;
 use crate::data::loader::{Batch, Loader};
-use crate::data::{open_splits, DatasetInfo, Splits};
+use crate::data::{open_splits, Dataset, DatasetInfo, Splits};
 use crate::files::{write_atomic, write_json_atomic};
 use crate::optim::Sgd;
 use crate::rng::{stream, SamixRng, Stream};
@@ -30,6 +30,7 @@ use metrics::{EpochMetrics, Summary};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -48,10 +49,39 @@ pub struct RunOptions {
     /// Train at most this many epochs in this call, then stop with a checkpoint, leaving a run
     /// that `--resume` continues (for time-limited job slots).
     pub stop_after: Option<usize>,
-    /// When this becomes true (a signal handler sets it), the run stops at the next step
-    /// boundary, writes a checkpoint `--resume` continues exactly from, and returns
-    /// [`Error::Interrupted`].
-    pub stop: Option<&'static AtomicBool>,
+    /// A stop request (a signal handler makes it): the run stops at the next step boundary,
+    /// writes a checkpoint `--resume` continues exactly from, and returns [`Error::Interrupted`].
+    pub stop: Option<&'static StopSignal>,
+}
+
+/// A request to stop a training run, made from outside (typically a signal handler, so every
+/// method is a plain atomic access). The run arms it when its training loop starts: a handler
+/// can then tell whether stopping would lose anything (before, nothing of the run is written
+/// that a restart does not redo, so it may simply exit).
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    requested: AtomicBool,
+    armed: AtomicBool,
+}
+
+impl StopSignal {
+    pub const fn new() -> Self {
+        StopSignal { requested: AtomicBool::new(false), armed: AtomicBool::new(false) }
+    }
+    /// Asks the run to stop; returns whether a stop had been asked for already.
+    pub fn request(&self) -> bool {
+        self.requested.swap(true, Ordering::SeqCst)
+    }
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+    /// Whether a run's training loop is under way (a stop then writes a checkpoint).
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::SeqCst)
+    }
+    fn arm(&self, armed: bool) {
+        self.armed.store(armed, Ordering::SeqCst);
+    }
 }
 
 /// Where a training step is in the run.
@@ -181,9 +211,9 @@ struct EpochTrain {
     interrupted: Option<PartialEpoch>,
 }
 
-/// Whether `stop` has been requested.
-fn stop_requested(stop: Option<&AtomicBool>) -> bool {
-    stop.is_some_and(|s| s.load(Ordering::SeqCst))
+/// Whether a stop has been requested.
+fn stop_requested(stop: Option<&StopSignal>) -> bool {
+    stop.is_some_and(StopSignal::is_requested)
 }
 
 /// One pass over the training loader: a learner step per batch; the loss stays on the device
@@ -198,7 +228,7 @@ fn train_epoch(
     epoch: usize,
     global_step: &mut u64,
     resumed: Option<&PartialEpoch>,
-    stop: Option<&AtomicBool>,
+    stop: Option<&StopSignal>,
     bar: Option<&indicatif::ProgressBar>,
 ) -> Result<EpochTrain> {
     let started = Instant::now();
@@ -323,6 +353,11 @@ fn open_data(config: &mut TrainConfig) -> Result<Splits> {
     let data_path = crate::data::resolve_path(&config.data)?;
     config.data.path = Some(data_path.canonicalize().unwrap_or(data_path));
     let splits = open_splits(&config.data)?;
+    if splits.test.is_empty() {
+        let key = if config.data.classes.is_some() { "data.classes" } else { "data.test_limit" };
+        return Err(Error::config(key, "leaves no test images to evaluate on"));
+    }
+    check_test_split(&splits.test, config.data.workers)?;
     if splits.train.len() < config.train.batch_size {
         return Err(Error::config(
             "train.batch_size",
@@ -332,6 +367,21 @@ fn open_data(config: &mut TrainConfig) -> Result<Splits> {
     Ok(splits)
 }
 
+/// Reads every test image once before training starts, on `workers` threads, so that a corrupt
+/// one is reported now, naming it, not after the first training epoch. (Costs one decode pass of
+/// the test split, as one evaluation does; the in-memory datasets only copy.)
+fn check_test_split(test: &Arc<dyn Dataset>, workers: usize) -> Result<()> {
+    let workers = workers.clamp(1, 16);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| scope.spawn(move || (w..test.len()).step_by(workers).try_for_each(|i| test.load(i).map(drop))))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|_| Err(Error::Argument("a test-split check thread stopped unexpectedly".into())))
+        })
+    })
+}
+
 /// What every epoch of a run shares.
 struct EpochRun<'a> {
     config: &'a TrainConfig,
@@ -339,7 +389,7 @@ struct EpochRun<'a> {
     train_loader: &'a Loader,
     test_loader: &'a Loader,
     progress: bool,
-    stop: Option<&'static AtomicBool>,
+    stop: Option<&'static StopSignal>,
 }
 
 /// How an epoch ended: completed (evaluated, its metrics appended), or stopped part-way.
@@ -520,13 +570,31 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         };
         checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)
     };
+    // From here a stop request writes a checkpoint; the guard disarms it however the loop ends.
+    struct Armed(Option<&'static StopSignal>);
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            if let Some(s) = self.0 {
+                s.arm(false);
+            }
+        }
+    }
+    let _armed = Armed(stop);
+    if let Some(s) = stop {
+        s.arm(true);
+    }
     for epoch in start_epoch..end_epoch {
         let resumed = partial.take();
         match run.epoch(learner.as_mut(), epoch, &mut global_step, resumed.as_ref())? {
             EpochEnd::Completed(m) => history.push(m),
             EpochEnd::Interrupted(p) => {
                 let what = format!("epoch {}, step {} of {}", epoch + 1, p.steps, train_loader.num_batches());
-                let dir = save(learner.as_ref(), epoch, global_step, Some(p))?;
+                // Stopped before any step of this call: the checkpoint resumed from is still the
+                // latest (rewriting it would delete the folder `latest` names before replacing it).
+                let dir = match resumed.filter(|r| r.steps == p.steps) {
+                    Some(_) => checkpoint::latest(&out)?.map(|c| c.dir).unwrap_or_else(|| out.join("checkpoints")),
+                    None => save(learner.as_ref(), epoch, global_step, Some(p))?,
+                };
                 return Err(interrupted(&out, &dir, &what));
             }
         }

@@ -35,27 +35,25 @@ const RUN_ENTRIES: &[&str] = &[
 /// did not make gets no lock file (it is refused untouched).
 pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
     let held = if out.join(MARKER).is_file() { Some(lock(out)?) } else { None };
-    if out.exists() && !resume {
-        let is_empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
-        if !is_empty {
-            if !force {
-                return Err(Error::run(
-                    out,
-                    "run directory exists; pass --resume to continue it or --force to replace it",
-                ));
-            }
-            if held.is_none() {
-                return Err(Error::run(
-                    out,
-                    format!("--force refuses: not a samix run (no {MARKER}, which every samix run directory has); nothing was deleted"),
-                ));
-            }
-            remove_run_entries(out)?;
+    let is_empty = !out.exists() || std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
+    if !resume && !is_empty {
+        if !force {
+            return Err(Error::run(out, "run directory exists; pass --resume to continue it or --force to replace it"));
         }
+        if held.is_none() {
+            return Err(Error::run(
+                out,
+                format!("--force refuses: not a samix run (no {MARKER}, which every samix run directory has); nothing was deleted"),
+            ));
+        }
+        remove_run_entries(out)?;
     }
-    // A samix run stopped before its first checkpoint resumes from the start; anything else
-    // without a checkpoint is not a run to continue.
-    if resume && held.is_none() && !out.join("checkpoints").join("latest").exists() {
+    // `--resume` of a run that produced nothing yet (stopped before its first checkpoint, or never
+    // started: no folder) starts it from the beginning, so a requeued job may always pass
+    // --resume; anything else without a checkpoint is not a run to continue (restarting would
+    // overwrite its results, or it is not a samix run).
+    let startable = is_empty || (held.is_some() && !has_results(out));
+    if resume && !out.join("checkpoints").join("latest").exists() && !startable {
         return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -69,6 +67,13 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
         crate::files::write_atomic(&marker, text.as_bytes())?;
     }
     Ok(held)
+}
+
+/// Whether a run directory holds anything a training run produced: checkpoints, a summary, or
+/// a metrics line.
+fn has_results(out: &Path) -> bool {
+    let metrics = std::fs::metadata(out.join("metrics.jsonl")).map(|m| m.len() > 0).unwrap_or(false);
+    metrics || out.join("checkpoints").exists() || out.join("summary.json").exists()
 }
 
 /// Removes what a samix run writes, and nothing else.

@@ -1,10 +1,13 @@
-//! Ctrl-C and SIGTERM during `samix train`: the first signal asks the run to stop at the next
-//! step boundary and write a checkpoint `--resume` continues from; a second one exits at once
-//! (the checkpoint files are written under temporary names and renamed, so none is left half).
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+//! Ctrl-C and SIGTERM during `samix train`. Once training is under way, the first signal asks
+//! the run to stop at the next step boundary and write a checkpoint `--resume` continues from;
+//! a second one exits at once (checkpoints are written under temporary names and renamed, so
+//! none is left half). Before training starts (data, model), nothing is lost by stopping, and
+//! the first signal exits at once.
+use samix::train::StopSignal;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Set by the first signal; the training loop polls it between steps.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+/// The stop request the training loop polls between steps.
+pub static STOP: StopSignal = StopSignal::new();
 /// The first signal received (0: none).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
@@ -33,20 +36,28 @@ pub fn exit_code() -> i32 {
     }
 }
 
+/// Writes a message to stderr from the handler.
 #[cfg(unix)]
-extern "C" fn on_signal(signal: libc::c_int) {
-    if STOP.swap(true, Ordering::SeqCst) {
-        let msg = b"\nsamix: second signal, exiting now (resume from the last checkpoint)\n";
-        // SAFETY: write(2) and _exit(2) are async-signal-safe.
-        unsafe {
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            libc::_exit(128 + signal);
-        }
-    }
-    RECEIVED.store(signal, Ordering::SeqCst);
-    let msg = b"\nsamix: stopping after this step to write a checkpoint (signal again to exit at once)\n";
-    // SAFETY: write(2) is async-signal-safe.
+fn say(msg: &[u8]) {
+    // SAFETY: write(2) is async-signal-safe; the buffer outlives the call.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
     }
+}
+
+#[cfg(unix)]
+extern "C" fn on_signal(signal: libc::c_int) {
+    // The signal is recorded before the stop is requested, so the exit code is never unknown.
+    let _ = RECEIVED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    let again = STOP.request();
+    if again || !STOP.is_armed() {
+        say(if again {
+            b"\nsamix: second signal, exiting now (resume from the last checkpoint)\n"
+        } else {
+            b"\nsamix: stopped before training started\n"
+        });
+        // SAFETY: _exit(2) is async-signal-safe.
+        unsafe { libc::_exit(128 + signal) };
+    }
+    say(b"\nsamix: stopping after this step to write a checkpoint (signal again to exit at once)\n");
 }
