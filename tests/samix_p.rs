@@ -39,7 +39,7 @@ fn a_batch(n: i64) -> (Tensor, Tensor) {
         ..DataConfig::new(DatasetKind::FashionMnist, Some(common::fashion()))
     };
     let splits = open_splits(&dc).unwrap();
-    let cfg = TrainConfig::parse(&tiny_fashion_config(0, n as usize, 1, "policy = \"none\""), &[]).unwrap();
+    let cfg = TrainConfig::parse(&tiny_fashion_config(1, n as usize, 1, "policy = \"none\""), &[]).unwrap();
     let batch = eval_loader(&cfg, splits.test, Device::Cpu).epoch(0).next().unwrap().unwrap();
     (batch.images, batch.labels)
 }
