@@ -19,4 +19,11 @@ if [ "$have" != "$torch_version" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet "torch==$torch_version" numpy
 fi
+# TensorBoard's own event reader: the tests read samix's event files back with it.
+tensorboard_version="2.20.0"
+have_tb="$("$venv/bin/python" -c 'import tensorboard; print(tensorboard.__version__)' 2>/dev/null || true)"
+if [ "$have_tb" != "$tensorboard_version" ]; then
+  echo "setup: installing tensorboard==$tensorboard_version into $venv (the tests' event-file reader)"
+  "$venv/bin/python" -m pip install --quiet "tensorboard==$tensorboard_version"
+fi
 "$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "at", torch.__path__[0])' 2>/dev/null

@@ -388,6 +388,35 @@ pub struct TrainConfig {
     #[serde(default)]
     pub mix: MixConfig,
     pub train: RunConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// What a run records besides `metrics.jsonl` and checkpoints (`[log]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// TensorBoard event files in `<run>/tensorboard/`: per-step loss and learning rate, per-epoch
+    /// metrics, and the SAMix mask grids as images.
+    pub tensorboard: bool,
+    /// Without a terminal (logs, CI, batch jobs), a progress line at most this often (seconds);
+    /// on a terminal a progress bar is drawn instead.
+    pub progress_every_s: f64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { tensorboard: true, progress_every_s: 30.0 }
+    }
+}
+
+impl LogConfig {
+    pub fn check(&self) -> Result<()> {
+        if !(self.progress_every_s.is_finite() && self.progress_every_s >= 0.0) {
+            return Err(Error::config("log.progress_every_s", "must be a number of seconds >= 0"));
+        }
+        Ok(())
+    }
 }
 
 impl TrainConfig {
@@ -432,6 +461,7 @@ impl TrainConfig {
         self.optim.check("optim")?;
         self.schedule.check(self.optim.lr, self.train.epochs)?;
         self.mix.check(self.model.arch.num_stages())?;
+        self.log.check()?;
         self.model.check()?;
         self.data.check()
     }

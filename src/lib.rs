@@ -4,7 +4,7 @@
 //! Data flows one way through the modules, and each imports only from those before it:
 //! [`data`] (datasets, transforms, loader) → [`model`] (staged networks) → [`mix`] (handcrafted
 //! policies) → [`loss`] → [`optim`] (SGD, schedule) → [`samix`] (the Mixer and the online SAMix
-//! step) → [`report`] (PNG grids) → [`config`] (the run recipe) → [`train`] (learners, the epoch
+//! step) → [`report`] (PNG grids) / [`tensorboard`] (event files) → [`config`] (the run recipe) → [`train`] (learners, the epoch
 //! loop, checkpoints) → [`preview`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
 //! [`native`] (libtorch calls tch lacks), `files` (atomic writes, internal) and [`host`].
 //!
@@ -27,6 +27,7 @@ pub mod preview;
 pub mod report;
 pub mod rng;
 pub mod samix;
+pub mod tensorboard;
 pub mod train;
 
 pub use config::{MixConfig, TrainConfig};

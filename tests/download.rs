@@ -184,6 +184,17 @@ fn a_404_mirror_falls_through_to_the_next() {
     let source = DatasetSource::new(DatasetKind::Mnist, Some(&[server.base("gone")])).unwrap();
     let err = download::fetch(&source, empty.path(), &opts()).unwrap_err().to_string();
     assert!(err.contains("every mirror") && err.contains("HTTP 404") && err.contains(".gz"), "{err}");
+    // A mirror that cannot be reached is retried, and named once with its last reason (it was
+    // repeated per attempt, with the URL twice each time).
+    let file = RemoteFile {
+        name: "x.gz".into(),
+        urls: vec!["http://127.0.0.1:9/x.gz".into(), server.base("gone") + "x.gz"],
+        md5: None,
+        max_bytes: 1 << 20,
+    };
+    let err = download::fetch_file(&file, &empty.path().join("x.gz"), &opts()).unwrap_err().to_string();
+    assert_eq!(err.matches("127.0.0.1:9").count(), 1, "{err}");
+    assert!(err.contains("(3 attempts)") && err.lines().count() == 3, "{err}");
 }
 
 #[test]

@@ -372,7 +372,7 @@ fn channels_last_run_trains_and_writes_plain_checkpoints() {
         resume: false,
         force: false,
         device: Device::Cpu,
-        progress: false,
+        progress: samix::train::Progress::Off,
         stop_after: None,
         stop: None,
     })

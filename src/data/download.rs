@@ -243,32 +243,38 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
 pub fn fetch_file(file: &RemoteFile, dest: &Path, opts: &DownloadOptions) -> Result<()> {
     let part =
         dest.with_file_name(format!("{}.part", dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let mut failures = Vec::new();
+    // One line per mirror: why it failed last, and after how many attempts.
+    let mut failures: Vec<String> = Vec::new();
     for url in &file.urls {
+        let mut attempts = 0;
+        let mut last = String::new();
         for _ in 0..opts.attempts_per_mirror.max(1) {
+            attempts += 1;
             match download_resuming(url, &part, file.max_bytes, opts) {
                 Ok(()) => {
                     if let Some(want) = &file.md5 {
                         let got = md5_file(&part)?;
                         if &got != want {
                             let _ = std::fs::remove_file(&part);
-                            failures.push(format!("{url}: md5 {got}, expected {want}"));
+                            last = format!("md5 {got}, expected {want}");
                             break;
                         }
                     }
                     return std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e));
                 }
                 Err(DownloadError::Fatal(msg)) => {
-                    failures.push(format!("{url}: {msg}"));
+                    last = msg;
                     let _ = std::fs::remove_file(&part);
                     break;
                 }
-                Err(DownloadError::Interrupted(msg)) => failures.push(format!("{url}: interrupted ({msg})")),
+                Err(DownloadError::Interrupted(msg)) => last = msg,
             }
         }
+        let tries = if attempts > 1 { format!(" ({attempts} attempts)") } else { String::new() };
+        failures.push(format!("  {url}: {last}{tries}"));
     }
     let _ = std::fs::remove_file(&part);
-    Err(Error::data(dest, format!("download failed from every mirror: {}", failures.join("; "))))
+    Err(Error::data(dest, format!("download failed from every mirror:\n{}", failures.join("\n"))))
 }
 
 enum DownloadError {
@@ -312,7 +318,11 @@ fn download_resuming(
             )));
         }
         Err(ureq::Error::Status(code, _)) => return Err(DownloadError::Fatal(format!("HTTP {code}"))),
-        Err(e) => return Err(DownloadError::Interrupted(e.to_string())),
+        Err(ureq::Error::Transport(t)) => {
+            // The kind and cause, without the URL (the caller names it once per mirror).
+            let msg = t.message().map_or_else(String::new, |m| format!(": {m}"));
+            return Err(DownloadError::Interrupted(format!("{}{msg}", t.kind())));
+        }
     };
     let append = have > 0 && response.status() == 206;
     if append {

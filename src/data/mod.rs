@@ -202,7 +202,13 @@ pub fn resolve_path(cfg: &DataConfig) -> Result<std::path::PathBuf> {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ..Default::default()
         };
-        download::fetch(&source, &dir, &opts)?;
+        download::fetch(&source, &dir, &opts).map_err(|e| {
+            let msg = format!(
+                "{e}\n  no network? use a local copy: --data PATH (data.path), or SAMIX_DATA=DIR with `{}` in it",
+                target.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            );
+            crate::Error::data(&dir, msg)
+        })?;
     }
     Ok(target)
 }

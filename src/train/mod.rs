@@ -7,6 +7,7 @@ pub mod loaders;
 pub mod metrics;
 pub mod mixing;
 pub mod model;
+pub mod monitor;
 pub mod run_dir;
 pub mod samix_learner;
 pub mod supervised;
@@ -15,6 +16,8 @@ pub mod visual;
 pub use loaders::{eval_loader, train_loader, train_pipeline};
 pub use mixing::{input_policy, Mixing, Policy};
 pub use model::{seed_init, Model};
+pub use monitor::Progress;
+use monitor::{Monitor, StepView};
 pub use samix_learner::SamixLearner;
 pub use supervised::SupervisedLearner;
 
@@ -35,17 +38,14 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-/// How often (in steps) the loss is read back to the host for the progress display.
-const LOG_EVERY: usize = 20;
-
 pub struct RunOptions {
     pub config: TrainConfig,
     pub out: PathBuf,
     pub resume: bool,
     pub force: bool,
     pub device: Device,
-    /// Draw a progress bar (interactive use).
-    pub progress: bool,
+    /// How progress is shown (a bar on a terminal, plain lines in logs, or none).
+    pub progress: Progress,
     /// Train at most this many epochs in this call, then stop with a checkpoint, leaving a run
     /// that `--resume` continues (for time-limited job slots).
     pub stop_after: Option<usize>,
@@ -117,8 +117,9 @@ pub trait Learner {
     fn restore_epoch_progress(&mut self, _progress: &EpochSums) -> Result<()> {
         Ok(())
     }
-    fn on_epoch_end(&mut self, _epoch: usize, _total_epochs: usize, _out: &Path) -> Result<()> {
-        Ok(())
+    /// After an epoch's evaluation; returns the pictures it wrote (recorded with the metrics).
+    fn on_epoch_end(&mut self, _epoch: usize, _total_epochs: usize, _out: &Path) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
     }
     fn on_finish(&mut self, _out: &Path) -> Result<()> {
         Ok(())
@@ -217,9 +218,9 @@ fn stop_requested(stop: Option<&StopSignal>) -> bool {
 }
 
 /// One pass over the training loader: a learner step per batch; the loss stays on the device
-/// and is read once at the end (and every [`LOG_EVERY`] steps for the progress bar). An epoch
-/// resumed mid-way (`resumed`) continues from where it stopped; a stop request ends it at the
-/// next step boundary.
+/// and is read once at the end (and when the monitor shows or records it). An epoch resumed
+/// mid-way (`resumed`) continues from where it stopped; a stop request ends it at the next step
+/// boundary.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
     learner: &mut dyn Learner,
@@ -229,7 +230,7 @@ fn train_epoch(
     global_step: &mut u64,
     resumed: Option<&PartialEpoch>,
     stop: Option<&StopSignal>,
-    bar: Option<&indicatif::ProgressBar>,
+    monitor: &mut Monitor,
 ) -> Result<EpochTrain> {
     let started = Instant::now();
     let iters = loader.num_batches();
@@ -251,9 +252,7 @@ fn train_epoch(
     // that checking every step costs no host sync; read once with the epoch's loss.
     let mut first_bad = Tensor::full([], -1, (Kind::Int64, device));
     let mut batches = loader.epoch_from(epoch as u64, first_step);
-    if let Some(bar) = bar {
-        bar.set_position(first_step as u64);
-    }
+    monitor.start_epoch(epoch, config.train.epochs, iters, first_step);
     let (mut images, mut lr, mut steps_done) = (0usize, 0.0, first_step);
     let mut interrupted = false;
     for i in first_step..iters {
@@ -275,13 +274,18 @@ fn train_epoch(
         images += batch.len();
         *global_step += 1;
         steps_done = i + 1;
-        if let Some(bar) = bar {
-            bar.inc(1);
-            if i % LOG_EVERY == 0 {
-                let ips = images as f64 / started.elapsed().as_secs_f64();
-                bar.set_message(format!("loss {:.3} lr {lr:.4} {ips:.0} img/s", loss.double_value(&[])));
-            }
-        }
+        monitor.step(&StepView {
+            epoch,
+            total_epochs: config.train.epochs,
+            iter: i,
+            iters,
+            first_iter: first_step,
+            global_step: *global_step,
+            total_steps,
+            loss: &loss,
+            lr,
+            images,
+        })?;
     }
     let sum = loss_sum.double_value(&[]);
     let first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
@@ -388,7 +392,6 @@ struct EpochRun<'a> {
     out: &'a Path,
     train_loader: &'a Loader,
     test_loader: &'a Loader,
-    progress: bool,
     stop: Option<&'static StopSignal>,
 }
 
@@ -407,13 +410,13 @@ impl EpochRun<'_> {
         epoch: usize,
         global_step: &mut u64,
         resumed: Option<&PartialEpoch>,
+        monitor: &mut Monitor,
     ) -> Result<EpochEnd> {
         let total_epochs = self.config.train.epochs;
-        let bar = progress_bar(self.progress, self.train_loader.num_batches(), epoch, total_epochs);
         let epoch_start = Instant::now();
         let step_before = *global_step;
         let trained =
-            train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, bar.as_ref())?;
+            train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, monitor)?;
         if let Some(bad) = trained.first_non_finite {
             let iters = self.train_loader.num_batches();
             let first = resumed.map_or(0, |p| p.steps.min(iters));
@@ -426,9 +429,7 @@ impl EpochRun<'_> {
             return Err(Error::run(self.out, msg));
         }
         if let Some(partial) = trained.interrupted {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
+            monitor.abandon_epoch();
             return Ok(EpochEnd::Interrupted(partial));
         }
         let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
@@ -440,12 +441,10 @@ impl EpochRun<'_> {
             );
             return Err(Error::run(self.out, msg));
         }
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
-        log_epoch(&m, total_epochs);
         metrics::append_metrics(&self.out.join("metrics.jsonl"), &m)?;
-        learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
+        let pictures = learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
+        monitor.end_epoch(&m, &pictures)?;
+        log_epoch(&m, total_epochs);
         Ok(EpochEnd::Completed(m))
     }
 }
@@ -469,7 +468,8 @@ fn ensure_finite(vs: &VarStore, out: &Path, epoch: usize, global_step: u64) -> R
 
 /// Keys a resumed run may change: the schedule's length, where the data is, and the loader's
 /// worker counts (none of which changes what the data or the model are).
-const RESUMABLE_CHANGES: &[&str] = &["train.epochs", "data.path", "data.workers", "data.prefetch"];
+const RESUMABLE_CHANGES: &[&str] =
+    &["train.epochs", "data.path", "data.workers", "data.prefetch", "log.tensorboard", "log.progress_every_s"];
 
 /// On `--resume`, the config given must be the run's own (`config.toml`) but for
 /// [`RESUMABLE_CHANGES`]; otherwise the resume is refused, naming every changed key, before
@@ -556,8 +556,8 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let total_epochs = config.train.epochs;
     let end_epoch = stop_after.map_or(total_epochs, |n| (start_epoch + n).min(total_epochs));
-    let run =
-        EpochRun { config: &config, out: &out, train_loader: &train_loader, test_loader: &test_loader, progress, stop };
+    let run = EpochRun { config: &config, out: &out, train_loader: &train_loader, test_loader: &test_loader, stop };
+    let mut monitor = Monitor::new(progress, &config.log, &out)?;
     let save = |learner: &dyn Learner, epoch: usize, global_step: u64, partial: Option<PartialEpoch>| {
         ensure_finite(learner.var_store(), &out, epoch, global_step)?;
         let state = CheckpointState {
@@ -585,7 +585,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     }
     for epoch in start_epoch..end_epoch {
         let resumed = partial.take();
-        match run.epoch(learner.as_mut(), epoch, &mut global_step, resumed.as_ref())? {
+        match run.epoch(learner.as_mut(), epoch, &mut global_step, resumed.as_ref(), &mut monitor)? {
             EpochEnd::Completed(m) => history.push(m),
             EpochEnd::Interrupted(p) => {
                 let what = format!("epoch {}, step {} of {}", epoch + 1, p.steps, train_loader.num_batches());
@@ -631,17 +631,4 @@ fn interrupted(out: &Path, checkpoint: &Path, at: &str) -> Error {
             out.display()
         ),
     }
-}
-
-fn progress_bar(enabled: bool, len: usize, epoch: usize, total: usize) -> Option<indicatif::ProgressBar> {
-    if !enabled {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("epoch {}/{}", epoch + 1, total));
-    Some(bar)
 }

@@ -20,6 +20,7 @@ const RUN_ENTRIES: &[&str] = &[
     "summary.json",
     "checkpoints",
     "visuals",
+    "tensorboard",
     "mixer.json",
     "mixer.safetensors",
     "config.toml.tmp",

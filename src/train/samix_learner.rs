@@ -19,7 +19,7 @@ use crate::samix::ema::path_prefix;
 use crate::samix::{MixerArtifact, OnlineSamix, SamixConfig, SamixOptions, SamixPaths, HEADS};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -187,13 +187,13 @@ impl Learner for SamixLearner {
         Ok(Evaluation { primary: results[0], heads })
     }
 
-    fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<()> {
+    fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<Vec<PathBuf>> {
         let every = self.visual_every;
         let due = epoch == total_epochs || (every > 0 && epoch.is_multiple_of(every));
-        if let (true, Some(v)) = (due, self.visual.as_mut()) {
-            v.snapshot(&self.samix, epoch, out)?;
+        match (due, self.visual.as_mut()) {
+            (true, Some(v)) => Ok(vec![v.snapshot(&self.samix, epoch, out)?]),
+            _ => Ok(Vec::new()),
         }
-        Ok(())
     }
 
     fn on_finish(&mut self, out: &Path) -> Result<()> {

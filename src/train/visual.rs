@@ -6,7 +6,7 @@ use crate::model::StagedNet;
 use crate::report::write_grid;
 use crate::samix::{apply_mask, OnlineSamix};
 use crate::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 pub struct MaskVisuals {
@@ -25,7 +25,8 @@ impl MaskVisuals {
         crate::data::transform::to_unit(x, &self.mean, &self.std)
     }
 
-    pub fn snapshot<N: StagedNet>(&mut self, nets: &OnlineSamix<N>, epoch: usize, out: &Path) -> Result<()> {
+    /// Writes the epoch's grid; returns its path.
+    pub fn snapshot<N: StagedNet>(&mut self, nets: &OnlineSamix<N>, epoch: usize, out: &Path) -> Result<PathBuf> {
         let _guard = tch::no_grad_guard();
         let x = &self.images;
         let n = x.size()[0];
@@ -41,7 +42,9 @@ impl MaskVisuals {
         self.evolution.push(nets.mixer.mask(&f, &perm, &Tensor::from(0.5), false).expand_as(x).contiguous());
         let dir = out.join("visuals");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_grid(&rows, &dir.join(format!("masks_epoch_{epoch:04}.png")))
+        let path = dir.join(format!("masks_epoch_{epoch:04}.png"));
+        write_grid(&rows, &path)?;
+        Ok(path)
     }
 
     pub fn write_evolution(&self, out: &Path) -> Result<()> {

@@ -109,7 +109,7 @@ pub fn train_run(
         resume,
         force,
         device: tch::Device::Cpu,
-        progress: false,
+        progress: samix::train::Progress::Off,
         stop_after,
         stop: None,
     })

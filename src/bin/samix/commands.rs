@@ -42,7 +42,7 @@ pub struct TrainArgs {
 
 /// `samix train`: the run directory defaults to `runs/<config stem>`; `--resume` without
 /// `--config` reads the run's own `config.toml`.
-pub fn train(args: TrainArgs) -> Result<()> {
+pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     crate::signals::install();
     let device = parse_device(args.device.as_deref())?;
     let out = match (&args.out, &args.config) {
@@ -62,8 +62,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(d) = args.data {
         config.data.path = Some(d);
     }
-    eprintln!("samix: training on {device:?}, run directory {}", out.display());
-    let progress = std::io::stderr().is_terminal();
+    if !quiet {
+        eprintln!("samix: training on {device:?}, run directory {}", out.display());
+    }
+    let progress = match (quiet, std::io::stderr().is_terminal()) {
+        (true, _) => train::Progress::Off,
+        (false, true) => train::Progress::Bar,
+        (false, false) => train::Progress::Lines,
+    };
     let opts = RunOptions {
         config,
         out: out.clone(),
@@ -86,6 +92,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
         s.mean_images_per_sec,
         out.join("summary.json").display()
     );
+    Ok(())
+}
+
+/// `samix config show`: the resolved config as TOML on stdout.
+pub fn config_show(path: &Path, set: &[String]) -> Result<()> {
+    print!("{}", TrainConfig::load(path, set)?.to_toml()?);
     Ok(())
 }
 

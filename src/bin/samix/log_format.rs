@@ -24,7 +24,9 @@ where
     }
 }
 
-pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SAMIX_LOG").unwrap_or_else(|_| "warn,samix=info".into());
+/// `quiet`: warnings and errors only (unless `SAMIX_LOG` says otherwise).
+pub fn init(quiet: bool) {
+    let default = if quiet { "warn" } else { "warn,samix=info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SAMIX_LOG").unwrap_or_else(|_| default.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).event_format(Plain).init();
 }

@@ -16,6 +16,9 @@ use std::path::PathBuf;
     about = "Mixup-augmented training of image classifiers (SAMix and handcrafted policies)"
 )]
 struct Cli {
+    /// Print only warnings, errors and results (no progress, no per-epoch lines).
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,10 +43,28 @@ pub(crate) enum Command {
     /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
     /// weight per pixel (white = partner), mixed images, and λ under each column.
     Mix(commands::MixArgs),
+    /// Config utilities.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Dataset utilities.
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the fully resolved config — every key, defaults included — as a run would use it
+    /// (and as its run directory's config.toml will hold it).
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config value: --set optim.lr=0.05 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
 }
 
@@ -88,8 +109,9 @@ impl DownloadName {
 
 fn main() {
     samix::host::keep_freed_memory();
-    log_format::init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    log_format::init(cli.quiet);
+    if let Err(e) = run(cli) {
         if let Some(samix::Error::Interrupted { .. }) = e.downcast_ref::<samix::Error>() {
             eprintln!("interrupted: {e:#}");
             std::process::exit(signals::exit_code());
@@ -101,7 +123,7 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train(args) => commands::train(args),
+        Command::Train(args) => commands::train(args, cli.quiet),
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
         Command::Bench(args) => commands::bench(args),
         Command::Mix(args) => commands::mix(args),
@@ -109,5 +131,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands::data_download(name.kind(), to, &mirrors)
         }
         Command::Data { command: DataCommand::Verify { path } } => commands::data_verify(&path),
+        Command::Config { command: ConfigCommand::Show { config, set } } => commands::config_show(&config, &set),
     }
 }

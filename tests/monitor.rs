@@ -1,0 +1,133 @@
+//! What a run shows and records (issue 16): TensorBoard event files read back by TensorBoard's own
+//! reader with exact values and steps, progress as plain lines without a terminal, `--quiet`, and
+//! `samix config show`.
+mod common;
+use common::tiny_fashion_config;
+use samix::config::TrainConfig;
+use samix::train::metrics;
+use std::path::Path;
+
+/// TensorBoard's `EventAccumulator` (the venv's `tensorboard` package) over `dir`, as JSON:
+/// `{"scalars": {tag: [[step, value]...]}, "images": {tag: [[step, width, height, bytes]...]}}`.
+fn read_with_tensorboard(dir: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+acc = ea.EventAccumulator(sys.argv[1], size_guidance={ea.SCALARS: 0, ea.IMAGES: 0})
+acc.Reload()
+tags = acc.Tags()
+print(json.dumps({
+    "scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
+    "images": {t: [[e.step, e.width, e.height, len(e.encoded_image_string)] for e in acc.Images(t)] for t in tags["images"]},
+}))
+"#;
+    let venv = std::env::var("VIRTUAL_ENV")
+        .expect("VIRTUAL_ENV (source scripts/env.sh; scripts/setup.sh installs tensorboard)");
+    let o =
+        std::process::Command::new(Path::new(&venv).join("bin/python")).args(["-c", script]).arg(dir).output().unwrap();
+    assert!(o.status.success(), "tensorboard reader: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The rows of a tag, each number as f32: TensorBoard stores scalars as f32, and the JSON
+/// round trip of their f64 form is exact only to f32 (serde_json's default float parsing).
+fn series(v: &serde_json::Value, kind: &str, tag: &str) -> Vec<Vec<f32>> {
+    let rows = v[kind][tag].as_array().unwrap_or_else(|| panic!("no {kind} `{tag}` in {v}"));
+    rows.iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).collect()
+}
+
+#[test]
+fn tensorboard_reads_back_every_scalar_and_image_written() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // 40 steps per epoch, 2 epochs: step scalars every 20 steps, the mask grid after the last.
+    let cfg =
+        TrainConfig::parse(&tiny_fashion_config(1000, 100, 2, r#"policy = "samix""#), &["train.batch_size=25".into()])
+            .unwrap();
+    common::train_run(&cfg, &out, false, false, None).unwrap();
+    let tb = read_with_tensorboard(&out.join("tensorboard"));
+    let m = metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.len(), 2);
+    // Epoch scalars at step = epoch, exactly the metrics (as f32, TensorBoard's simple_value).
+    type Field = fn(&metrics::EpochMetrics) -> f64;
+    let fields: [(&str, Field); 4] = [
+        ("epoch/train_loss", |e| e.train_loss),
+        ("epoch/test_acc1", |e| e.test_acc1),
+        ("epoch/test_loss", |e| e.test_loss),
+        ("epoch/lr", |e| e.lr),
+    ];
+    for (tag, value) in fields {
+        let want: Vec<Vec<f32>> = m.iter().map(|e| vec![e.epoch as f32, value(e) as f32]).collect();
+        assert_eq!(series(&tb, "scalars", tag), want, "{tag}");
+    }
+    // Every per-head accuracy and loss term of the SAMix learner, too.
+    for key in m[0].extra.keys() {
+        let want: Vec<Vec<f32>> = m.iter().map(|e| vec![e.epoch as f32, e.extra[key] as f32]).collect();
+        assert_eq!(series(&tb, "scalars", &format!("epoch/{key}")), want, "{key}");
+    }
+    assert!(m[0].extra.contains_key("acc1_mix") || m[0].extra.len() >= 4, "{:?}", m[0].extra);
+    let steps: Vec<f32> = series(&tb, "scalars", "step/train_loss").iter().map(|r| r[0]).collect();
+    assert_eq!(steps, vec![20.0, 40.0, 60.0, 80.0]);
+    assert!(series(&tb, "scalars", "step/lr").iter().all(|r| r[1] > 0.0));
+    // The mask grid as an image of the size of the PNG written.
+    let png = out.join("visuals/masks_epoch_0002.png");
+    let (w, h) = image::image_dimensions(&png).unwrap();
+    let bytes = std::fs::metadata(&png).unwrap().len() as f32;
+    assert_eq!(series(&tb, "images", "pictures/masks"), vec![vec![2.0, w as f32, h as f32, bytes]]);
+
+    // `log.tensorboard = false` writes no event file.
+    let off = tmp.path().join("off");
+    let cfg =
+        TrainConfig::parse(&tiny_fashion_config(100, 50, 1, r#"policy = "none""#), &["log.tensorboard=false".into()])
+            .unwrap();
+    common::train_run(&cfg, &off, false, false, None).unwrap();
+    assert!(!off.join("tensorboard").exists());
+}
+
+fn samix_cli(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap()
+}
+
+#[test]
+fn progress_is_plain_lines_without_a_terminal_and_quiet_prints_results_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tiny_fashion_config(400, 50, 1, "policy = \"mixup\"\nalpha = 1.0")
+        .replace("batch_size = 50", "batch_size = 25");
+    std::fs::write(tmp.path().join("c.toml"), text).unwrap();
+    // stderr is a pipe here: lines, not a bar (no carriage returns), one per step at 0 s.
+    let o = samix_cli(
+        &["train", "--config", "c.toml", "--out", "a", "--device", "cpu", "--set", "log.progress_every_s=0"],
+        tmp.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains('\r'), "no progress bar drawn into a pipe: {err:?}");
+    let steps: Vec<&str> = err.lines().filter(|l| l.starts_with("epoch 1/1 step ")).collect();
+    assert_eq!(steps.len(), 16, "{err}");
+    assert!(steps[0].contains("step 1/16") && steps[0].contains("ETA") && steps[0].contains("(run "), "{}", steps[0]);
+    assert!(err.contains("test top-1"), "the epoch line: {err}");
+    // --quiet: nothing but the result on stdout.
+    let o = samix_cli(&["--quiet", "train", "--config", "c.toml", "--out", "b", "--device", "cpu"], tmp.path());
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "", "quiet prints nothing on stderr");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("done: 1 epochs"));
+}
+
+#[test]
+fn config_show_prints_every_key_resolved() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("c.toml"), tiny_fashion_config(100, 50, 1, r#"policy = "samix""#)).unwrap();
+    let o = samix_cli(&["config", "show", "--config", "c.toml", "--set", "optim.lr=0.2"], tmp.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    // Defaults the file never states are there, the --set applied, and the text is a config that
+    // parses back to the same.
+    for key in ["[log]", "tensorboard = true", "momentum = 0.9", "lr = 0.2", "[mix.ema]", "checkpoint_every"] {
+        assert!(shown.contains(key), "`{key}` missing from:\n{shown}");
+    }
+    let again = TrainConfig::parse(&shown, &[]).unwrap();
+    assert_eq!(again.to_toml().unwrap(), shown);
+    let o = samix_cli(&["config", "show", "--config", "c.toml", "--set", "optim.lr=abc"], tmp.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--set `optim.lr=abc`"));
+}
