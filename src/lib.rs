@@ -5,7 +5,7 @@
 //! [`data`] (datasets, transforms, loader) → [`model`] (staged networks) → [`mix`] (handcrafted
 //! policies) → [`loss`] → [`optim`] (SGD, schedule) → [`samix`] (the Mixer and the online SAMix
 //! step) → [`report`] (PNG grids) / [`tensorboard`] (event files) → [`config`] (the run recipe) → [`train`] (learners, the epoch
-//! loop, checkpoints) → [`preview`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
+//! loop, checkpoints) → [`preview`] / [`predict`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
 //! [`native`] (libtorch calls tch lacks), `files` (atomic writes, internal) and [`host`].
 //!
 //! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
@@ -23,6 +23,7 @@ pub mod mix;
 pub mod model;
 pub mod native;
 pub mod optim;
+pub mod predict;
 pub mod preview;
 pub mod report;
 pub mod rng;

@@ -90,7 +90,7 @@ fn summary(value: &Proto) -> Vec<u8> {
     s.0
 }
 
-/// Writes one run's events to `events.out.tfevents.<time>.samix.<pid>` in a folder.
+/// Writes one run's events to `events.out.tfevents.<time>.samix.<pid>.<n>` in a folder.
 pub struct EventWriter {
     file: BufWriter<std::fs::File>,
     path: PathBuf,
@@ -102,9 +102,16 @@ impl EventWriter {
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let path = dir.join(format!("events.out.tfevents.{secs}.samix.{}", std::process::id()));
-        let file =
-            std::fs::OpenOptions::new().create_new(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        // A run resumed within the same second (same process) gets the next free number.
+        let mut n = 0u32;
+        let (file, path) = loop {
+            let path = dir.join(format!("events.out.tfevents.{secs}.samix.{}.{n}", std::process::id()));
+            match std::fs::OpenOptions::new().create_new(true).write(true).open(&path) {
+                Ok(file) => break (file, path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        };
         let mut w = EventWriter { file: BufWriter::new(file), path };
         w.record(&event(0, |e| {
             e.bytes(3, b"brain.Event:2");

@@ -1,6 +1,6 @@
-//! What a run shows and records (issue 16): TensorBoard event files read back by TensorBoard's own
+//! What a run shows, records and predicts (issue 16): TensorBoard event files read back by TensorBoard's own
 //! reader with exact values and steps, progress as plain lines without a terminal, `--quiet`, and
-//! `samix config show`.
+//! `samix config show`, and `samix predict` against the network's own logits.
 mod common;
 use common::tiny_fashion_config;
 use samix::config::TrainConfig;
@@ -130,4 +130,64 @@ fn config_show_prints_every_key_resolved() {
     assert_eq!(again.to_toml().unwrap(), shown);
     let o = samix_cli(&["config", "show", "--config", "c.toml", "--set", "optim.lr=abc"], tmp.path());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--set `optim.lr=abc`"));
+}
+
+#[test]
+fn predict_gives_the_classes_of_the_networks_logits() {
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg =
+        TrainConfig::parse(&tiny_fashion_config(400, 8, 1, r#"policy = "none""#), &["train.batch_size=25".into()])
+            .unwrap();
+    common::train_run(&cfg, &out, false, false, None).unwrap();
+    // The first 8 test images as grey PNG files, and the network's own logits on them (the eval
+    // loader, no shuffling).
+    let splits = samix::data::open_splits(&cfg.data).unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 0..8 {
+        let img = splits.test.load(i).unwrap();
+        let grey = image::GrayImage::from_raw(img.width as u32, img.height as u32, img.data.clone()).unwrap();
+        grey.save(images.join(format!("{i}.png"))).unwrap();
+    }
+    let ckpt = samix::train::checkpoint::open(&out).unwrap();
+    let model = samix::train::Model::from_checkpoint(&ckpt, &cfg, splits.test.info(), tch::Device::Cpu).unwrap();
+    let batch =
+        samix::train::eval_loader(&cfg, splits.test.clone(), tch::Device::Cpu).epoch(0).next().unwrap().unwrap();
+    let logits = tch::nn::ModuleT::forward_t(&model.net, &batch.images, false);
+    let want: Vec<i64> = Vec::try_from(logits.argmax(-1, false)).unwrap();
+
+    let o = samix_cli(
+        &["predict", "--checkpoint", "run", "--top", "3", "--format", "json", "--device", "cpu", "images"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), 8);
+    let names = &splits.test.info().class_names;
+    for (i, p) in got.iter().enumerate() {
+        assert!(p["path"].as_str().unwrap().ends_with(&format!("{i}.png")));
+        let top = p["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["class"].as_i64().unwrap(), want[i], "image {i}");
+        assert_eq!(top[0]["name"].as_str().unwrap(), names[want[i] as usize]);
+        let probs: Vec<f64> = top.iter().map(|r| r["probability"].as_f64().unwrap()).collect();
+        assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs.iter().sum::<f64>() <= 1.0 + 1e-6, "{probs:?}");
+    }
+    // CSV: a header and one row per image and rank; a larger colour image of another size is
+    // brought to the network's input (grey, 28 px) rather than refused.
+    let big = image::RgbImage::from_fn(90, 60, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, 100]));
+    big.save(tmp.path().join("big.jpg")).unwrap();
+    let o = samix_cli(
+        &["predict", "--checkpoint", "run", "--top", "2", "--device", "cpu", "big.jpg", "images/0.png"],
+        tmp.path(),
+    );
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(csv.lines().next(), Some("path,rank,class,name,probability"));
+    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    let o = samix_cli(&["predict", "--checkpoint", "run", "--device", "cpu", "missing.png"], tmp.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing.png"));
 }

@@ -95,6 +95,52 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// A checkpoint folder, or a run folder (its latest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Image files (PNG/JPEG, any size) or folders of them.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to list per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// csv or json.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// Where the run's dataset is, if not where its config says (its class names are read).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// `samix predict`: top-k classes per image, as CSV rows (`path,rank,class,name,probability`)
+/// or a JSON array.
+pub fn predict(args: PredictArgs) -> Result<()> {
+    if !matches!(args.format.as_str(), "csv" | "json") {
+        bail!("--format `{}`: expected csv or json", args.format);
+    }
+    let device = parse_device(args.device.as_deref())?;
+    let files = samix::predict::image_files(&args.images)?;
+    let predictions = samix::predict::predict(&args.checkpoint, &files, args.top, args.data, device)?;
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&predictions)?);
+        return Ok(());
+    }
+    let quote =
+        |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
+    println!("path,rank,class,name,probability");
+    for p in &predictions {
+        for (rank, r) in p.top.iter().enumerate() {
+            let path = quote(&p.path.display().to_string());
+            println!("{path},{},{},{},{:.6}", rank + 1, r.class, quote(&r.name), r.probability);
+        }
+    }
+    Ok(())
+}
+
 /// `samix config show`: the resolved config as TOML on stdout.
 pub fn config_show(path: &Path, set: &[String]) -> Result<()> {
     print!("{}", TrainConfig::load(path, set)?.to_toml()?);

@@ -37,6 +37,9 @@ pub(crate) enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Classify image files or folders with a trained checkpoint: top-k classes with names and
+    /// probabilities, as CSV (default) or JSON on stdout.
+    Predict(commands::PredictArgs),
     /// Time the ResNet-18 CIFAR training step per method (the work of
     /// ../shared/bench/torch_samix_ref.py), on synthetic data.
     Bench(commands::BenchArgs),
@@ -126,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train(args, cli.quiet),
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
         Command::Bench(args) => commands::bench(args),
+        Command::Predict(args) => commands::predict(args),
         Command::Mix(args) => commands::mix(args),
         Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
             commands::data_download(name.kind(), to, &mirrors)
