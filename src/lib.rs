@@ -4,9 +4,11 @@
 //! Data flows one way through the modules, and each imports only from those before it:
 //! [`data`] (datasets, transforms, loader) → [`model`] (staged networks) → [`mix`] (handcrafted
 //! policies) → [`loss`] → [`optim`] (SGD, schedule) → [`samix`] (the Mixer and the online SAMix
-//! step) → [`report`] (PNG grids) / [`tensorboard`] (event files) → [`config`] (the run recipe) → [`train`] (learners, the epoch
-//! loop, checkpoints) → [`preview`] / [`predict`] / [`bench`] → the `samix` binary. Below them all: [`error`], [`rng`], [`device`],
-//! [`native`] (libtorch calls tch lacks), `files` (atomic writes, internal) and [`host`].
+//! step) → [`pictures`] (grids, charts) / [`tensorboard`] (event files) → [`config`] (the run
+//! recipe) → [`train`] (learners, the epoch loop, checkpoints) → [`preview`] / [`predict`] /
+//! [`report`] (runs side by side) / [`bench`] → the `samix` binary. Below them all: [`error`],
+//! [`rng`], [`device`], [`native`] (libtorch calls tch lacks), `files` (atomic writes, internal)
+//! and [`host`].
 //!
 //! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
 //! [`OnlineSamix`] over any [`StagedNet`] (see `examples/samix_loop.rs`); [`mixup_cross_entropy`]
@@ -23,6 +25,7 @@ pub mod mix;
 pub mod model;
 pub mod native;
 pub mod optim;
+pub mod pictures;
 pub mod predict;
 pub mod preview;
 pub mod report;

@@ -1,5 +1,5 @@
 //! Previews of mixing on real data (`samix mix`): the first test images of a dataset mixed by the
-//! policy a config names, written as a grid ([`crate::report::policy_grid`]). Reads the dataset
+//! policy a config names, written as a grid ([`crate::pictures::policy_grid`]). Reads the dataset
 //! and, for policies that consult one, a trained classifier; writes the PNG only.
 use crate::config::MixConfig;
 use crate::data::loader::{Loader, LoaderConfig};
@@ -7,7 +7,7 @@ use crate::data::transform::Pipeline;
 use crate::data::verify::detect;
 use crate::data::{open_splits, DataConfig};
 use crate::mix::{input_saliency, MixedBatch};
-use crate::report::{mixed_grid, policy_grid};
+use crate::pictures::{mixed_grid, policy_grid};
 use crate::rng::{stream, Stream};
 use crate::train::{Mixing, Model};
 use crate::{Error, Result};

@@ -1,118 +1,255 @@
-//! Pictures for people: PNG grids of image rows (optionally with a number under each column,
-//! drawn with a built-in 3×5 digit font), and the grid of a policy's mixed batch. Writes files
-//! only.
-use crate::data::transform::to_unit;
-use crate::mix::{MixPolicy, MixedBatch};
-use crate::rng::SamixRng;
+//! `samix report`: runs side by side. Charts (PNG) of train loss, test top-1 of every head and the
+//! learning rate against epochs, and a markdown table of the final, best and median-of-last-N
+//! top-1 of every head. Runs whose configs differ only by `seed` form one group, shown as
+//! mean ± sample standard deviation with the count. Reads run directories (`config.toml`,
+//! `metrics.jsonl`); writes only the report folder.
+use crate::config::TrainConfig;
+use crate::pictures::chart::{LineChart, Series};
+use crate::train::metrics::{median_of_last, read_metrics, EpochMetrics};
 use crate::{Error, Result};
-use std::path::Path;
-use tch::{Kind, Tensor};
+use std::path::{Path, PathBuf};
 
-const GAP: usize = 2;
+/// One run directory's record.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub name: String,
+    pub seed: u64,
+    pub median_of_last: usize,
+    pub metrics: Vec<EpochMetrics>,
+    /// The config without its seed: runs with equal keys are repeats of one experiment.
+    group_key: String,
+}
 
-/// 3×5 bitmaps (rows top to bottom, 3 bits each) for 0–9 and '.'.
-fn glyph(c: char) -> Option<[u8; 5]> {
-    Some(match c {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        _ => return None,
+/// Mean, sample standard deviation (when n ≥ 2) and count of one figure over a group's runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: Option<f64>,
+    pub n: usize,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+        let std = (n >= 2).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        Stat { mean, std, n }
+    }
+}
+
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.std {
+            Some(s) => write!(f, "{:.2} ± {s:.2}", self.mean),
+            None => write!(f, "{:.2}", self.mean),
+        }
+    }
+}
+
+/// Final, best and median-of-last-N top-1 of one head over a group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadRow {
+    pub head: String,
+    pub last: Stat,
+    pub best: Stat,
+    pub median: Stat,
+}
+
+/// A group of runs that differ only by seed.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: String,
+    pub runs: Vec<Run>,
+    pub heads: Vec<HeadRow>,
+}
+
+/// Reads a run directory.
+pub fn load_run(dir: &Path) -> Result<Run> {
+    let config_path = dir.join("config.toml");
+    let config = TrainConfig::load(&config_path, &[])?;
+    let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
+    if metrics.is_empty() {
+        return Err(Error::run(dir, "has no finished epoch in metrics.jsonl yet"));
+    }
+    let mut table: toml::Table = toml::from_str(&config.to_toml()?).map_err(|e| Error::serialize(&config_path, e))?;
+    table.remove("seed");
+    // Where the data lies and how it is loaded do not make another experiment.
+    if let Some(toml::Value::Table(data)) = table.get_mut("data") {
+        for key in ["path", "workers", "prefetch"] {
+            data.remove(key);
+        }
+    }
+    table.remove("log");
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let name = canonical.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        name,
+        seed: config.seed,
+        median_of_last: config.train.median_of_last,
+        metrics,
+        group_key: table.to_string(),
     })
 }
 
-/// Writes rows of images (`N×C×H×W` in [0, 1], C = 1 or 3) as one PNG with 2-pixel gaps.
-pub fn write_grid(rows: &[Tensor], path: &Path) -> Result<()> {
-    write_grid_labeled(rows, &[], path)
+/// The heads a run reports: `top-1` (the deployed classifier) and each `acc1_<head>`.
+fn heads(run: &Run) -> Vec<String> {
+    let mut out = vec!["top-1".to_string()];
+    if let Some(m) = run.metrics.first() {
+        out.extend(m.extra.keys().filter_map(|k| k.strip_prefix("acc1_")).map(String::from));
+    }
+    out
 }
 
-/// As [`write_grid`], with `labels[i]` (digits and '.') written under column i.
-pub fn write_grid_labeled(rows: &[Tensor], labels: &[String], path: &Path) -> Result<()> {
-    let s = rows.first().ok_or_else(|| Error::run(path, "no rows to draw"))?.size();
-    let (cols, h, w) = (s[0] as usize, s[2] as usize, s[3] as usize);
-    let label_h = if labels.is_empty() { 0 } else { 5 + GAP };
-    let (width, height) = (cols * (w + GAP) + GAP, rows.len() * (h + GAP) + GAP + label_h);
-    let mut canvas = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([255, 255, 255]));
-    for (r, row) in rows.iter().enumerate() {
-        let row = row.to_device(tch::Device::Cpu).to_kind(Kind::Float);
-        let c = row.size()[1] as usize;
-        let data = Vec::<f32>::try_from(&row.flatten(0, -1)).map_err(|e| Error::run(path, e.to_string()))?;
-        for i in 0..cols.min(row.size()[0] as usize) {
-            for y in 0..h {
-                for x in 0..w {
-                    let px = |ch: usize| {
-                        let ch = ch.min(c - 1);
-                        (data[((i * c + ch) * h + y) * w + x] * 255.0).round().clamp(0.0, 255.0) as u8
-                    };
-                    let (cx, cy) = (GAP + i * (w + GAP) + x, GAP + r * (h + GAP) + y);
-                    canvas.put_pixel(cx as u32, cy as u32, image::Rgb([px(0), px(1), px(2)]));
-                }
+fn head_values(run: &Run, head: &str) -> Vec<f64> {
+    run.metrics
+        .iter()
+        .map(|m| {
+            if head == "top-1" {
+                m.test_acc1
+            } else {
+                m.extra.get(&format!("acc1_{head}")).copied().unwrap_or(f64::NAN)
             }
+        })
+        .collect()
+}
+
+/// The longest common prefix of the names, without a trailing separator (`a_s1`, `a_s2` → `a`).
+fn group_name(runs: &[Run]) -> String {
+    let first = &runs[0].name;
+    if runs.len() == 1 {
+        return first.clone();
+    }
+    let mut n = first.len();
+    for r in &runs[1..] {
+        n = n.min(first.bytes().zip(r.name.bytes()).take_while(|(a, b)| a == b).count());
+    }
+    while n > 0 && !first.is_char_boundary(n) {
+        n -= 1;
+    }
+    let prefix = first[..n].trim_end_matches(['_', '-', '.', ' ']);
+    let prefix = prefix.strip_suffix("seed").or_else(|| prefix.strip_suffix("_s")).unwrap_or(prefix);
+    let prefix = prefix.trim_end_matches(['_', '-', '.', ' ']);
+    if prefix.is_empty() {
+        first.clone()
+    } else {
+        prefix.to_string()
+    }
+}
+
+/// Groups runs (in the order first seen) and computes each group's rows.
+pub fn group(runs: Vec<Run>) -> Vec<Group> {
+    let mut groups: Vec<Vec<Run>> = Vec::new();
+    for run in runs {
+        match groups.iter_mut().find(|g| g[0].group_key == run.group_key) {
+            Some(g) => g.push(run),
+            None => groups.push(vec![run]),
         }
     }
-    let top = GAP + rows.len() * (h + GAP);
-    for (i, text) in labels.iter().enumerate().take(cols) {
-        let mut left = GAP + i * (w + GAP);
-        for g in text.chars().filter_map(glyph) {
-            for (dy, bits) in g.iter().enumerate() {
-                for dx in 0..3 {
-                    if bits >> (2 - dx) & 1 == 1 && left + dx < width {
-                        canvas.put_pixel((left + dx) as u32, (top + dy) as u32, image::Rgb([0, 0, 0]));
-                    }
-                }
-            }
-            left += 4;
+    groups
+        .into_iter()
+        .map(|runs| {
+            let heads = heads(&runs[0])
+                .into_iter()
+                .map(|head| {
+                    let per_run: Vec<Vec<f64>> = runs.iter().map(|r| head_values(r, &head)).collect();
+                    let last: Vec<f64> = per_run.iter().map(|v| *v.last().unwrap_or(&f64::NAN)).collect();
+                    let best: Vec<f64> = per_run.iter().map(|v| v.iter().copied().fold(f64::NAN, f64::max)).collect();
+                    let median: Vec<f64> =
+                        per_run.iter().zip(&runs).map(|(v, r)| median_of_last(v, r.median_of_last)).collect();
+                    HeadRow { head, last: Stat::of(&last), best: Stat::of(&best), median: Stat::of(&median) }
+                })
+                .collect();
+            Group { name: group_name(&runs), runs, heads }
+        })
+        .collect()
+}
+
+/// The markdown table of the groups.
+pub fn table(groups: &[Group]) -> String {
+    let mut out = String::from("| run | n | epochs | head | final top-1 | best top-1 | median of last N |\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for g in groups {
+        let epochs = g.runs.iter().map(|r| r.metrics.len()).min().unwrap_or(0);
+        let n_last = g.runs[0].median_of_last.min(epochs);
+        for h in &g.heads {
+            out.push_str(&format!(
+                "| {} | {} | {epochs} | {} | {} | {} | {} (N={n_last}) |\n",
+                g.name,
+                g.runs.len(),
+                h.head,
+                h.last,
+                h.best,
+                h.median
+            ));
         }
     }
-    let tmp = path.with_extension("png.tmp");
-    canvas.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| Error::run(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    out
 }
 
-/// Mixes `images` with `policy` and writes the grid: first images, their partners, the partner's
-/// per-pixel weight (white = partner; a flat grey for global blends), the mixed images, and each
-/// column's label weight λ of the first image. Returns the mixed batch.
-pub fn policy_grid(
-    policy: &dyn MixPolicy,
-    images: &Tensor,
-    labels: &Tensor,
-    mean: &[f32],
-    std: &[f32],
-    rng: &mut SamixRng,
-    path: &Path,
-) -> Result<MixedBatch> {
-    let out = policy.mix(images, labels, rng);
-    mixed_grid(out, images, mean, std, path)
+/// The mean over a group's runs of `value` per epoch (epochs all its runs reached).
+fn mean_curve(g: &Group, value: impl Fn(&EpochMetrics) -> f64) -> Vec<(f64, f64)> {
+    let epochs = g.runs.iter().map(|r| r.metrics.len()).min().unwrap_or(0);
+    (0..epochs)
+        .map(|i| {
+            let vals: Vec<f64> = g.runs.iter().map(|r| value(&r.metrics[i])).collect();
+            (g.runs[0].metrics[i].epoch as f64, vals.iter().sum::<f64>() / vals.len() as f64)
+        })
+        .collect()
 }
 
-/// The grid of [`policy_grid`] for a batch mixed elsewhere (e.g. PuzzleMix with a model's saliency).
-pub fn mixed_grid(out: MixedBatch, images: &Tensor, mean: &[f32], std: &[f32], path: &Path) -> Result<MixedBatch> {
-    let n = images.size()[0];
-    let shape = [n, 1, images.size()[2], images.size()[3]];
-    let partner = match &out.pairing {
-        Some(p) => images.index_select(0, p),
-        None => images.shallow_clone(),
+fn legend(g: &Group) -> String {
+    if g.runs.len() > 1 {
+        format!("{} (n={})", g.name, g.runs.len())
+    } else {
+        g.name.clone()
+    }
+}
+
+/// Writes `report.md` and its charts into `out`; returns the markdown table.
+pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
+    if run_dirs.is_empty() {
+        return Err(Error::Argument("name at least one run directory".into()));
+    }
+    let runs = run_dirs.iter().map(|d| load_run(d)).collect::<Result<Vec<_>>>()?;
+    let groups = group(runs);
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut charts: Vec<(String, String)> = Vec::new();
+    let chart = |file: &str, title: &str, y: &str, value: &dyn Fn(&EpochMetrics) -> f64| -> Result<(String, String)> {
+        let series = groups.iter().map(|g| Series { name: legend(g), points: mean_curve(g, value) }).collect();
+        let c = LineChart { title: title.into(), x_label: "epoch".into(), y_label: y.into(), series };
+        c.write_png(&out.join(file))?;
+        Ok((title.to_string(), file.to_string()))
     };
-    let partner_weight = match &out.mask {
-        Some(m) => (-m + 1.0).expand(shape, false).contiguous(),
-        None => (-&out.targets.lam + 1.0).view([n, 1, 1, 1]).expand(shape, false).contiguous(),
-    };
-    let rows =
-        [to_unit(images, mean, std), to_unit(&partner, mean, std), partner_weight, to_unit(&out.images, mean, std)];
-    let lam = lambdas(&out)?;
-    let tags: Vec<String> = lam.iter().map(|l| format!("{l:.2}")).collect();
-    write_grid_labeled(&rows, &tags, path)?;
-    Ok(out)
-}
-
-/// The label weight λ of each sample's first image, on the host.
-pub fn lambdas(batch: &MixedBatch) -> Result<Vec<f64>> {
-    Ok(Vec::<f64>::try_from(&batch.targets.lam.to_kind(Kind::Double).to_device(tch::Device::Cpu))?)
+    charts.push(chart("loss.png", "train loss", "loss", &|m| m.train_loss)?);
+    charts.push(chart("top1.png", "test top-1 (%)", "top-1", &|m| m.test_acc1)?);
+    let mut extra_heads: Vec<String> =
+        groups.iter().flat_map(|g| g.heads.iter().skip(1).map(|h| h.head.clone())).collect();
+    extra_heads.sort();
+    extra_heads.dedup();
+    for head in &extra_heads {
+        let key = format!("acc1_{head}");
+        let file = format!("top1_{head}.png");
+        charts.push(chart(&file, &format!("test top-1 (%), head {head}"), "top-1", &|m| {
+            m.extra.get(&key).copied().unwrap_or(f64::NAN)
+        })?);
+    }
+    charts.push(chart("lr.png", "learning rate", "lr", &|m| m.lr)?);
+    let table = table(&groups);
+    let mut md = String::from("# samix report\n\n");
+    let runs: Vec<String> = groups
+        .iter()
+        .flat_map(|g| {
+            g.runs.iter().map(move |r| format!("- `{}` (seed {}) in group {}", r.dir.display(), r.seed, g.name))
+        })
+        .collect();
+    md.push_str(&format!("Runs:\n{}\n\n", runs.join("\n")));
+    md.push_str("Top-1 in %; a group (runs differing only by seed) shows mean ± sample standard deviation.\n\n");
+    md.push_str(&table);
+    for (title, file) in &charts {
+        md.push_str(&format!("\n![{title}]({file})\n"));
+    }
+    crate::files::write_atomic(&out.join("report.md"), md.as_bytes())?;
+    Ok(table)
 }

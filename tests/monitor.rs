@@ -191,3 +191,98 @@ fn predict_gives_the_classes_of_the_networks_logits() {
     let o = samix_cli(&["predict", "--checkpoint", "run", "--device", "cpu", "missing.png"], tmp.path());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing.png"));
 }
+
+fn epoch(epoch: usize, acc1: f64) -> metrics::EpochMetrics {
+    metrics::EpochMetrics {
+        epoch,
+        train_loss: 3.0 - epoch as f64,
+        test_loss: 2.0,
+        test_acc1: acc1,
+        test_acc5: acc1 + 20.0,
+        lr: 0.1 / epoch as f64,
+        images_per_sec: 100.0,
+        loader_wait_s: 0.0,
+        epoch_time_s: 1.0,
+        extra: Default::default(),
+    }
+}
+
+#[test]
+fn report_groups_runs_that_differ_by_seed_as_mean_and_std() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_fashion_config(100, 50, 2, r#"policy = "none""#);
+    // Two seeds of one config, and another config: top-1 per epoch as given.
+    let runs = [
+        ("a_s1", "seed=1", "optim.lr=0.05", [40.0, 50.0]),
+        ("a_s2", "seed=2", "optim.lr=0.05", [44.0, 54.0]),
+        ("b", "seed=1", "optim.lr=0.2", [30.0, 40.0]),
+    ];
+    for (name, seed, lr, acc) in &runs {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg =
+            TrainConfig::parse(&base, &[seed.to_string(), lr.to_string(), "train.median_of_last=2".into()]).unwrap();
+        std::fs::write(dir.join("config.toml"), cfg.to_toml().unwrap()).unwrap();
+        metrics::write_metrics(&dir.join("metrics.jsonl"), &[epoch(1, acc[0]), epoch(2, acc[1])]).unwrap();
+    }
+    let o = samix_cli(&["report", "a_s1", "a_s2", "b", "--out", "rep"], tmp.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    // a: final 50, 54 → 52 ± 2.83 (sample std √8); median of the last 2: 45, 49 → 47 ± 2.83.
+    assert!(table.contains("| a | 2 | 2 | top-1 | 52.00 ± 2.83 | 52.00 ± 2.83 | 47.00 ± 2.83 (N=2) |"), "{table}");
+    assert!(table.contains("| b | 1 | 2 | top-1 | 40.00 | 40.00 | 35.00 (N=2) |"), "{table}");
+    let md = std::fs::read_to_string(tmp.path().join("rep/report.md")).unwrap();
+    assert!(md.contains("52.00 ± 2.83"));
+    for chart in ["loss.png", "top1.png", "lr.png"] {
+        assert!(md.contains(&format!("({chart})")), "{md}");
+        let img = image::open(tmp.path().join("rep").join(chart)).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (900, 560));
+        // Both groups' lines are drawn, in the first two palette colours.
+        for colour in [[31, 119, 180], [255, 127, 14]] {
+            assert!(img.pixels().any(|p| p.0 == colour), "{chart} lacks a line of colour {colour:?}");
+        }
+    }
+    let o = samix_cli(&["report", "missing", "--out", "rep2"], tmp.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing"));
+}
+
+#[test]
+fn grids_are_upscaled_and_labelled() {
+    use samix::pictures::{cell_scale, write_grid, GridLabels};
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = [
+        tch::Tensor::rand([2, 3, 8, 8], (tch::Kind::Float, tch::Device::Cpu)),
+        tch::Tensor::zeros([2, 1, 8, 8], (tch::Kind::Float, tch::Device::Cpu)),
+    ];
+    let path = tmp.path().join("g.png");
+    let labels = GridLabels {
+        rows: vec!["first".into(), "mask".into()],
+        columns: vec!["λ=0.25".into(), "λ=0.75".into()],
+        legend: Some("white = partner".into()),
+    };
+    write_grid(&rows, &labels, &path).unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    let k = cell_scale(8, 8);
+    assert!(8 * k >= samix::pictures::MIN_CELL && 8 * (k - 1) < samix::pictures::MIN_CELL);
+    // Find the first cell: its top-left 8k×8k block is the first image, each pixel a k×k square.
+    let first = Vec::<f32>::try_from(rows[0].get(0).flatten(0, -1)).unwrap();
+    let (left, top) = (0..img.width())
+        .flat_map(|x| (0..img.height()).map(move |y| (x, y)))
+        .find(|&(x, y)| {
+            let want = [0, 1, 2].map(|c| (first[c * 64] * 255.0).round() as u8);
+            img.get_pixel(x, y).0 == want && x > 40
+        })
+        .unwrap();
+    for (y, x) in [(0usize, 0usize), (3, 5), (7, 7)] {
+        let want = [0, 1, 2].map(|c| (first[c * 64 + y * 8 + x] * 255.0).round() as u8);
+        for (dy, dx) in [(0, 0), (k - 1, k - 1)] {
+            let p = img.get_pixel(left + (x * k + dx) as u32, top + (y * k + dy) as u32).0;
+            assert_eq!(p, want, "pixel ({y}, {x}) of the first image, upscaled ×{k}");
+        }
+    }
+    // Row labels are drawn left of the cells, column labels under them.
+    let ink = |x0: u32, x1: u32, y0: u32, y1: u32| (x0..x1).any(|x| (y0..y1).any(|y| img.get_pixel(x, y).0[0] < 60));
+    assert!(ink(0, left, top, top + 8 * k as u32), "a row label");
+    let below = top + 2 * (8 * k as u32) + 8;
+    assert!(ink(left, left + 8 * k as u32, below, below + 20), "a column label");
+}

@@ -3,7 +3,7 @@
 //! and the mixed image at λ = 0.3, the same at λ = 0.7 (s white = second image) — and at the end a
 //! strip of the λ = 0.5 masks, one row per snapshot, showing how the masks evolved.
 use crate::model::StagedNet;
-use crate::report::write_grid;
+use crate::pictures::{write_grid, GridLabels};
 use crate::samix::{apply_mask, OnlineSamix};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -14,11 +14,13 @@ pub struct MaskVisuals {
     mean: Vec<f32>,
     std: Vec<f32>,
     evolution: Vec<Tensor>,
+    /// The epoch of each row of `evolution`.
+    evolution_epochs: Vec<usize>,
 }
 
 impl MaskVisuals {
     pub fn new(images: Tensor, mean: Vec<f32>, std: Vec<f32>) -> Self {
-        MaskVisuals { images, mean, std, evolution: Vec::new() }
+        MaskVisuals { images, mean, std, evolution: Vec::new(), evolution_epochs: Vec::new() }
     }
 
     fn to_unit(&self, x: &Tensor) -> Tensor {
@@ -40,10 +42,18 @@ impl MaskVisuals {
             rows.push(self.to_unit(&apply_mask(x, &partner, &s)));
         }
         self.evolution.push(nets.mixer.mask(&f, &perm, &Tensor::from(0.5), false).expand_as(x).contiguous());
+        self.evolution_epochs.push(epoch);
         let dir = out.join("visuals");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("masks_epoch_{epoch:04}.png"));
-        write_grid(&rows, &path)?;
+        let labels = GridLabels {
+            rows: ["first", "second", "mask λ=0.3", "mixed λ=0.3", "mask λ=0.7", "mixed λ=0.7"]
+                .map(String::from)
+                .to_vec(),
+            columns: Vec::new(),
+            legend: Some(format!("mask: black = first image, white = second (epoch {epoch})")),
+        };
+        write_grid(&rows, &labels, &path)?;
         Ok(path)
     }
 
@@ -53,6 +63,11 @@ impl MaskVisuals {
         }
         let dir = out.join("visuals");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_grid(&self.evolution, &dir.join("masks_evolution.png"))
+        let labels = GridLabels {
+            rows: self.evolution_epochs.iter().map(|e| format!("epoch {e}")).collect(),
+            columns: Vec::new(),
+            legend: Some("masks at λ=0.5: black = first image, white = second".into()),
+        };
+        write_grid(&self.evolution, &labels, &dir.join("masks_evolution.png"))
     }
 }

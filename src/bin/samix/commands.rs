@@ -6,8 +6,8 @@ use samix::config::{MixConfig, TrainConfig};
 use samix::data::{download, verify, DatasetKind};
 use samix::device::parse_device;
 use samix::native::Precision;
+use samix::pictures;
 use samix::preview::{self, MixGridRequest};
-use samix::report;
 use samix::train::{self, eval, RunOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -138,6 +138,14 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             println!("{path},{},{},{},{:.6}", rank + 1, r.class, quote(&r.name), r.probability);
         }
     }
+    Ok(())
+}
+
+/// `samix report`: charts and a table of runs side by side.
+pub fn report(runs: &[PathBuf], out: &Path) -> Result<()> {
+    let table = samix::report::write_report(runs, out)?;
+    print!("{table}");
+    println!("report: {} (charts beside it)", out.join("report.md").display());
     Ok(())
 }
 
@@ -310,7 +318,7 @@ pub fn mix(args: MixArgs) -> Result<()> {
         out: args.out,
     };
     let mixed = preview::write_mix_grid(&req, args.checkpoint.as_deref())?;
-    let lam = report::lambdas(&mixed)?;
+    let lam = pictures::lambdas(&mixed)?;
     let rounded: Vec<f64> = lam.iter().map(|l| (l * 1000.0).round() / 1000.0).collect();
     println!(
         "{}: {name} of {} images; λ (weight of the first image's label) = {rounded:?}",

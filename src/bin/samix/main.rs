@@ -46,6 +46,16 @@ pub(crate) enum Command {
     /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
     /// weight per pixel (white = partner), mixed images, and λ under each column.
     Mix(commands::MixArgs),
+    /// Runs side by side: charts (train loss, test top-1 per head, learning rate) and a table of
+    /// final / best / median-of-last-N top-1; runs differing only by seed as mean ± std.
+    Report {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Folder for report.md and the charts.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
     /// Config utilities.
     Config {
         #[command(subcommand)]
@@ -130,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
         Command::Bench(args) => commands::bench(args),
         Command::Predict(args) => commands::predict(args),
+        Command::Report { runs, out } => commands::report(&runs, &out),
         Command::Mix(args) => commands::mix(args),
         Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
             commands::data_download(name.kind(), to, &mirrors)
