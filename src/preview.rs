@@ -70,6 +70,16 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
             })?;
             let (_vs, net) = Model::load_frozen(dir, Device::Cpu)?;
             crate::train::mixing::check_classifier_channels(crate::model::StagedNet::in_channels(&net), &info)?;
+            // The saliency is the gradient of the loss of each image's own label: the classifier
+            // must have that class.
+            let classes = crate::model::StagedNet::num_classes(&net);
+            let top_label = batch.labels.max().int64_value(&[]);
+            if top_label >= classes {
+                let msg = format!(
+                    "the checkpoint's classifier predicts {classes} classes; these images have label {top_label} (choose images of its classes with --classes, or a classifier of this dataset)"
+                );
+                return Err(Error::config("--checkpoint", msg));
+            }
             let saliency = input_saliency(&net, &batch.images, &batch.labels);
             let mixed = puzzle.mix_with_saliency(&batch.images, &batch.labels, &saliency, &mut rng);
             mixed_grid(mixed, &batch.images, &info.mean, &info.std, &req.out)

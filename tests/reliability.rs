@@ -232,6 +232,21 @@ fn a_consulted_classifier_of_another_dataset_is_refused() {
     let err = train::Mixing::from_config(&mix, &info, Some(32), Device::Cpu).err().map(|e| e.to_string());
     let err = err.unwrap_or_default();
     assert!(err.contains("1-channel") && err.contains("has 3"), "{err}");
+    // PuzzleMix's saliency with a classifier of fewer classes than the images' labels (found
+    // regenerating docs/images: "Target 72 is out of bounds" and a libtorch trace, on f99336d).
+    let half = tmp.path().join("half");
+    run(&tiny(1, &["data.classes=[0, 5]"]), &half, false, false).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix"))
+        .args(["mix", "--policy", "puzzlemix", "--n", "8", "--out"])
+        .arg(tmp.path().join("g.png"))
+        .arg("--data")
+        .arg(common::fashion())
+        .arg("--checkpoint")
+        .arg(&half)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("predicts 5 classes") && err.lines().count() == 1, "{err}");
 }
 
 #[test]

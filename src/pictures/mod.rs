@@ -61,6 +61,16 @@ pub fn write_grid(rows: &[Tensor], labels: &GridLabels, path: &Path) -> Result<(
         }
         for i in 0..cols.min(row.size()[0] as usize) {
             let cell_left = left + i as u32 * (cell_w + GAP);
+            // A thin frame, so that a white (or black) cell is still seen as a cell.
+            let frame = image::Rgb([170, 170, 170]);
+            for x in cell_left - 1..=cell_left + cell_w {
+                canvas.put_pixel(x, top - 1, frame);
+                canvas.put_pixel(x, top + cell_h, frame);
+            }
+            for y in top - 1..=top + cell_h {
+                canvas.put_pixel(cell_left - 1, y, frame);
+                canvas.put_pixel(cell_left + cell_w, y, frame);
+            }
             for y in 0..h * k {
                 for x in 0..w * k {
                     let px = |ch: usize| {
