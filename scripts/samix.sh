@@ -12,5 +12,8 @@ if [ -z "${SAMIX_DATA:-}" ] && [ -d "$root/../shared/datasets" ]; then
 fi
 # shellcheck source=scripts/env.sh
 source "$root/scripts/env.sh"
+if [ ! -x "$root/target/release/samix" ]; then
+  echo "samix.sh: building the release binary (the first build takes about 4 minutes on 2 cores; later calls rebuild only what changed)" >&2
+fi
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 exec "$root/target/release/samix" "$@"

@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 have="$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)"
 if [ "$have" != "$torch_version" ]; then
-  echo "setup: installing torch==$torch_version into $venv (about 2.7 GB with its CUDA libraries)"
+  echo "setup: installing torch==$torch_version into $venv (about 2.7 GB with its CUDA libraries; a few minutes, once)"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet "torch==$torch_version" numpy
 fi
