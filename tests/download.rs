@@ -15,6 +15,25 @@ use std::sync::{Arc, Mutex};
 /// Requests served: (path, the `Range` start when one was asked for).
 type RequestLog = Arc<Mutex<Vec<(String, Option<u64>)>>>;
 
+/// Reads one request's head: its path and the start of its `Range: bytes=N-` header, if any.
+fn read_request(stream: &std::net::TcpStream) -> Option<(String, Option<u64>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut range = None;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            range = v.trim().trim_end_matches('-').parse::<u64>().ok();
+        }
+    }
+    Some((path, range))
+}
+
 struct Server {
     port: u16,
     log: RequestLog,
@@ -31,22 +50,7 @@ impl Server {
                 let Ok(mut stream) = stream else { continue };
                 let (files, cut, log) = (files.clone(), cut.clone(), log2.clone());
                 std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let mut range = None;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                            range = v.trim().trim_end_matches('-').parse::<u64>().ok();
-                        }
-                    }
+                    let Some((path, range)) = read_request(&stream) else { return };
                     log.lock().unwrap().push((path.clone(), range));
                     let Some(body) = files.get(&path) else {
                         let _ = stream
@@ -354,17 +358,7 @@ fn raw_server(respond: impl Fn(Option<u64>) -> Vec<u8> + Send + 'static) -> u16 
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut range = None;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    range = v.trim().trim_end_matches('-').parse::<u64>().ok();
-                }
-            }
+            let Some((_, range)) = read_request(&stream) else { continue };
             let _ = stream.write_all(&respond(range));
         }
     });

@@ -2,22 +2,11 @@
 //! loaded only when every variable matches, otherwise an error and the variables untouched —
 //! never a panic, an abort in libtorch, or a partial load.
 #![no_main]
-mod alloc_limit;
+mod common;
 use libfuzzer_sys::fuzz_target;
 use samix::train::checkpoint;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("samix-fuzz-ckpt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir
-    })
-}
 
 /// Two float variables and one integer buffer, as in a network's VarStore.
 fn var_store() -> VarStore {
@@ -37,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let split = (u32::from_le_bytes([*a, *b, *c, *d]) as usize).min(rest.len());
     let (model, state) = rest.split_at(split);
     let state = if state.is_empty() { STATE.as_bytes() } else { state };
-    let dir = scratch().join("epoch-0001");
+    let dir = common::scratch("ckpt").join("epoch-0001");
     std::fs::create_dir_all(&dir).expect("checkpoint folder");
     std::fs::write(dir.join(checkpoint::MODEL_FILE), model).expect("write");
     std::fs::write(dir.join(checkpoint::STATE_FILE), state).expect("write");

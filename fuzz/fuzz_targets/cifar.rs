@@ -1,22 +1,12 @@
 //! The CIFAR readers: the record decoder on arbitrary bytes, and the (gzipped) tar reader on an
 //! arbitrary archive file. Errors, never panics or unbounded allocations.
 #![no_main]
-mod alloc_limit;
+mod common;
 use libfuzzer_sys::fuzz_target;
 use samix::data::cifar::{decode_records, layout, read_archive_members};
 use samix::data::DatasetKind;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
-
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("samix-fuzz-cifar-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     // `<mode byte><records byte><bytes>`
@@ -31,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(labels.iter().all(|&l| (0..lay.num_classes as i64).contains(&l)));
         }
     } else {
-        let path = scratch().join("archive.tar.gz");
+        let path = common::scratch("cifar").join("archive.tar.gz");
         std::fs::write(&path, bytes).expect("scratch write");
         let lay = layout(kind);
         let wanted: Vec<&str> = lay.train_files.iter().chain(lay.test_files).copied().collect();

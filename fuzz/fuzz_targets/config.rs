@@ -1,7 +1,7 @@
 //! The run-config parser with `--set` overrides: any text and overrides give a config or an
 //! error, never a panic; a config that parses survives its own TOML round trip unchanged.
 #![no_main]
-mod alloc_limit;
+mod common;
 use libfuzzer_sys::fuzz_target;
 use samix::config::TrainConfig;
 

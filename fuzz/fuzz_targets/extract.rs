@@ -1,20 +1,10 @@
 //! The download's extract path: an arbitrary zip archive is extracted into its data folder or
 //! refused; nothing is ever written outside that folder (no `../` or absolute entry escapes).
 #![no_main]
-mod alloc_limit;
+mod common;
 use libfuzzer_sys::fuzz_target;
 use samix::data::download::extract_zip;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("samix-fuzz-extract-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir
-    })
-}
 
 /// Every path under `dir`, sorted.
 fn tree(dir: &Path) -> Vec<PathBuf> {
@@ -36,7 +26,7 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
 fuzz_target!(|data: &[u8]| {
     // Deep enough that an entry climbing out (`../../../x`) still lands inside `root`, where
     // the check below sees it.
-    let root = scratch();
+    let root = common::scratch("extract");
     let data_dir = root.join("a/b/c/d/e/data");
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).expect("data folder");

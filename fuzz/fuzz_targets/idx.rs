@@ -1,7 +1,7 @@
 //! The IDX (MNIST, Fashion-MNIST) image and label readers on arbitrary bytes: an error or a
 //! consistent result, never a panic or an allocation the header asks for.
 #![no_main]
-mod alloc_limit;
+mod common;
 use libfuzzer_sys::fuzz_target;
 use samix::data::idx::{parse_images, parse_labels};
 use std::path::Path;

@@ -2,20 +2,9 @@
 //! or gives an error naming a path, and every image it lists decodes or gives an error — never
 //! a panic.
 #![no_main]
-mod alloc_limit;
+mod common;
 use libfuzzer_sys::fuzz_target;
 use samix::data::folder::{decode_rgb, load_image_folder};
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("samix-fuzz-folder-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir
-    })
-}
 
 const SPLITS: [&str; 4] = ["train", "val", "test", "other"];
 const CLASSES: [&str; 4] = ["a", "b", "c", ".hidden"];
@@ -24,7 +13,7 @@ const NAMES: [&str; 6] = ["0.png", "1.jpg", "2.jpeg", "3.PNG", "4.txt", "5"];
 fuzz_target!(|data: &[u8]| {
     // Entries `<split/class/name byte><kind byte><length: u16 LE><content>`; kind picks a file,
     // a folder, or a file directly in the split.
-    let root = scratch().join("root");
+    let root = common::scratch("folder").join("root");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("root");
     let mut rest = data;

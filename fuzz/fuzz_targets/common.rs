@@ -1,8 +1,10 @@
-//! The fuzz targets' allocator: the system one, aborting (a crash libFuzzer records) on any
-//! single allocation over 1 GiB, so that a reader allocating what a header claims is found even
-//! where the OS would hand out untouched memory (libFuzzer's own -malloc_limit_mb needs a
-//! sanitizer runtime, which stable Rust does not have).
+//! What the fuzz targets share: the allocator that turns an allocation over 1 GiB into a crash
+//! (libFuzzer's own -malloc_limit_mb needs a sanitizer runtime, which stable Rust does not have,
+//! and the OS would hand out untouched memory without complaint), and a scratch folder per
+//! process for targets that read files.
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 const LIMIT: usize = 1 << 30;
 
@@ -35,3 +37,14 @@ unsafe impl GlobalAlloc for Limited {
 
 #[global_allocator]
 static ALLOCATOR: Limited = Limited;
+
+/// `<tmp>/samix-fuzz-<name>-<pid>`, created once.
+#[allow(dead_code)]
+pub fn scratch(name: &str) -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("samix-fuzz-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        dir
+    })
+}
