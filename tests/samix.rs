@@ -377,8 +377,14 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     let (wc, _) = w.mix.online_config().unwrap();
     assert_eq!((wr.mask_stage, wc.mixer_optim.momentum), (1, Some(0.0)));
     assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer().unwrap().mixer.lam_mul_k, -1.0);
-    for n in ["quickstart", "cifar100_r18_vanilla", "cifar100_r18_mixup", "cifar100_r18_cutmix", "cifar100_rx50_samix"]
-    {
+    for n in [
+        "quickstart",
+        "quickstart_mixup",
+        "cifar100_r18_vanilla",
+        "cifar100_r18_mixup",
+        "cifar100_r18_cutmix",
+        "cifar100_rx50_samix",
+    ] {
         get(n);
     }
 }

@@ -118,7 +118,8 @@ impl LineChart {
         let text_h = font::HEIGHT * TEXT;
         // Plot area.
         let (left, right) = (20 + text_h + 12 + y_label_w + 8, WIDTH - 24);
-        let (top, bottom) = (20 + text_h + 16, HEIGHT - (20 + 2 * text_h + 20));
+        // Below the plot: tick labels, the x label, then the legend row.
+        let (top, bottom) = (20 + text_h + 16, HEIGHT - (20 + 3 * text_h + 36));
         let sx = |x: f64| left as f64 + (x - x_lo) / (x_hi - x_lo) * (right - left) as f64;
         let sy = |y: f64| bottom as f64 - (y - y_lo) / (y_hi - y_lo) * (bottom - top) as f64;
         for &t in &y_ticks {
@@ -140,7 +141,7 @@ impl LineChart {
         let title_x = (WIDTH.saturating_sub(font::text_width(&self.title, TEXT))) / 2;
         font::draw_text(&mut canvas, title_x, 16, &self.title, TEXT, ink);
         let x_label_x = (left + right).saturating_sub(font::text_width(&self.x_label, TEXT)) / 2;
-        font::draw_text(&mut canvas, x_label_x, HEIGHT - 20 - text_h, &self.x_label, TEXT, ink);
+        font::draw_text(&mut canvas, x_label_x, bottom + 8 + text_h + 8, &self.x_label, TEXT, ink);
         // The y label, one character per line (the font does not rotate).
         let y_label: Vec<char> = self.y_label.chars().collect();
         let y0 = ((top + bottom) / 2).saturating_sub(y_label.len() as u32 * (text_h + 2) / 2);
@@ -158,17 +159,19 @@ impl LineChart {
             for &(x, y) in &pts {
                 dot(&mut canvas, x as i64, y as i64, 5, color);
             }
-            // Legend, top right inside the plot.
-            let ly = top + 8 + k as u32 * (text_h + 6);
-            let lx = right - 16 - 28 - font::text_width(&s.name, TEXT);
-            line(
-                &mut canvas,
-                (lx as f64, (ly + text_h / 2) as f64),
-                ((lx + 20) as f64, (ly + text_h / 2) as f64),
-                color,
-                3,
-            );
+        }
+        // The legend: one row under the chart, entries side by side (wrapping upwards if needed).
+        let (mut lx, mut ly) = (left, HEIGHT - 20 - text_h);
+        for (k, s) in self.series.iter().enumerate() {
+            let [r, g, b] = PALETTE[k % PALETTE.len()];
+            let entry_w = 28 + font::text_width(&s.name, TEXT) + 24;
+            if lx + entry_w > WIDTH && lx > left {
+                (lx, ly) = (left, ly.saturating_sub(text_h + 6));
+            }
+            let mid = (ly + text_h / 2) as f64;
+            line(&mut canvas, (lx as f64, mid), ((lx + 20) as f64, mid), Rgb([r, g, b]), 3);
             font::draw_text(&mut canvas, lx + 28, ly, &s.name, TEXT, ink);
+            lx += entry_w;
         }
         let tmp = path.with_extension("png.tmp");
         canvas.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| Error::run(&tmp, e.to_string()))?;

@@ -21,6 +21,7 @@ const RUN_ENTRIES: &[&str] = &[
     "checkpoints",
     "visuals",
     "tensorboard",
+    "report",
     "mixer.json",
     "mixer.safetensors",
     "config.toml.tmp",

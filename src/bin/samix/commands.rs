@@ -92,6 +92,16 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         s.mean_images_per_sec,
         out.join("summary.json").display()
     );
+    // The run's own charts, and the files to look at.
+    samix::report::write_report(std::slice::from_ref(&out), &out.join("report"))?;
+    println!(
+        "look at: {} (test top-1 per epoch; all charts in report/report.md)",
+        out.join("report/top1.png").display()
+    );
+    let masks = out.join("visuals").join(format!("masks_epoch_{:04}.png", s.epochs));
+    if masks.is_file() {
+        println!("         {} (the Mixer's masks after the last epoch)", masks.display());
+    }
     Ok(())
 }
 
