@@ -286,3 +286,32 @@ fn grids_are_upscaled_and_labelled() {
     let below = top + 2 * (8 * k as u32) + 8;
     assert!(ink(left, left + 8 * k as u32, below, below + 20), "a column label");
 }
+
+#[test]
+fn summary_reports_each_heads_median_and_the_best_head() {
+    // Issue 11: the reference reports, per head, the median of the last N epochs, then the best
+    // head. Three epochs, N = 3: one_k 80/81/82 → 81, one_q 85/90/88 → 88 (the best).
+    let mut history: Vec<metrics::EpochMetrics> = (1..=3).map(|e| epoch(e, 79.0 + e as f64)).collect();
+    for (m, (k, q)) in history.iter_mut().zip([(80.0, 85.0), (81.0, 90.0), (82.0, 88.0)]) {
+        m.extra.insert("acc1_one_k".into(), k);
+        m.extra.insert("acc1_one_q".into(), q);
+        m.extra.insert("loss_mask".into(), 0.1);
+    }
+    let s = metrics::summarize(&history, 3, 1.0, "Cpu".into(), 0);
+    assert_eq!(s.median_by_head, [("one_k".to_string(), 81.0), ("one_q".to_string(), 88.0)].into_iter().collect());
+    assert_eq!((s.best_head.as_deref(), s.best_head_median), (Some("one_q"), Some(88.0)));
+    assert_eq!(s.median_acc1, 81.0, "the deployed head's median stays as it was");
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["best_head"], "one_q");
+    assert_eq!(json["median_by_head"]["one_k"], 81.0);
+    // A single-head run has none of these.
+    let plain = metrics::summarize(
+        &history.iter().map(|m| epoch(m.epoch, m.test_acc1)).collect::<Vec<_>>(),
+        3,
+        1.0,
+        "Cpu".into(),
+        0,
+    );
+    assert!(plain.median_by_head.is_empty() && plain.best_head.is_none());
+    assert!(serde_json::to_value(&plain).unwrap().get("best_head").is_none());
+}

@@ -412,3 +412,24 @@ fn samix_run_learns_in_bf16_too() {
     );
     assert!(m[1].train_loss < m[0].train_loss);
 }
+
+#[test]
+fn reference_presets_differ_from_ours_only_in_the_mixer_loss() {
+    // Issue 11: the released configs' η option is a no-op, so they train the Mixer with soft
+    // mixup CE; each `_reference` preset is ours with exactly that change.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for name in ["cifar100_r18_samix", "cifar100_rx50_samix", "cifar100_wrn28_8_samix", "tiny_imagenet_r18_samix"] {
+        let ours = TrainConfig::load(&dir.join(format!("{name}.toml")), &[]).unwrap();
+        let reference = TrainConfig::load(&dir.join(format!("{name}_reference.toml")), &[]).unwrap();
+        let (o, r) = (ours.mix.online_mixer().unwrap(), reference.mix.online_mixer().unwrap());
+        assert_eq!(r.mixer_loss, MixupLoss::SoftCe, "{name}");
+        assert_eq!(o.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 }, "{name}");
+        let mut same = reference.clone();
+        same.mix = ours.mix.clone();
+        assert_eq!(same.to_toml().unwrap(), ours.to_toml().unwrap(), "{name}: only [mix.mixer_loss] may differ");
+        let (mut ro, mut rr) = (o.clone(), r.clone());
+        ro.mixer_loss = MixupLoss::SoftCe;
+        rr.mixer_loss = MixupLoss::SoftCe;
+        assert_eq!(ro, rr, "{name}: the rest of [mix] is the same");
+    }
+}

@@ -2,6 +2,7 @@
 use crate::files::write_atomic;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -38,6 +39,17 @@ pub struct Summary {
     pub total_time_s: f64,
     pub device: String,
     pub seed: u64,
+    /// Runs with several heads (online SAMix: `one_k`, `mix_k`, `one_q`, `mix_q`): each head's
+    /// median top-1 over the last `median_of_last` epochs (the reference's summary script
+    /// computes these per head).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub median_by_head: BTreeMap<String, f64>,
+    /// The head with the highest of those medians and its value: the figure the reference reports
+    /// and the paper's tables compare (absent for single-head runs, where it is `median_acc1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_head: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_head_median: Option<f64>,
 }
 
 /// Median of the last `k` values (mean of the two middle ones for an even count).
@@ -62,6 +74,16 @@ pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: 
         .map(|m| (m.epoch, m.test_acc1))
         .fold((0, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b });
     let last = history.last();
+    let mut median_by_head = BTreeMap::new();
+    if let Some(first) = history.first() {
+        for head in first.extra.keys().filter_map(|k| k.strip_prefix("acc1_")) {
+            let key = format!("acc1_{head}");
+            let values: Vec<f64> = history.iter().map(|m| m.extra.get(&key).copied().unwrap_or(f64::NAN)).collect();
+            median_by_head.insert(head.to_string(), median_of_last(&values, k));
+        }
+    }
+    let best = median_by_head.iter().filter(|(_, v)| v.is_finite()).max_by(|a, b| a.1.total_cmp(b.1));
+    let (best_head, best_head_median) = (best.map(|(h, _)| h.clone()), best.map(|(_, v)| *v));
     Summary {
         epochs: history.len(),
         final_acc1: last.map_or(f64::NAN, |m| m.test_acc1),
@@ -75,6 +97,9 @@ pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: 
         total_time_s,
         device,
         seed,
+        median_by_head,
+        best_head,
+        best_head_median,
     }
 }
 

@@ -92,6 +92,13 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         s.mean_images_per_sec,
         out.join("summary.json").display()
     );
+    if let (Some(head), Some(median)) = (&s.best_head, s.best_head_median) {
+        // What the paper's tables report: the best head's median of the last N epochs.
+        println!(
+            "best head: {head}, median of last {} = {median:.2}% (the figure the paper's tables report)",
+            s.median_of_last
+        );
+    }
     // The run's own charts, and the files to look at.
     samix::report::write_report(std::slice::from_ref(&out), &out.join("report"))?;
     println!(
