@@ -114,30 +114,35 @@ impl AlignMix {
 }
 
 /// Entropic optimal-transport plan (`N×P×P`, P = h·w, uniform marginals 1/P) between the feature
-/// vectors of `a` and `b` (`N×C×h×w`) under the squared-L2 cost (divided by its per-sample
-/// maximum), with `iterations` Sinkhorn updates (a fixed count: no host sync to test convergence).
+/// vectors of `a` and `b` (`N×C×h×w`) under the raw squared-L2 cost, as the reference builds it:
+/// from detached features, under no-grad (no gradient flows through the plan), with `iterations`
+/// Sinkhorn updates in the log domain (a small ε on raw costs would underflow `exp(−C/ε)`; a fixed
+/// count: no host sync to test convergence).
 pub fn sinkhorn_plan(a: &Tensor, b: &Tensor, epsilon: f64, iterations: usize) -> Tensor {
-    let va = a.flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
-    let vb = b.flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
-    let cost = (va.square().sum_dim_intlist(-1, true, Kind::Float)
-        + vb.square().sum_dim_intlist(-1, true, Kind::Float).transpose(1, 2)
-        - va.matmul(&vb.transpose(1, 2)) * 2.0)
-        .clamp_min(0.0);
-    let scale = cost.amax(&[1i64, 2][..], true).clamp_min(1e-12);
-    let kernel = (-(cost / scale) / epsilon).exp();
-    let p = kernel.size()[1];
-    let marginal = 1.0 / p as f64;
-    let mut v = kernel.ones_like().narrow(2, 0, 1) * marginal;
-    let mut u = v.shallow_clone();
-    for _ in 0..iterations {
-        u = (kernel.matmul(&v).clamp_min(1e-30)).reciprocal() * marginal;
-        v = (kernel.transpose(1, 2).matmul(&u).clamp_min(1e-30)).reciprocal() * marginal;
-    }
-    &u * kernel * v.transpose(1, 2)
+    tch::no_grad(|| {
+        let va = a.detach().flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
+        let vb = b.detach().flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
+        let cost = (va.square().sum_dim_intlist(-1, true, Kind::Float)
+            + vb.square().sum_dim_intlist(-1, true, Kind::Float).transpose(1, 2)
+            - va.matmul(&vb.transpose(1, 2)) * 2.0)
+            .clamp_min(0.0);
+        let log_kernel = -cost / epsilon;
+        let p = log_kernel.size()[1];
+        let log_marginal = -(p as f64).ln();
+        let mut log_v = log_kernel.zeros_like().narrow(2, 0, 1) + log_marginal;
+        let mut log_u = log_v.shallow_clone();
+        for _ in 0..iterations {
+            // u = μ / (K v), v = ν / (Kᵀ u), each as a log-sum-exp.
+            log_u = (&log_kernel + log_v.transpose(1, 2)).logsumexp([2], true).neg() + log_marginal;
+            log_v = (&log_kernel + &log_u).logsumexp([1], true).transpose(1, 2).neg() + log_marginal;
+        }
+        (log_u + log_kernel + log_v.transpose(1, 2)).exp()
+    })
 }
 
 /// `source` rearranged onto `target`'s positions: position i of the result is
-/// `P · Σ_j plan[i, j] · source_j` (the plan scaled by the number of positions).
+/// `P · Σ_j plan[i, j] · source_j` (the plan scaled by the number of positions). Gradients reach
+/// `source` through the rearranged values only; `target` only shapes the plan, which carries none.
 pub fn align(source: &Tensor, target: &Tensor, epsilon: f64, iterations: usize) -> Tensor {
     let plan = sinkhorn_plan(target, source, epsilon, iterations);
     let size = source.size();
