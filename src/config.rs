@@ -455,6 +455,27 @@ impl TrainConfig {
         toml::to_string_pretty(self).map_err(|e| Error::serialize("config.toml", e))
     }
 
+    /// The resolved config as a TOML table without `keys`: a top-level key or table (`seed`,
+    /// `log`) or a key inside a table (`data.path`). For comparing configs up to keys that do
+    /// not matter to the comparison.
+    pub fn table_without(&self, keys: &[&str]) -> Result<toml::Table> {
+        let mut table: toml::Table =
+            toml::from_str(&self.to_toml()?).map_err(|e| Error::serialize("config.toml", e))?;
+        for key in keys {
+            match key.split_once('.') {
+                Some((section, name)) => {
+                    if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+                        t.remove(name);
+                    }
+                }
+                None => {
+                    table.remove(*key);
+                }
+            }
+        }
+        Ok(table)
+    }
+
     /// Every table's own checks, then the checks across tables.
     pub fn validate(&self) -> Result<()> {
         self.train.check()?;

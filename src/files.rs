@@ -1,4 +1,4 @@
-//! Files samix writes: atomic replacement (write to a temporary name, sync, rename), JSON and
+//! Files samix writes: atomic replacement (write to a temporary name, sync, rename), JSON, PNG and
 //! safetensors written that way. Every failure names the file; nothing is silently skipped.
 use crate::{Error, Result};
 use std::io::Write;
@@ -21,6 +21,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let json = serde_json::to_string_pretty(value).map_err(|e| Error::serialize(path, e))?;
     write_atomic(path, json.as_bytes())
+}
+
+/// An image as PNG, written atomically.
+pub fn write_png_atomic(path: &Path, image: &image::RgbImage) -> Result<()> {
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::serialize(path, e))?;
+    write_atomic(path, &png)
 }
 
 /// Named tensors in the default contiguous layout, sorted by name: safetensors stores plain

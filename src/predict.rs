@@ -4,7 +4,7 @@
 //! statistics, and classified; the top-k classes come back with names and probabilities. Reads
 //! the checkpoint, its config and the dataset's class names; writes nothing.
 use crate::config::TrainConfig;
-use crate::data::folder::decode_rgb;
+use crate::data::folder::{decode_rgb, images_in};
 use crate::data::transform::{apply_step, Pipeline, Step};
 use crate::data::{open_splits, RawImage};
 use crate::train::{checkpoint, Model};
@@ -28,26 +28,16 @@ pub struct Prediction {
     pub top: Vec<Ranked>,
 }
 
-/// The image files named by `inputs`: files as given, folders as their `.png`/`.jpg`/`.jpeg`
-/// files (sorted, not recursive).
+/// The image files named by `inputs`: files as given, folders as their image files (as an image
+/// folder dataset lists them: `.png`/`.jpg`/`.jpeg`, not hidden, sorted, not recursive).
 pub fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let is_image = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-    };
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| Error::io(input, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
+            let found = images_in(input)?;
             if found.is_empty() {
                 return Err(Error::data(input, "no images (.png/.jpg/.jpeg) in this folder"));
             }
-            found.sort();
             files.extend(found);
         } else if input.is_file() {
             files.push(input.clone());

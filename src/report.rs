@@ -72,15 +72,9 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     if metrics.is_empty() {
         return Err(Error::run(dir, "has no finished epoch in metrics.jsonl yet"));
     }
-    let mut table: toml::Table = toml::from_str(&config.to_toml()?).map_err(|e| Error::serialize(&config_path, e))?;
-    table.remove("seed");
-    // Where the data lies and how it is loaded do not make another experiment.
-    if let Some(toml::Value::Table(data)) = table.get_mut("data") {
-        for key in ["path", "workers", "prefetch"] {
-            data.remove(key);
-        }
-    }
-    table.remove("log");
+    // The seed, where the data lies, how it is loaded and what is logged do not make another
+    // experiment.
+    let table = config.table_without(&["seed", "data.path", "data.workers", "data.prefetch", "log"])?;
     let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let name = canonical.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
     Ok(Run {
@@ -93,26 +87,17 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     })
 }
 
-/// The heads a run reports: `top-1` (the deployed classifier) and each `acc1_<head>`.
+/// The heads a run reports: `top-1` (the deployed classifier) and each further head.
 fn heads(run: &Run) -> Vec<String> {
     let mut out = vec!["top-1".to_string()];
     if let Some(m) = run.metrics.first() {
-        out.extend(m.extra.keys().filter_map(|k| k.strip_prefix("acc1_")).map(String::from));
+        out.extend(m.head_acc1().map(|(head, _)| head.to_string()));
     }
     out
 }
 
 fn head_values(run: &Run, head: &str) -> Vec<f64> {
-    run.metrics
-        .iter()
-        .map(|m| {
-            if head == "top-1" {
-                m.test_acc1
-            } else {
-                m.extra.get(&format!("acc1_{head}")).copied().unwrap_or(f64::NAN)
-            }
-        })
-        .collect()
+    run.metrics.iter().map(|m| if head == "top-1" { m.test_acc1 } else { m.acc1_of(head) }).collect()
 }
 
 /// The longest common prefix of the names, without a trailing separator (`a_s1`, `a_s2` → `a`).
@@ -229,11 +214,8 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
     extra_heads.sort();
     extra_heads.dedup();
     for head in &extra_heads {
-        let key = format!("acc1_{head}");
         let file = format!("top1_{head}.png");
-        charts.push(chart(&file, &format!("test top-1 (%), head {head}"), "top-1", &|m| {
-            m.extra.get(&key).copied().unwrap_or(f64::NAN)
-        })?);
+        charts.push(chart(&file, &format!("test top-1 (%), head {head}"), "top-1", &|m| m.acc1_of(head))?);
     }
     charts.push(chart("lr.png", "learning rate", "lr", &|m| m.lr)?);
     let table = table(&groups);

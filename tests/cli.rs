@@ -2,12 +2,7 @@
 //! `data verify`, `train` and `eval` work end to end.
 mod common;
 use common::*;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn samix(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap()
-}
+use std::process::Output;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -57,14 +52,14 @@ fn bad_configs_and_arguments_fail_cleanly() {
         let out = tmp.path().join("run").to_string_lossy().into_owned();
         let mut args = vec!["train", "--config", &cfg, "--out", &out, "--device", "cpu"];
         args.extend(extra.iter().map(String::as_str));
-        let o = samix(&args, tmp.path());
+        let o = samix_cli(&args, tmp.path());
         assert_clean_failure(&o, &needles);
         assert!(!tmp.path().join("run").join("checkpoints").exists(), "{cfg}: nothing half-written");
     }
-    let o = samix(&["train", "--config", "nope.toml"], tmp.path());
+    let o = samix_cli(&["train", "--config", "nope.toml"], tmp.path());
     assert_clean_failure(&o, &["nope.toml"]);
     let cfg = write("ok.toml", &good);
-    let o = samix(&["train", "--config", &cfg, "--device", "tpu"], tmp.path());
+    let o = samix_cli(&["train", "--config", &cfg, "--device", "tpu"], tmp.path());
     assert_clean_failure(&o, &["device `tpu`"]);
     // Bad bench options, and a bad precision in a config.
     for (args, needles) in [
@@ -72,10 +67,13 @@ fn bad_configs_and_arguments_fail_cleanly() {
         (vec!["bench", "--device", "cpu", "--methods", "vanilla,supermix"], vec!["supermix"]),
         (vec!["bench", "--device", "cpu", "--cuda-graph", "--methods", "vanilla"], vec!["--cuda-graph", "CUDA"]),
     ] {
-        assert_clean_failure(&samix(&args, tmp.path()), &needles);
+        assert_clean_failure(&samix_cli(&args, tmp.path()), &needles);
     }
     let cfg = write("bad_precision.toml", &good.replace("threads = 1", "threads = 1\nprecision = \"fp8\""));
-    assert_clean_failure(&samix(&["train", "--config", &cfg, "--device", "cpu"], tmp.path()), &["precision", "fp8"]);
+    assert_clean_failure(
+        &samix_cli(&["train", "--config", &cfg, "--device", "cpu"], tmp.path()),
+        &["precision", "fp8"],
+    );
 }
 
 #[test]
@@ -84,25 +82,25 @@ fn truncated_dataset_named_in_the_error() {
     let bytes = std::fs::read(cifar100_archive()).unwrap();
     let cut = tmp.path().join("cifar-100-binary.tar.gz");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let o = samix(&["data", "verify", cut.to_str().unwrap()], tmp.path());
+    let o = samix_cli(&["data", "verify", cut.to_str().unwrap()], tmp.path());
     assert_clean_failure(&o, &["cifar-100-binary.tar.gz"]);
     let cfg = format!(
         "[data]\ndataset = \"cifar100\"\npath = \"{}\"\n[model]\narch = \"resnet18\"\n[train]\nepochs = 1\n",
         cut.display()
     );
     std::fs::write(tmp.path().join("c.toml"), cfg).unwrap();
-    let o = samix(&["train", "--config", "c.toml", "--out", "r", "--device", "cpu"], tmp.path());
+    let o = samix_cli(&["train", "--config", "c.toml", "--out", "r", "--device", "cpu"], tmp.path());
     assert_clean_failure(&o, &["cifar-100-binary.tar.gz"]);
 }
 
 #[test]
 fn data_verify_reports_checksums() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = samix(&["data", "verify", cifar100_archive().to_str().unwrap()], tmp.path());
+    let o = samix_cli(&["data", "verify", cifar100_archive().to_str().unwrap()], tmp.path());
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.contains("cifar100") && out.contains("50000 train") && out.matches("md5 ok").count() == 2, "{out}");
-    let o = samix(&["data", "verify", fashion().to_str().unwrap()], tmp.path());
+    let o = samix_cli(&["data", "verify", fashion().to_str().unwrap()], tmp.path());
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches("md5 ok").count() == 4);
     // A modified copy: structure fine, checksum off, exit non-zero.
     let dir = tmp.path().join("fm");
@@ -115,7 +113,7 @@ fn data_verify_reports_checksums() {
     labels[100] = (labels[100] + 1) % 10;
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels).unwrap();
-    let o = samix(&["data", "verify", dir.to_str().unwrap()], tmp.path());
+    let o = samix_cli(&["data", "verify", dir.to_str().unwrap()], tmp.path());
     assert_clean_failure(&o, &["do not match"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -138,19 +136,19 @@ alpha = 0.2"#,
         ),
     )
     .unwrap();
-    let o = samix(&["train", "--config", "t.toml", "--out", "run", "--device", "cpu"], tmp.path());
+    let o = samix_cli(&["train", "--config", "t.toml", "--out", "run", "--device", "cpu"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run/summary.json")).unwrap()).unwrap();
     let acc = summary["final_acc1"].as_f64().unwrap();
-    let o = samix(&["eval", "--checkpoint", "run", "--device", "cpu"], tmp.path());
+    let o = samix_cli(&["eval", "--checkpoint", "run", "--device", "cpu"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     // The config's test_limit (300) applies: same images, same weights, same accuracy.
     assert!(out.contains(&format!("top-1 {acc:.2}%")) && out.contains("300 images"), "{out} vs {acc}");
     // A second train into the same folder is refused; --resume of a finished run is a no-op.
-    let o = samix(&["train", "--config", "t.toml", "--out", "run", "--device", "cpu"], tmp.path());
+    let o = samix_cli(&["train", "--config", "t.toml", "--out", "run", "--device", "cpu"], tmp.path());
     assert_clean_failure(&o, &["--force"]);
-    let o = samix(&["eval", "--checkpoint", "nowhere", "--device", "cpu"], tmp.path());
+    let o = samix_cli(&["eval", "--checkpoint", "nowhere", "--device", "cpu"], tmp.path());
     assert_clean_failure(&o, &["nowhere"]);
 }

@@ -2,7 +2,7 @@
 //! reader with exact values and steps, progress as plain lines without a terminal, `--quiet`, and
 //! `samix config show`, and `samix predict` against the network's own logits.
 mod common;
-use common::tiny_fashion_config;
+use common::{samix_cli, tiny_fashion_config};
 use samix::config::TrainConfig;
 use samix::train::metrics;
 use std::path::Path;
@@ -83,10 +83,6 @@ fn tensorboard_reads_back_every_scalar_and_image_written() {
             .unwrap();
     common::train_run(&cfg, &off, false, false, None).unwrap();
     assert!(!off.join("tensorboard").exists());
-}
-
-fn samix_cli(args: &[&str], cwd: &Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap()
 }
 
 #[test]

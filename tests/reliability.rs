@@ -461,7 +461,7 @@ fn values_accepted_silently_before_are_refused_naming_the_key() {
 
 /// Runs the `samix` binary; returns (success, stderr).
 fn samix_cli(args: &[&str], cwd: &Path) -> (bool, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap();
+    let o = common::samix_cli(args, cwd);
     (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 

@@ -79,7 +79,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The image files (`.png`/`.jpg`/`.jpeg`, not hidden) directly in `dir`, sorted.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect())
 }
 

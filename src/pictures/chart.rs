@@ -1,7 +1,7 @@
 //! Line charts as PNG (drawn here, with the built-in font: no plotting or font dependency): axes
 //! with rounded ticks, one coloured line per series with a dot per point, and a legend.
 use super::font;
-use crate::{Error, Result};
+use crate::Result;
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
@@ -173,8 +173,6 @@ impl LineChart {
             font::draw_text(&mut canvas, lx + 28, ly, &s.name, TEXT, ink);
             lx += entry_w;
         }
-        let tmp = path.with_extension("png.tmp");
-        canvas.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| Error::run(&tmp, e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::files::write_png_atomic(path, &canvas)
     }
 }

@@ -98,9 +98,7 @@ pub fn write_grid(rows: &[Tensor], labels: &GridLabels, path: &Path) -> Result<(
         }
         font::draw_text(&mut canvas, PAD + 128 + PAD, y, legend, TEXT_SCALE, ink);
     }
-    let tmp = path.with_extension("png.tmp");
-    canvas.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| Error::run(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::files::write_png_atomic(path, &canvas)
 }
 
 /// Mixes `images` with `policy` and writes the grid: first images, their partners, the partner's

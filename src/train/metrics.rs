@@ -52,6 +52,23 @@ pub struct Summary {
     pub best_head_median: Option<f64>,
 }
 
+/// The key under which a further head's top-1 is kept in [`EpochMetrics::extra`].
+pub fn head_key(head: &str) -> String {
+    format!("acc1_{head}")
+}
+
+impl EpochMetrics {
+    /// Each further head's top-1 (those of [`head_key`] in `extra`), by head name.
+    pub fn head_acc1(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.extra.iter().filter_map(|(k, v)| k.strip_prefix("acc1_").map(|head| (head, *v)))
+    }
+
+    /// One further head's top-1 (NaN when this epoch has no such head).
+    pub fn acc1_of(&self, head: &str) -> f64 {
+        self.extra.get(&head_key(head)).copied().unwrap_or(f64::NAN)
+    }
+}
+
 /// Median of the last `k` values (mean of the two middle ones for an even count).
 pub fn median_of_last(values: &[f64], k: usize) -> f64 {
     let mut tail: Vec<f64> = values[values.len().saturating_sub(k)..].to_vec();
@@ -76,9 +93,8 @@ pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: 
     let last = history.last();
     let mut median_by_head = BTreeMap::new();
     if let Some(first) = history.first() {
-        for head in first.extra.keys().filter_map(|k| k.strip_prefix("acc1_")) {
-            let key = format!("acc1_{head}");
-            let values: Vec<f64> = history.iter().map(|m| m.extra.get(&key).copied().unwrap_or(f64::NAN)).collect();
+        for (head, _) in first.head_acc1() {
+            let values: Vec<f64> = history.iter().map(|m| m.acc1_of(head)).collect();
             median_by_head.insert(head.to_string(), median_of_last(&values, k));
         }
     }

@@ -79,8 +79,19 @@ impl StopSignal {
     pub fn is_armed(&self) -> bool {
         self.armed.load(Ordering::SeqCst)
     }
-    fn arm(&self, armed: bool) {
-        self.armed.store(armed, Ordering::SeqCst);
+    /// Arms it for as long as the returned guard lives (however the training loop ends).
+    fn arm(&self) -> Armed<'_> {
+        self.armed.store(true, Ordering::SeqCst);
+        Armed(self)
+    }
+}
+
+/// Keeps a [`StopSignal`] armed; disarms it when dropped.
+struct Armed<'a>(&'a StopSignal);
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.0.armed.store(false, Ordering::SeqCst);
     }
 }
 
@@ -206,6 +217,8 @@ struct EpochTrain {
     lr: f64,
     loader_wait_s: f64,
     seconds: f64,
+    /// The step (0-based, within the epoch) this call started at (> 0 when resumed mid-epoch).
+    first_step: usize,
     /// The first step (0-based, within the epoch) whose loss was not finite.
     first_non_finite: Option<usize>,
     /// Set when a stop was requested before the epoch's last step: how far it got.
@@ -253,11 +266,12 @@ fn train_epoch(
     let mut first_bad = Tensor::full([], -1, (Kind::Int64, device));
     let mut batches = loader.epoch_from(epoch as u64, first_step);
     monitor.start_epoch(epoch, config.train.epochs, iters, first_step);
-    let (mut images, mut lr, mut steps_done) = (0usize, 0.0, first_step);
-    let mut interrupted = false;
+    let (mut images, mut lr) = (0usize, 0.0);
+    // The step a stop request ended the epoch before (none: it ran to its end).
+    let mut stopped_at = None;
     for i in first_step..iters {
         if stop_requested(stop) {
-            interrupted = true;
+            stopped_at = Some(i);
             break;
         }
         let Some(batch) = batches.next() else { break };
@@ -273,7 +287,6 @@ fn train_epoch(
         loss_sum += &loss;
         images += batch.len();
         *global_step += 1;
-        steps_done = i + 1;
         monitor.step(&StepView {
             epoch,
             total_epochs: config.train.epochs,
@@ -289,8 +302,8 @@ fn train_epoch(
     }
     let sum = loss_sum.double_value(&[]);
     let first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
-    let interrupted = (interrupted && steps_done < iters).then(|| PartialEpoch {
-        steps: steps_done,
+    let interrupted = stopped_at.map(|steps| PartialEpoch {
+        steps,
         loss_sum: sum,
         mix_stream_pos: rng.get_word_pos().to_string(),
         learner: learner.epoch_progress(),
@@ -301,6 +314,7 @@ fn train_epoch(
         lr,
         loader_wait_s: batches.waited().as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
+        first_step,
         first_non_finite,
         interrupted,
     })
@@ -333,12 +347,7 @@ fn epoch_metrics(
 
 /// The epoch's one-line report (the accuracies of further heads appended).
 fn log_epoch(m: &EpochMetrics, total_epochs: usize) {
-    let heads: String = m
-        .extra
-        .iter()
-        .filter(|(k, _)| k.starts_with("acc1_"))
-        .map(|(k, v)| format!("  {}: {v:.2}%", &k[5..]))
-        .collect();
+    let heads: String = m.head_acc1().map(|(head, v)| format!("  {head}: {v:.2}%")).collect();
     tracing::info!(
         "epoch {:>3}/{total_epochs}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  lr {:.4}  {:.0} img/s  loader wait {:.2}s{heads}",
         m.epoch,
@@ -419,8 +428,7 @@ impl EpochRun<'_> {
             train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, monitor)?;
         if let Some(bad) = trained.first_non_finite {
             let iters = self.train_loader.num_batches();
-            let first = resumed.map_or(0, |p| p.steps.min(iters));
-            let step = step_before + (bad - first) as u64 + 1;
+            let step = step_before + (bad - trained.first_step) as u64 + 1;
             let msg = format!(
                 "training diverged at epoch {}, step {} of {iters} (step {step} of the run): the loss is not finite; lower optim.lr (nothing of this epoch was checkpointed)",
                 epoch + 1,
@@ -479,19 +487,10 @@ fn check_resume_config(config: &TrainConfig, out: &Path) -> Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let stored = TrainConfig::load(&path, &[])?;
-    let table = |c: &TrainConfig| -> Result<toml::Table> {
-        let mut t: toml::Table = toml::from_str(&c.to_toml()?).map_err(|e| Error::serialize(&path, e))?;
-        for key in RESUMABLE_CHANGES {
-            let (section, name) = key.split_once('.').unwrap_or(("", key));
-            if let Some(toml::Value::Table(s)) = t.get_mut(section) {
-                s.remove(name);
-            }
-        }
-        Ok(t)
-    };
+    let stored = TrainConfig::load(&path, &[])?.table_without(RESUMABLE_CHANGES)?;
+    let given = config.table_without(RESUMABLE_CHANGES)?;
     let mut changed = Vec::new();
-    diff_keys("", &toml::Value::Table(table(&stored)?), &toml::Value::Table(table(config)?), &mut changed);
+    diff_keys("", &toml::Value::Table(stored), &toml::Value::Table(given), &mut changed);
     if changed.is_empty() {
         return Ok(());
     }
@@ -570,19 +569,8 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         };
         checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)
     };
-    // From here a stop request writes a checkpoint; the guard disarms it however the loop ends.
-    struct Armed(Option<&'static StopSignal>);
-    impl Drop for Armed {
-        fn drop(&mut self) {
-            if let Some(s) = self.0 {
-                s.arm(false);
-            }
-        }
-    }
-    let _armed = Armed(stop);
-    if let Some(s) = stop {
-        s.arm(true);
-    }
+    // From here a stop request writes a checkpoint.
+    let _armed = stop.map(StopSignal::arm);
     for epoch in start_epoch..end_epoch {
         let resumed = partial.take();
         match run.epoch(learner.as_mut(), epoch, &mut global_step, resumed.as_ref(), &mut monitor)? {

@@ -181,7 +181,7 @@ impl Learner for SamixLearner {
         let results = eval::evaluate_heads(loader, HEADS.len(), |x| self.samix.head_logits(x))?;
         let mut heads = BTreeMap::new();
         for (name, r) in HEADS.iter().zip(&results) {
-            heads.insert(format!("acc1_{name}"), r.acc1);
+            heads.insert(super::metrics::head_key(name), r.acc1);
             heads.insert(format!("acc5_{name}"), r.acc5);
         }
         Ok(Evaluation { primary: results[0], heads })

@@ -114,3 +114,8 @@ pub fn train_run(
         stop: None,
     })
 }
+
+/// Runs the `samix` binary with `args` in `cwd` and returns what it did.
+pub fn samix_cli(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap()
+}
