@@ -2,7 +2,8 @@
 //! `--no-as-needed` the linker drops it and tch reports no GPU on a CUDA machine. Records
 //! libtorch's folder as an rpath so the binary runs here without LD_LIBRARY_PATH. Compiles
 //! csrc/shim.cpp (what tch lacks: fused SGD/lerp, autocast dtype, CUDA memory statistics, CUDA
-//! graphs) against the same libtorch, with its CUDA half when libtorch has CUDA and the CUDA
+//! graphs) and csrc/dist.cpp (c10d's TCPStore and Gloo process group, with the Gloo headers of
+//! third_party/gloo) against the same libtorch, with its CUDA half when libtorch has CUDA and the CUDA
 //! headers are found (`CUDA_HOME`, /usr/local/cuda, or the pip packages beside torch).
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,8 @@ fn cuda_includes(torch_dir: &Path) -> Option<Vec<PathBuf>> {
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc");
+    println!("cargo:rerun-if-changed=third_party/gloo");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
     let lib = PathBuf::from(lib);
     let torch_dir = lib.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -44,7 +46,10 @@ fn main() {
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("csrc/shim.cpp");
+        .include("third_party/gloo/include")
+        .define("USE_C10D_GLOO", None)
+        .file("csrc/shim.cpp")
+        .file("csrc/dist.cpp");
     let cuda_headers = if has_cuda { cuda_includes(&torch_dir) } else { None };
     if let Some(dirs) = &cuda_headers {
         shim.includes(dirs).define("SAMIX_WITH_CUDA", None);

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "guarded.h"
+
 #ifdef SAMIX_WITH_CUDA
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -25,30 +27,9 @@
 
 namespace {
 
-char *error_message(const char *what) {
-  size_t n = std::strlen(what) + 1;
-  char *out = static_cast<char *>(std::malloc(n));
-  if (out != nullptr) std::memcpy(out, what, n);
-  return out;
-}
-
-template <typename F> char *guarded(F &&f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const std::exception &e) {
-    return error_message(e.what());
-  } catch (...) {
-    return error_message("unknown C++ exception");
-  }
-}
-
-std::vector<at::Tensor> tensor_list(at::Tensor **ts, size_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(*ts[i]);
-  return out;
-}
+using samix::error_message;
+using samix::guarded;
+using samix::tensor_list;
 
 #ifdef SAMIX_WITH_CUDA
 // A graph plus the side stream it is captured and warmed up on (capture is illegal on the

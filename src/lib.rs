@@ -7,8 +7,8 @@
 //! step) → [`pictures`] (grids, charts) / [`tensorboard`] (event files) → [`config`] (the run
 //! recipe) → [`train`] (learners, the epoch loop, checkpoints) → [`preview`] / [`predict`] /
 //! [`report`] (runs side by side) / [`bench`] → the `samix` binary. Below them all: [`error`],
-//! [`rng`], [`device`], [`native`] (libtorch calls tch lacks), `files` (atomic writes, internal)
-//! and [`host`].
+//! [`rng`], [`device`], [`native`] (libtorch calls tch lacks), [`dist`] (c10d process groups for
+//! data-parallel training), `files` (atomic writes, internal) and [`host`].
 //!
 //! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
 //! [`OnlineSamix`] over any [`StagedNet`] (see `examples/samix_loop.rs`); [`mixup_cross_entropy`]
@@ -17,6 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub(crate) mod files;
 pub mod host;

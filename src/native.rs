@@ -57,7 +57,7 @@ struct AutocastState {
 }
 
 /// Turns the shim's error convention (NULL or an owned message) into a `Result`.
-fn check(what: &str, err: *mut c_char) -> Result<()> {
+pub(crate) fn check(what: &str, err: *mut c_char) -> Result<()> {
     if err.is_null() {
         return Ok(());
     }

@@ -1,0 +1,205 @@
+//! Data-parallel training on c10d's Gloo backend, between real processes on loopback: the
+//! collectives themselves, a dead peer, and whole training runs (bit-identical ranks, 2 × 50
+//! against 1 × 100, SAMix's Mixer and EMA, resume across world sizes, rank 0 alone writing).
+//! A test that needs ranks re-runs its own test binary (or the `samix` binary) as them.
+mod common;
+
+use samix::dist::{plan_buckets, Launch, Launcher, ProcessGroup};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
+
+/// The longest a group of test processes may run before it is killed and the test fails.
+const RANKS_BOUND: Duration = Duration::from_secs(240);
+
+/// A free TCP port on loopback (the OS picks it; it is released for rank 0 to bind).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// torchrun's variables for `rank` of `world` on loopback.
+fn rank_env(rank: usize, world: usize, port: u16) -> Vec<(String, String)> {
+    vec![
+        ("RANK".into(), rank.to_string()),
+        ("WORLD_SIZE".into(), world.to_string()),
+        ("LOCAL_RANK".into(), rank.to_string()),
+        ("MASTER_ADDR".into(), "127.0.0.1".into()),
+        ("MASTER_PORT".into(), port.to_string()),
+    ]
+}
+
+/// Starts one `command(rank)` per rank with the launch variables set, and waits for all of them
+/// (killing the lot after [`RANKS_BOUND`]).
+fn run_ranks(world: usize, command: impl Fn(usize) -> Command) -> Vec<Output> {
+    let port = free_port();
+    let mut children: Vec<_> = (0..world)
+        .map(|r| {
+            let mut c = command(r);
+            c.envs(rank_env(r, world, port)).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        if start.elapsed() > RANKS_BOUND {
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            panic!("ranks still running after {RANKS_BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+/// Re-runs this test binary's test `name` as the ranks (the test sees `RANK` and plays its part).
+fn run_test_as_ranks(name: &str, world: usize) -> Vec<Output> {
+    run_ranks(world, |_| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args([name, "--exact", "--nocapture", "--test-threads", "1"]);
+        c
+    })
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The launch this process is a rank of (a test re-run by [`run_test_as_ranks`]).
+fn this_rank() -> Option<ProcessGroup> {
+    let launch = Launch::from_env().unwrap()?;
+    Some(ProcessGroup::connect(&launch, Duration::from_secs(30)).unwrap())
+}
+
+#[test]
+fn launch_variables_of_torchrun_and_slurm() {
+    let vars = |pairs: &[(&str, &str)]| {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Launch::from_vars(|k| map.get(k).cloned())
+    };
+    assert_eq!(vars(&[]).unwrap(), None);
+    let torchrun = [
+        ("RANK", "3"),
+        ("WORLD_SIZE", "8"),
+        ("LOCAL_RANK", "1"),
+        ("MASTER_ADDR", "node0"),
+        ("MASTER_PORT", "29500"),
+        ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+        ("TORCHELASTIC_RESTART_COUNT", "2"),
+    ];
+    let l = vars(&torchrun).unwrap().unwrap();
+    assert_eq!((l.launcher, l.rank, l.world_size, l.local_rank), (Launcher::Torchrun, 3, 8, 1));
+    assert_eq!((l.master_addr.as_str(), l.master_port, l.agent_store, l.restart), ("node0", 29500, true, 2));
+    // SLURM's variables are the fallback; torchrun's win when both are set.
+    let slurm = [
+        ("SLURM_PROCID", "5"),
+        ("SLURM_NTASKS", "16"),
+        ("SLURM_LOCALID", "1"),
+        ("MASTER_ADDR", "n1"),
+        ("MASTER_PORT", "1234"),
+    ];
+    let l = vars(&slurm).unwrap().unwrap();
+    assert_eq!((l.launcher, l.rank, l.world_size, l.local_rank, l.agent_store), (Launcher::Slurm, 5, 16, 1, false));
+    let both: Vec<_> = torchrun.iter().chain(&slurm).copied().collect();
+    assert_eq!(vars(&both).unwrap().unwrap().launcher, Launcher::Torchrun);
+    // One process is no launch at all: it runs exactly as without the variables.
+    assert_eq!(vars(&[("RANK", "0"), ("WORLD_SIZE", "1")]).unwrap(), None);
+    // Incomplete or wrong descriptions name the variable.
+    let err = |pairs: &[(&str, &str)]| vars(pairs).unwrap_err().to_string();
+    assert!(err(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_PORT", "1")]).contains("MASTER_ADDR"));
+    assert!(err(&[("RANK", "2"), ("WORLD_SIZE", "2")]).contains("RANK is 2"));
+    assert!(err(&[("RANK", "0"), ("WORLD_SIZE", "two")]).contains("WORLD_SIZE"));
+    let bad_port = [("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "0")];
+    assert!(err(&bad_port).contains("MASTER_PORT"));
+    assert!(err(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_LOCALID", "0")]).contains("MASTER_ADDR"));
+}
+
+#[test]
+fn buckets_keep_order_kind_and_size() {
+    let t = |n: i64, k: Kind| Tensor::zeros([n], (k, tch::Device::Cpu));
+    let ts = [t(10, Kind::Float), t(10, Kind::Float), t(30, Kind::Float), t(5, Kind::Double), t(1, Kind::Float)];
+    // 80 bytes: the first two floats share a bucket, the 120-byte tensor is alone, kinds split.
+    assert_eq!(plan_buckets(&ts, 80), vec![vec![0, 1], vec![2], vec![3], vec![4]]);
+    assert_eq!(plan_buckets(&ts, 1 << 20), vec![vec![0, 1, 2], vec![3], vec![4]]);
+}
+
+/// Two ranks: sums, maxima, bucketed means and broadcasts of mixed kinds, all-gather, `any`.
+#[test]
+fn collectives_between_two_processes() {
+    let Some(pg) = this_rank() else {
+        for o in run_test_as_ranks("collectives_between_two_processes", 2) {
+            assert!(o.status.success(), "a rank failed:\n{}", text(&o));
+            assert!(text(&o).contains("1 passed"), "{}", text(&o));
+        }
+        return;
+    };
+    let r = pg.rank() as f64;
+    let t = Tensor::from_slice(&[1.0f32 + r as f32, 10.0]);
+    pg.all_reduce_sum(&[&t]).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![3.0, 20.0]);
+    let m = Tensor::from_slice(&[r, -r]);
+    pg.all_reduce_max(&[&m]).unwrap();
+    assert_eq!(Vec::<f64>::try_from(&m).unwrap(), vec![1.0, 0.0]);
+    // Gradients of several shapes and two kinds, in 64-byte buckets: each becomes the mean.
+    let grads: Vec<Tensor> = vec![
+        Tensor::full([3, 4], 2.0 * r + 1.0, (Kind::Float, tch::Device::Cpu)),
+        Tensor::arange(20, (Kind::Float, tch::Device::Cpu)) * (r + 1.0),
+        Tensor::full([5], 4.0 * r, (Kind::Double, tch::Device::Cpu)),
+    ];
+    pg.average(&grads, 64).unwrap();
+    assert_eq!(grads[0], Tensor::full([3, 4], 2.0, (Kind::Float, tch::Device::Cpu)));
+    assert_eq!(grads[1], Tensor::arange(20, (Kind::Float, tch::Device::Cpu)) * 1.5);
+    assert_eq!(grads[2], Tensor::full([5], 2.0, (Kind::Double, tch::Device::Cpu)));
+    let vars = vec![Tensor::full([7], r + 5.0, (Kind::Float, tch::Device::Cpu)), Tensor::from_slice(&[r as i64, 9])];
+    pg.broadcast_from_main(&vars, 16).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&vars[0]).unwrap(), vec![5.0; 7]);
+    assert_eq!(Vec::<i64>::try_from(&vars[1]).unwrap(), vec![0, 9]);
+    let gathered = pg.all_gather(&Tensor::from_slice(&[r as f32, 2.0 * r as f32])).unwrap();
+    assert_eq!(gathered.size(), vec![2, 2]);
+    assert_eq!(Vec::<f32>::try_from(&gathered.reshape([-1])).unwrap(), vec![0.0, 0.0, 1.0, 2.0]);
+    assert!(pg.any(pg.rank() == 1).unwrap());
+    assert!(!pg.any(false).unwrap());
+    assert_eq!(pg.sum_f64(&[0.5, r]).unwrap(), vec![1.0, 1.0]);
+    pg.barrier().unwrap();
+}
+
+/// A rank that dies mid-run ends the other's next collective with an error (not a hang).
+#[test]
+fn a_dead_peer_ends_the_other_rank_with_an_error() {
+    let Some(pg) = this_rank() else {
+        let outs = run_test_as_ranks("a_dead_peer_ends_the_other_rank_with_an_error", 2);
+        assert!(!outs[1].status.success(), "rank 1 was meant to die:\n{}", text(&outs[1]));
+        let survivor = text(&outs[0]);
+        assert!(outs[0].status.success(), "rank 0 should have seen the error:\n{survivor}");
+        assert!(survivor.contains("1 passed"), "{survivor}");
+        return;
+    };
+    pg.barrier().unwrap();
+    if pg.rank() == 1 {
+        std::process::exit(3);
+    }
+    let t = Tensor::ones([4], (Kind::Float, tch::Device::Cpu));
+    let err = pg.all_reduce_sum(&[&t]).unwrap_err().to_string();
+    assert!(err.contains("rank 0 of 2") && err.contains("another process of the run has stopped"), "{err}");
+}
+
+/// Trains `config` with the `samix` binary as `world` ranks in `out` (extra CLI args appended).
+fn train_ranks(world: usize, config: &Path, out: &Path, extra: &[&str]) -> Vec<Output> {
+    run_ranks(world, |_| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_samix"));
+        c.args(["--quiet", "train", "--config"]).arg(config).arg("--out").arg(out).args(extra);
+        c
+    })
+}
+
+fn write_config(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn load_vars(path: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
