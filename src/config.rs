@@ -390,6 +390,9 @@ pub struct TrainConfig {
     pub train: RunConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// How data-parallel processes talk (read only under a multi-process launch).
+    #[serde(default)]
+    pub dist: crate::dist::DistConfig,
 }
 
 /// What a run records besides `metrics.jsonl` and checkpoints (`[log]`).
@@ -483,6 +486,7 @@ impl TrainConfig {
         self.schedule.check(self.optim.lr, self.train.epochs)?;
         self.mix.check(self.model.arch.num_stages())?;
         self.log.check()?;
+        self.dist.check()?;
         self.model.check()?;
         self.data.check()
     }

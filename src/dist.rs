@@ -340,6 +340,18 @@ impl ProcessGroup {
         Ok(())
     }
 
+    /// Rank 0's `bytes` on every rank (two collectives: the length, then the bytes).
+    pub fn broadcast_bytes(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        let len = Tensor::from_slice(&[bytes.len() as i64]);
+        self.broadcast(&[&len], 0)?;
+        let len = len.int64_value(&[0]).max(0) as usize;
+        let mut bytes = bytes;
+        bytes.resize(len, 0);
+        let t = Tensor::from_slice(&bytes);
+        self.broadcast(&[&t], 0)?;
+        Ok(Vec::<u8>::try_from(&t)?)
+    }
+
     /// The sums over the ranks of some host numbers (one small collective).
     pub fn sum_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
         let t = Tensor::from_slice(values).to_kind(Kind::Double);

@@ -375,6 +375,7 @@ fn channels_last_run_trains_and_writes_plain_checkpoints() {
         progress: samix::train::Progress::Off,
         stop_after: None,
         stop: None,
+        group: None,
     })
     .unwrap();
     assert!(s.final_acc1 > 30.0, "learns in channels-last: {}", s.final_acc1);

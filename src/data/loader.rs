@@ -2,7 +2,8 @@
 //! threads, keeps a bounded number of batches prefetched, and uploads finished batches to the
 //! device. Batches arrive in a fixed order whatever the thread timing (worker w builds batches
 //! w, w+W, ...), and each image's augmentation draws from its own (seed, epoch, index) stream, so
-//! a run is reproducible. Records how long the consumer waited.
+//! a run is reproducible. Records how long the consumer waited. In data-parallel training each
+//! rank's loader reads its [`Shard`] of the same epoch order.
 use super::transform::Pipeline;
 use super::Dataset;
 use crate::rng::{stream, Stream};
@@ -40,20 +41,77 @@ impl Batch {
     }
 }
 
+/// The part of every epoch one of `count` data-parallel ranks reads, as PyTorch's
+/// DistributedSampler deals it: the epoch's order (the same on every rank) taken with stride
+/// `count` from position `rank`. A loader that drops its last partial batch (training) first
+/// pads the order with its own start to a multiple of `count`, so every rank has as many batches
+/// and batch `b` of all ranks together holds the images of batch `b` of one process reading the
+/// whole order with the summed batch size; an evaluation loader does not pad, so every image is
+/// counted once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Everything: one process.
+    pub const WHOLE: Shard = Shard { rank: 0, count: 1 };
+}
+
 pub struct Loader {
     dataset: Arc<dyn Dataset>,
     pipeline: Arc<Pipeline>,
     cfg: LoaderConfig,
     device: Device,
+    shard: Shard,
 }
 
 impl Loader {
     pub fn new(dataset: Arc<dyn Dataset>, pipeline: Pipeline, cfg: LoaderConfig, device: Device) -> Self {
-        Loader { dataset, pipeline: Arc::new(pipeline), cfg, device }
+        Loader { dataset, pipeline: Arc::new(pipeline), cfg, device, shard: Shard::WHOLE }
     }
 
+    /// This loader restricted to `shard` of every epoch. A training loader (dropping its last
+    /// partial batch) splits its batch size evenly over the ranks, which must divide it; an
+    /// evaluation loader keeps its batch size.
+    pub fn sharded(mut self, shard: Shard) -> Result<Self> {
+        if shard.count == 0 || shard.rank >= shard.count {
+            return Err(Error::Argument(format!("shard {} of {} does not exist", shard.rank, shard.count)));
+        }
+        if self.cfg.drop_last {
+            if self.cfg.batch_size % shard.count != 0 {
+                return Err(Error::config(
+                    "train.batch_size",
+                    format!(
+                        "{} does not split evenly over {} processes (the batch size is the total over all of them)",
+                        self.cfg.batch_size, shard.count
+                    ),
+                ));
+            }
+            self.cfg.batch_size /= shard.count;
+        }
+        self.shard = shard;
+        Ok(self)
+    }
+
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// Samples of an epoch this loader reads (its shard, padded when it drops partial batches).
+    fn shard_len(&self) -> usize {
+        let (n, Shard { rank, count }) = (self.dataset.len(), self.shard);
+        if self.cfg.drop_last {
+            n.div_ceil(count)
+        } else {
+            n.saturating_sub(rank).div_ceil(count)
+        }
+    }
+
+    /// Batches per epoch (per rank when sharded).
     pub fn num_batches(&self) -> usize {
-        let (n, b) = (self.dataset.len(), self.cfg.batch_size.max(1));
+        let (n, b) = (self.shard_len(), self.cfg.batch_size.max(1));
         if self.cfg.drop_last {
             n / b
         } else {
@@ -70,13 +128,22 @@ impl Loader {
         self.device
     }
 
-    /// The sample order of an epoch.
+    /// The sample order of an epoch (of this loader's shard).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        let n = self.dataset.len();
+        let mut order: Vec<usize> = (0..n).collect();
         if self.cfg.shuffle {
             order.shuffle(&mut stream(self.cfg.seed, Stream::Shuffle, epoch, 0));
         }
-        order
+        let Shard { rank, count } = self.shard;
+        if count == 1 {
+            return order;
+        }
+        if self.cfg.drop_last && n > 0 {
+            let padded = n.div_ceil(count) * count;
+            order = order.iter().copied().cycle().take(padded).collect();
+        }
+        order.into_iter().skip(rank).step_by(count).collect()
     }
 
     /// Starts the workers for one epoch and returns the batches in order.

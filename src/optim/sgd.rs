@@ -2,9 +2,12 @@
 //! (dampening 0, the first step seeds the buffer with the gradient), run by torch's fused
 //! multi-tensor kernel. Written here rather than using tch's optimizer because tch does not
 //! expose optimizer state, and exact resume needs the momentum buffers in the checkpoint.
-//! Touches only the parameters, their gradients (read) and its own buffers.
+//! In data-parallel training it first replaces each gradient by its mean over the ranks.
+//! Touches only the parameters, their gradients and its own buffers.
 use super::OptimConfig;
+use crate::dist::ProcessGroup;
 use crate::native;
+use std::sync::Arc;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Tensor};
@@ -24,6 +27,9 @@ pub struct Sgd {
     momentum_buffers: Vec<Option<Tensor>>,
     /// One 0-dim learning rate per group, on the parameters' device.
     lr_tensors: Vec<Tensor>,
+    /// Data-parallel training: gradients are averaged over this group (in buckets of at most
+    /// this many bytes) before every update.
+    sync: Option<(Arc<ProcessGroup>, usize)>,
 }
 
 impl Sgd {
@@ -44,7 +50,28 @@ impl Sgd {
         let groups: Vec<OptimConfig> =
             std::iter::once(default.clone()).chain(groups.iter().map(|g| g.cfg.clone())).collect();
         let lr_tensors = groups.iter().map(|c| Tensor::full([], c.lr, (tch::Kind::Float, vs.device()))).collect();
-        Sgd { params, group_of, groups, momentum_buffers, lr_tensors }
+        Sgd { params, group_of, groups, momentum_buffers, lr_tensors, sync: None }
+    }
+
+    /// Averages gradients over `group` before every update (as PyTorch's DDP does during the
+    /// backward pass), in flat buckets of at most `bucket_bytes`.
+    pub fn average_gradients_over(&mut self, group: Arc<ProcessGroup>, bucket_bytes: usize) {
+        self.sync = Some((group, bucket_bytes));
+    }
+
+    /// Creates every momentum buffer not made yet (zeros, which is what the first update would
+    /// make), so that data-parallel ranks hold the same set of buffers to broadcast.
+    pub fn materialize_buffers(&mut self) {
+        for (((_, p), buf), &g) in self.params.iter().zip(self.momentum_buffers.iter_mut()).zip(&self.group_of) {
+            if self.groups[g].momentum != 0.0 && buf.is_none() {
+                *buf = Some(p.zeros_like());
+            }
+        }
+    }
+
+    /// The momentum buffers, in parameter order (made ones only).
+    pub fn buffers(&self) -> Vec<Tensor> {
+        self.momentum_buffers.iter().flatten().map(Tensor::shallow_clone).collect()
     }
 
     /// Names of the optimised parameters of group `g` (0 = default).
@@ -88,6 +115,11 @@ impl Sgd {
     /// Momentum buffers are created as zeros on the first update, which reproduces torch's
     /// first step (`v = g`).
     pub fn apply(&mut self) -> Result<()> {
+        if let Some((group, bucket_bytes)) = &self.sync {
+            // Parameter order is the same on every rank (sorted names), so the buckets match.
+            let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+            group.average(&grads, *bucket_bytes)?;
+        }
         for (g, cfg) in self.groups.iter().enumerate() {
             let mut params = Vec::new();
             let mut grads = Vec::new();

@@ -37,9 +37,29 @@ pub struct PartialEpoch {
     /// The word position of the epoch's mixing stream, in decimal (a u128: too wide for a JSON
     /// number).
     pub mix_stream_pos: String,
+    /// Data-parallel runs: the stream positions of ranks 1, 2, ... (rank 0's is `mix_stream_pos`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_mix_stream_pos: Vec<String>,
     /// The learner's per-epoch sums so far (see `Learner::epoch_progress`).
     #[serde(default)]
     pub learner: EpochSums,
+}
+
+impl PartialEpoch {
+    /// Where rank `rank`'s mixing stream was; `None` when the checkpoint has no position for it
+    /// (written by fewer processes: that rank's draws for the rest of the epoch start afresh).
+    pub fn stream_pos_of(&self, rank: usize) -> Result<Option<u128>> {
+        let text = match rank {
+            0 => &self.mix_stream_pos,
+            r => match self.rank_mix_stream_pos.get(r - 1) {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+        };
+        text.parse::<u128>()
+            .map(Some)
+            .map_err(|e| Error::Argument(format!("checkpoint state: mixing stream position `{text}`: {e}")))
+    }
 }
 
 /// Per-epoch sums a learner keeps for its metrics line, and the steps they cover.

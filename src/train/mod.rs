@@ -22,7 +22,8 @@ pub use samix_learner::SamixLearner;
 pub use supervised::SupervisedLearner;
 
 use crate::config::TrainConfig;
-use crate::data::loader::{Batch, Loader};
+use crate::data::loader::{Batch, Loader, Shard};
+use crate::dist::ProcessGroup;
 use crate::data::{open_splits, Dataset, DatasetInfo, Splits};
 use crate::files::{write_atomic, write_json_atomic};
 use crate::optim::Sgd;
@@ -52,6 +53,10 @@ pub struct RunOptions {
     /// A stop request (a signal handler makes it): the run stops at the next step boundary,
     /// writes a checkpoint `--resume` continues exactly from, and returns [`Error::Interrupted`].
     pub stop: Option<&'static StopSignal>,
+    /// Data-parallel training: this process is one rank of the group (see [`crate::dist`]).
+    /// Rank 0 alone writes the run directory; every rank reads its shard of each epoch and
+    /// evaluates its shard of the test split.
+    pub group: Option<Arc<ProcessGroup>>,
 }
 
 /// A request to stop a training run, made from outside (typically a signal handler, so every
@@ -244,20 +249,21 @@ fn train_epoch(
     resumed: Option<&PartialEpoch>,
     stop: Option<&StopSignal>,
     monitor: &mut Monitor,
+    dp: Option<&DataParallel>,
 ) -> Result<EpochTrain> {
     let started = Instant::now();
     let iters = loader.num_batches();
     let total_steps = (iters * config.train.epochs) as u64;
-    let mut rng = stream(config.seed, Stream::Mix, epoch as u64, 0);
+    // Each rank mixes its own batch with its own draws (rank 0's are those of one process).
+    let rank = dp.map_or(0, |d| d.group.rank());
+    let mut rng = stream(config.seed, Stream::Mix, epoch as u64, rank as u64);
     let device = loader.device();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut first_step = 0;
     if let Some(p) = resumed {
-        let pos = p
-            .mix_stream_pos
-            .parse::<u128>()
-            .map_err(|e| Error::Argument(format!("checkpoint state: mix_stream_pos `{}`: {e}", p.mix_stream_pos)))?;
-        rng.set_word_pos(pos);
+        if let Some(pos) = p.stream_pos_of(rank)? {
+            rng.set_word_pos(pos);
+        }
         loss_sum = Tensor::from(p.loss_sum as f32).to_device(device);
         first_step = p.steps.min(iters);
     }
@@ -270,7 +276,12 @@ fn train_epoch(
     // The step a stop request ended the epoch before (none: it ran to its end).
     let mut stopped_at = None;
     for i in first_step..iters {
-        if stop_requested(stop) {
+        // Ranks stop together: a stop any of them sees is everyone's.
+        let stopping = match dp {
+            Some(d) => d.group.any(stop_requested(stop))?,
+            None => stop_requested(stop),
+        };
+        if stopping {
             stopped_at = Some(i);
             break;
         }
@@ -281,6 +292,9 @@ fn train_epoch(
         }
         let ctx = StepContext { epoch, iter: i, iters_per_epoch: iters, global_step: *global_step, total_steps };
         let (loss, step_lr) = learner.train_step(&batch, &ctx, &mut rng)?;
+        if let Some(d) = dp {
+            d.sync_statistics()?;
+        }
         lr = step_lr;
         let newly_bad = loss.isfinite().logical_not().logical_and(&first_bad.lt(0));
         first_bad = Tensor::full([], i as i64, (Kind::Int64, device)).where_self(&newly_bad, &first_bad);
@@ -300,17 +314,39 @@ fn train_epoch(
             images,
         })?;
     }
-    let sum = loss_sum.double_value(&[]);
+    let mut sum = loss_sum.double_value(&[]);
     let first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
-    let interrupted = stopped_at.map(|steps| PartialEpoch {
-        steps,
-        loss_sum: sum,
-        mix_stream_pos: rng.get_word_pos().to_string(),
-        learner: learner.epoch_progress(),
-    });
+    let mut images = images as f64;
+    if let Some(d) = dp {
+        // The epoch's loss is the mean over the ranks; its images, their sum.
+        let sums = d.group.sum_f64(&[sum, images])?;
+        (sum, images) = (sums[0] / d.group.world_size() as f64, sums[1]);
+    }
+    let interrupted = match stopped_at {
+        None => None,
+        Some(steps) => {
+            let positions = match dp {
+                Some(d) => d.group.all_gather(&stream_pos_tensor(rng.get_word_pos()))?,
+                None => stream_pos_tensor(rng.get_word_pos()).unsqueeze(0),
+            };
+            let positions: Vec<String> = (0..positions.size()[0])
+                .map(|r| {
+                    let (hi, lo) = (positions.int64_value(&[r, 0]) as u64, positions.int64_value(&[r, 1]) as u64);
+                    ((u128::from(hi) << 64) | u128::from(lo)).to_string()
+                })
+                .collect();
+            Some(PartialEpoch {
+                steps,
+                loss_sum: sum,
+                mix_stream_pos: positions[0].clone(),
+                rank_mix_stream_pos: positions[1..].to_vec(),
+                learner: learner.epoch_progress(),
+            })
+        }
+    };
     Ok(EpochTrain {
         loss: sum / iters.max(1) as f64,
-        images,
+        images: images as usize,
         lr,
         loader_wait_s: batches.waited().as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
@@ -327,9 +363,14 @@ fn epoch_metrics(
     epoch: usize,
     trained: &EpochTrain,
     epoch_start: Instant,
+    dp: Option<&DataParallel>,
 ) -> Result<EpochMetrics> {
-    let ev = learner.evaluate(test_loader)?;
+    let mut ev = learner.evaluate(test_loader)?;
     let mut extra = learner.epoch_extras();
+    if let Some(d) = dp {
+        ev = d.reduce(ev)?;
+        extra = d.mean(extra)?;
+    }
     extra.extend(ev.heads.clone());
     Ok(EpochMetrics {
         epoch: epoch + 1,
@@ -402,6 +443,9 @@ struct EpochRun<'a> {
     train_loader: &'a Loader,
     test_loader: &'a Loader,
     stop: Option<&'static StopSignal>,
+    dp: Option<&'a DataParallel>,
+    /// Whether this process writes the run directory (rank 0, or the only process).
+    writes: bool,
 }
 
 /// How an epoch ended: completed (evaluated, its metrics appended), or stopped part-way.
@@ -425,7 +469,7 @@ impl EpochRun<'_> {
         let epoch_start = Instant::now();
         let step_before = *global_step;
         let trained =
-            train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, monitor)?;
+            train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, monitor, self.dp)?;
         if let Some(bad) = trained.first_non_finite {
             let iters = self.train_loader.num_batches();
             let step = step_before + (bad - trained.first_step) as u64 + 1;
@@ -440,7 +484,7 @@ impl EpochRun<'_> {
             monitor.abandon_epoch();
             return Ok(EpochEnd::Interrupted(partial));
         }
-        let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start)?;
+        let m = epoch_metrics(learner, self.test_loader, epoch, &trained, epoch_start, self.dp)?;
         if !(m.test_loss.is_finite() && m.train_loss.is_finite()) {
             let msg = format!(
                 "training diverged by epoch {} (step {} of the run): the weights give a non-finite loss; lower optim.lr (nothing of this epoch was recorded)",
@@ -449,10 +493,12 @@ impl EpochRun<'_> {
             );
             return Err(Error::run(self.out, msg));
         }
-        metrics::append_metrics(&self.out.join("metrics.jsonl"), &m)?;
-        let pictures = learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
-        monitor.end_epoch(&m, &pictures)?;
-        log_epoch(&m, total_epochs);
+        if self.writes {
+            metrics::append_metrics(&self.out.join("metrics.jsonl"), &m)?;
+            let pictures = learner.on_epoch_end(epoch + 1, total_epochs, self.out)?;
+            monitor.end_epoch(&m, &pictures)?;
+            log_epoch(&m, total_epochs);
+        }
         Ok(EpochEnd::Completed(m))
     }
 }
@@ -476,8 +522,16 @@ fn ensure_finite(vs: &VarStore, out: &Path, epoch: usize, global_step: u64) -> R
 
 /// Keys a resumed run may change: the schedule's length, where the data is, and the loader's
 /// worker counts (none of which changes what the data or the model are).
-const RESUMABLE_CHANGES: &[&str] =
-    &["train.epochs", "data.path", "data.workers", "data.prefetch", "log.tensorboard", "log.progress_every_s"];
+const RESUMABLE_CHANGES: &[&str] = &[
+    "train.epochs",
+    "data.path",
+    "data.workers",
+    "data.prefetch",
+    "log.tensorboard",
+    "log.progress_every_s",
+    "dist.bucket_mb",
+    "dist.timeout_s",
+];
 
 /// On `--resume`, the config given must be the run's own (`config.toml`) but for
 /// [`RESUMABLE_CHANGES`]; otherwise the resume is refused, naming every changed key, before
@@ -522,9 +576,111 @@ fn diff_keys(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Strin
     }
 }
 
-/// Trains as the options say and returns the run summary (also written to `summary.json`).
+/// A data-parallel run's side of the loop: the group, and the variables kept equal on every
+/// rank by broadcast rather than by construction.
+struct DataParallel {
+    group: Arc<ProcessGroup>,
+    bucket_bytes: usize,
+    /// The BatchNorm running statistics of every network of the learner (online, EMA, Mixer),
+    /// in name order. Each rank updates them from its own batch; rank 0's are broadcast after
+    /// every step, as PyTorch's DDP broadcasts buffers, so that evaluation and checkpoints see
+    /// one set. (Parameters, EMA copies and optimiser state need nothing: identical gradients
+    /// make them identical.)
+    statistics: Vec<Tensor>,
+}
+
+impl DataParallel {
+    fn new(group: Arc<ProcessGroup>, vs: &VarStore, bucket_bytes: usize) -> Self {
+        let vars = vs.variables();
+        let mut names: Vec<&String> = vars
+            .iter()
+            .filter(|(n, t)| !t.requires_grad() && (n.ends_with("running_mean") || n.ends_with("running_var")))
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        let statistics = names.into_iter().map(|n| vars[n].shallow_clone()).collect();
+        DataParallel { group, bucket_bytes, statistics }
+    }
+
+    fn sync_statistics(&self) -> Result<()> {
+        if self.statistics.is_empty() {
+            return Ok(());
+        }
+        self.group.broadcast_from_main(&self.statistics, self.bucket_bytes)
+    }
+
+    /// Makes every rank start where rank 0 does: its weights, statistics and optimiser state
+    /// (restored from a checkpoint, or freshly initialised), and its place in the run.
+    fn start_from_main(&self, learner: &mut dyn Learner, start: Start) -> Result<Start> {
+        learner.optimizer_mut().materialize_buffers();
+        let vars = learner.var_store().variables();
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        let mut tensors: Vec<Tensor> = names.iter().map(|n| vars[*n].shallow_clone()).collect();
+        tensors.extend(learner.optimizer().buffers());
+        self.group.broadcast_from_main(&tensors, self.bucket_bytes)?;
+        let place = StartPlace { epoch: start.epoch, global_step: start.global_step, partial: start.partial };
+        let json = serde_json::to_vec(&place).map_err(|e| Error::Argument(format!("run start: {e}")))?;
+        let json = self.group.broadcast_bytes(json)?;
+        let place: StartPlace =
+            serde_json::from_slice(&json).map_err(|e| Error::Argument(format!("run start from rank 0: {e}")))?;
+        if let Some(p) = &place.partial {
+            learner.restore_epoch_progress(&p.learner)?;
+            if p.stream_pos_of(self.group.rank())?.is_none() {
+                tracing::warn!(
+                    "the checkpoint was written mid-epoch by fewer processes: rank {}'s mixing draws for the rest of epoch {} start afresh",
+                    self.group.rank(),
+                    place.epoch + 1
+                );
+            }
+        }
+        Ok(Start { epoch: place.epoch, global_step: place.global_step, history: start.history, partial: place.partial })
+    }
+
+    /// The evaluation of the whole test split from every rank's shard: each figure is the
+    /// image-weighted mean of the ranks' figures.
+    fn reduce(&self, ev: eval::Evaluation) -> Result<eval::Evaluation> {
+        let n = ev.primary.images as f64;
+        let mut values = vec![n, ev.primary.acc1 * n, ev.primary.acc5 * n, ev.primary.loss * n];
+        values.extend(ev.heads.values().map(|v| v * n));
+        let sums = self.group.sum_f64(&values)?;
+        let total = sums[0].max(1.0);
+        let primary = eval::EvalResult {
+            images: sums[0] as usize,
+            acc1: sums[1] / total,
+            acc5: sums[2] / total,
+            loss: sums[3] / total,
+        };
+        let heads = ev.heads.keys().zip(&sums[4..]).map(|(k, v)| (k.clone(), v / total)).collect();
+        Ok(eval::Evaluation { primary, heads })
+    }
+
+    /// The mean over the ranks of each figure (the same keys on every rank).
+    fn mean(&self, figures: BTreeMap<String, f64>) -> Result<BTreeMap<String, f64>> {
+        let values: Vec<f64> = figures.values().copied().collect();
+        let sums = self.group.sum_f64(&values)?;
+        let world = self.group.world_size() as f64;
+        Ok(figures.into_keys().zip(sums).map(|(k, v)| (k, v / world)).collect())
+    }
+}
+
+/// Where a run starts, as rank 0 tells the others.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StartPlace {
+    epoch: usize,
+    global_step: u64,
+    partial: Option<PartialEpoch>,
+}
+
+/// A mixing stream's word position as two i64 words (high, low) for a collective.
+fn stream_pos_tensor(pos: u128) -> Tensor {
+    Tensor::from_slice(&[(pos >> 64) as u64 as i64, pos as u64 as i64])
+}
+
+/// Trains as the options say and returns the run summary (also written to `summary.json` by
+/// the process that writes the run directory).
 pub fn run(opts: RunOptions) -> Result<Summary> {
-    let RunOptions { mut config, out, resume, force, device, progress, stop_after, stop } = opts;
+    let RunOptions { mut config, out, resume, force, device, progress, stop_after, stop, group } = opts;
     if stop_after == Some(0) {
         return Err(Error::Argument("--stop-after must be at least 1 (epochs to train in this call)".into()));
     }
@@ -532,33 +688,75 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         tch::set_num_threads(config.train.threads as i32);
     }
     crate::device::prepare(device);
+    let writes = group.as_ref().is_none_or(|g| g.is_main());
+    let shard = group.as_ref().map_or(Shard::WHOLE, |g| Shard { rank: g.rank(), count: g.world_size() });
     let splits = open_data(&mut config)?;
-    if resume {
-        check_resume_config(&config, &out)?;
-    }
     let info = splits.train.info().clone();
     let test_loader = eval_loader(&config, splits.test.clone(), device);
     let mut learner = build_learner(&config, &info, &test_loader, device)?;
+    let test_loader = test_loader.sharded(shard)?;
+    let train_loader = train_loader(&config, splits.train.clone(), device).sharded(shard)?;
     let config_toml = config.to_toml()?;
-    // Everything that can fail on the user's input has been checked: now the run directory,
-    // held for the whole run so that a second process on it is refused.
-    let _lock = run_dir::prepare(&out, resume, force)?;
-    let train_loader = train_loader(&config, splits.train.clone(), device);
-    let Start { epoch: start_epoch, mut global_step, mut history, mut partial } =
-        restore_or_start(learner.as_mut(), &out, resume)?;
+    // Rank 0 checks the run directory and restores the checkpoint; the others learn whether it
+    // could (and stop with it if not) before any of them trains.
+    let prepared: Result<(Option<run_dir::RunLock>, Start)> = if writes {
+        (|| {
+            if resume {
+                check_resume_config(&config, &out)?;
+            }
+            // Everything that can fail on the user's input has been checked: now the run
+            // directory, held for the whole run so that a second process on it is refused.
+            let lock = run_dir::prepare(&out, resume, force)?;
+            let start = restore_or_start(learner.as_mut(), &out, resume)?;
+            Ok((Some(lock), start))
+        })()
+    } else {
+        Ok((None, Start { epoch: 0, global_step: 0, history: Vec::new(), partial: None }))
+    };
+    let dp = group.map(|g| DataParallel::new(g, learner.var_store(), config.dist.bucket_bytes()));
+    if let Some(d) = &dp {
+        if d.group.any(prepared.is_err())? && prepared.is_ok() {
+            return Err(Error::run(&out, "rank 0 could not start the run; its output says why"));
+        }
+    }
+    let (_lock, start) = prepared?;
+    let Start { epoch: start_epoch, mut global_step, mut history, mut partial } = match &dp {
+        Some(d) => {
+            learner.optimizer_mut().average_gradients_over(d.group.clone(), d.bucket_bytes);
+            d.start_from_main(learner.as_mut(), start)?
+        }
+        None => start,
+    };
     if config.train.channels_last {
         crate::native::vars_to_channels_last(learner.var_store())?;
     }
-    write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
-    write_atomic(&out.join("seed"), format!("{}\n", config.seed).as_bytes())?;
+    if writes {
+        write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
+        write_atomic(&out.join("seed"), format!("{}\n", config.seed).as_bytes())?;
+    }
 
     let started = Instant::now();
     let total_epochs = config.train.epochs;
     let end_epoch = stop_after.map_or(total_epochs, |n| (start_epoch + n).min(total_epochs));
-    let run = EpochRun { config: &config, out: &out, train_loader: &train_loader, test_loader: &test_loader, stop };
-    let mut monitor = Monitor::new(progress, &config.log, &out)?;
+    let run = EpochRun {
+        config: &config,
+        out: &out,
+        train_loader: &train_loader,
+        test_loader: &test_loader,
+        stop,
+        dp: dp.as_ref(),
+        writes,
+    };
+    let mut monitor = if writes {
+        Monitor::new(progress, &config.log, &out)?
+    } else {
+        Monitor::new(Progress::Off, &crate::config::LogConfig { tensorboard: false, ..config.log.clone() }, &out)?
+    };
     let save = |learner: &dyn Learner, epoch: usize, global_step: u64, partial: Option<PartialEpoch>| {
         ensure_finite(learner.var_store(), &out, epoch, global_step)?;
+        if !writes {
+            return Ok(out.join("checkpoints"));
+        }
         let state = CheckpointState {
             epoch,
             global_step,
@@ -580,14 +778,21 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
                 // Stopped before any step of this call: the checkpoint resumed from is still the
                 // latest (rewriting it would delete the folder `latest` names before replacing it).
                 let dir = match resumed.filter(|r| r.steps == p.steps) {
-                    Some(_) => checkpoint::latest(&out)?.map(|c| c.dir).unwrap_or_else(|| out.join("checkpoints")),
+                    Some(_) if writes => {
+                        checkpoint::latest(&out)?.map(|c| c.dir).unwrap_or_else(|| out.join("checkpoints"))
+                    }
+                    Some(_) => out.join("checkpoints"),
                     None => save(learner.as_ref(), epoch, global_step, Some(p))?,
                 };
                 return Err(interrupted(&out, &dir, &what));
             }
         }
         let done = epoch + 1;
-        let stopping = stop_requested(stop) && done < end_epoch;
+        let asked = stop_requested(stop) && done < end_epoch;
+        let stopping = match &dp {
+            Some(d) => d.group.any(asked)?,
+            None => asked,
+        };
         if done % config.train.checkpoint_every == 0 || done == end_epoch || stopping {
             let dir = save(learner.as_ref(), done, global_step, None)?;
             if stopping {
@@ -595,7 +800,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
             }
         }
     }
-    if end_epoch == total_epochs {
+    if end_epoch == total_epochs && writes {
         learner.on_finish(&out)?;
     }
     let summary = metrics::summarize(
@@ -605,7 +810,13 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         format!("{device:?}"),
         config.seed,
     );
-    write_json_atomic(&out.join("summary.json"), &summary)?;
+    if writes {
+        write_json_atomic(&out.join("summary.json"), &summary)?;
+    }
+    if let Some(d) = &dp {
+        // No rank leaves while rank 0 may still be writing (its last files end the run).
+        d.group.barrier()?;
+    }
     Ok(summary)
 }
 

@@ -112,6 +112,7 @@ pub fn train_run(
         progress: samix::train::Progress::Off,
         stop_after,
         stop: None,
+        group: None,
     })
 }
 

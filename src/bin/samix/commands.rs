@@ -5,11 +5,13 @@ use samix::bench::{self, BenchOptions, Method};
 use samix::config::{MixConfig, TrainConfig};
 use samix::data::{download, verify, DatasetKind};
 use samix::device::parse_device;
+use samix::dist::{Launch, ProcessGroup};
 use samix::native::Precision;
 use samix::pictures;
 use samix::preview::{self, MixGridRequest};
 use samix::train::{self, eval, RunOptions};
 use std::io::IsTerminal;
+use tch::Device;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -42,9 +44,10 @@ pub struct TrainArgs {
 
 /// `samix train`: the run directory defaults to `runs/<config stem>`; `--resume` without
 /// `--config` reads the run's own `config.toml`.
-pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
+/// `launch`: this process is one rank of a multi-process run (torchrun's or SLURM's variables).
+pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>) -> Result<()> {
     crate::signals::install();
-    let device = parse_device(args.device.as_deref())?;
+    let mut device = parse_device(args.device.as_deref())?;
     let out = match (&args.out, &args.config) {
         (Some(o), _) => o.clone(),
         (None, Some(c)) => match c.file_stem() {
@@ -62,8 +65,30 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     if let Some(d) = args.data {
         config.data.path = Some(d);
     }
-    if !quiet {
-        eprintln!("samix: training on {device:?}, run directory {}", out.display());
+    let group = match &launch {
+        Some(l) => {
+            if let Device::Cuda(_) = device {
+                // One GPU per process: the launcher's local rank picks it.
+                device = Device::Cuda(l.local_rank);
+            }
+            let g = ProcessGroup::connect(l, config.dist.timeout())?;
+            Some(std::sync::Arc::new(g))
+        }
+        None => None,
+    };
+    let main_rank = launch.as_ref().is_none_or(|l| l.rank == 0);
+    if !quiet && main_rank {
+        match &launch {
+            Some(l) => eprintln!(
+                "samix: training on {} processes ({:?} here), run directory {}; batch {} = {} per process",
+                l.world_size,
+                device,
+                out.display(),
+                config.train.batch_size,
+                config.train.batch_size / l.world_size.max(1)
+            ),
+            None => eprintln!("samix: training on {device:?}, run directory {}", out.display()),
+        }
     }
     let progress = match (quiet, std::io::stderr().is_terminal()) {
         (true, _) => train::Progress::Off,
@@ -79,8 +104,13 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         progress,
         stop_after: args.stop_after,
         stop: Some(&crate::signals::STOP),
+        group,
     };
     let s = train::run(opts)?;
+    if !main_rank {
+        // Rank 0 reports and writes the run's files.
+        return Ok(());
+    }
     println!(
         "done: {} epochs, final top-1 {:.2}%, best {:.2}% (epoch {}), median of last {} = {:.2}%, {:.0} img/s; summary in {}",
         s.epochs,

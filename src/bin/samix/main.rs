@@ -123,8 +123,22 @@ impl DownloadName {
 fn main() {
     samix::host::keep_freed_memory();
     let cli = Cli::parse();
-    log_format::init(cli.quiet);
-    if let Err(e) = run(cli) {
+    // `samix train` under a multi-process launch: only rank 0 speaks; the others print
+    // warnings and errors.
+    let launch = match &cli.command {
+        Command::Train(_) => samix::dist::Launch::from_env().unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }),
+        _ => None,
+    };
+    let rank = launch.as_ref().map(|l| l.rank);
+    log_format::init(cli.quiet || rank.is_some_and(|r| r > 0));
+    if let Err(e) = run(cli, launch) {
+        let e = match rank {
+            Some(r) => e.context(format!("rank {r}")),
+            None => e,
+        };
         if let Some(samix::Error::Interrupted { .. }) = e.downcast_ref::<samix::Error>() {
             eprintln!("interrupted: {e:#}");
             std::process::exit(signals::exit_code());
@@ -134,9 +148,12 @@ fn main() {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, launch: Option<samix::dist::Launch>) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train(args) => commands::train(args, cli.quiet),
+        Command::Train(args) => {
+            let quiet = cli.quiet || launch.as_ref().is_some_and(|l| l.rank > 0);
+            commands::train(args, quiet, launch)
+        }
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
         Command::Bench(args) => commands::bench(args),
         Command::Predict(args) => commands::predict(args),
