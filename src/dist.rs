@@ -213,7 +213,13 @@ impl ProcessGroup {
             err,
         )?;
         let raw = NonNull::new(raw).ok_or_else(|| Error::Native("process group: no handle returned".into()))?;
-        Ok(ProcessGroup { raw, rank: launch.rank, world_size: launch.world_size, local_rank: launch.local_rank, timeout })
+        Ok(ProcessGroup {
+            raw,
+            rank: launch.rank,
+            world_size: launch.world_size,
+            local_rank: launch.local_rank,
+            timeout,
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -277,8 +283,9 @@ impl ProcessGroup {
         let input = input.contiguous().reshape([-1]);
         let out = Tensor::empty([self.world_size as i64 * input.numel() as i64], (input.kind(), input.device()));
         // SAFETY: live tch tensors borrowed for the call.
-        let err =
-            unsafe { samix_pg_allgather(self.raw.as_ptr(), input.as_ptr() as *mut C_tensor, out.as_ptr() as *mut C_tensor) };
+        let err = unsafe {
+            samix_pg_allgather(self.raw.as_ptr(), input.as_ptr() as *mut C_tensor, out.as_ptr() as *mut C_tensor)
+        };
         self.check("all-gather", err)?;
         let mut shape = vec![self.world_size as i64];
         shape.extend(original_shape);

@@ -2,7 +2,7 @@
 mod common;
 use common::*;
 use rand::SeedableRng;
-use samix::data::loader::{Loader, LoaderConfig};
+use samix::data::loader::{Loader, LoaderConfig, Shard};
 use samix::data::transform::{self, Pipeline, Step};
 use samix::data::{cifar, folder, idx, verify, Dataset, InMemoryDataset, RawImage};
 use samix::data::{AugmentConfig, DatasetKind, PaddingMode};
@@ -306,4 +306,57 @@ fn loader_is_deterministic_and_covers_the_epoch() {
     assert_eq!(l1, l1_again);
     assert!(i1.equal(&i1_again));
     assert_eq!(make(2, true).num_batches(), 8);
+}
+
+/// Data-parallel shards (DistributedSampler semantics): at every step the ranks' batches together
+/// are one process's batch of the summed size (images and augmentation alike); training shards
+/// are padded to equal length, evaluation shards hold every image exactly once.
+#[test]
+fn shards_split_each_global_batch_and_cover_the_epoch() {
+    let (train, _) = idx::load(&mnist(), DatasetKind::Mnist, false).unwrap();
+    let mut train: InMemoryDataset = train;
+    train.truncate(203);
+    let ds: Arc<dyn Dataset> = Arc::new(train);
+    let cfg = AugmentConfig { crop_padding: 2, hflip: true, ..Default::default() };
+    let make = |batch_size: usize, drop_last: bool, shuffle: bool| {
+        let pipe = Pipeline::train(&cfg, Some(28), &[0.1307], &[0.3081]);
+        let lc = LoaderConfig { batch_size, workers: 2, prefetch: 2, shuffle, drop_last, seed: 11 };
+        Loader::new(ds.clone(), pipe, lc, tch::Device::Cpu)
+    };
+    let batches = |l: &Loader| -> Vec<(tch::Tensor, tch::Tensor)> {
+        l.epoch(2).map(|b| b.unwrap()).map(|b| (b.images, b.labels)).collect()
+    };
+    // Training: 3 ranks × 10 against 1 × 30. 203 images pad to 204 (68 per rank, 6 batches).
+    let whole = make(30, true, true);
+    let ranks: Vec<Loader> =
+        (0..3).map(|r| make(30, true, true).sharded(Shard { rank: r, count: 3 }).unwrap()).collect();
+    assert_eq!(whole.num_batches(), 6);
+    assert!(ranks.iter().all(|l| l.num_batches() == 6 && l.order(2).len() == 68));
+    let whole_batches = batches(&whole);
+    let rank_batches: Vec<_> = ranks.iter().map(batches).collect();
+    for (b, (images, labels)) in whole_batches.iter().enumerate() {
+        // Rank r holds positions r, r+3, ... of the global batch: interleave them back.
+        let parts: Vec<&(tch::Tensor, tch::Tensor)> = rank_batches.iter().map(|rb| &rb[b]).collect();
+        assert!(parts.iter().all(|p| p.0.size()[0] == 10));
+        let interleave = |pick: &dyn Fn(&(tch::Tensor, tch::Tensor)) -> tch::Tensor| {
+            let stacked = tch::Tensor::stack(&parts.iter().map(|p| pick(p)).collect::<Vec<_>>(), 1);
+            let mut shape = stacked.size();
+            shape.remove(0);
+            shape[0] = 30;
+            stacked.reshape(shape.as_slice())
+        };
+        assert!(interleave(&|p| p.0.shallow_clone()).equal(images), "batch {b}: images differ");
+        assert!(interleave(&|p| p.1.shallow_clone()).equal(labels), "batch {b}: labels differ");
+    }
+    // Evaluation: no padding; every image once over the ranks, batch size kept.
+    let eval_ranks: Vec<Loader> =
+        (0..3).map(|r| make(16, false, false).sharded(Shard { rank: r, count: 3 }).unwrap()).collect();
+    let mut seen: Vec<usize> = eval_ranks.iter().flat_map(|l| l.order(0)).collect();
+    seen.sort();
+    assert_eq!(seen, (0..203).collect::<Vec<_>>());
+    assert_eq!(eval_ranks.iter().map(|l| l.order(0).len()).collect::<Vec<_>>(), vec![68, 68, 67]);
+    assert_eq!(eval_ranks[0].num_batches(), 5);
+    // A training batch that does not split evenly is refused, naming the key.
+    let err = make(32, true, true).sharded(Shard { rank: 0, count: 3 }).err().unwrap().to_string();
+    assert!(err.contains("train.batch_size") && err.contains("3 processes"), "{err}");
 }

@@ -108,10 +108,13 @@ fn launch_variables_of_torchrun_and_slurm() {
     assert_eq!(vars(&[("RANK", "0"), ("WORLD_SIZE", "1")]).unwrap(), None);
     // Incomplete or wrong descriptions name the variable.
     let err = |pairs: &[(&str, &str)]| vars(pairs).unwrap_err().to_string();
-    assert!(err(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_PORT", "1")]).contains("MASTER_ADDR"));
+    assert!(
+        err(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_PORT", "1")]).contains("MASTER_ADDR")
+    );
     assert!(err(&[("RANK", "2"), ("WORLD_SIZE", "2")]).contains("RANK is 2"));
     assert!(err(&[("RANK", "0"), ("WORLD_SIZE", "two")]).contains("WORLD_SIZE"));
-    let bad_port = [("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "0")];
+    let bad_port =
+        [("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "0")];
     assert!(err(&bad_port).contains("MASTER_PORT"));
     assert!(err(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_LOCALID", "0")]).contains("MASTER_ADDR"));
 }
@@ -202,4 +205,151 @@ fn write_config(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 fn load_vars(path: &Path) -> HashMap<String, Tensor> {
     Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+/// A tiny supervised run on a Fashion-MNIST slice with GroupNorm and no mixing: nothing in a
+/// step depends on how the batch is split over processes, so any world size trains the same
+/// weights up to float summation order.
+fn split_free_config(extra: &str) -> String {
+    common::tiny_fashion_config(400, 100, 2, "policy = \"none\"")
+        .replace("blocks = [1, 1, 1, 1]", "blocks = [1, 1, 1, 1]\nnorm = \"group\"\nnorm_groups = 4")
+        .replace("batch_size = 50", "batch_size = 100")
+        + extra
+}
+
+/// The weights of a run's latest checkpoint.
+fn final_weights(run: &Path) -> HashMap<String, Tensor> {
+    let ckpt = samix::train::checkpoint::latest(run).unwrap().expect("a checkpoint");
+    load_vars(&ckpt.dir.join(samix::train::checkpoint::MODEL_FILE))
+}
+
+fn max_difference(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().map(|(k, t)| (t - &b[k]).abs().max().double_value(&[])).fold(0.0, f64::max)
+}
+
+fn succeeded(outs: &[Output]) {
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r} failed:\n{}", text(o));
+    }
+}
+
+/// 2 processes × 50 images train what 1 process × 100 does; a run stopped after one epoch
+/// resumes at the other world size (2 → 1 and 1 → 2) to the same weights. Rank 0 alone reports.
+#[test]
+fn two_by_fifty_trains_like_one_by_hundred_and_resumes_across_world_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", &split_free_config(""));
+    let one = |out: &Path, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_samix"))
+            .args(["--quiet", "train", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    let single = dir.path().join("single");
+    one(&single, &[]);
+    let reference = final_weights(&single);
+
+    let two = dir.path().join("two");
+    let outs = train_ranks(2, &config, &two, &[]);
+    succeeded(&outs);
+    // Only rank 0 speaks (and writes the run directory).
+    assert!(outs[1].stdout.is_empty() && outs[1].stderr.is_empty(), "rank 1 printed:\n{}", text(&outs[1]));
+    let d = max_difference(&final_weights(&two), &reference);
+    assert!(d < 1e-4, "2 × 50 differs from 1 × 100 by {d}");
+    let m2 = std::fs::read_to_string(two.join("metrics.jsonl")).unwrap();
+    let m1 = std::fs::read_to_string(single.join("metrics.jsonl")).unwrap();
+    assert_eq!(m1.lines().count(), 2);
+    assert_eq!(m2.lines().count(), 2);
+    // The test split is evaluated in shards and reduced: the same accuracy over the same 100 images.
+    let acc = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap()["test_acc1"].as_f64().unwrap();
+    assert!((acc(m1.lines().last().unwrap()) - acc(m2.lines().last().unwrap())).abs() <= 1.0);
+
+    // 2 processes for epoch 1, then 1 process for epoch 2.
+    let two_then_one = dir.path().join("two_then_one");
+    succeeded(&train_ranks(2, &config, &two_then_one, &["--stop-after", "1"]));
+    one(&two_then_one, &["--resume"]);
+    // 1 process for epoch 1, then 2 processes for epoch 2.
+    let one_then_two = dir.path().join("one_then_two");
+    one(&one_then_two, &["--stop-after", "1"]);
+    succeeded(&train_ranks(2, &config, &one_then_two, &["--resume"]));
+    for run in [&two_then_one, &one_then_two] {
+        let d = max_difference(&final_weights(run), &reference);
+        assert!(d < 1e-4, "{} differs from the single-process run by {d}", run.display());
+        let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count();
+        assert_eq!(lines, 2, "{}", run.display());
+    }
+}
+
+/// Online SAMix on 2 processes: the Mixer's, both networks' and the EMA's weights and statistics
+/// stay identical on the ranks (every checkpoint compares them and fails the run otherwise), and
+/// the run ends like a single-process one (metrics, masks pictured by rank 0).
+#[test]
+fn samix_on_two_processes_keeps_mixer_and_ema_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = common::tiny_fashion_config(200, 50, 2, r#"policy = "samix""#);
+    let config = write_config(dir.path(), "c.toml", &body);
+    let run = dir.path().join("run");
+    let outs = train_ranks(2, &config, &run, &["--set", "train.checkpoint_every=1"]);
+    succeeded(&outs);
+    let m = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.lines().count(), 2);
+    assert!(m.contains("acc1_one_k"), "{m}");
+    assert!(run.join("visuals/masks_epoch_0002.png").is_file());
+    let vars = final_weights(&run);
+    assert!(vars.keys().any(|k| k.starts_with("mixer.")) && vars.keys().any(|k| k.starts_with("k.")));
+}
+
+/// A rank killed mid-run ends the other within the timeout, with an error that says so.
+#[test]
+fn killing_one_rank_ends_the_other_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = common::tiny_fashion_config(
+        2000,
+        50,
+        20,
+        r#"policy = "mixup"
+alpha = 1.0"#,
+    ) + "[dist]\ntimeout_s = 20\n";
+    let config = write_config(dir.path(), "c.toml", &body);
+    let run = dir.path().join("run");
+    let port = free_port();
+    let spawn = |r: usize| {
+        Command::new(env!("CARGO_BIN_EXE_samix"))
+            .args(["--quiet", "train", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&run)
+            .envs(rank_env(r, 2, port))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (mut r0, mut r1) = (spawn(0), spawn(1));
+    // Once the first epoch is recorded both ranks are mid-run; then rank 1 dies.
+    let start = Instant::now();
+    while !std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty()) {
+        assert!(start.elapsed() < RANKS_BOUND, "the run never finished an epoch");
+        assert!(r0.try_wait().unwrap().is_none(), "rank 0 ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r1.kill().unwrap();
+    let _ = r1.wait();
+    while r0.try_wait().unwrap().is_none() {
+        if start.elapsed() > RANKS_BOUND {
+            let _ = r0.kill();
+            panic!("rank 0 still running after its peer died");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = r0.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let err = text(&o);
+    assert!(err.contains("rank 0") && err.contains("another process of the run has stopped"), "{err}");
 }

@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 fn build(arch: Arch, stem: Stem, classes: i64) -> (VarStore, Network) {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
-    let cfg = ModelConfig { arch, stem, base_width: None, blocks: None };
+    let cfg = ModelConfig { stem, ..ModelConfig::new(arch) };
     let net = Network::new(&vs.root(), &cfg, 3, classes).unwrap();
     (vs, net)
 }
@@ -105,8 +105,7 @@ fn gradients_reach_every_parameter() {
     let _rng = common::torch_rng_lock();
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
-    let cfg =
-        ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let cfg = ModelConfig { base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]), ..ModelConfig::new(Arch::Resnet18) };
     let net = Network::new(&vs.root(), &cfg, 3, 10).unwrap();
     // Give the zero-initialised γ a value so every branch carries gradient.
     tch::no_grad(|| {
@@ -125,4 +124,37 @@ fn gradients_reach_every_parameter() {
             assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name} got no gradient");
         }
     }
+}
+
+/// `model.norm = "group"`: no running statistics, each image normalised on its own (the output
+/// of an image does not depend on the rest of its batch, in training mode too), and a group
+/// count that divides every layer's channels.
+#[test]
+fn group_norm_networks_do_not_depend_on_the_batch() {
+    let _lock = common::torch_rng_lock();
+    tch::manual_seed(3);
+    let vs = VarStore::new(Device::Cpu);
+    let cfg = ModelConfig {
+        base_width: Some(12),
+        blocks: Some(vec![1, 1, 1, 1]),
+        norm: samix::model::NormKind::Group,
+        norm_groups: 8,
+        ..ModelConfig::new(Arch::Resnet18)
+    };
+    let net = Network::new(&vs.root(), &cfg, 3, 10).unwrap();
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    assert!(!names.iter().any(|n| n.contains("running")), "GroupNorm keeps no statistics: {names:?}");
+    let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let batch = net.forward_t(&x, true);
+    let alone = net.forward_t(&x.narrow(0, 1, 1), true);
+    assert!(batch.narrow(0, 1, 1).allclose(&alone, 1e-5, 1e-5, false));
+    // BatchNorm does depend on the batch (the property above is not vacuous).
+    let bn =
+        Network::new(&vs.root().sub("bn"), &ModelConfig { norm: samix::model::NormKind::Batch, ..cfg }, 3, 10).unwrap();
+    assert!(!bn.forward_t(&x, true).narrow(0, 1, 1).allclose(
+        &bn.forward_t(&x.narrow(0, 1, 1), true),
+        1e-3,
+        1e-3,
+        false
+    ));
 }

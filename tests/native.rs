@@ -6,7 +6,7 @@ use samix::bench::{bench_loader, bench_step, BenchOptions, Method, PeakMemory};
 use samix::config::TrainConfig;
 use samix::mix::{cutmix_box_on_device, CutMix, LambdaSampler, MixPolicy, MixUp};
 use samix::model::Network;
-use samix::model::{Arch, ModelConfig, Stem};
+use samix::model::{Arch, ModelConfig};
 use samix::native::{self, CudaGraph, Precision};
 use samix::optim::OptimConfig;
 use samix::optim::{ParamGroup, Sgd};
@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 /// A ResNet-18-shaped CIFAR network of widths 8/16/32/64, one block per stage.
 fn tiny_resnet() -> ModelConfig {
-    ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) }
+    ModelConfig { base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]), ..ModelConfig::new(Arch::Resnet18) }
 }
 
 fn f64s(t: &Tensor) -> Vec<f64> {

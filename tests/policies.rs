@@ -145,19 +145,15 @@ fn policy_names_and_alphas_are_validated() {
 mod feature {
     use super::*;
     use samix::mix::{align, sinkhorn_plan, ManifoldMix};
-    use samix::model::{Arch, ModelConfig, Stem};
+    use samix::model::{Arch, ModelConfig};
     use samix::model::{Network, StagedNet};
     use tch::nn::VarStore;
 
     fn tiny_net() -> (VarStore, Network) {
         tch::manual_seed(5);
         let vs = VarStore::new(Device::Cpu);
-        let cfg = ModelConfig {
-            arch: Arch::Resnet18,
-            stem: Stem::Cifar,
-            base_width: Some(8),
-            blocks: Some(vec![1, 1, 1, 1]),
-        };
+        let cfg =
+            ModelConfig { base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]), ..ModelConfig::new(Arch::Resnet18) };
         let net = Network::new(&vs.root(), &cfg, 3, 10).unwrap();
         // Non-zero residual branches, so every stage changes its input.
         tch::no_grad(|| {

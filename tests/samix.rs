@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use samix::config::{MixConfig, TrainConfig};
 use samix::loss::{mixup_cross_entropy, MixupLoss};
 use samix::mix::MixedTargets;
-use samix::model::{Arch, ModelConfig, Network, Stem};
+use samix::model::{Arch, ModelConfig, Network};
 use samix::rng::SamixRng;
 use samix::samix::{adjust_area, backbone_mask};
 use samix::samix::{
@@ -90,8 +90,7 @@ fn mixer_shapes_at_the_cifar_r18_sizes() {
 fn tiny_samix(options: SamixOptions) -> (VarStore, OnlineSamix<Network>) {
     tch::manual_seed(11);
     let vs = VarStore::new(Device::Cpu);
-    let model =
-        ModelConfig { arch: Arch::Resnet18, stem: Stem::Cifar, base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]) };
+    let model = ModelConfig { base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]), ..ModelConfig::new(Arch::Resnet18) };
     let nets = common::online_samix(&vs, &model, options, 3, 10, 16);
     // Give the zero-initialised BN γ a value so that every parameter lies on a gradient path.
     tch::no_grad(|| {

@@ -80,7 +80,7 @@ impl Loader {
             return Err(Error::Argument(format!("shard {} of {} does not exist", shard.rank, shard.count)));
         }
         if self.cfg.drop_last {
-            if self.cfg.batch_size % shard.count != 0 {
+            if !self.cfg.batch_size.is_multiple_of(shard.count) {
                 return Err(Error::config(
                     "train.batch_size",
                     format!(

@@ -33,6 +33,18 @@ pub enum Stem {
     Imagenet,
 }
 
+/// The normalisation layers of a network (`model.norm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    /// BatchNorm (the architectures' own): statistics of each (per-process) batch.
+    #[default]
+    Batch,
+    /// GroupNorm: statistics of each image's channel groups, so the result does not depend on
+    /// the batch or on how data-parallel processes split it (small per-GPU batches).
+    Group,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -46,16 +58,36 @@ pub struct ModelConfig {
     /// Residual blocks per stage, overriding the architecture's own.
     #[serde(default)]
     pub blocks: Option<Vec<usize>>,
+    #[serde(default)]
+    pub norm: NormKind,
+    /// GroupNorm's groups: each layer of `c` channels uses the largest divisor of `c` not above
+    /// this (32 as in Wu & He, 2018).
+    #[serde(default = "default_norm_groups")]
+    pub norm_groups: i64,
+}
+
+fn default_norm_groups() -> i64 {
+    32
 }
 
 impl ModelConfig {
     /// `arch` with its own stem default, width and depth.
     pub fn new(arch: Arch) -> Self {
-        ModelConfig { arch, stem: Stem::default(), base_width: None, blocks: None }
+        ModelConfig {
+            arch,
+            stem: Stem::default(),
+            base_width: None,
+            blocks: None,
+            norm: NormKind::Batch,
+            norm_groups: default_norm_groups(),
+        }
     }
 
     /// Range checks of this table; errors name the key.
     pub fn check(&self) -> Result<()> {
+        if self.norm_groups < 1 {
+            return Err(Error::config("model.norm_groups", "must be at least 1"));
+        }
         if self.base_width.is_some_and(|w| w < 1) {
             return Err(Error::config("model.base_width", "must be at least 1"));
         }

@@ -9,7 +9,7 @@ pub mod wrn;
 use crate::Result;
 use tch::{nn, Tensor};
 
-pub use config::{Arch, ModelConfig, Stem};
+pub use config::{Arch, ModelConfig, NormKind, Stem};
 pub use resnet::{ResNet, ResNetConfig};
 pub use wrn::{WideResNet, WideResNetConfig};
 
@@ -69,6 +69,7 @@ impl Network {
                 if let Some(b) = &cfg.blocks {
                     wc.blocks = b.clone();
                 }
+                wc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups };
                 Network::Wide(WideResNet::new(path, &wc))
             }
             arch => {
@@ -79,6 +80,7 @@ impl Network {
                 if let Some(b) = &cfg.blocks {
                     rc.blocks = b.clone();
                 }
+                rc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups };
                 Network::ResNet(ResNet::new(path, &rc))
             }
         })
@@ -173,4 +175,51 @@ pub fn batch_norm(path: nn::Path, c: i64, gamma: f64) -> nn::BatchNorm {
     let cfg =
         nn::BatchNormConfig { ws_init: nn::Init::Const(gamma), bs_init: nn::Init::Const(0.0), ..Default::default() };
     nn::batch_norm2d(path, c, cfg)
+}
+
+/// Which normalisation a network's layers use (from `model.norm` and `model.norm_groups`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormChoice {
+    pub kind: NormKind,
+    pub groups: i64,
+}
+
+impl Default for NormChoice {
+    fn default() -> Self {
+        NormChoice { kind: NormKind::Batch, groups: 32 }
+    }
+}
+
+/// A normalisation layer: BatchNorm, or GroupNorm (no running statistics; the same in training
+/// and evaluation).
+#[derive(Debug)]
+pub enum Norm {
+    Batch(nn::BatchNorm),
+    Group(nn::GroupNorm),
+}
+
+impl nn::ModuleT for Norm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Norm::Batch(bn) => bn.forward_t(x, train),
+            Norm::Group(gn) => gn.forward_t(x, train),
+        }
+    }
+}
+
+/// The chosen normalisation of `c` channels with γ = `gamma` and β = 0 (see [`batch_norm`]);
+/// GroupNorm takes the largest divisor of `c` not above `choice.groups` as its group count.
+pub fn norm(path: nn::Path, c: i64, gamma: f64, choice: NormChoice) -> Norm {
+    match choice.kind {
+        NormKind::Batch => Norm::Batch(batch_norm(path, c, gamma)),
+        NormKind::Group => {
+            let groups = (1..=choice.groups.clamp(1, c.max(1))).rev().find(|g| c % g == 0).unwrap_or(1);
+            let cfg = nn::GroupNormConfig {
+                ws_init: nn::Init::Const(gamma),
+                bs_init: nn::Init::Const(0.0),
+                ..Default::default()
+            };
+            Norm::Group(nn::group_norm(path, groups, c, cfg))
+        }
+    }
 }

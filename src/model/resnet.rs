@@ -2,7 +2,7 @@
 //! a CIFAR stem (3×3, stride 1, no max-pool) or an ImageNet stem (7×7 stride 2 + max-pool),
 //! Kaiming fan-out init and zero-initialised last BN γ in every block.
 use super::config::{Arch, Stem};
-use super::{batch_norm, conv, LinearHead, StagedNet};
+use super::{conv, norm, LinearHead, Norm, NormChoice, StagedNet};
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,7 @@ pub struct ResNetConfig {
     pub stem: Stem,
     pub in_channels: i64,
     pub num_classes: i64,
+    pub norm: NormChoice,
 }
 
 impl ResNetConfig {
@@ -41,7 +42,17 @@ impl ResNetConfig {
             Arch::Resnet101 => (BlockKind::Bottleneck, vec![3, 4, 23, 3], 1, 64),
             Arch::Resnext50_32x4d | Arch::Wrn28_8 => (BlockKind::Bottleneck, vec![3, 4, 6, 3], 32, 4),
         };
-        ResNetConfig { block, blocks, base_width: 64, groups, width_per_group, stem, in_channels, num_classes }
+        ResNetConfig {
+            block,
+            blocks,
+            base_width: 64,
+            groups,
+            width_per_group,
+            stem,
+            in_channels,
+            num_classes,
+            norm: NormChoice::default(),
+        }
     }
 }
 
@@ -49,12 +60,12 @@ impl ResNetConfig {
 #[derive(Debug)]
 pub struct ConvBn {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: Norm,
 }
 
 impl ConvBn {
-    pub fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
-        ConvBn { conv: conv(path / "0", cin, cout, 1, stride, 1), bn: batch_norm(path / "1", cout, 1.0) }
+    pub fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, choice: NormChoice) -> Self {
+        ConvBn { conv: conv(path / "0", cin, cout, 1, stride, 1), bn: norm(path / "1", cout, 1.0, choice) }
     }
 }
 
@@ -72,26 +83,27 @@ pub struct BlockConfig {
     pub stride: i64,
     pub groups: i64,
     pub width_per_group: i64,
+    pub norm: NormChoice,
 }
 
 #[derive(Debug)]
 pub struct BasicBlock {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: Norm,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: Norm,
     shortcut: Option<ConvBn>,
 }
 
 impl BasicBlock {
     pub fn new(path: &nn::Path, c: &BlockConfig) -> Self {
         let shortcut = (c.stride != 1 || c.in_channels != c.planes)
-            .then(|| ConvBn::new(&(path / "downsample"), c.in_channels, c.planes, c.stride));
+            .then(|| ConvBn::new(&(path / "downsample"), c.in_channels, c.planes, c.stride, c.norm));
         BasicBlock {
             conv1: conv(path / "conv1", c.in_channels, c.planes, 3, c.stride, 1),
-            bn1: batch_norm(path / "bn1", c.planes, 1.0),
+            bn1: norm(path / "bn1", c.planes, 1.0, c.norm),
             conv2: conv(path / "conv2", c.planes, c.planes, 3, 1, 1),
-            bn2: batch_norm(path / "bn2", c.planes, 0.0),
+            bn2: norm(path / "bn2", c.planes, 0.0, c.norm),
             shortcut,
         }
     }
@@ -111,11 +123,11 @@ impl ModuleT for BasicBlock {
 #[derive(Debug)]
 pub struct Bottleneck {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: Norm,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: Norm,
     conv3: nn::Conv2D,
-    bn3: nn::BatchNorm,
+    bn3: Norm,
     shortcut: Option<ConvBn>,
 }
 
@@ -125,14 +137,14 @@ impl Bottleneck {
         let width = ((c.planes * c.width_per_group) / 64).max(1) * c.groups;
         let out = c.planes * BlockKind::Bottleneck.expansion();
         let shortcut = (c.stride != 1 || c.in_channels != out)
-            .then(|| ConvBn::new(&(path / "downsample"), c.in_channels, out, c.stride));
+            .then(|| ConvBn::new(&(path / "downsample"), c.in_channels, out, c.stride, c.norm));
         Bottleneck {
             conv1: conv(path / "conv1", c.in_channels, width, 1, 1, 1),
-            bn1: batch_norm(path / "bn1", width, 1.0),
+            bn1: norm(path / "bn1", width, 1.0, c.norm),
             conv2: conv(path / "conv2", width, width, 3, c.stride, c.groups),
-            bn2: batch_norm(path / "bn2", width, 1.0),
+            bn2: norm(path / "bn2", width, 1.0, c.norm),
             conv3: conv(path / "conv3", width, out, 1, 1, 1),
-            bn3: batch_norm(path / "bn3", out, 0.0),
+            bn3: norm(path / "bn3", out, 0.0, c.norm),
             shortcut,
         }
     }
@@ -177,19 +189,19 @@ impl ModuleT for ResBlock {
 #[derive(Debug)]
 pub struct ResNetStem {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: Norm,
     max_pool: bool,
 }
 
 impl ResNetStem {
-    pub fn new(path: &nn::Path, stem: Stem, in_channels: i64, width: i64) -> Self {
+    pub fn new(path: &nn::Path, stem: Stem, in_channels: i64, width: i64, choice: NormChoice) -> Self {
         let (k, stride) = match stem {
             Stem::Cifar => (3, 1),
             Stem::Imagenet => (7, 2),
         };
         ResNetStem {
             conv: conv(path / "conv1", in_channels, width, k, stride, 1),
-            bn: batch_norm(path / "bn1", width, 1.0),
+            bn: norm(path / "bn1", width, 1.0, choice),
             max_pool: stem == Stem::Imagenet,
         }
     }
@@ -218,7 +230,7 @@ pub struct ResNet {
 
 impl ResNet {
     pub fn new(path: &nn::Path, cfg: &ResNetConfig) -> Self {
-        let stem = ResNetStem::new(path, cfg.stem, cfg.in_channels, cfg.base_width);
+        let stem = ResNetStem::new(path, cfg.stem, cfg.in_channels, cfg.base_width, cfg.norm);
         let mut cin = cfg.base_width;
         let mut stages = Vec::new();
         let mut channels = Vec::new();
@@ -233,6 +245,7 @@ impl ResNet {
                     stride: if j == 0 && i > 0 { 2 } else { 1 },
                     groups: cfg.groups,
                     width_per_group: cfg.width_per_group,
+                    norm: cfg.norm,
                 };
                 let bp = &stage_path / j;
                 blocks.push(match cfg.block {

@@ -1,7 +1,7 @@
 //! Wide ResNet (pre-activation wide basic blocks, three stages). WRN-28-8 on CIFAR: 4 blocks per
 //! stage, widths 128/256/512, strides 1/2/2, no dropout. The final BN + ReLU is part of the last
 //! stage, so that stage's output is exactly what the classifier pools.
-use super::{batch_norm, conv, LinearHead, StagedNet};
+use super::{conv, norm, LinearHead, Norm, NormChoice, StagedNet};
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Debug)]
@@ -12,30 +12,38 @@ pub struct WideResNetConfig {
     pub widen: i64,
     pub in_channels: i64,
     pub num_classes: i64,
+    pub norm: NormChoice,
 }
 
 impl WideResNetConfig {
     pub fn wrn28_8(in_channels: i64, num_classes: i64) -> Self {
         // depth 28 = 6·4 + 4: four blocks in each of the three stages.
-        WideResNetConfig { blocks: vec![4, 4, 4], base_width: 16, widen: 8, in_channels, num_classes }
+        WideResNetConfig {
+            blocks: vec![4, 4, 4],
+            base_width: 16,
+            widen: 8,
+            in_channels,
+            num_classes,
+            norm: NormChoice::default(),
+        }
     }
 }
 
 #[derive(Debug)]
 pub struct WideBlock {
-    bn1: nn::BatchNorm,
+    bn1: Norm,
     conv1: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: Norm,
     conv2: nn::Conv2D,
     shortcut: Option<nn::Conv2D>,
 }
 
 impl WideBlock {
-    pub fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
+    pub fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, choice: NormChoice) -> Self {
         WideBlock {
-            bn1: batch_norm(path / "bn1", cin, 1.0),
+            bn1: norm(path / "bn1", cin, 1.0, choice),
             conv1: conv(path / "conv1", cin, cout, 3, stride, 1),
-            bn2: batch_norm(path / "bn2", cout, 1.0),
+            bn2: norm(path / "bn2", cout, 1.0, choice),
             conv2: conv(path / "conv2", cout, cout, 3, 1, 1),
             shortcut: (cin != cout || stride != 1).then(|| conv(path / "shortcut", cin, cout, 1, stride, 1)),
         }
@@ -58,7 +66,7 @@ impl ModuleT for WideBlock {
 pub struct WideResNet {
     stem: nn::Conv2D,
     stages: Vec<Vec<WideBlock>>,
-    final_bn: nn::BatchNorm,
+    final_bn: Norm,
     head: LinearHead,
     channels: Vec<i64>,
     in_channels: i64,
@@ -80,6 +88,7 @@ impl WideResNet {
                         cin,
                         cout,
                         if j == 0 && i > 0 { 2 } else { 1 },
+                        cfg.norm,
                     );
                     cin = cout;
                     b
@@ -88,7 +97,7 @@ impl WideResNet {
             stages.push(blocks);
             channels.push(cout);
         }
-        let final_bn = batch_norm(path / "bn_final", cin, 1.0);
+        let final_bn = norm(path / "bn_final", cin, 1.0, cfg.norm);
         let head = LinearHead::new(path, cin, cfg.num_classes);
         WideResNet {
             stem,

@@ -7,9 +7,9 @@
 use super::OptimConfig;
 use crate::dist::ProcessGroup;
 use crate::native;
-use std::sync::Arc;
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tch::{nn::VarStore, Tensor};
 
 /// Parameters whose name starts with `prefix` use `cfg` (and their own learning rate).

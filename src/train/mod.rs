@@ -23,8 +23,8 @@ pub use supervised::SupervisedLearner;
 
 use crate::config::TrainConfig;
 use crate::data::loader::{Batch, Loader, Shard};
-use crate::dist::ProcessGroup;
 use crate::data::{open_splits, Dataset, DatasetInfo, Splits};
+use crate::dist::ProcessGroup;
 use crate::files::{write_atomic, write_json_atomic};
 use crate::optim::Sgd;
 use crate::rng::{stream, SamixRng, Stream};
@@ -468,8 +468,17 @@ impl EpochRun<'_> {
         let total_epochs = self.config.train.epochs;
         let epoch_start = Instant::now();
         let step_before = *global_step;
-        let trained =
-            train_epoch(learner, self.train_loader, self.config, epoch, global_step, resumed, self.stop, monitor, self.dp)?;
+        let trained = train_epoch(
+            learner,
+            self.train_loader,
+            self.config,
+            epoch,
+            global_step,
+            resumed,
+            self.stop,
+            monitor,
+            self.dp,
+        )?;
         if let Some(bad) = trained.first_non_finite {
             let iters = self.train_loader.num_batches();
             let step = step_before + (bad - trained.first_step) as u64 + 1;
@@ -637,6 +646,40 @@ impl DataParallel {
         Ok(Start { epoch: place.epoch, global_step: place.global_step, history: start.history, partial: place.partial })
     }
 
+    /// Fails, naming the first variable that differs, unless every rank holds the same weights,
+    /// statistics and optimiser state (compared through each tensor's sum and sum of absolute
+    /// values in f64, exactly). Run before every checkpoint: replicas that drifted apart would
+    /// otherwise go unnoticed, since only rank 0's are saved.
+    fn check_replicas(&self, learner: &dyn Learner) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let vars = learner.var_store().variables();
+        let mut named: Vec<(String, Tensor)> = vars.into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.extend(learner.optimizer().state());
+        let rows: Vec<Tensor> = named
+            .iter()
+            .map(|(_, t)| {
+                let t = t.to_kind(Kind::Double).to_device(tch::Device::Cpu);
+                Tensor::stack(&[t.sum(Kind::Double), t.abs().sum(Kind::Double)], 0)
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mine = Tensor::stack(&rows, 0);
+        let all = self.group.all_gather(&mine)?;
+        for r in 1..self.group.world_size() as i64 {
+            let differs = all.get(r).ne_tensor(&all.get(0)).any_dim(1, false);
+            if let Some(i) = Vec::<bool>::try_from(&differs)?.iter().position(|&d| d) {
+                return Err(Error::Argument(format!(
+                    "data-parallel replicas differ: `{}` of rank {r} is not rank 0's (not checkpointed)",
+                    named[i].0
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The evaluation of the whole test split from every rank's shard: each figure is the
     /// image-weighted mean of the ranks' figures.
     fn reduce(&self, ev: eval::Evaluation) -> Result<eval::Evaluation> {
@@ -754,6 +797,9 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     };
     let save = |learner: &dyn Learner, epoch: usize, global_step: u64, partial: Option<PartialEpoch>| {
         ensure_finite(learner.var_store(), &out, epoch, global_step)?;
+        if let Some(d) = &dp {
+            d.check_replicas(learner)?;
+        }
         if !writes {
             return Ok(out.join("checkpoints"));
         }

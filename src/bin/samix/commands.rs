@@ -11,8 +11,8 @@ use samix::pictures;
 use samix::preview::{self, MixGridRequest};
 use samix::train::{self, eval, RunOptions};
 use std::io::IsTerminal;
-use tch::Device;
 use std::path::{Path, PathBuf};
+use tch::Device;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
