@@ -19,7 +19,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// torchrun's variables for `rank` of `world` on loopback.
+/// torchrun's variables for `rank` of `world` on loopback (one node: the local rank is the rank).
 fn rank_env(rank: usize, world: usize, port: u16) -> Vec<(String, String)> {
     vec![
         ("RANK".into(), rank.to_string()),
@@ -37,7 +37,13 @@ fn run_ranks(world: usize, command: impl Fn(usize) -> Command) -> Vec<Output> {
     let mut children: Vec<_> = (0..world)
         .map(|r| {
             let mut c = command(r);
-            c.envs(rank_env(r, world, port)).stdout(Stdio::piped()).stderr(Stdio::piped());
+            // A variable `command` set itself (a test's override) is kept.
+            for (k, v) in rank_env(r, world, port) {
+                if !c.get_envs().any(|(set, _)| set.to_string_lossy() == k) {
+                    c.env(k, v);
+                }
+            }
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
             c.spawn().unwrap()
         })
         .collect();
@@ -352,4 +358,33 @@ alpha = 1.0"#,
     assert!(!o.status.success());
     let err = text(&o);
     assert!(err.contains("rank 0") && err.contains("another process of the run has stopped"), "{err}");
+}
+
+/// On a GPU, two ranks sharing it exchange CUDA gradients through Gloo's host copies and still
+/// train what one process does (the GPU machine has one card; NCCL refuses two ranks on one).
+#[test]
+#[ignore = "needs CUDA"]
+fn two_ranks_on_one_gpu_train_like_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "c.toml", &split_free_config(""));
+    let single = dir.path().join("single");
+    let o = Command::new(env!("CARGO_BIN_EXE_samix"))
+        .args(["--quiet", "train", "--device", "cuda", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let two = dir.path().join("two");
+    // LOCAL_RANK 1 would ask for a second GPU: both ranks use device 0 here.
+    let outs = run_ranks(2, |_| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_samix"));
+        c.args(["--quiet", "train", "--device", "cuda", "--config"]).arg(&config).arg("--out").arg(&two);
+        c.env("LOCAL_RANK", "0");
+        c
+    });
+    succeeded(&outs);
+    let d = max_difference(&final_weights(&two), &final_weights(&single));
+    assert!(d < 1e-3, "2 ranks on one GPU differ from 1 process by {d}");
 }

@@ -255,7 +255,7 @@ fn train_epoch(
     let iters = loader.num_batches();
     let total_steps = (iters * config.train.epochs) as u64;
     // Each rank mixes its own batch with its own draws (rank 0's are those of one process).
-    let rank = dp.map_or(0, |d| d.group.rank());
+    let (rank, world) = dp.map_or((0, 1), |d| (d.group.rank(), d.group.world_size()));
     let mut rng = stream(config.seed, Stream::Mix, epoch as u64, rank as u64);
     let device = loader.device();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
@@ -311,7 +311,8 @@ fn train_epoch(
             total_steps,
             loss: &loss,
             lr,
-            images,
+            // Over all ranks (each reads as many per step).
+            images: images * world,
         })?;
     }
     let mut sum = loss_sum.double_value(&[]);
@@ -646,38 +647,31 @@ impl DataParallel {
         Ok(Start { epoch: place.epoch, global_step: place.global_step, history: start.history, partial: place.partial })
     }
 
-    /// Fails, naming the first variable that differs, unless every rank holds the same weights,
-    /// statistics and optimiser state (compared through each tensor's sum and sum of absolute
-    /// values in f64, exactly). Run before every checkpoint: replicas that drifted apart would
-    /// otherwise go unnoticed, since only rank 0's are saved.
+    /// Fails, naming the first variable that differs, unless every rank holds bit for bit the
+    /// weights, statistics and optimiser state of rank 0 (whose copies are broadcast and
+    /// compared). Run before every checkpoint: replicas that drifted apart would otherwise go
+    /// unnoticed, since only rank 0's are saved.
     fn check_replicas(&self, learner: &dyn Learner) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let vars = learner.var_store().variables();
-        let mut named: Vec<(String, Tensor)> = vars.into_iter().collect();
+        let mut named: Vec<(String, Tensor)> = learner.var_store().variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named.extend(learner.optimizer().state());
-        let rows: Vec<Tensor> = named
-            .iter()
-            .map(|(_, t)| {
-                let t = t.to_kind(Kind::Double).to_device(tch::Device::Cpu);
-                Tensor::stack(&[t.sum(Kind::Double), t.abs().sum(Kind::Double)], 0)
-            })
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mine = Tensor::stack(&rows, 0);
-        let all = self.group.all_gather(&mine)?;
-        for r in 1..self.group.world_size() as i64 {
-            let differs = all.get(r).ne_tensor(&all.get(0)).any_dim(1, false);
-            if let Some(i) = Vec::<bool>::try_from(&differs)?.iter().position(|&d| d) {
-                return Err(Error::Argument(format!(
-                    "data-parallel replicas differ: `{}` of rank {r} is not rank 0's (not checkpointed)",
-                    named[i].0
-                )));
+        let mains: Vec<Tensor> = named.iter().map(|(_, t)| t.copy()).collect();
+        self.group.broadcast_from_main(&mains, self.bucket_bytes)?;
+        let first_local = named.iter().zip(&mains).position(|((_, t), m)| !t.equal(m));
+        // The lowest differing index over the ranks, so that every rank reports the same one:
+        // the maximum of −index (i64::MIN where nothing differs).
+        let negated = Tensor::from_slice(&[first_local.map_or(i64::MIN, |i| -(i as i64))]);
+        self.group.all_reduce_max(&[&negated])?;
+        match negated.int64_value(&[0]) {
+            i64::MIN => Ok(()),
+            v => {
+                let name = usize::try_from(-v).ok().and_then(|i| named.get(i)).map_or("?", |(n, _)| n.as_str());
+                Err(Error::Argument(format!(
+                    "data-parallel replicas differ: `{name}` is not rank 0's on every rank (not checkpointed)"
+                )))
             }
         }
-        Ok(())
     }
 
     /// The evaluation of the whole test split from every rank's shard: each figure is the

@@ -38,7 +38,7 @@ pub struct StepView<'a> {
     pub total_steps: u64,
     pub loss: &'a Tensor,
     pub lr: f64,
-    /// Images trained on in this epoch so far (in this call).
+    /// Images trained on in this epoch so far (in this call; over all processes).
     pub images: usize,
 }
 
