@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -30,10 +31,13 @@ template <typename Launch> void run_each(Group *g, std::vector<at::Tensor> &tens
     std::vector<at::Tensor> one{t};
     works.push_back(launch(one));
   }
+  // One deadline for the lot: a stuck peer ends the call after the timeout, not once per bucket.
+  auto deadline = std::chrono::steady_clock::now() + g->timeout;
   std::exception_ptr first;
   for (auto &w : works) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     try {
-      w->wait(g->timeout);
+      w->wait(std::max(left, std::chrono::milliseconds(1)));
     } catch (...) {
       if (!first) first = std::current_exception();
     }

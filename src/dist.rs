@@ -70,7 +70,8 @@ impl DistConfig {
 pub enum Launcher {
     /// torchrun (or anything setting `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`).
     Torchrun,
-    /// SLURM's `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`, with `MASTER_ADDR` and `MASTER_PORT`.
+    /// A task of an srun job step: `SLURM_PROCID`, `SLURM_STEP_NUM_TASKS`, `SLURM_LOCALID`, with
+    /// `MASTER_ADDR` and `MASTER_PORT`.
     Slurm,
 }
 
@@ -102,8 +103,10 @@ impl Launch {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>> {
         let (launcher, rank_var, world_var, local_var) = if var("RANK").is_some() || var("WORLD_SIZE").is_some() {
             (Launcher::Torchrun, "RANK", "WORLD_SIZE", "LOCAL_RANK")
-        } else if var("SLURM_PROCID").is_some() && var("SLURM_NTASKS").is_some() {
-            (Launcher::Slurm, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+        } else if var("SLURM_PROCID").is_some() && var("SLURM_STEP_NUM_TASKS").is_some() {
+            // A task of a job step (srun). The job's own variables (SLURM_NTASKS) are also set
+            // in a batch script, where samix runs as one plain process.
+            (Launcher::Slurm, "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID")
         } else {
             return Ok(None);
         };
@@ -161,8 +164,9 @@ pub struct ProcessGroup {
     timeout: Duration,
 }
 
-// SAFETY: c10d's process groups are meant to be driven from any thread (their work queue is
-// locked); samix issues collectives from one thread at a time.
+// SAFETY: c10d's process groups may be driven from any thread (their work queue is locked).
+// Collectives must still be issued in the same order on every rank, which samix does by issuing
+// them from one thread (the training loop's).
 unsafe impl Send for ProcessGroup {}
 unsafe impl Sync for ProcessGroup {}
 

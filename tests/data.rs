@@ -308,14 +308,14 @@ fn loader_is_deterministic_and_covers_the_epoch() {
     assert_eq!(make(2, true).num_batches(), 8);
 }
 
-/// Data-parallel shards (DistributedSampler semantics): at every step the ranks' batches together
-/// are one process's batch of the summed size (images and augmentation alike); training shards
-/// are padded to equal length, evaluation shards hold every image exactly once.
+/// Data-parallel shards (DistributedSampler's striding): at every step the ranks' batches together
+/// are one process's batch of the summed size (images and augmentation alike), with as many steps
+/// per epoch; evaluation shards hold every image exactly once.
 #[test]
 fn shards_split_each_global_batch_and_cover_the_epoch() {
     let (train, _) = idx::load(&mnist(), DatasetKind::Mnist, false).unwrap();
     let mut train: InMemoryDataset = train;
-    train.truncate(203);
+    train.truncate(209);
     let ds: Arc<dyn Dataset> = Arc::new(train);
     let cfg = AugmentConfig { crop_padding: 2, hflip: true, ..Default::default() };
     let make = |batch_size: usize, drop_last: bool, shuffle: bool| {
@@ -326,12 +326,17 @@ fn shards_split_each_global_batch_and_cover_the_epoch() {
     let batches = |l: &Loader| -> Vec<(tch::Tensor, tch::Tensor)> {
         l.epoch(2).map(|b| b.unwrap()).map(|b| (b.images, b.labels)).collect()
     };
-    // Training: 3 ranks × 10 against 1 × 30. 203 images pad to 204 (68 per rank, 6 batches).
+    // Training: 3 ranks × 10 against 1 × 30: 209 images make 6 whole batches (180 images, 60
+    // per rank); so do 2 × 15 and 6 × 5. (Padding 209 to a multiple of 3, as DistributedSampler
+    // does, would give each rank 70 images: a seventh step.)
     let whole = make(30, true, true);
     let ranks: Vec<Loader> =
         (0..3).map(|r| make(30, true, true).sharded(Shard { rank: r, count: 3 }).unwrap()).collect();
     assert_eq!(whole.num_batches(), 6);
-    assert!(ranks.iter().all(|l| l.num_batches() == 6 && l.order(2).len() == 68));
+    assert!(ranks.iter().all(|l| l.num_batches() == 6 && l.order(2).len() == 60));
+    for count in [2, 6] {
+        assert!((0..count).all(|r| make(30, true, true).sharded(Shard { rank: r, count }).unwrap().num_batches() == 6));
+    }
     let whole_batches = batches(&whole);
     let rank_batches: Vec<_> = ranks.iter().map(batches).collect();
     for (b, (images, labels)) in whole_batches.iter().enumerate() {
@@ -353,8 +358,8 @@ fn shards_split_each_global_batch_and_cover_the_epoch() {
         (0..3).map(|r| make(16, false, false).sharded(Shard { rank: r, count: 3 }).unwrap()).collect();
     let mut seen: Vec<usize> = eval_ranks.iter().flat_map(|l| l.order(0)).collect();
     seen.sort();
-    assert_eq!(seen, (0..203).collect::<Vec<_>>());
-    assert_eq!(eval_ranks.iter().map(|l| l.order(0).len()).collect::<Vec<_>>(), vec![68, 68, 67]);
+    assert_eq!(seen, (0..209).collect::<Vec<_>>());
+    assert_eq!(eval_ranks.iter().map(|l| l.order(0).len()).collect::<Vec<_>>(), vec![70, 70, 69]);
     assert_eq!(eval_ranks[0].num_batches(), 5);
     // A training batch that does not split evenly is refused, naming the key.
     let err = make(32, true, true).sharded(Shard { rank: 0, count: 3 }).err().unwrap().to_string();

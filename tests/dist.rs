@@ -102,6 +102,7 @@ fn launch_variables_of_torchrun_and_slurm() {
     let slurm = [
         ("SLURM_PROCID", "5"),
         ("SLURM_NTASKS", "16"),
+        ("SLURM_STEP_NUM_TASKS", "16"),
         ("SLURM_LOCALID", "1"),
         ("MASTER_ADDR", "n1"),
         ("MASTER_PORT", "1234"),
@@ -112,6 +113,8 @@ fn launch_variables_of_torchrun_and_slurm() {
     assert_eq!(vars(&both).unwrap().unwrap().launcher, Launcher::Torchrun);
     // One process is no launch at all: it runs exactly as without the variables.
     assert_eq!(vars(&[("RANK", "0"), ("WORLD_SIZE", "1")]).unwrap(), None);
+    // Nor is a batch script in a SLURM allocation of several tasks (no job step).
+    assert_eq!(vars(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4"), ("SLURM_LOCALID", "0")]).unwrap(), None);
     // Incomplete or wrong descriptions name the variable.
     let err = |pairs: &[(&str, &str)]| vars(pairs).unwrap_err().to_string();
     assert!(
@@ -122,7 +125,8 @@ fn launch_variables_of_torchrun_and_slurm() {
     let bad_port =
         [("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "0")];
     assert!(err(&bad_port).contains("MASTER_PORT"));
-    assert!(err(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_LOCALID", "0")]).contains("MASTER_ADDR"));
+    let step = [("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_LOCALID", "0")];
+    assert!(err(&step).contains("MASTER_ADDR"));
 }
 
 #[test]

@@ -158,3 +158,60 @@ fn group_norm_networks_do_not_depend_on_the_batch() {
         false
     ));
 }
+
+/// The WRN is the reference's (issue 11, item 1): logits in training and evaluation mode, and the
+/// BatchNorm statistics after a training pass, against an independent PyTorch statement of it
+/// (tests/oracle/wrn_reference.py: LeakyReLU 0.1, BN ε 1e-3 / momentum 0.001, conv biases, the
+/// later stages' shortcuts from the raw input). Every variable is randomised first, so each
+/// detail shows (the biases, γ/β and statistics all non-trivial).
+#[test]
+fn wrn_matches_an_independent_pytorch_reference() {
+    let _lock = common::torch_rng_lock();
+    tch::manual_seed(11);
+    let vs = VarStore::new(Device::Cpu);
+    // Widths 4 → 8/16/32: projection shortcuts in every stage's first block, identities after.
+    let mut wc = samix::model::WideResNetConfig::wrn28_8(3, 5);
+    (wc.base_width, wc.widen, wc.blocks) = (4, 2, vec![2, 2, 2]);
+    let net = Network::Wide(samix::model::WideResNet::new(&vs.root(), &wc));
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            let r = if name.ends_with("running_var") { t.rand_like() + 0.5 } else { t.randn_like() * 0.3 };
+            t.copy_(&r);
+        }
+    });
+    let x = Tensor::randn([3, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("w.npz");
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    named.push(("input".into(), x.copy()));
+    Tensor::write_npz(&named, &npz).unwrap();
+    let venv = std::env::var("VIRTUAL_ENV").expect("VIRTUAL_ENV (source scripts/env.sh)");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/wrn_reference.py");
+    let o = std::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
+        .arg(&script)
+        .arg(&npz)
+        .arg("2,2,2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "oracle: {}", String::from_utf8_lossy(&o.stderr));
+    let oracle: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    let close = |ours: &Tensor, theirs: Vec<f32>, what: &str| {
+        let theirs = Tensor::from_slice(&theirs);
+        let ours = ours.flatten(0, -1);
+        let diff = (&ours - &theirs).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{what}: differs from the reference by {diff}");
+    };
+    let eval_logits = tch::no_grad(|| net.forward_t(&x, false));
+    close(&eval_logits, floats(&oracle["eval"]), "evaluation logits");
+    let train_logits = tch::no_grad(|| net.forward_t(&x, true));
+    close(&train_logits, floats(&oracle["train"]), "training logits");
+    let vars = vs.variables();
+    let means = oracle["running_mean"].as_object().unwrap();
+    assert_eq!(means.len(), vars.keys().filter(|k| k.ends_with("running_mean")).count());
+    for (layer, theirs) in means {
+        close(&vars[&format!("{layer}.running_mean")], floats(theirs), &format!("{layer}.running_mean"));
+    }
+}

@@ -41,13 +41,14 @@ impl Batch {
     }
 }
 
-/// The part of every epoch one of `count` data-parallel ranks reads, as PyTorch's
-/// DistributedSampler deals it: the epoch's order (the same on every rank) taken with stride
-/// `count` from position `rank`. A loader that drops its last partial batch (training) first
-/// pads the order with its own start to a multiple of `count`, so every rank has as many batches
-/// and batch `b` of all ranks together holds the images of batch `b` of one process reading the
-/// whole order with the summed batch size; an evaluation loader does not pad, so every image is
-/// counted once.
+/// The part of every epoch one of `count` data-parallel ranks reads: the epoch's order (the same
+/// on every rank) taken with stride `count` from position `rank`, as PyTorch's
+/// DistributedSampler deals it. A training loader (dropping its last partial batch) first cuts
+/// the order to whole batches of the summed batch size — where DistributedSampler pads instead —
+/// so that every rank has as many batches, and batch `b` of all ranks together holds exactly the
+/// images of batch `b` of one process reading the whole order with the summed batch size (the
+/// epoch's steps and images do not depend on the world size). An evaluation loader does not cut,
+/// so every image is counted once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     pub rank: usize,
@@ -99,14 +100,22 @@ impl Loader {
         self.shard
     }
 
-    /// Samples of an epoch this loader reads (its shard, padded when it drops partial batches).
+    /// Samples of an epoch this loader reads (its shard; whole batches only when it drops
+    /// partial ones).
     fn shard_len(&self) -> usize {
         let (n, Shard { rank, count }) = (self.dataset.len(), self.shard);
         if self.cfg.drop_last {
-            n.div_ceil(count)
+            self.whole_batches_len(n) / count
         } else {
             n.saturating_sub(rank).div_ceil(count)
         }
+    }
+
+    /// The first samples of an epoch's order that fill whole batches of the summed batch size
+    /// (the batch size of all shards together).
+    fn whole_batches_len(&self, n: usize) -> usize {
+        let global = self.cfg.batch_size.max(1) * self.shard.count;
+        n / global * global
     }
 
     /// Batches per epoch (per rank when sharded).
@@ -139,9 +148,8 @@ impl Loader {
         if count == 1 {
             return order;
         }
-        if self.cfg.drop_last && n > 0 {
-            let padded = n.div_ceil(count) * count;
-            order = order.iter().copied().cycle().take(padded).collect();
+        if self.cfg.drop_last {
+            order.truncate(self.whole_batches_len(n));
         }
         order.into_iter().skip(rank).step_by(count).collect()
     }

@@ -69,7 +69,7 @@ impl Network {
                 if let Some(b) = &cfg.blocks {
                     wc.blocks = b.clone();
                 }
-                wc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups };
+                wc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups, ..wc.norm };
                 Network::Wide(WideResNet::new(path, &wc))
             }
             arch => {
@@ -80,7 +80,7 @@ impl Network {
                 if let Some(b) = &cfg.blocks {
                     rc.blocks = b.clone();
                 }
-                rc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups };
+                rc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups, ..rc.norm };
                 Network::ResNet(ResNet::new(path, &rc))
             }
         })
@@ -155,11 +155,17 @@ impl nn::Module for LinearHead {
 
 /// Kaiming-normal (fan-out, ReLU) convolution without bias, as the reference's ResNets.
 pub fn conv(path: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
+    conv_with(path, cin, cout, k, stride, groups, false)
+}
+
+/// As [`conv`], with a zero-initialised bias when `bias` (the reference's WRN).
+pub fn conv_with(path: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64, bias: bool) -> nn::Conv2D {
     let cfg = nn::ConvConfig {
         stride,
         padding: k / 2,
         groups,
-        bias: false,
+        bias,
+        bs_init: nn::Init::Const(0.0),
         ws_init: nn::Init::Kaiming {
             dist: nn::init::NormalOrUniform::Normal,
             fan: nn::init::FanInOut::FanOut,
@@ -177,16 +183,20 @@ pub fn batch_norm(path: nn::Path, c: i64, gamma: f64) -> nn::BatchNorm {
     nn::batch_norm2d(path, c, cfg)
 }
 
-/// Which normalisation a network's layers use (from `model.norm` and `model.norm_groups`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which normalisation a network's layers use (`model.norm` and `model.norm_groups`), with the
+/// architecture's ε and BatchNorm momentum (torch's defaults 1e-5 and 0.1; the reference's
+/// WRN uses 1e-3 and 0.001).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NormChoice {
     pub kind: NormKind,
     pub groups: i64,
+    pub eps: f64,
+    pub momentum: f64,
 }
 
 impl Default for NormChoice {
     fn default() -> Self {
-        NormChoice { kind: NormKind::Batch, groups: 32 }
+        NormChoice { kind: NormKind::Batch, groups: 32, eps: 1e-5, momentum: 0.1 }
     }
 }
 
@@ -211,12 +221,22 @@ impl nn::ModuleT for Norm {
 /// GroupNorm takes the largest divisor of `c` not above `choice.groups` as its group count.
 pub fn norm(path: nn::Path, c: i64, gamma: f64, choice: NormChoice) -> Norm {
     match choice.kind {
-        NormKind::Batch => Norm::Batch(batch_norm(path, c, gamma)),
+        NormKind::Batch => {
+            let cfg = nn::BatchNormConfig {
+                ws_init: nn::Init::Const(gamma),
+                bs_init: nn::Init::Const(0.0),
+                eps: choice.eps,
+                momentum: choice.momentum,
+                ..Default::default()
+            };
+            Norm::Batch(nn::batch_norm2d(path, c, cfg))
+        }
         NormKind::Group => {
             let groups = (1..=choice.groups.clamp(1, c.max(1))).rev().find(|g| c % g == 0).unwrap_or(1);
             let cfg = nn::GroupNormConfig {
                 ws_init: nn::Init::Const(gamma),
                 bs_init: nn::Init::Const(0.0),
+                eps: choice.eps,
                 ..Default::default()
             };
             Norm::Group(nn::group_norm(path, groups, c, cfg))

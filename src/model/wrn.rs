@@ -1,7 +1,11 @@
-//! Wide ResNet (pre-activation wide basic blocks, three stages). WRN-28-8 on CIFAR: 4 blocks per
-//! stage, widths 128/256/512, strides 1/2/2, no dropout. The final BN + ReLU is part of the last
-//! stage, so that stage's output is exactly what the classifier pools.
-use super::{conv, norm, LinearHead, Norm, NormChoice, StagedNet};
+//! Wide ResNet (pre-activation wide basic blocks, three stages) as the SAMix reference builds it
+//! (SAMIX_SPEC.md §9; OpenMixup's `WideResNet`): WRN-28-8 on CIFAR has 4 blocks per stage,
+//! widths 128/256/512, strides 1/2/2, no dropout; LeakyReLU with slope 0.1; BatchNorm with
+//! ε = 1e-3 and momentum 0.001; every convolution with a zero-initialised bias. The projection
+//! shortcut of the first stage's first block reads the pre-activated input, those of the later
+//! stages the raw input. The final BN + activation is part of the last stage, so that stage's
+//! output is exactly what the classifier pools.
+use super::{conv_with, norm, LinearHead, Norm, NormChoice, StagedNet};
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Debug)]
@@ -24,9 +28,14 @@ impl WideResNetConfig {
             widen: 8,
             in_channels,
             num_classes,
-            norm: NormChoice::default(),
+            norm: NormChoice { eps: 1e-3, momentum: 0.001, ..NormChoice::default() },
         }
     }
+}
+
+/// LeakyReLU with slope 0.1 (tch's `leaky_relu` has torch's default 0.01 built in).
+fn leaky_relu(x: &Tensor) -> Tensor {
+    x.maximum(&(x * 0.1))
 }
 
 #[derive(Debug)]
@@ -36,29 +45,34 @@ pub struct WideBlock {
     bn2: Norm,
     conv2: nn::Conv2D,
     shortcut: Option<nn::Conv2D>,
+    /// Whether a projection shortcut reads the pre-activated input (the first stage) rather
+    /// than the raw one (later stages).
+    shortcut_after_activation: bool,
 }
 
 impl WideBlock {
-    pub fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, choice: NormChoice) -> Self {
+    /// A block of `stage` (0-based).
+    pub fn new(path: &nn::Path, cin: i64, cout: i64, stride: i64, stage: usize, choice: NormChoice) -> Self {
         WideBlock {
             bn1: norm(path / "bn1", cin, 1.0, choice),
-            conv1: conv(path / "conv1", cin, cout, 3, stride, 1),
+            conv1: conv_with(path / "conv1", cin, cout, 3, stride, 1, true),
             bn2: norm(path / "bn2", cout, 1.0, choice),
-            conv2: conv(path / "conv2", cout, cout, 3, 1, 1),
-            shortcut: (cin != cout || stride != 1).then(|| conv(path / "shortcut", cin, cout, 1, stride, 1)),
+            conv2: conv_with(path / "conv2", cout, cout, 3, 1, 1, true),
+            shortcut: (cin != cout || stride != 1).then(|| conv_with(path / "shortcut", cin, cout, 1, stride, 1, true)),
+            shortcut_after_activation: stage == 0,
         }
     }
 }
 
 impl ModuleT for WideBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let pre = x.apply_t(&self.bn1, train).relu();
-        // With a projection, the shortcut reads the pre-activated input (as the original WRN).
+        let pre = leaky_relu(&x.apply_t(&self.bn1, train));
         let skip = match &self.shortcut {
-            Some(s) => pre.apply(s),
+            Some(s) if self.shortcut_after_activation => pre.apply(s),
+            Some(s) => x.apply(s),
             None => x.shallow_clone(),
         };
-        pre.apply(&self.conv1).apply_t(&self.bn2, train).relu().apply(&self.conv2) + skip
+        leaky_relu(&pre.apply(&self.conv1).apply_t(&self.bn2, train)).apply(&self.conv2) + skip
     }
 }
 
@@ -75,7 +89,7 @@ pub struct WideResNet {
 
 impl WideResNet {
     pub fn new(path: &nn::Path, cfg: &WideResNetConfig) -> Self {
-        let stem = conv(path / "conv1", cfg.in_channels, cfg.base_width, 3, 1, 1);
+        let stem = conv_with(path / "conv1", cfg.in_channels, cfg.base_width, 3, 1, 1, true);
         let mut cin = cfg.base_width;
         let mut stages = Vec::new();
         let mut channels = Vec::new();
@@ -88,6 +102,7 @@ impl WideResNet {
                         cin,
                         cout,
                         if j == 0 && i > 0 { 2 } else { 1 },
+                        i,
                         cfg.norm,
                     );
                     cin = cout;
@@ -124,7 +139,7 @@ impl StagedNet for WideResNet {
             h = b.forward_t(&h, train);
         }
         if i + 1 == self.stages.len() {
-            h = h.apply_t(&self.final_bn, train).relu();
+            h = leaky_relu(&h.apply_t(&self.final_bn, train));
         }
         h
     }

@@ -316,12 +316,14 @@ fn train_epoch(
         })?;
     }
     let mut sum = loss_sum.double_value(&[]);
-    let first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
+    let mut first_non_finite = usize::try_from(first_bad.int64_value(&[])).ok();
     let mut images = images as f64;
     if let Some(d) = dp {
-        // The epoch's loss is the mean over the ranks; its images, their sum.
+        // The epoch's loss is the mean over the ranks; its images, their sum; its first
+        // non-finite step, the earliest any rank saw (so all ranks stop on the same verdict).
         let sums = d.group.sum_f64(&[sum, images])?;
         (sum, images) = (sums[0] / d.group.world_size() as f64, sums[1]);
+        first_non_finite = d.earliest(first_non_finite)?;
     }
     let interrupted = match stopped_at {
         None => None,
@@ -341,7 +343,14 @@ fn train_epoch(
                 loss_sum: sum,
                 mix_stream_pos: positions[0].clone(),
                 rank_mix_stream_pos: positions[1..].to_vec(),
-                learner: learner.epoch_progress(),
+                learner: match dp {
+                    // Every rank resumes from the ranks' mean sums.
+                    Some(d) => {
+                        let progress = learner.epoch_progress();
+                        EpochSums { sums: d.mean(progress.sums)?, steps: progress.steps }
+                    }
+                    None => learner.epoch_progress(),
+                },
             })
         }
     };
@@ -543,6 +552,19 @@ const RESUMABLE_CHANGES: &[&str] = &[
     "dist.timeout_s",
 ];
 
+/// Keys whose values may differ between the processes of one data-parallel run: where each
+/// finds the data, how it loads it, how it logs, and its own threads and patience. Everything
+/// else (the batch, the schedule, `dist.bucket_mb`, whose buckets must match) must be rank 0's.
+const PER_PROCESS_KEYS: &[&str] = &[
+    "data.path",
+    "data.workers",
+    "data.prefetch",
+    "log.tensorboard",
+    "log.progress_every_s",
+    "dist.timeout_s",
+    "train.threads",
+];
+
 /// On `--resume`, the config given must be the run's own (`config.toml`) but for
 /// [`RESUMABLE_CHANGES`]; otherwise the resume is refused, naming every changed key, before
 /// anything is written.
@@ -659,14 +681,11 @@ impl DataParallel {
         let mains: Vec<Tensor> = named.iter().map(|(_, t)| t.copy()).collect();
         self.group.broadcast_from_main(&mains, self.bucket_bytes)?;
         let first_local = named.iter().zip(&mains).position(|((_, t), m)| !t.equal(m));
-        // The lowest differing index over the ranks, so that every rank reports the same one:
-        // the maximum of −index (i64::MIN where nothing differs).
-        let negated = Tensor::from_slice(&[first_local.map_or(i64::MIN, |i| -(i as i64))]);
-        self.group.all_reduce_max(&[&negated])?;
-        match negated.int64_value(&[0]) {
-            i64::MIN => Ok(()),
-            v => {
-                let name = usize::try_from(-v).ok().and_then(|i| named.get(i)).map_or("?", |(n, _)| n.as_str());
+        // The lowest differing index over the ranks, so that every rank reports the same one.
+        match self.earliest(first_local)? {
+            None => Ok(()),
+            Some(i) => {
+                let name = named.get(i).map_or("?", |(n, _)| n.as_str());
                 Err(Error::Argument(format!(
                     "data-parallel replicas differ: `{name}` is not rank 0's on every rank (not checkpointed)"
                 )))
@@ -690,6 +709,43 @@ impl DataParallel {
         };
         let heads = ev.heads.keys().zip(&sums[4..]).map(|(k, v)| (k.clone(), v / total)).collect();
         Ok(eval::Evaluation { primary, heads })
+    }
+
+    /// The keys in which this process's recipe — `config` but for [`PER_PROCESS_KEYS`], and the
+    /// run options every process must share — differs from rank 0's.
+    fn differences_from_main(
+        &self,
+        config: &TrainConfig,
+        resume: bool,
+        stop_after: Option<usize>,
+    ) -> Result<Vec<String>> {
+        let mut table = config.table_without(PER_PROCESS_KEYS)?;
+        let mut options = toml::Table::new();
+        options.insert("resume".into(), toml::Value::Boolean(resume));
+        let stop_after = stop_after.map_or_else(|| "none".to_string(), |n| n.to_string());
+        options.insert("stop_after".into(), toml::Value::String(stop_after));
+        table.insert("train_options".into(), toml::Value::Table(options));
+        let mine = toml::Value::Table(table);
+        let text = toml::to_string(&mine).map_err(|e| Error::Argument(format!("config: {e}")))?;
+        let main = self.group.broadcast_bytes(text.into_bytes())?;
+        let main: toml::Value = std::str::from_utf8(&main)
+            .ok()
+            .and_then(|t| toml::from_str(t).ok())
+            .ok_or_else(|| Error::Argument("rank 0's config arrived unreadable".into()))?;
+        let mut changed = Vec::new();
+        diff_keys("", &main, &mine, &mut changed);
+        Ok(changed)
+    }
+
+    /// The smallest of the ranks' values (`None` where a rank has none).
+    fn earliest(&self, value: Option<usize>) -> Result<Option<usize>> {
+        // The maximum of −value, i64::MIN standing for none.
+        let negated = Tensor::from_slice(&[value.map_or(i64::MIN, |v| -(v as i64))]);
+        self.group.all_reduce_max(&[&negated])?;
+        Ok(match negated.int64_value(&[0]) {
+            i64::MIN => None,
+            v => usize::try_from(-v).ok(),
+        })
     }
 
     /// The mean over the ranks of each figure (the same keys on every rank).
@@ -752,15 +808,31 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     };
     let dp = group.map(|g| DataParallel::new(g, learner.var_store(), config.dist.bucket_bytes()));
     if let Some(d) = &dp {
-        if d.group.any(prepared.is_err())? && prepared.is_ok() {
-            return Err(Error::run(&out, "rank 0 could not start the run; its output says why"));
+        // Every process must train rank 0's recipe (only where the data is and such may differ).
+        let changed = d.differences_from_main(&config, resume, stop_after)?;
+        if d.group.any(prepared.is_err() || !changed.is_empty())? && prepared.is_ok() {
+            let msg = if changed.is_empty() {
+                "another process could not start the run; its output says why".to_string()
+            } else {
+                format!(
+                    "this process's config differs from rank 0's in {}; every process must train the same config",
+                    changed.join(", ")
+                )
+            };
+            return Err(Error::run(&out, msg));
         }
     }
     let (_lock, start) = prepared?;
     let Start { epoch: start_epoch, mut global_step, mut history, mut partial } = match &dp {
         Some(d) => {
             learner.optimizer_mut().average_gradients_over(d.group.clone(), d.bucket_bytes);
-            d.start_from_main(learner.as_mut(), start)?
+            let start = d.start_from_main(learner.as_mut(), start)?;
+            if d.group.rank() > 0 {
+                // libtorch's own generator (dropout) draws differently on each rank, as the
+                // mixing streams do; rank 0 keeps a single process's.
+                tch::manual_seed(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(d.group.rank() as u64) as i64);
+            }
+            start
         }
         None => start,
     };
@@ -790,10 +862,11 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         Monitor::new(Progress::Off, &crate::config::LogConfig { tensorboard: false, ..config.log.clone() }, &out)?
     };
     let save = |learner: &dyn Learner, epoch: usize, global_step: u64, partial: Option<PartialEpoch>| {
-        ensure_finite(learner.var_store(), &out, epoch, global_step)?;
+        // Replicas first: once they are known equal, every rank reaches the same verdict below.
         if let Some(d) = &dp {
             d.check_replicas(learner)?;
         }
+        ensure_finite(learner.var_store(), &out, epoch, global_step)?;
         if !writes {
             return Ok(out.join("checkpoints"));
         }
@@ -824,7 +897,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
                     Some(_) => out.join("checkpoints"),
                     None => save(learner.as_ref(), epoch, global_step, Some(p))?,
                 };
-                return Err(interrupted(&out, &dir, &what));
+                return Err(stopped(dp.as_ref(), interrupted(&out, &dir, &what)));
             }
         }
         let done = epoch + 1;
@@ -836,7 +909,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         if done % config.train.checkpoint_every == 0 || done == end_epoch || stopping {
             let dir = save(learner.as_ref(), done, global_step, None)?;
             if stopping {
-                return Err(interrupted(&out, &dir, &format!("the end of epoch {done}")));
+                return Err(stopped(dp.as_ref(), interrupted(&out, &dir, &format!("the end of epoch {done}"))));
             }
         }
     }
@@ -858,6 +931,15 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         d.group.barrier()?;
     }
     Ok(summary)
+}
+
+/// A stopped run's error, returned once every rank is there: a rank that ended first would make
+/// a launcher such as torchrun stop the others, rank 0 perhaps still writing the checkpoint.
+fn stopped(dp: Option<&DataParallel>, err: Error) -> Error {
+    if let Some(Err(e)) = dp.map(|d| d.group.barrier()) {
+        tracing::warn!("while stopping, not every process reached the end: {e}");
+    }
+    err
 }
 
 /// The error a stopped run ends with: where it stopped, the checkpoint, how to continue.

@@ -67,9 +67,12 @@ pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>) -> Result<()>
     }
     let group = match &launch {
         Some(l) => {
-            if let Device::Cuda(_) = device {
-                // One GPU per process: the launcher's local rank picks it.
-                device = Device::Cuda(l.local_rank);
+            let explicit_index = args.device.as_deref().is_some_and(|d| d.contains(':'));
+            if let (Device::Cuda(_), false) = (device, explicit_index) {
+                // One GPU per process: the launcher's local rank picks it among the GPUs this
+                // process sees (one, when the launcher gives each task its own).
+                let visible = tch::Cuda::device_count().max(1) as usize;
+                device = Device::Cuda(l.local_rank % visible);
             }
             let g = ProcessGroup::connect(l, config.dist.timeout())?;
             Some(std::sync::Arc::new(g))
