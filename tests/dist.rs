@@ -392,3 +392,63 @@ fn two_ranks_on_one_gpu_train_like_one_process() {
     let d = max_difference(&final_weights(&two), &final_weights(&single));
     assert!(d < 1e-3, "2 ranks on one GPU differ from 1 process by {d}");
 }
+
+/// A 2-process run stopped by SIGTERM (as a launcher forwards it) resumes on 2 processes to the
+/// weights of an uninterrupted run, bit for bit: every rank's mixing stream, the epoch's sums and
+/// the optimiser state come back (the stop usually lands mid-epoch; at an epoch's end the
+/// promise is the same).
+#[test]
+fn a_stopped_two_process_run_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = common::tiny_fashion_config(6000, 100, 3, "policy = \"mixup\"\nalpha = 1.0");
+    let config = write_config(dir.path(), "c.toml", &body);
+    let whole = dir.path().join("whole");
+    succeeded(&train_ranks(2, &config, &whole, &[]));
+
+    let stopped = dir.path().join("stopped");
+    let port = free_port();
+    let mut ranks: Vec<_> = (0..2)
+        .map(|r| {
+            Command::new(env!("CARGO_BIN_EXE_samix"))
+                .args(["--quiet", "train", "--config"])
+                .arg(&config)
+                .arg("--out")
+                .arg(&stopped)
+                .envs(rank_env(r, 2, port))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    while !std::fs::read_to_string(stopped.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty()) {
+        assert!(start.elapsed() < RANKS_BOUND, "the run never finished an epoch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in &ranks {
+        // SAFETY: plain kill(2) on our own children.
+        unsafe { libc::kill(r.id() as i32, libc::SIGTERM) };
+    }
+    for r in ranks.iter_mut() {
+        while r.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < RANKS_BOUND, "a rank did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let outs: Vec<Output> = ranks.into_iter().map(|r| r.wait_with_output().unwrap()).collect();
+    let said = text(&outs[0]);
+    if said.contains("stopped at") {
+        assert_eq!(outs[0].status.code(), Some(143), "{said}");
+        assert!(text(&outs[1]).contains("rank 0 wrote the checkpoint"), "{}", text(&outs[1]));
+        succeeded(&train_ranks(2, &config, &stopped, &["--resume"]));
+    } else {
+        // The run had finished before the signal arrived: nothing to resume.
+        succeeded(&outs);
+    }
+    let (a, b) = (final_weights(&whole), final_weights(&stopped));
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "`{name}` differs after the resume");
+    }
+}

@@ -897,7 +897,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
                     Some(_) => out.join("checkpoints"),
                     None => save(learner.as_ref(), epoch, global_step, Some(p))?,
                 };
-                return Err(stopped(dp.as_ref(), interrupted(&out, &dir, &what)));
+                return Err(stopped(dp.as_ref(), interrupted(&out, writes.then_some(dir.as_path()), &what)));
             }
         }
         let done = epoch + 1;
@@ -909,7 +909,8 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         if done % config.train.checkpoint_every == 0 || done == end_epoch || stopping {
             let dir = save(learner.as_ref(), done, global_step, None)?;
             if stopping {
-                return Err(stopped(dp.as_ref(), interrupted(&out, &dir, &format!("the end of epoch {done}"))));
+                let at = format!("the end of epoch {done}");
+                return Err(stopped(dp.as_ref(), interrupted(&out, writes.then_some(dir.as_path()), &at)));
             }
         }
     }
@@ -942,14 +943,18 @@ fn stopped(dp: Option<&DataParallel>, err: Error) -> Error {
     err
 }
 
-/// The error a stopped run ends with: where it stopped, the checkpoint, how to continue.
-fn interrupted(out: &Path, checkpoint: &Path, at: &str) -> Error {
-    let name = checkpoint.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+/// The error a stopped run ends with: where it stopped, the checkpoint (`None`: another
+/// process, rank 0, wrote it), how to continue.
+fn interrupted(out: &Path, checkpoint: Option<&Path>, at: &str) -> Error {
+    let written = match checkpoint {
+        Some(c) => {
+            let name = c.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            format!("checkpoint checkpoints/{name} written")
+        }
+        None => "rank 0 wrote the checkpoint".to_string(),
+    };
     Error::Interrupted {
         path: out.to_path_buf(),
-        msg: format!(
-            "stopped at {at}; checkpoint checkpoints/{name} written; continue with `samix train --resume --out {}`",
-            out.display()
-        ),
+        msg: format!("stopped at {at}; {written}; continue with `samix train --resume --out {}`", out.display()),
     }
 }

@@ -46,7 +46,7 @@ pub struct TrainArgs {
 /// `--config` reads the run's own `config.toml`.
 /// `launch`: this process is one rank of a multi-process run (torchrun's or SLURM's variables).
 pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>) -> Result<()> {
-    crate::signals::install();
+    crate::signals::install(launch.as_ref().is_none_or(|l| l.rank == 0));
     let mut device = parse_device(args.device.as_deref())?;
     let out = match (&args.out, &args.config) {
         (Some(o), _) => o.clone(),

@@ -4,15 +4,19 @@
 //! none is left half). Before training starts (data, model), nothing is lost by stopping, and
 //! the first signal exits at once.
 use samix::train::StopSignal;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// The stop request the training loop polls between steps.
 pub static STOP: StopSignal = StopSignal::new();
 /// The first signal received (0: none).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Whether the "stopping after this step" notice is printed (rank 0 of a multi-process run
+/// prints it for all).
+static NOTICE: AtomicBool = AtomicBool::new(true);
 
-/// Installs the handler for SIGINT and SIGTERM.
-pub fn install() {
+/// Installs the handler for SIGINT and SIGTERM; `notice`: print the stop notice.
+pub fn install(notice: bool) {
+    NOTICE.store(notice, Ordering::SeqCst);
     #[cfg(unix)]
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: `on_signal` only touches atomics and calls async-signal-safe functions
@@ -59,5 +63,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
         // SAFETY: _exit(2) is async-signal-safe.
         unsafe { libc::_exit(128 + signal) };
     }
-    say(b"\nsamix: stopping after this step to write a checkpoint (signal again to exit at once)\n");
+    if NOTICE.load(Ordering::SeqCst) {
+        say(b"\nsamix: stopping after this step to write a checkpoint (signal again to exit at once)\n");
+    }
 }
