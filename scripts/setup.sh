@@ -26,4 +26,13 @@ if [ "$have_tb" != "$tensorboard_version" ]; then
   echo "setup: installing tensorboard==$tensorboard_version into $venv (the tests' event-file reader)"
   "$venv/bin/python" -m pip install --quiet "tensorboard==$tensorboard_version"
 fi
+# torchvision (the model-weights interop tests build its ResNets) and safetensors (to save them),
+# at the versions that go with torch 2.11.
+torchvision_version="0.26.0"
+safetensors_version="0.7.0"
+have_tv="$("$venv/bin/python" -c 'import torchvision, safetensors; print(torchvision.__version__.split("+")[0], safetensors.__version__)' 2>/dev/null || true)"
+if [ "$have_tv" != "$torchvision_version $safetensors_version" ]; then
+  echo "setup: installing torchvision==$torchvision_version and safetensors==$safetensors_version into $venv (the interop tests' reference models)"
+  "$venv/bin/python" -m pip install --quiet "torchvision==$torchvision_version" "safetensors==$safetensors_version"
+fi
 "$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "at", torch.__path__[0])' 2>/dev/null

@@ -64,6 +64,10 @@ pub struct ModelConfig {
     /// this (32 as in Wu & He, 2018).
     #[serde(default = "default_norm_groups")]
     pub norm_groups: i64,
+    /// Start from these weights (a samix weights file; `samix convert` writes one from a
+    /// torchvision or timm ResNet), all but the classifier, which starts fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<std::path::PathBuf>,
 }
 
 fn default_norm_groups() -> i64 {
@@ -80,6 +84,7 @@ impl ModelConfig {
             blocks: None,
             norm: NormKind::Batch,
             norm_groups: default_norm_groups(),
+            init_from: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! output (SAMix's Mixer reads stage 3) or mix hidden features between stages (ManifoldMix).
 //! Touches only its own parameters.
 pub mod config;
+pub mod interop;
 pub mod resnet;
 pub mod wrn;
 

@@ -22,9 +22,15 @@ pub struct Model {
 }
 
 impl Model {
-    /// Builds the network with weights drawn from the run seed.
+    /// Builds the network with weights drawn from the run seed, then those of `model.init_from`
+    /// if the config names a file.
     pub fn build(cfg: &TrainConfig, info: &DatasetInfo, device: Device) -> Result<Model> {
-        Self::build_at(cfg, info, device, None)
+        let model = Self::build_at(cfg, info, device, None)?;
+        if let Some(path) = &cfg.model.init_from {
+            let n = crate::model::interop::init_from(&model.vs, "", path)?;
+            tracing::info!("initialised {n} variables from {} (the classifier starts fresh)", path.display());
+        }
+        Ok(model)
     }
 
     /// As [`Model::build`], with the variables named under `prefix` (`k` = SAMix's EMA network).
@@ -67,6 +73,27 @@ impl Model {
         };
         let model = Self::from_checkpoint(&ckpt, &cfg, &info, device)?;
         Ok((model.vs, model.net))
+    }
+
+    /// The weights of the classifier a run or checkpoint folder deploys, in root names (the EMA
+    /// network of an online SAMix run without its `k.` prefix), with its architecture.
+    pub fn deployed_weights(dir: &Path) -> Result<(crate::model::ModelConfig, crate::model::interop::NetworkWeights)> {
+        let ckpt = checkpoint::open(dir)?;
+        let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+        let path = ckpt.dir.join(checkpoint::MODEL_FILE);
+        let prefix = Self::deployed_prefix(&cfg).map_or(String::new(), |p| format!("{p}."));
+        let tensors = Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, e.to_string()))?;
+        let network: std::collections::BTreeMap<String, Tensor> = tensors
+            .into_iter()
+            .filter_map(|(n, t)| {
+                let rest = n.strip_prefix(&prefix)?;
+                // A SAMix checkpoint's root also holds the online network and the Mixer.
+                (!prefix.is_empty() || !(rest.starts_with("q.") || rest.starts_with("mixer.")))
+                    .then(|| (rest.to_string(), t))
+            })
+            .collect();
+        let weights = crate::model::interop::check_against(&path, &network, &cfg.model)?;
+        Ok((cfg.model, weights))
     }
 
     /// Where a run's deployed classifier lives in its checkpoint: at the root, or for online

@@ -416,3 +416,78 @@ pub fn data_verify(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Whose naming a weights file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsFormat {
+    Samix,
+    Torchvision,
+    /// timm's ResNets and ResNeXts name their weights as torchvision's.
+    Timm,
+}
+
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    #[arg(long, value_enum)]
+    pub from: WeightsFormat,
+    #[arg(long, value_enum)]
+    pub to: WeightsFormat,
+    /// resnet18, resnet34, resnet50, resnet101, resnext50_32x4d (with `--from samix`, a run or
+    /// checkpoint folder names its own).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// cifar or imagenet (torchvision's and timm's ResNets: imagenet).
+    #[arg(long, default_value = "imagenet")]
+    pub stem: String,
+    /// A safetensors file; with `--from samix` also a run or checkpoint folder (its deployed
+    /// classifier).
+    pub input: PathBuf,
+    /// The safetensors file to write.
+    pub output: PathBuf,
+}
+
+/// A `[model]` value named on the command line (`--arch resnet50`), read as the config reads it.
+fn config_value<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| anyhow::anyhow!("{flag} {value}: not one of the accepted values (see samix convert --help)"))
+}
+
+pub fn convert(args: ConvertArgs) -> Result<()> {
+    use samix::model::{interop, ModelConfig};
+    let stem = config_value("--stem", &args.stem)?;
+    let named_config = |required: bool| -> Result<Option<ModelConfig>> {
+        match &args.arch {
+            Some(a) => Ok(Some(ModelConfig { stem, ..ModelConfig::new(config_value("--arch", a)?) })),
+            None if required => bail!("--arch is required for a weights file"),
+            None => Ok(None),
+        }
+    };
+    let weights = match (args.from, args.to) {
+        (WeightsFormat::Torchvision | WeightsFormat::Timm, WeightsFormat::Samix) => {
+            let config = named_config(true)?.context("--arch")?;
+            let w = interop::import_torchvision(&args.input, &config)?;
+            let named = w.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+            interop::save(&args.output, named)?;
+            w
+        }
+        (WeightsFormat::Samix, WeightsFormat::Torchvision | WeightsFormat::Timm) => {
+            let w = if args.input.is_dir() {
+                train::model::Model::deployed_weights(&args.input)?.1
+            } else {
+                let config = named_config(true)?.context("--arch")?;
+                interop::read_samix(&args.input, &config)?
+            };
+            interop::save(&args.output, interop::export_torchvision(&w))?;
+            w
+        }
+        _ => bail!("--from and --to: one side must be samix, the other torchvision or timm"),
+    };
+    println!(
+        "wrote {} ({} tensors; {} input channels, {} classes)",
+        args.output.display(),
+        weights.tensors.len(),
+        weights.in_channels,
+        weights.num_classes
+    );
+    Ok(())
+}

@@ -46,6 +46,10 @@ pub(crate) enum Command {
     /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
     /// weight per pixel (white = partner), mixed images, and λ under each column.
     Mix(commands::MixArgs),
+    /// Convert ResNet/ResNeXt weights between torchvision's or timm's state dicts and samix's
+    /// (safetensors both ways): `--from torchvision` for `model.init_from`, `--to torchvision`
+    /// to use a samix run's classifier in PyTorch.
+    Convert(commands::ConvertArgs),
     /// Runs side by side: charts (train loss, test top-1 per head, learning rate) and a table of
     /// final / best / median-of-last-N top-1; runs differing only by seed as mean ± std.
     Report {
@@ -159,6 +163,7 @@ fn run(cli: Cli, launch: Option<samix::dist::Launch>) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict(args),
         Command::Report { runs, out } => commands::report(&runs, &out),
         Command::Mix(args) => commands::mix(args),
+        Command::Convert(args) => commands::convert(args),
         Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
             commands::data_download(name.kind(), to, &mirrors)
         }

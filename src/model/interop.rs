@@ -1,0 +1,134 @@
+//! Weights shared with torchvision and timm, and pretrained initialisation (`model.init_from`).
+//! samix's ResNets and ResNeXt name their variables as torchvision's do (`conv1`, `bn1`,
+//! `layer2.0.downsample.0`, `fc`, ...), which timm's ResNets share; the state dicts differ only
+//! in BatchNorm's `num_batches_tracked` counters, which samix does not keep. Conversion is
+//! therefore a check of every name, shape and kind against the architecture, plus those
+//! counters. Reads and writes safetensors files; touches no other state.
+use super::{ModelConfig, Network};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const BN_COUNTER: &str = ".num_batches_tracked";
+
+/// Weights of a network in samix's naming, checked against an architecture.
+pub struct NetworkWeights {
+    /// Variable name → tensor (f32), as a samix network of `config` holds them.
+    pub tensors: BTreeMap<String, Tensor>,
+    pub in_channels: i64,
+    pub num_classes: i64,
+}
+
+/// Reads a torchvision or timm ResNet/ResNeXt state dict saved as safetensors and checks it
+/// against `config` (channels and classes are read from `conv1.weight` and `fc.weight`).
+pub fn import_torchvision(path: &Path, config: &ModelConfig) -> Result<NetworkWeights> {
+    let stored = read(path)?;
+    let tensors: BTreeMap<String, Tensor> = stored
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with(BN_COUNTER))
+        .map(|(n, t)| (n, t.to_kind(Kind::Float)))
+        .collect();
+    check_against(path, &tensors, config)
+}
+
+/// A samix network's weights (root names, as [`import_torchvision`] returns or a checkpoint's
+/// deployed network) as a torchvision state dict: each BatchNorm gains its
+/// `num_batches_tracked` counter (0: samix keeps none; torch ignores it when a momentum is set).
+pub fn export_torchvision(weights: &NetworkWeights) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = weights.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    for name in weights.tensors.keys() {
+        if let Some(layer) = name.strip_suffix(".running_mean") {
+            out.push((format!("{layer}{BN_COUNTER}"), Tensor::zeros([], (Kind::Int64, Device::Cpu))));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Checks `tensors` (samix names) against the network `config` builds for their channels and
+/// classes: every variable present with its shape, nothing else. Errors name `path` and the key.
+pub fn check_against(path: &Path, tensors: &BTreeMap<String, Tensor>, config: &ModelConfig) -> Result<NetworkWeights> {
+    let dim = |name: &str, i: usize| -> Result<i64> {
+        let t = tensors.get(name).ok_or_else(|| Error::data(path, format!("no `{name}` (is this a ResNet?)")))?;
+        t.size().get(i).copied().ok_or_else(|| Error::data(path, format!("`{name}` has too few dimensions")))
+    };
+    let (in_channels, num_classes) = (dim("conv1.weight", 1)?, dim("fc.weight", 0)?);
+    // The architecture as configs name it (`resnet50`).
+    let arch = serde_json::to_value(config.arch).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let vs = VarStore::new(Device::Cpu);
+    Network::new(&vs.root(), config, in_channels, num_classes)?;
+    let expected = vs.variables();
+    let mut names: Vec<&String> = expected.keys().collect();
+    names.sort();
+    for name in names {
+        let want = expected[name].size();
+        match tensors.get(name) {
+            None => {
+                return Err(Error::data(path, format!("no `{name}`: not a {arch} of this layout")));
+            }
+            Some(t) if t.size() != want => {
+                let msg = format!("`{name}` is {:?}, a {arch} has {want:?} there", t.size());
+                return Err(Error::data(path, msg));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = tensors.keys().find(|n| !expected.contains_key(*n)) {
+        return Err(Error::data(path, format!("`{extra}` belongs to no variable of a {arch}")));
+    }
+    let tensors = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    Ok(NetworkWeights { tensors, in_channels, num_classes })
+}
+
+/// Initialises the network under `prefix` of `vs` (`""` for the root) from a samix weights file
+/// (`samix convert` writes one from torchvision's): every variable but the classifier (`fc.*`,
+/// which keeps its fresh initialisation, as transfer to a new label set needs) must be in the
+/// file with its shape. Returns how many variables were loaded.
+pub fn init_from(vs: &VarStore, prefix: &str, path: &Path) -> Result<usize> {
+    if !path.is_file() {
+        return Err(Error::config("model.init_from", format!("{} is not a file", path.display())));
+    }
+    let stored: HashMap<String, Tensor> = read(path)?.into_iter().filter(|(n, _)| !n.ends_with(BN_COUNTER)).collect();
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    let mut loaded = Vec::new();
+    for name in names {
+        let key = &name[prefix.len()..];
+        if key.starts_with("fc.") {
+            continue;
+        }
+        let var = &vars[name];
+        let t = stored.get(key).ok_or_else(|| Error::data(path, format!("no `{key}` (model.init_from)")))?;
+        if t.size() != var.size() {
+            let msg =
+                format!("`{key}` is {:?} in the file, {:?} in this model (model.init_from)", t.size(), var.size());
+            return Err(Error::data(path, msg));
+        }
+        loaded.push((var.shallow_clone(), t));
+    }
+    tch::no_grad(|| {
+        for (var, t) in &loaded {
+            let mut var = var.shallow_clone();
+            var.copy_(&t.to_kind(var.kind()).to_device(var.device()));
+        }
+    });
+    Ok(loaded.len())
+}
+
+/// Reads samix-named network weights from a safetensors file and checks them against `config`.
+pub fn read_samix(path: &Path, config: &ModelConfig) -> Result<NetworkWeights> {
+    let tensors: BTreeMap<String, Tensor> = read(path)?.into_iter().collect();
+    check_against(path, &tensors, config)
+}
+
+/// Writes named tensors as a safetensors file (atomically: a failed write leaves no file).
+pub fn save(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
+    crate::files::write_safetensors_atomic(path, named)
+}
+
+fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("cannot read safetensors weights: {e}")))
+}
