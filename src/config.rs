@@ -42,14 +42,23 @@ pub enum MixConfig {
     },
     /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
     Saliencymix { alpha: f64 },
-    /// Top-λ cells of a frozen samix classifier's last feature map keep the first image.
+    /// Top-λ cells of a frozen classifier's last feature map keep the first image.
     Attentivemix {
         alpha: f64,
-        /// A samix run or checkpoint folder whose (EMA, for SAMix runs) classifier scores cells.
+        /// The scoring classifier: a samix run or checkpoint folder (its EMA classifier for SAMix
+        /// runs), or a samix weights file such as `samix convert` makes from torchvision's
+        /// ImageNet ResNet-18 (the reference's scorer; architecture from `scorer_arch` and
+        /// `scorer_stem`).
         checkpoint: PathBuf,
         /// Resize the batch to this side before scoring (the reference: 224 for an ImageNet net).
         #[serde(default)]
         upsample_to: Option<usize>,
+        /// A weights file's architecture (default resnet18).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scorer_arch: Option<crate::model::Arch>,
+        /// A weights file's stem (default imagenet).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scorer_stem: Option<crate::model::Stem>,
     },
     /// PuzzleMix: saliency-guided graph-cut masks over a block grid plus block transport.
     Puzzlemix(PuzzleMixConfig),
@@ -162,7 +171,13 @@ impl MixConfig {
                 return Err(Error::Argument(msg));
             }
             ("attentivemix", Some(c)) => {
-                let cfg = MixConfig::Attentivemix { alpha, checkpoint: c.to_path_buf(), upsample_to: None };
+                let cfg = MixConfig::Attentivemix {
+                    alpha,
+                    checkpoint: c.to_path_buf(),
+                    upsample_to: None,
+                    scorer_arch: None,
+                    scorer_stem: None,
+                };
                 cfg.check(0)?;
                 return Ok(cfg);
             }

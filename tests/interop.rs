@@ -141,3 +141,39 @@ fn init_from_loads_all_but_the_classifier_and_refuses_other_architectures() {
     assert!(said.contains("r50.safetensors") && said.contains("resnet18"), "{said}");
     assert!(!dir.path().join("out.safetensors").exists(), "nothing written on error");
 }
+
+/// AttentiveMix+ as the reference runs it (issue 11, item 5): an ImageNet-stem ResNet-18 from a
+/// weights file (what `samix convert` makes of torchvision's) scores a 7×7 grid of the batch
+/// upsampled to 224; without the upsampling the same net sees one cell at 32 px.
+#[test]
+fn attentivemix_scores_with_an_imagenet_resnet18_file_at_224() {
+    let _lock = common::torch_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(4);
+    let vs = VarStore::new(Device::Cpu);
+    Network::new(&vs.root(), &ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::Resnet18) }, 3, 1000)
+        .unwrap();
+    let file = dir.path().join("r18_imagenet.safetensors");
+    interop::save(&file, vs.variables().into_iter().collect()).unwrap();
+    let policy = |upsample: &str| {
+        let text = format!(
+            "[data]\ndataset = \"cifar100\"\n[model]\narch = \"resnet18\"\n[train]\nepochs = 1\nbatch_size = 4\n[mix]\npolicy = \"attentivemix\"\nalpha = 2.0\ncheckpoint = \"{}\"\n{upsample}\n",
+            file.display()
+        );
+        let cfg = samix::config::TrainConfig::parse(&text, &[]).unwrap();
+        match samix::train::input_policy(&cfg.mix, Device::Cpu).unwrap() {
+            samix::train::Policy::AttentiveMix(p) => p,
+            _ => panic!("not AttentiveMix"),
+        }
+    };
+    let images = Tensor::randn([4, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
+    let at_224 = policy("upsample_to = 224").first_weight(&images, 0.5);
+    assert_eq!(at_224.size(), vec![4, 1, 32, 32]);
+    // ⌊49 · 0.5⌋ = 24 of 49 cells, nearest-resampled to 32 px (cells of 4 or 5 pixels a side).
+    for i in 0..4 {
+        let kept = at_224.get(i).mean(tch::Kind::Float).double_value(&[]);
+        assert!((kept - 24.0 / 49.0).abs() < 0.06, "image {i} keeps {kept}");
+    }
+    let at_32 = policy("").first_weight(&images, 0.5);
+    assert_eq!(at_32.mean(tch::Kind::Float).double_value(&[]), 1.0, "one cell at 32 px: kept whole");
+}

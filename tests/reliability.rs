@@ -222,6 +222,8 @@ fn a_consulted_classifier_of_another_dataset_is_refused() {
         alpha: 2.0,
         checkpoint: tmp.path().join("teacher"),
         upsample_to: None,
+        scorer_arch: None,
+        scorer_stem: None,
     };
     let dc = samix::data::DataConfig {
         train_limit: Some(1),

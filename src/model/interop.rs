@@ -124,6 +124,23 @@ pub fn read_samix(path: &Path, config: &ModelConfig) -> Result<NetworkWeights> {
     check_against(path, &tensors, config)
 }
 
+/// A network of `config` with the samix weights of `path` (every variable checked), on `device`.
+pub fn load_network(path: &Path, config: &ModelConfig, device: Device) -> Result<(VarStore, Network)> {
+    let weights = read_samix(path, config)?;
+    let vs = VarStore::new(device);
+    let net = Network::new(&vs.root(), config, weights.in_channels, weights.num_classes)?;
+    let vars = vs.variables();
+    tch::no_grad(|| {
+        for (name, t) in &weights.tensors {
+            if let Some(var) = vars.get(name) {
+                let mut var = var.shallow_clone();
+                var.copy_(&t.to_device(device));
+            }
+        }
+    });
+    Ok((vs, net))
+}
+
 /// Writes named tensors as a safetensors file (atomically: a failed write leaves no file).
 pub fn save(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
     crate::files::write_safetensors_atomic(path, named)

@@ -113,8 +113,16 @@ impl Mixing {
 /// onto `device`. Fails, naming `mix.policy`, for mixing that needs the model.
 pub fn input_policy(cfg: &MixConfig, device: Device) -> Result<Policy> {
     Ok(match cfg {
-        MixConfig::Attentivemix { alpha, checkpoint, upsample_to } => {
-            let (vs, net) = Model::load_frozen(checkpoint, device)?;
+        MixConfig::Attentivemix { alpha, checkpoint, upsample_to, scorer_arch, scorer_stem } => {
+            let (vs, net) = if checkpoint.is_file() {
+                let config = crate::model::ModelConfig {
+                    stem: scorer_stem.unwrap_or(crate::model::Stem::Imagenet),
+                    ..crate::model::ModelConfig::new(scorer_arch.unwrap_or(crate::model::Arch::Resnet18))
+                };
+                crate::model::interop::load_network(checkpoint, &config, device)?
+            } else {
+                Model::load_frozen(checkpoint, device)?
+            };
             Policy::AttentiveMix(AttentiveMix::new(*alpha, vs, net, upsample_to.map(|s| s as i64))?)
         }
         MixConfig::None => Policy::None(NoMix),
