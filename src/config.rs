@@ -27,18 +27,32 @@ pub enum MixConfig {
         per_sample: bool,
     },
     /// Box pasted from the paired image; λ recomputed from the box area.
-    Cutmix { alpha: f64 },
+    Cutmix {
+        alpha: f64,
+        /// Redraw a pairing that pairs an image with itself (up to 10 times), as the reference.
+        #[serde(default)]
+        no_repeat: bool,
+    },
     /// The whole paired image shrunk into a random box (τ from Beta(α, α) within [0.1, 0.8]).
     Resizemix { alpha: f64 },
     /// Grid of holes taking the paired image, hole side ratio √(1−λ).
     Gridmix { alpha: f64 },
     /// Gaussian blob of the paired image; α is not used by the mask (as the reference).
-    Smoothmix { alpha: f64 },
+    Smoothmix {
+        alpha: f64,
+        /// The reference's label weight (the blob's mean, the partner's share, for the first
+        /// label) and blob centre (half a pixel off a pixel's centre).
+        #[serde(default)]
+        reference: bool,
+    },
     /// Binarised low-frequency Fourier mask keeping ~λ of the first image.
     Fmix {
         alpha: f64,
         #[serde(default = "fmix_decay")]
         decay_power: f64,
+        /// Redraw a pairing that pairs an image with itself (up to 10 times), as the reference.
+        #[serde(default)]
+        no_repeat: bool,
     },
     /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
     Saliencymix { alpha: f64 },
@@ -281,10 +295,10 @@ impl MixConfig {
                 Ok(())
             }
             MixConfig::Mixup { alpha, .. }
-            | MixConfig::Cutmix { alpha }
+            | MixConfig::Cutmix { alpha, .. }
             | MixConfig::Resizemix { alpha }
             | MixConfig::Gridmix { alpha }
-            | MixConfig::Smoothmix { alpha }
+            | MixConfig::Smoothmix { alpha, .. }
             | MixConfig::Fmix { alpha, .. }
             | MixConfig::Saliencymix { alpha }
             | MixConfig::Attentivemix { alpha, .. }

@@ -96,7 +96,7 @@ fn policies_validate_alpha() {
         let err =
             input_policy(&MixConfig::Mixup { alpha, per_sample: false }, tch::Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("mix.alpha"), "{err}");
-        assert!(input_policy(&MixConfig::Cutmix { alpha }, tch::Device::Cpu).is_err());
+        assert!(input_policy(&MixConfig::Cutmix { alpha, no_repeat: false }, tch::Device::Cpu).is_err());
     }
     assert!(input_policy(&MixConfig::None, tch::Device::Cpu).is_ok());
 }

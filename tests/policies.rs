@@ -139,7 +139,7 @@ fn policy_names_and_alphas_are_validated() {
     assert!(MixConfig::from_name("attentivemix", None).unwrap_err().to_string().contains("checkpoint"));
     assert!(MixConfig::from_name("cutmix", Some(-1.0)).is_err());
     assert_eq!(MixConfig::from_name("mixup", None).unwrap(), MixConfig::Mixup { alpha: 1.0, per_sample: false });
-    assert_eq!(MixConfig::from_name("cutmix", None).unwrap(), MixConfig::Cutmix { alpha: 0.2 });
+    assert_eq!(MixConfig::from_name("cutmix", None).unwrap(), MixConfig::Cutmix { alpha: 0.2, no_repeat: false });
 }
 
 mod feature {
@@ -441,5 +441,63 @@ fn puzzlemix_handles_28_pixel_images() {
         assert_eq!(out.images.size(), [6, 3, 28, 28]);
         let area = f64s(&out.mask.unwrap().mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
         assert!(f64s(&out.targets.lam).iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6));
+    }
+}
+
+/// A policy from a `[mix]` table's text (options beyond α).
+fn policy_from(table: &str) -> Policy {
+    let cfg: MixConfig = toml::from_str(table).unwrap();
+    samix::train::input_policy(&cfg, Device::Cpu).unwrap()
+}
+
+/// Issue 11, item 7: the reference's SmoothMix (first label weighted by the blob's mean, centre on
+/// a pixel corner) as an option; the default keeps the first image's area and a pixel-centred blob.
+#[test]
+fn smoothmix_reference_option_swaps_the_label_weight_and_moves_the_centre() {
+    let (x, y) = indexed_batch(4, 16, 16);
+    for (reference, seed) in [(false, 3u64), (true, 3), (false, 8), (true, 8)] {
+        let p = policy_from(&format!("policy = \"smoothmix\"\nalpha = 0.2\nreference = {reference}"));
+        let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
+        let first = out.mask.unwrap();
+        let kept = first.mean(Kind::Float).double_value(&[]);
+        let lam = f64s(&out.targets.lam);
+        let want = if reference { 1.0 - kept } else { kept };
+        assert!(lam.iter().all(|l| (l - want).abs() < 1e-6), "reference = {reference}: λ {lam:?}, kept {kept}");
+        // The blob's peak: 1 at one pixel when centred on a pixel; below 1 (no pixel at the
+        // centre) when centred on a pixel corner.
+        let g = (-&first + 1.0).squeeze();
+        let peak = g.max().double_value(&[]);
+        let at_peak = g.ge(peak - 1e-6).sum(Kind::Int64).int64_value(&[]);
+        if reference {
+            assert!(peak < 1.0 - 1e-4, "corner-centred blob peaks at {peak}");
+        } else {
+            assert_eq!(at_peak, 1);
+            assert!((peak - 1.0).abs() < 1e-6);
+        }
+    }
+}
+
+/// Issue 11, item 7: `no_repeat` (CutMix, FMix) redraws pairings with a fixed point, as the
+/// reference does; by default about two thirds of 3-image pairings have one.
+#[test]
+fn no_repeat_avoids_pairing_an_image_with_itself() {
+    let (x, y) = indexed_batch(3, 8, 8);
+    let fixed_point_share = |table: &str| {
+        let p = policy_from(table);
+        let mut rng = SamixRng::seed_from_u64(21);
+        let with_fixed = (0..300)
+            .filter(|_| {
+                let perm = p.mix(&x, &y, &mut rng).pairing.unwrap();
+                Vec::<i64>::try_from(&perm).unwrap().iter().enumerate().any(|(i, &j)| j == i as i64)
+            })
+            .count();
+        with_fixed as f64 / 300.0
+    };
+    for name in ["cutmix", "fmix"] {
+        let default = fixed_point_share(&format!("policy = \"{name}\"\nalpha = 1.0"));
+        let redrawn = fixed_point_share(&format!("policy = \"{name}\"\nalpha = 1.0\nno_repeat = true"));
+        assert!(default > 0.5, "{name}: {default}");
+        // (2/3)^11 ≈ 1.2% of batches keep a fixed point after the reference's 10 redraws.
+        assert!(redrawn < 0.05, "{name} with no_repeat: {redrawn}");
     }
 }

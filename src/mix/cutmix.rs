@@ -1,7 +1,8 @@
 //! CutMix (Yun et al. 2019): a box of side ratio √(1−λ) at a uniform centre, clipped to the
 //! image, is pasted from the paired image; the label λ is recomputed from the pasted area.
 use super::{
-    mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch,
+    mix_targets, mix_targets_t, random_pairing, random_pairing_on_device, random_pairing_without_self, LambdaSampler,
+    MixPolicy, MixedBatch, NO_REPEAT_REDRAWS,
 };
 use crate::rng::SamixRng;
 use crate::Result;
@@ -11,11 +12,19 @@ use tch::{Device, Kind, Tensor};
 #[derive(Clone, Debug)]
 pub struct CutMix {
     lambda: LambdaSampler,
+    no_repeat: bool,
 }
 
 impl CutMix {
     pub fn new(alpha: f64) -> Result<Self> {
-        Ok(CutMix { lambda: LambdaSampler::new(alpha)? })
+        Ok(CutMix { lambda: LambdaSampler::new(alpha)?, no_repeat: false })
+    }
+
+    /// Redraw pairings that pair an image with itself (the reference's `no_repeat`; host-drawn
+    /// pairings only).
+    pub fn no_repeat(mut self, on: bool) -> Self {
+        self.no_repeat = on;
+        self
     }
 }
 
@@ -107,7 +116,11 @@ impl MixPolicy for CutMix {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
         let size = images.size();
         let (n, h, w) = (size[0] as usize, size[2], size[3]);
-        let perm = random_pairing(n, rng, images.device());
+        let perm = if self.no_repeat {
+            random_pairing_without_self(n, NO_REPEAT_REDRAWS, rng, images.device())
+        } else {
+            random_pairing(n, rng, images.device())
+        };
         let lam = self.lambda.sample(rng);
         let b = cutmix_box(h, w, lam, rng);
         let mixed = paste_box(images, &images.index_select(0, &perm), b);

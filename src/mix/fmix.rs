@@ -3,7 +3,10 @@
 //! binarised by keeping its top ⌈λHW⌉ or ⌊λHW⌋ pixels (coin flip) for the first image. One mask per
 //! batch; the label weight is the mask's exact area. The spectrum is drawn from the host RNG (so a
 //! seed fixes it); the small FFT and the ranking run on the CPU, the blend on the batch's device.
-use super::{blend, mix_targets, random_pairing, LambdaSampler, MixPolicy, MixedBatch};
+use super::{
+    blend, mix_targets, random_pairing, random_pairing_without_self, LambdaSampler, MixPolicy, MixedBatch,
+    NO_REPEAT_REDRAWS,
+};
 use crate::rng::SamixRng;
 use crate::{Error, Result};
 use rand::Rng;
@@ -14,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 pub struct FMix {
     lambda: LambdaSampler,
     decay_power: f64,
+    no_repeat: bool,
 }
 
 impl FMix {
@@ -21,7 +25,13 @@ impl FMix {
         if !(decay_power.is_finite() && decay_power > 0.0) {
             return Err(Error::config("mix.decay_power", format!("{decay_power} is not a positive number")));
         }
-        Ok(FMix { lambda: LambdaSampler::new(alpha)?, decay_power })
+        Ok(FMix { lambda: LambdaSampler::new(alpha)?, decay_power, no_repeat: false })
+    }
+
+    /// Redraw pairings that pair an image with itself (the reference's `no_repeat`).
+    pub fn no_repeat(mut self, on: bool) -> Self {
+        self.no_repeat = on;
+        self
     }
 }
 
@@ -57,7 +67,11 @@ impl MixPolicy for FMix {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
         let size = images.size();
         let (n, h, w) = (size[0] as usize, size[2], size[3]);
-        let perm = random_pairing(n, rng, images.device());
+        let perm = if self.no_repeat {
+            random_pairing_without_self(n, NO_REPEAT_REDRAWS, rng, images.device())
+        } else {
+            random_pairing(n, rng, images.device())
+        };
         let lam = self.lambda.sample(rng);
         let exact = lam * (h * w) as f64;
         let keep = if rng.gen_bool(0.5) { exact.ceil() } else { exact.floor() } as i64;

@@ -10,12 +10,22 @@ use rand::Rng;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Debug, Default)]
-pub struct SmoothMix;
+pub struct SmoothMix {
+    reference: bool,
+}
 
 impl SmoothMix {
     /// α is accepted for config symmetry with the reference, whose λ draw does not shape the mask.
     pub fn new(_alpha: f64) -> Result<Self> {
-        Ok(SmoothMix)
+        Ok(SmoothMix { reference: false })
+    }
+
+    /// The reference's choices (SAMIX_SPEC.md §8): the first label weighted by the blob's mean
+    /// (the partner's share), and the blob centred half a pixel off a pixel centre (its grid is
+    /// rolled by whole pixels around a centre between pixels).
+    pub fn reference(mut self, on: bool) -> Self {
+        self.reference = on;
+        self
     }
 }
 
@@ -33,11 +43,14 @@ impl MixPolicy for SmoothMix {
         let (n, h, w) = (size[0], size[2], size[3]);
         let perm = random_pairing(n as usize, rng, images.device());
         let sigma = (rng.gen::<f64>() / 4.0 + 0.25) * h as f64;
-        let (cy, cx) = (rng.gen_range(0..h) as f64 + 0.5, rng.gen_range(0..w) as f64 + 0.5);
+        // Pixel centres are at k + ½; the reference's centre falls on a pixel corner.
+        let offset = if self.reference { 0.0 } else { 0.5 };
+        let (cy, cx) = (rng.gen_range(0..h) as f64 + offset, rng.gen_range(0..w) as f64 + offset);
         let g = gaussian_blob(h, w, cy, cx, sigma, images.device());
         let first = -&g + 1.0;
         let mixed = blend(images, &images.index_select(0, &perm), &first);
-        let lam = first.mean(Kind::Float).expand([n], false).contiguous();
+        let share = if self.reference { &g } else { &first };
+        let lam = share.mean(Kind::Float).expand([n], false).contiguous();
         let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
         MixedBatch { images: mixed, targets, mask: Some(first), pairing: Some(perm) }
     }

@@ -127,11 +127,13 @@ pub fn input_policy(cfg: &MixConfig, device: Device) -> Result<Policy> {
         }
         MixConfig::None => Policy::None(NoMix),
         MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(*alpha, *per_sample)?),
-        MixConfig::Cutmix { alpha } => Policy::CutMix(CutMix::new(*alpha)?),
+        MixConfig::Cutmix { alpha, no_repeat } => Policy::CutMix(CutMix::new(*alpha)?.no_repeat(*no_repeat)),
         MixConfig::Resizemix { alpha } => Policy::ResizeMix(ResizeMix::new(*alpha)?),
         MixConfig::Gridmix { alpha } => Policy::GridMix(GridMix::new(*alpha)?),
-        MixConfig::Smoothmix { alpha } => Policy::SmoothMix(SmoothMix::new(*alpha)?),
-        MixConfig::Fmix { alpha, decay_power } => Policy::FMix(FMix::new(*alpha, *decay_power)?),
+        MixConfig::Smoothmix { alpha, reference } => Policy::SmoothMix(SmoothMix::new(*alpha)?.reference(*reference)),
+        MixConfig::Fmix { alpha, decay_power, no_repeat } => {
+            Policy::FMix(FMix::new(*alpha, *decay_power)?.no_repeat(*no_repeat))
+        }
         MixConfig::Saliencymix { alpha } => Policy::SaliencyMix(SaliencyMix::new(*alpha)?),
         MixConfig::MixupCutmix { mixup_alpha, cutmix_alpha, prob, switch_prob, mode } => {
             Policy::MixupCutmix(MixupCutmix::new(*mixup_alpha, *cutmix_alpha, *prob, *switch_prob, *mode)?)
