@@ -241,7 +241,12 @@ fn transforms_keep_their_invariants() {
     assert_eq!(transform::hflip(&img).pixel(0, 3, 0), img.pixel(0, 3, 5));
     // Resampling a window onto its own size is the identity.
     assert_eq!(transform::resize_window(&img, 0.0, 0.0, 8.0, 6.0, 8, 6), img);
-    let rrc = Step::RandomResizedCrop { size: 5, scale: (0.08, 1.0), ratio: (0.75, 4.0 / 3.0) };
+    let rrc = Step::RandomResizedCrop {
+        size: 5,
+        scale: (0.08, 1.0),
+        ratio: (0.75, 4.0 / 3.0),
+        interpolation: samix::data::Interpolation::Bilinear,
+    };
     for _ in 0..20 {
         let o = transform::apply_step(&rrc, img.clone(), &mut rng);
         assert_eq!((o.height, o.width), (5, 5));
@@ -364,4 +369,48 @@ fn shards_split_each_global_batch_and_cover_the_epoch() {
     // A training batch that does not split evenly is refused, naming the key.
     let err = make(32, true, true).sharded(Shard { rank: 0, count: 3 }).err().unwrap().to_string();
     assert!(err.contains("train.batch_size") && err.contains("3 processes"), "{err}");
+}
+
+/// Bicubic resampling (issue 11, item 7: the reference's random-resized crop for Tiny-ImageNet):
+/// Keys' a = −0.5 kernel reproduces a quadratic image exactly inside the image (up to the byte
+/// rounding), where bilinear resampling cannot; and the config selects it for the crop.
+#[test]
+fn bicubic_resampling_reproduces_quadratics_and_is_selectable() {
+    let (h, w) = (20usize, 20usize);
+    // Integer-valued on the pixel grid, below 256 wherever the resampling below reads.
+    let q = |y: f64, x: f64| 4.0 * (x - 9.5) * (x - 9.5) + y;
+    let data: Vec<u8> = (0..h).flat_map(|y| (0..w).map(move |x| q(y as f64, x as f64) as u8)).collect();
+    let img = RawImage::new(1, h, w, data);
+    // The window [4, 16) × [4, 16) at twice the resolution: every tap stays inside the image.
+    let (top, left, side, out) = (4.0, 4.0, 12.0, 24usize);
+    let up = transform::resize_window_bicubic(&img, top, left, side, side, out, out);
+    let s = side / out as f64;
+    for oy in 0..out {
+        for ox in 0..out {
+            let (cy, cx) = (top + (oy as f64 + 0.5) * s - 0.5, left + (ox as f64 + 0.5) * s - 0.5);
+            let got = up.pixel(0, oy, ox) as f64;
+            assert!((got - q(cy, cx)).abs() <= 0.5 + 1e-6, "({oy}, {ox}): {got} vs {}", q(cy, cx));
+        }
+    }
+    let bilinear = transform::resize_window(&img, top, left, side, side, out, out);
+    let worst = (0..out)
+        .flat_map(|oy| (0..out).map(move |ox| (oy, ox)))
+        .map(|(oy, ox)| {
+            let (cy, cx) = (top + (oy as f64 + 0.5) * s - 0.5, left + (ox as f64 + 0.5) * s - 0.5);
+            (bilinear.pixel(0, oy, ox) as f64 - q(cy, cx)).abs()
+        })
+        .fold(0.0, f64::max);
+    // Linear interpolation a quarter pixel off the grid misses 4·¼·¾ = 0.75.
+    assert!(worst > 0.6, "bilinear should miss the curvature, worst error {worst}");
+    let cfg = AugmentConfig {
+        image_size: Some(64),
+        random_resized_crop: true,
+        rrc_interpolation: samix::data::Interpolation::Bicubic,
+        ..Default::default()
+    };
+    let pipe = Pipeline::train(&cfg, Some(64), &[0.5; 3], &[0.5; 3]);
+    assert!(matches!(
+        pipe.steps[0],
+        Step::RandomResizedCrop { interpolation: samix::data::Interpolation::Bicubic, .. }
+    ));
 }

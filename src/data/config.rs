@@ -38,6 +38,18 @@ impl DatasetKind {
     }
 }
 
+/// How an image is resampled to another size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// Linear in each direction between the 2×2 nearest pixels.
+    #[default]
+    Bilinear,
+    /// Cubic convolution over the 4×4 nearest pixels (Keys' kernel with a = −0.5, as PIL's
+    /// bicubic filter), without PIL's widening of the kernel when shrinking.
+    Bicubic,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaddingMode {
@@ -59,6 +71,9 @@ pub struct AugmentConfig {
     /// With `image_size`: RandomResizedCrop for training instead of resize + centre crop.
     pub random_resized_crop: bool,
     pub rrc_scale: [f64; 2],
+    /// The random-resized crop's resampling (the reference's Tiny-ImageNet and ImageNet
+    /// pipelines: bicubic).
+    pub rrc_interpolation: Interpolation,
     /// Shorter side before the centre crop at test time (ImageNet recipe: 256 for 224).
     pub test_resize: Option<usize>,
 }
@@ -72,6 +87,7 @@ impl Default for AugmentConfig {
             image_size: None,
             random_resized_crop: false,
             rrc_scale: [0.08, 1.0],
+            rrc_interpolation: Interpolation::Bilinear,
             test_resize: None,
         }
     }

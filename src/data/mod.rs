@@ -10,7 +10,7 @@ pub mod transform;
 pub mod verify;
 
 use crate::Result;
-pub use config::{AugmentConfig, DataConfig, DatasetKind, PaddingMode};
+pub use config::{AugmentConfig, DataConfig, DatasetKind, Interpolation, PaddingMode};
 use std::sync::Arc;
 
 /// One decoded image: `channels × height × width` bytes, channel-major (CHW).

@@ -1,6 +1,6 @@
 //! Image transforms on CHW bytes (random crop with padding, flip, random-resized crop,
 //! resize + centre crop) and normalisation into f32. Pure functions of the image and an RNG.
-use super::config::{AugmentConfig, PaddingMode};
+use super::config::{AugmentConfig, Interpolation, PaddingMode};
 use super::RawImage;
 use rand::Rng;
 use tch::Tensor;
@@ -12,8 +12,8 @@ pub enum Step {
     /// Mirrors left-right with probability 1/2.
     HorizontalFlip,
     /// torchvision's RandomResizedCrop: a random area fraction in `scale` and log-uniform aspect
-    /// ratio in `ratio`, resized (bilinear) to `size × size`.
-    RandomResizedCrop { size: usize, scale: (f64, f64), ratio: (f64, f64) },
+    /// ratio in `ratio`, resampled (bilinear or bicubic) to `size × size`.
+    RandomResizedCrop { size: usize, scale: (f64, f64), ratio: (f64, f64), interpolation: Interpolation },
     /// Resizes the shorter side to `resize`, then crops the centre `crop × crop`.
     ResizeCenterCrop { resize: usize, crop: usize },
 }
@@ -38,6 +38,7 @@ impl Pipeline {
                     size,
                     scale: (cfg.rrc_scale[0], cfg.rrc_scale[1]),
                     ratio: (3.0 / 4.0, 4.0 / 3.0),
+                    interpolation: cfg.rrc_interpolation,
                 });
             } else {
                 steps.push(Step::ResizeCenterCrop { resize: cfg.test_resize.unwrap_or(size), crop: size });
@@ -98,9 +99,13 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
                 img
             }
         }
-        Step::RandomResizedCrop { size, scale, ratio } => {
+        Step::RandomResizedCrop { size, scale, ratio, interpolation } => {
             let (top, left, h, w) = random_resized_window(img.height, img.width, scale, ratio, rng);
-            resize_window(&img, top as f64, left as f64, h as f64, w as f64, size, size)
+            let (top, left, h, w) = (top as f64, left as f64, h as f64, w as f64);
+            match interpolation {
+                Interpolation::Bilinear => resize_window(&img, top, left, h, w, size, size),
+                Interpolation::Bicubic => resize_window_bicubic(&img, top, left, h, w, size, size),
+            }
         }
         Step::ResizeCenterCrop { resize, crop: out } => {
             // Scale so the shorter side becomes `resize`, then take the centre `out × out` of that
@@ -214,6 +219,61 @@ pub fn resize_window(img: &RawImage, top: f64, left: f64, h: f64, w: f64, out_h:
                 let top_row = p(y0, x0) * (1.0 - fx) + p(y0, x1) * fx;
                 let bottom = p(y1, x0) * (1.0 - fx) + p(y1, x1) * fx;
                 data.push((top_row * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    RawImage::new(img.channels, out_h, out_w, data)
+}
+
+/// Keys' cubic convolution kernel with a = −0.5 (PIL's bicubic).
+fn cubic(t: f64) -> f64 {
+    const A: f64 = -0.5;
+    let t = t.abs();
+    if t < 1.0 {
+        ((A + 2.0) * t - (A + 3.0)) * t * t + 1.0
+    } else if t < 2.0 {
+        (((t - 5.0) * t + 8.0) * t - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// As [`resize_window`] with bicubic resampling: each output pixel weighs the 4×4 source pixels
+/// around its centre by [`cubic`] (indices clamped at the borders), rounded and clamped to bytes.
+pub fn resize_window_bicubic(
+    img: &RawImage,
+    top: f64,
+    left: f64,
+    h: f64,
+    w: f64,
+    out_h: usize,
+    out_w: usize,
+) -> RawImage {
+    // Per output coordinate: the 4 source indices and their weights (which sum to 1).
+    let taps = |o: usize, s: f64, off: f64, n: usize| -> [(usize, f32); 4] {
+        let c = off + (o as f64 + 0.5) * s - 0.5;
+        let base = c.floor();
+        let mut out = [(0usize, 0f32); 4];
+        for (k, tap) in out.iter_mut().enumerate() {
+            let i = base + k as f64 - 1.0;
+            *tap = (i.clamp(0.0, (n - 1) as f64) as usize, cubic(c - i) as f32);
+        }
+        out
+    };
+    let (sy, sx) = (h / out_h as f64, w / out_w as f64);
+    let ys: Vec<_> = (0..out_h).map(|o| taps(o, sy, top, img.height)).collect();
+    let xs: Vec<_> = (0..out_w).map(|o| taps(o, sx, left, img.width)).collect();
+    let mut data = Vec::with_capacity(img.channels * out_h * out_w);
+    for c in 0..img.channels {
+        for ty in &ys {
+            for tx in &xs {
+                let mut v = 0f32;
+                for &(y, wy) in ty {
+                    for &(x, wx) in tx {
+                        v += img.pixel(c, y, x) as f32 * wy * wx;
+                    }
+                }
+                data.push(v.round().clamp(0.0, 255.0) as u8);
             }
         }
     }
