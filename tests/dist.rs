@@ -207,6 +207,20 @@ fn train_ranks(world: usize, config: &Path, out: &Path, extra: &[&str]) -> Vec<O
     })
 }
 
+/// Starts `samix train` as rank `rank` of `world` (on `port`) without waiting for it.
+fn spawn_rank(config: &Path, out: &Path, rank: usize, world: usize, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_samix"))
+        .args(["--quiet", "train", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .envs(rank_env(rank, world, port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn write_config(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, body).unwrap();
@@ -329,19 +343,7 @@ alpha = 1.0"#,
     let config = write_config(dir.path(), "c.toml", &body);
     let run = dir.path().join("run");
     let port = free_port();
-    let spawn = |r: usize| {
-        Command::new(env!("CARGO_BIN_EXE_samix"))
-            .args(["--quiet", "train", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(&run)
-            .envs(rank_env(r, 2, port))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (mut r0, mut r1) = (spawn(0), spawn(1));
+    let (mut r0, mut r1) = (spawn_rank(&config, &run, 0, 2, port), spawn_rank(&config, &run, 1, 2, port));
     // Once the first epoch is recorded both ranks are mid-run; then rank 1 dies.
     let start = Instant::now();
     while !std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty()) {
@@ -407,20 +409,7 @@ fn a_stopped_two_process_run_resumes_exactly() {
 
     let stopped = dir.path().join("stopped");
     let port = free_port();
-    let mut ranks: Vec<_> = (0..2)
-        .map(|r| {
-            Command::new(env!("CARGO_BIN_EXE_samix"))
-                .args(["--quiet", "train", "--config"])
-                .arg(&config)
-                .arg("--out")
-                .arg(&stopped)
-                .envs(rank_env(r, 2, port))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let mut ranks: Vec<_> = (0..2).map(|r| spawn_rank(&config, &stopped, r, 2, port)).collect();
     let start = Instant::now();
     while !std::fs::read_to_string(stopped.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty()) {
         assert!(start.elapsed() < RANKS_BOUND, "the run never finished an epoch");
