@@ -115,6 +115,7 @@ pub fn init_from(vs: &VarStore, prefix: &str, path: &Path) -> Result<usize> {
             var.copy_(&t.to_kind(var.kind()).to_device(var.device()));
         }
     });
+    tracing::info!("initialised {} variables from {} (the classifier starts fresh)", loaded.len(), path.display());
     Ok(loaded.len())
 }
 

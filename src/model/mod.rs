@@ -177,10 +177,22 @@ pub fn conv_with(path: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, group
     nn::conv2d(path, cin, cout, k, cfg)
 }
 
-/// BatchNorm with γ = `gamma` (1, or 0 for the last BN of a residual branch) and β = 0.
+/// BatchNorm with γ = `gamma` (1, or 0 for the last BN of a residual branch) and β = 0, with
+/// torch's ε and momentum.
 pub fn batch_norm(path: nn::Path, c: i64, gamma: f64) -> nn::BatchNorm {
-    let cfg =
-        nn::BatchNormConfig { ws_init: nn::Init::Const(gamma), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    let NormChoice { eps, momentum, .. } = NormChoice::default();
+    batch_norm_with(path, c, gamma, eps, momentum)
+}
+
+/// As [`batch_norm`] with ε `eps` and running-statistics momentum `momentum`.
+fn batch_norm_with(path: nn::Path, c: i64, gamma: f64, eps: f64, momentum: f64) -> nn::BatchNorm {
+    let cfg = nn::BatchNormConfig {
+        ws_init: nn::Init::Const(gamma),
+        bs_init: nn::Init::Const(0.0),
+        eps,
+        momentum,
+        ..Default::default()
+    };
     nn::batch_norm2d(path, c, cfg)
 }
 
@@ -222,16 +234,7 @@ impl nn::ModuleT for Norm {
 /// GroupNorm takes the largest divisor of `c` not above `choice.groups` as its group count.
 pub fn norm(path: nn::Path, c: i64, gamma: f64, choice: NormChoice) -> Norm {
     match choice.kind {
-        NormKind::Batch => {
-            let cfg = nn::BatchNormConfig {
-                ws_init: nn::Init::Const(gamma),
-                bs_init: nn::Init::Const(0.0),
-                eps: choice.eps,
-                momentum: choice.momentum,
-                ..Default::default()
-            };
-            Norm::Batch(nn::batch_norm2d(path, c, cfg))
-        }
+        NormKind::Batch => Norm::Batch(batch_norm_with(path, c, gamma, choice.eps, choice.momentum)),
         NormKind::Group => {
             let groups = (1..=choice.groups.clamp(1, c.max(1))).rev().find(|g| c % g == 0).unwrap_or(1);
             let cfg = nn::GroupNormConfig {

@@ -69,11 +69,6 @@ impl Sgd {
         }
     }
 
-    /// The momentum buffers, in parameter order (made ones only).
-    pub fn buffers(&self) -> Vec<Tensor> {
-        self.momentum_buffers.iter().flatten().map(Tensor::shallow_clone).collect()
-    }
-
     /// Names of the optimised parameters of group `g` (0 = default).
     pub fn group_params(&self, g: usize) -> Vec<&str> {
         self.params.iter().zip(&self.group_of).filter(|(_, &gi)| gi == g).map(|((n, _), _)| n.as_str()).collect()

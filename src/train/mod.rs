@@ -230,6 +230,14 @@ struct EpochTrain {
     interrupted: Option<PartialEpoch>,
 }
 
+/// Whether `flag` holds on any rank of a data-parallel run (on this process alone without one).
+fn on_any_rank(dp: Option<&DataParallel>, flag: bool) -> Result<bool> {
+    match dp {
+        Some(d) => d.group.any(flag),
+        None => Ok(flag),
+    }
+}
+
 /// Whether a stop has been requested.
 fn stop_requested(stop: Option<&StopSignal>) -> bool {
     stop.is_some_and(StopSignal::is_requested)
@@ -277,11 +285,7 @@ fn train_epoch(
     let mut stopped_at = None;
     for i in first_step..iters {
         // Ranks stop together: a stop any of them sees is everyone's.
-        let stopping = match dp {
-            Some(d) => d.group.any(stop_requested(stop))?,
-            None => stop_requested(stop),
-        };
-        if stopping {
+        if on_any_rank(dp, stop_requested(stop))? {
             stopped_at = Some(i);
             break;
         }
@@ -645,11 +649,7 @@ impl DataParallel {
     /// (restored from a checkpoint, or freshly initialised), and its place in the run.
     fn start_from_main(&self, learner: &mut dyn Learner, start: Start) -> Result<Start> {
         learner.optimizer_mut().materialize_buffers();
-        let vars = learner.var_store().variables();
-        let mut names: Vec<&String> = vars.keys().collect();
-        names.sort();
-        let mut tensors: Vec<Tensor> = names.iter().map(|n| vars[*n].shallow_clone()).collect();
-        tensors.extend(learner.optimizer().buffers());
+        let tensors: Vec<Tensor> = replicated_state(learner).into_iter().map(|(_, t)| t).collect();
         self.group.broadcast_from_main(&tensors, self.bucket_bytes)?;
         let place = StartPlace { epoch: start.epoch, global_step: start.global_step, partial: start.partial };
         let json = serde_json::to_vec(&place).map_err(|e| Error::Argument(format!("run start: {e}")))?;
@@ -675,9 +675,7 @@ impl DataParallel {
     /// unnoticed, since only rank 0's are saved.
     fn check_replicas(&self, learner: &dyn Learner) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let mut named: Vec<(String, Tensor)> = learner.var_store().variables().into_iter().collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named.extend(learner.optimizer().state());
+        let named = replicated_state(learner);
         let mains: Vec<Tensor> = named.iter().map(|(_, t)| t.copy()).collect();
         self.group.broadcast_from_main(&mains, self.bucket_bytes)?;
         let first_local = named.iter().zip(&mains).position(|((_, t), m)| !t.equal(m));
@@ -755,6 +753,15 @@ impl DataParallel {
         let world = self.group.world_size() as f64;
         Ok(figures.into_keys().zip(sums).map(|(k, v)| (k, v / world)).collect())
     }
+}
+
+/// What data-parallel ranks must hold alike: every variable of the learner (weights, statistics,
+/// EMA copies) in name order, then the optimiser's momentum buffers.
+fn replicated_state(learner: &dyn Learner) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = learner.var_store().variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.extend(learner.optimizer().state());
+    named
 }
 
 /// Where a run starts, as rank 0 tells the others.
@@ -868,7 +875,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         }
         ensure_finite(learner.var_store(), &out, epoch, global_step)?;
         if !writes {
-            return Ok(out.join("checkpoints"));
+            return Ok(None);
         }
         let state = CheckpointState {
             epoch,
@@ -878,7 +885,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
             files: Default::default(),
             partial,
         };
-        checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml)
+        checkpoint::save(&out, learner.var_store(), &learner.optimizer().state(), &state, &config_toml).map(Some)
     };
     // From here a stop request writes a checkpoint.
     let _armed = stop.map(StopSignal::arm);
@@ -892,25 +899,21 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
                 // latest (rewriting it would delete the folder `latest` names before replacing it).
                 let dir = match resumed.filter(|r| r.steps == p.steps) {
                     Some(_) if writes => {
-                        checkpoint::latest(&out)?.map(|c| c.dir).unwrap_or_else(|| out.join("checkpoints"))
+                        Some(checkpoint::latest(&out)?.map(|c| c.dir).unwrap_or_else(|| out.join("checkpoints")))
                     }
-                    Some(_) => out.join("checkpoints"),
+                    Some(_) => None,
                     None => save(learner.as_ref(), epoch, global_step, Some(p))?,
                 };
-                return Err(stopped(dp.as_ref(), interrupted(&out, writes.then_some(dir.as_path()), &what)));
+                return Err(stopped(dp.as_ref(), interrupted(&out, dir.as_deref(), &what)));
             }
         }
         let done = epoch + 1;
-        let asked = stop_requested(stop) && done < end_epoch;
-        let stopping = match &dp {
-            Some(d) => d.group.any(asked)?,
-            None => asked,
-        };
+        let stopping = on_any_rank(dp.as_ref(), stop_requested(stop) && done < end_epoch)?;
         if done % config.train.checkpoint_every == 0 || done == end_epoch || stopping {
             let dir = save(learner.as_ref(), done, global_step, None)?;
             if stopping {
                 let at = format!("the end of epoch {done}");
-                return Err(stopped(dp.as_ref(), interrupted(&out, writes.then_some(dir.as_path()), &at)));
+                return Err(stopped(dp.as_ref(), interrupted(&out, dir.as_deref(), &at)));
             }
         }
     }

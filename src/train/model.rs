@@ -27,8 +27,7 @@ impl Model {
     pub fn build(cfg: &TrainConfig, info: &DatasetInfo, device: Device) -> Result<Model> {
         let model = Self::build_at(cfg, info, device, None)?;
         if let Some(path) = &cfg.model.init_from {
-            let n = crate::model::interop::init_from(&model.vs, "", path)?;
-            tracing::info!("initialised {n} variables from {} (the classifier starts fresh)", path.display());
+            crate::model::interop::init_from(&model.vs, "", path)?;
         }
         Ok(model)
     }
@@ -83,15 +82,9 @@ impl Model {
         let path = ckpt.dir.join(checkpoint::MODEL_FILE);
         let prefix = Self::deployed_prefix(&cfg).map_or(String::new(), |p| format!("{p}."));
         let tensors = Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, e.to_string()))?;
-        let network: std::collections::BTreeMap<String, Tensor> = tensors
-            .into_iter()
-            .filter_map(|(n, t)| {
-                let rest = n.strip_prefix(&prefix)?;
-                // A SAMix checkpoint's root also holds the online network and the Mixer.
-                (!prefix.is_empty() || !(rest.starts_with("q.") || rest.starts_with("mixer.")))
-                    .then(|| (rest.to_string(), t))
-            })
-            .collect();
+        // Under the deployed network's prefix only (a SAMix checkpoint also holds `q.`, `mixer.`).
+        let network: std::collections::BTreeMap<String, Tensor> =
+            tensors.into_iter().filter_map(|(n, t)| Some((n.strip_prefix(&prefix)?.to_string(), t))).collect();
         let weights = crate::model::interop::check_against(&path, &network, &cfg.model)?;
         Ok((cfg.model, weights))
     }

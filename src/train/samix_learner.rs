@@ -60,8 +60,7 @@ impl SamixLearner {
         let online = Network::new(&paths.online, &cfg.model, channels, classes)?;
         if let Some(path) = &cfg.model.init_from {
             // Before the EMA copy is made from the online network, so both start there.
-            let n = crate::model::interop::init_from(&vs, &path_prefix(&paths.online), path)?;
-            tracing::info!("initialised {n} variables from {} (the classifier starts fresh)", path.display());
+            crate::model::interop::init_from(&vs, &path_prefix(&paths.online), path)?;
         }
         let ema = Network::new(&paths.ema, &cfg.model, channels, classes)?;
         let samix = OnlineSamix::new(&vs, &paths, online, ema, options, image_size)?;
