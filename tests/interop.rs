@@ -6,22 +6,15 @@
 mod common;
 
 use samix::model::{interop, Arch, ModelConfig, Network, Stem};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
 
-fn python() -> PathBuf {
-    let venv = std::env::var("VIRTUAL_ENV")
-        .expect("VIRTUAL_ENV (source scripts/env.sh; scripts/setup.sh installs torchvision)");
-    Path::new(&venv).join("bin/python")
-}
-
 fn oracle(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/torchvision_resnet.py");
-    let o = Command::new(python()).arg(script).args(args).output().unwrap();
-    assert!(o.status.success(), "torchvision oracle: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    let script = common::oracle_script("torchvision_resnet.py");
+    let args: Vec<&std::ffi::OsStr> =
+        std::iter::once(script.as_os_str()).chain(args.iter().map(|a| a.as_ref())).collect();
+    String::from_utf8_lossy(&common::venv_python(&args)).trim().to_string()
 }
 
 fn convert(args: &[&str], cwd: &Path) {

@@ -185,16 +185,8 @@ fn wrn_matches_an_independent_pytorch_reference() {
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
     named.push(("input".into(), x.copy()));
     Tensor::write_npz(&named, &npz).unwrap();
-    let venv = std::env::var("VIRTUAL_ENV").expect("VIRTUAL_ENV (source scripts/env.sh)");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/wrn_reference.py");
-    let o = std::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
-        .arg(&script)
-        .arg(&npz)
-        .arg("2,2,2")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "oracle: {}", String::from_utf8_lossy(&o.stderr));
-    let oracle: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stdout = common::venv_python(&[common::oracle_script("wrn_reference.py"), npz, "2,2,2".into()]);
+    let oracle: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let floats = |v: &serde_json::Value| -> Vec<f32> {
         v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
     };

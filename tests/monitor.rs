@@ -21,12 +21,8 @@ print(json.dumps({
     "images": {t: [[e.step, e.width, e.height, len(e.encoded_image_string)] for e in acc.Images(t)] for t in tags["images"]},
 }))
 "#;
-    let venv = std::env::var("VIRTUAL_ENV")
-        .expect("VIRTUAL_ENV (source scripts/env.sh; scripts/setup.sh installs tensorboard)");
-    let o =
-        std::process::Command::new(Path::new(&venv).join("bin/python")).args(["-c", script]).arg(dir).output().unwrap();
-    assert!(o.status.success(), "tensorboard reader: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    serde_json::from_slice(&common::venv_python(&[std::ffi::OsStr::new("-c"), script.as_ref(), dir.as_os_str()]))
+        .unwrap()
 }
 
 /// The rows of a tag, each number as f32: TensorBoard stores scalars as f32, and the JSON

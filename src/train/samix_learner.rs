@@ -16,7 +16,7 @@ use crate::optim::{CosineSchedule, ParamGroup, Sgd};
 use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
-use crate::samix::{MixerArtifact, OnlineSamix, SamixConfig, SamixOptions, SamixPaths, HEADS};
+use crate::samix::{Draws, MixerArtifact, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, HEADS};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +117,24 @@ impl SamixLearner {
         });
         artifact.save(&self.vs, dir)
     }
+    /// One optimisation step on the given draws (what [`Learner::train_step`] runs after drawing
+    /// them): the four losses, one backward pass, the SGD step of both groups at this step's
+    /// rates, the EMA update. Returns the losses (with both masks) and the backbone's rate. Public
+    /// so that a test can replay a step on draws it chose (the PyTorch parity oracle).
+    pub fn step_with(&mut self, batch: &Batch, d: &Draws, ctx: &StepContext) -> Result<(SamixLosses, f64)> {
+        let momentum = self.samix.ema_momentum(ctx.global_step, ctx.total_steps);
+        let device = batch.images.device();
+        let losses = crate::native::with_precision(self.precision, device, true, || {
+            self.samix.losses(&batch.images, &batch.labels, d, self.smoothing)
+        })?;
+        let lr = self.backbone_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        self.sgd.zero_grad();
+        losses.total().backward();
+        self.sgd.step_groups(&[lr, mixer_lr])?;
+        self.samix.ema_update(momentum)?;
+        Ok((losses, lr))
+    }
 }
 
 impl Learner for SamixLearner {
@@ -134,26 +152,15 @@ impl Learner for SamixLearner {
     }
 
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
-        let momentum = self.samix.ema_momentum(ctx.global_step, ctx.total_steps);
-        let device = batch.images.device();
-        let d = self.samix.draw(batch.len(), rng, device);
-        let losses = crate::native::with_precision(self.precision, device, true, || {
-            self.samix.losses(&batch.images, &batch.labels, &d, self.smoothing)
-        })?;
-        let total = losses.total();
-        let lr = self.backbone_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        self.sgd.zero_grad();
-        total.backward();
-        self.sgd.step_groups(&[lr, mixer_lr])?;
-        self.samix.ema_update(momentum)?;
+        let d = self.samix.draw(batch.len(), rng, batch.images.device());
+        let (losses, lr) = self.step_with(batch, &d, ctx)?;
         for (name, t) in LOSS_TERMS.into_iter().zip([&losses.one_q, &losses.mix_q, &losses.mix_k, &losses.mask]) {
             let v = t.detach();
             let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
             *entry += v;
         }
         self.steps_in_epoch += 1;
-        Ok((total.detach(), lr))
+        Ok((losses.total().detach(), lr))
     }
 
     fn epoch_progress(&self) -> EpochSums {

@@ -120,3 +120,17 @@ pub fn train_run(
 pub fn samix_cli(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap()
 }
+
+/// Runs the venv's python (`$VIRTUAL_ENV`; scripts/setup.sh makes it with torch, torchvision,
+/// safetensors and tensorboard) with `args` and returns its stdout, after checking it succeeded.
+pub fn venv_python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
+    let venv = std::env::var_os("VIRTUAL_ENV").expect("VIRTUAL_ENV (source scripts/env.sh after scripts/setup.sh)");
+    let o = std::process::Command::new(PathBuf::from(venv).join("bin/python")).args(args).output().unwrap();
+    assert!(o.status.success(), "python oracle failed: {}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// The path of a PyTorch oracle script under tests/oracle.
+pub fn oracle_script(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle").join(name)
+}

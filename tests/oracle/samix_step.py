@@ -1,0 +1,430 @@
+"""Independent PyTorch oracle of ONE supervised online-SAMix training step (tests/parity.rs).
+
+    samix_step.py DIR [--break DETAIL]
+
+Reads DIR/init.safetensors (every variable before the step: online network `q.*` with its
+classifier `q.fc` and mix head `q.head_mix.fc`, EMA copy `k.*`, Mixer `mixer.*`, BatchNorm running
+statistics included), DIR/step.safetensors (images, labels, the two λ, the two pairings, the
+area-adjust flag) and DIR/step.json (the step's settings and the `[mix]` table); runs the step;
+writes DIR/oracle.safetensors with the four loss terms, both masks and `after.<name>` for every
+variable.
+
+Written from /work/shared/docs/SAMIX_SPEC.md and DESIGN.md, sharing no code with samix. Where each
+part comes from:
+  * the step itself, its order and its stop-gradients ......... SAMIX_SPEC §3 (steps 1-12), §3.1
+  * ResNet-18 with the CIFAR stem, GAP + fc heads ................ §2, §9
+  * the Mixer: λ encoding g_k, value net, q/k on the
+    concatenated pair, scaled softmax attention, upsampling,
+    sigmoid, M = [1 - s, s] ...................................... §4.1-§4.5; upsampling factor §2.1
+  * backbone-mask post-processing: area adjust, then the
+    λ-margin fallback to plain mixup ............................ §3.3, §3.4 (target λ_bb: DESIGN.md)
+  * mask loss (L1+Variance etc., batch-level mean) ............... §4.6
+  * Mixer loss: soft mixup CE and the η-balanced
+    pair-local + η·global form (Form B) .......................... §5.2-§5.4 (default: DESIGN.md)
+  * SGD (PyTorch semantics, two parameter groups), EMA over
+    parameters only, BN statistics from train-mode forwards ..... §3.5, §3.6, §10
+The network is written functionally (torch.nn.functional over a dict of leaf tensors), gradients
+come from autograd, SGD and EMA are written out by hand.
+
+BatchNorm running statistics: every train-mode forward updates them once, in this order:
+  k (EMA net) on the clean batch -> Mixer value BN (Mixer-branch call) -> Mixer value BN
+  (backbone-branch call) -> k on the Mixer-branch images -> q on the clean batch -> q on the
+  backbone-branch images.
+So k's and q's statistics move twice, the Mixer's twice; the EMA update never touches them.
+
+--break DETAIL changes exactly one thing, so that the comparison can be shown to catch it:
+  mask_not_detached  the backbone-branch mask keeps its gradient (L_mix_q also trains the Mixer)
+  lambda_k           the Mixer's λ encoding uses k = 1 instead of the configured lam_mul_k
+  ema_not_frozen     the EMA network is trained by SGD too (network settings), from the gradient
+                     the Mixer-branch loss sends into it
+"""
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+BREAKS = ("mask_not_detached", "lambda_k", "ema_not_frozen")
+
+# torch's BatchNorm defaults, which the CIFAR ResNet-18 and the Mixer's value net use (§9, §4.3).
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+# ε of the area adjustment (§3.3).
+ADJUST_EPS = 1e-8
+
+
+def is_running_stat(name):
+    return name.endswith(".running_mean") or name.endswith(".running_var")
+
+
+class Variables:
+    """The step's variables: trainable leaves (`params`) and BN running statistics (`stats`),
+    both keyed by the names samix stores them under."""
+
+    def __init__(self, init, trainable_prefixes):
+        self.params = {}
+        self.stats = {}
+        for name, t in init.items():
+            t = t.detach().clone().to(torch.float32)
+            if is_running_stat(name):
+                self.stats[name] = t
+            else:
+                t.requires_grad_(name.startswith(trainable_prefixes))
+                self.params[name] = t
+
+    def batch_norm(self, name, h):
+        """Train-mode BN: normalise with batch statistics, update the running ones in place."""
+        return F.batch_norm(
+            h,
+            self.stats[f"{name}.running_mean"],
+            self.stats[f"{name}.running_var"],
+            self.params[f"{name}.weight"],
+            self.params[f"{name}.bias"],
+            training=True,
+            momentum=BN_MOMENTUM,
+            eps=BN_EPS,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# ResNet (SAMIX_SPEC §9): stem conv → BN → ReLU (CIFAR: 3×3 stride 1, no max-pool), four stages of
+# BasicBlocks, stride 2 on the first 3×3 conv of stages 2-4, 1×1 conv + BN shortcut where the shape
+# changes; GAP → fc heads.
+# ---------------------------------------------------------------------------------------------
+
+
+def stage_blocks(params, net):
+    """[(stage index, [block prefixes])] as stored: `{net}.layer{i}.{j}`."""
+    stages = []
+    i = 1
+    while f"{net}.layer{i}.0.conv1.weight" in params:
+        blocks = []
+        j = 0
+        while f"{net}.layer{i}.{j}.conv1.weight" in params:
+            if f"{net}.layer{i}.{j}.conv3.weight" in params:
+                raise SystemExit("the oracle knows BasicBlock ResNets only (ResNet-18/34)")
+            blocks.append(f"{net}.layer{i}.{j}")
+            j += 1
+        stages.append(blocks)
+        i += 1
+    return stages
+
+
+def basic_block(v, block, h, stride):
+    p = v.params
+    out = F.conv2d(h, p[f"{block}.conv1.weight"], stride=stride, padding=1)
+    out = F.relu(v.batch_norm(f"{block}.bn1", out))
+    out = F.conv2d(out, p[f"{block}.conv2.weight"], stride=1, padding=1)
+    out = v.batch_norm(f"{block}.bn2", out)
+    if f"{block}.downsample.0.weight" in p:
+        skip = F.conv2d(h, p[f"{block}.downsample.0.weight"], stride=stride)
+        skip = v.batch_norm(f"{block}.downsample.1", skip)
+    else:
+        skip = h
+    return F.relu(out + skip)
+
+
+def resnet_forward(v, net, x, keep_stage=None):
+    """Runs every stage of network `net` (train mode) on x; returns (last stage's map, the map of
+    0-based stage `keep_stage` or None). The whole network runs even when only a middle stage is
+    wanted: the reference's encoder returns [stage-(mask_layer+1), last] from one call (§2)."""
+    p = v.params
+    stem = p[f"{net}.conv1.weight"]
+    if stem.shape[-1] == 3:  # CIFAR stem
+        h = F.relu(v.batch_norm(f"{net}.bn1", F.conv2d(x, stem, stride=1, padding=1)))
+    else:  # ImageNet stem: 7×7 stride 2 + max-pool
+        h = F.relu(v.batch_norm(f"{net}.bn1", F.conv2d(x, stem, stride=2, padding=3)))
+        h = F.max_pool2d(h, 3, 2, 1)
+    kept = None
+    for i, blocks in enumerate(stage_blocks(p, net)):
+        for j, block in enumerate(blocks):
+            h = basic_block(v, block, h, 2 if (j == 0 and i > 0) else 1)
+        if i == keep_stage:
+            kept = h
+    return h, kept
+
+
+def linear_head(v, head, h):
+    """GAP → flatten → fc (`{head}.weight`, `{head}.bias`)."""
+    return F.linear(h.mean(dim=(2, 3)), v.params[f"{head}.weight"], v.params[f"{head}.bias"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The Mixer (SAMIX_SPEC §4, SAMix variant).
+# ---------------------------------------------------------------------------------------------
+
+
+def rescaled_lambda(lam, k):
+    """g_k(λ) = ((4/3)λ³ − 2λ² + (k+1)λ) / (k + 1/3) (§4.2); k < 0 leaves λ as is, k is capped at 10."""
+    if k < 0:
+        return lam
+    k = min(k, 10.0)
+    return ((4.0 / 3.0) * lam**3 - 2.0 * lam**2 + (k + 1.0) * lam) / (k + 1.0 / 3.0)
+
+
+def upsampling_factor(image_side, mask_stage):
+    """r of §2.1: 2^(2+mask_layer) for standard ResNets on images wider than 64 px, else 2^mask_layer."""
+    return 2 ** (2 + mask_stage) if image_side > 64 else 2**mask_stage
+
+
+def mixer_mask(v, f, perm, lam, mixer_cfg, mask_stage, image_side):
+    """s ∈ [0,1]^{N×1×H×W}, the weight of the paired sample f[perm] (§4.1-§4.5)."""
+    p = v.params
+    if mixer_cfg["variant"] != "samix":
+        raise SystemExit(f"the oracle implements the SAMix Mixer only, not `{mixer_cfg['variant']}`")
+    if mixer_cfg["value_dropout"] > 0:
+        raise SystemExit("value dropout draws a random mask the oracle cannot reproduce")
+    n, c, h, w = f.shape
+    # §4.1 pair construction, §4.2 residual multiplicative λ encoding (lam_mul = 1).
+    lam_enc = rescaled_lambda(lam, mixer_cfg["lam_mul_k"])
+    x_i = f * (1.0 + lam_enc)
+    x_j = f[perm] * (1.0 + (1.0 - lam_enc))
+    # §4.3 value net on the (encoded) second sample: conv1×1 → BN → ELU → conv1×1 (no biases).
+    value = F.conv2d(x_j, p["mixer.value.conv1.weight"])
+    value = F.elu(v.batch_norm("mixer.value.bn", value), alpha=1.0)
+    value = F.conv2d(value, p["mixer.value.conv2.weight"])  # N×1×h×w
+    value = value.reshape(n, 1, h * w).transpose(1, 2)  # N×hw×1
+    # §4.4 q and k from separate 1×1 convs (with bias) on the concatenated pair.
+    pair = torch.cat([x_i, x_j], dim=1)
+    query = F.conv2d(pair, p["mixer.query.weight"], p["mixer.query.bias"])
+    key = F.conv2d(pair, p["mixer.key.weight"], p["mixer.key.bias"])
+    d = query.shape[1]
+    query = query.reshape(n, d, h * w).transpose(1, 2)  # N×hw×d
+    key = key.reshape(n, d, h * w)  # N×d×hw
+    attention = torch.softmax(torch.bmm(query, key) / math.sqrt(d), dim=-1)  # over keys
+    # §4.5 mask: P·v at low resolution, upsample, then sigmoid.
+    low = torch.bmm(attention, value).reshape(n, 1, h, w)
+    r = upsampling_factor(image_side, mask_stage)
+    mode = mixer_cfg.get("upsample") or "bilinear"
+    if mode == "bilinear":
+        up = F.interpolate(low, scale_factor=r, mode="bilinear", align_corners=False)
+    else:
+        up = F.interpolate(low, scale_factor=r, mode="nearest")
+    assert up.shape[-1] == image_side, f"mask side {up.shape[-1]} != image side {image_side} (§2.1 rule)"
+    return torch.sigmoid(up)
+
+
+def adjust_area(s, target):
+    """§3.3: rescale each sample's mask so the first image covers exactly `target` of the pixels."""
+    first = (1.0 - s[:, 0]).clamp(ADJUST_EPS, 1.0 - ADJUST_EPS)  # N×H×W weight of the first image
+    mean_first = first.mean(dim=(1, 2), keepdim=True)
+    too_much_first = mean_first > target + ADJUST_EPS
+    too_little_first = mean_first < target - ADJUST_EPS
+    s_when_shrinking_first = 1.0 - first * (target / mean_first)
+    s_when_shrinking_second = (1.0 - first) * ((1.0 - target) / (1.0 - mean_first))
+    adjusted = torch.where(too_much_first, s_when_shrinking_first,
+                           torch.where(too_little_first, s_when_shrinking_second, s[:, 0]))
+    return adjusted.unsqueeze(1)
+
+
+def post_process_backbone_mask(s, lam, adjust, lam_margin):
+    """§3.3 (if this step's draw says so) then §3.4."""
+    if adjust:
+        # Target = the λ the mask was generated for and is labelled with (DESIGN.md), not λ_mb.
+        s = adjust_area(s, lam)
+    if lam <= lam_margin or 1.0 - lam <= lam_margin:
+        # Plain input mixup: first image weight λ everywhere.
+        s = torch.full_like(s, 1.0 - lam)
+    return s
+
+
+def mix_images(x, perm, s):
+    """x ⊙ M[:,0] + x[perm] ⊙ M[:,1] with M = [1 − s, s] (§1)."""
+    return x * (1.0 - s) + x[perm] * s
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses.
+# ---------------------------------------------------------------------------------------------
+
+
+def mask_regulariser(s, lam, cfg):
+    """`weight × MaskLoss(s, λ)` of §4.6 (s = M[:,1]); one m̄ over the whole batch, or one per
+    sample (then the per-sample losses are averaged) when per_sample."""
+    n = s.shape[0]
+    groups = s.reshape(n, -1) if cfg["per_sample"] else s.reshape(1, -1)
+    mean = groups.mean(dim=1)
+    variance = ((groups - mean[:, None]) ** 2).mean(dim=1).clamp(min=0.0)
+    gap = 1.0 - mean - lam
+    margin = cfg["margin"]
+    mode = cfg["mode"]
+    if mode == "l1":
+        per_group = (gap.abs() - margin).clamp(min=0.0)
+    elif mode == "l1_variance":
+        per_group = (gap.abs() - margin).clamp(min=0.0) - 2.0 * variance
+    elif mode == "l2_variance":
+        per_group = (gap**2 - margin**2).clamp(min=0.0) - 2.0 * variance
+    elif mode == "sparsity":
+        per_group = ((groups * (groups - 1.0)).abs().mean(dim=1) - margin).clamp(min=0.0)
+    else:
+        raise SystemExit(f"unknown mask loss mode `{mode}`")
+    return per_group.mean() * cfg["weight"]
+
+
+def mixed_target(y_a, y_b, lam, classes):
+    """ỹ = λ·e_{y_a} + (1−λ)·e_{y_b} (equals e_{y_a} when the labels coincide)."""
+    return lam * F.one_hot(y_a, classes).float() + (1.0 - lam) * F.one_hot(y_b, classes).float()
+
+
+def soft_mixup_ce(logits, y_a, y_b, lam):
+    """§5.2 form 2 / §5.3: −(1/N) Σ_n Σ_c ỹ_nc log softmax(z_n)_c."""
+    target = mixed_target(y_a, y_b, lam, logits.shape[1])
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def pair_local_global(logits, y_a, y_b, lam, eta):
+    """§5.4 Form B: local = 2-way softmax CE between the two mixed classes, global = mixup CE over
+    all classes; ℓ = local + η·global, batch means. A pair of equal labels has one class only, so
+    its local term (a 1-way softmax) is 0."""
+    pair = torch.stack([logits.gather(1, y_a[:, None])[:, 0], logits.gather(1, y_b[:, None])[:, 0]], dim=1)
+    log_p = F.log_softmax(pair, dim=1)
+    local = -(lam * log_p[:, 0] + (1.0 - lam) * log_p[:, 1])
+    local = torch.where(y_a == y_b, torch.zeros_like(local), local)
+    return local.mean() + eta * soft_mixup_ce(logits, y_a, y_b, lam)
+
+
+def mixer_branch_loss(logits, y_a, y_b, lam, cfg):
+    kind = cfg["kind"]
+    if kind == "soft_ce":
+        return soft_mixup_ce(logits, y_a, y_b, lam)
+    if kind == "pair_local_global":
+        return pair_local_global(logits, y_a, y_b, lam, cfg["eta"])
+    raise SystemExit(f"the oracle implements soft_ce and pair_local_global, not `{kind}`")
+
+
+def backbone_mixup_ce(logits, y_a, y_b, lam, smoothing):
+    """Step 9: λ·CE(z, y_a) + (1−λ)·CE(z, y_b) (the online mix head never uses η, §5.1)."""
+    return lam * F.cross_entropy(logits, y_a, label_smoothing=smoothing) + (1.0 - lam) * F.cross_entropy(
+        logits, y_b, label_smoothing=smoothing
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser and EMA.
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sgd_first_step(param, lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD's update on the first step (dampening 0): d = g + wd·p; the momentum buffer
+    starts as d; p -= lr·(d + m·buf if nesterov else buf). Parameters without a gradient are left
+    alone, as torch does."""
+    if param.grad is None:
+        return
+    d = param.grad + weight_decay * param
+    if momentum != 0.0:
+        buf = d.clone()
+        d = d + momentum * buf if nesterov else buf
+    param.sub_(lr * d)
+
+
+# ---------------------------------------------------------------------------------------------
+# The step (§3, steps 3-12).
+# ---------------------------------------------------------------------------------------------
+
+
+def run_step(init, step, settings, broken):
+    mix = settings["mix"]
+    mixer_cfg = dict(mix["mixer"])
+    if broken == "lambda_k":
+        mixer_cfg["lam_mul_k"] = 1.0
+    trainable = ("q.", "mixer.", "k.") if broken == "ema_not_frozen" else ("q.", "mixer.")
+    v = Variables(init, trainable)
+
+    x, y = step["x"].float(), step["y"].long()
+    lam_mb, lam_bb = float(step["lam_mb"]), float(step["lam_bb"])
+    perm_mb, perm_bb = step["perm_mb"].long(), step["perm_bb"].long()
+    adjust_bb = float(step["adjust_bb"]) == 1.0 and mix["mask_adjust"] > 0.0
+    mask_stage = mix["mask_stage"]
+    side = x.shape[-1]
+    smoothing = settings["label_smoothing"]
+
+    # Step 3: EMA encoder's stage features, no gradient, train-mode BN (batch statistics; its own
+    # running statistics move).
+    with torch.no_grad():
+        _, f = resnet_forward(v, "k", x, keep_stage=mask_stage)
+
+    # Step 4: Mixer-branch mask with gradient to the Mixer, then the backbone-branch mask.
+    s_mb = mixer_mask(v, f, perm_mb, lam_mb, mixer_cfg, mask_stage, side)
+    if broken == "mask_not_detached":
+        s_bb_raw = mixer_mask(v, f, perm_bb, lam_bb, mixer_cfg, mask_stage, side)
+    else:
+        with torch.no_grad():
+            s_bb_raw = mixer_mask(v, f, perm_bb, lam_bb, mixer_cfg, mask_stage, side)
+    # Step 5: post-processing of the backbone mask only.
+    s_bb = post_process_backbone_mask(s_bb_raw, lam_bb, adjust_bb, mix["lam_margin"])
+
+    # Step 6: mask regulariser on the Mixer-branch mask.
+    loss_mask = mask_regulariser(s_mb, lam_mb, mix["mask_loss"])
+
+    # Step 7: the two mixed batches.
+    x_mb = mix_images(x, perm_mb, s_mb)
+    x_bb = mix_images(x, perm_bb, s_bb)
+
+    # Step 8: Mixer branch through the frozen EMA network + EMA mix head.
+    h_k, _ = resnet_forward(v, "k", x_mb)
+    loss_mix_k = mixer_branch_loss(linear_head(v, "k.head_mix.fc", h_k), y, y[perm_mb], lam_mb, mix["mixer_loss"])
+
+    # Step 9: online network on clean images (classifier → CE), then on backbone-branch images
+    # (mix head → mixup CE).
+    h_clean, _ = resnet_forward(v, "q", x)
+    loss_one_q = F.cross_entropy(linear_head(v, "q.fc", h_clean), y, label_smoothing=smoothing)
+    h_mix, _ = resnet_forward(v, "q", x_bb)
+    loss_mix_q = backbone_mixup_ce(linear_head(v, "q.head_mix.fc", h_mix), y, y[perm_bb], lam_bb, smoothing)
+
+    # Step 10-11: one backward of the summed loss, one SGD step per parameter group.
+    total = loss_mix_q + loss_one_q + loss_mix_k + loss_mask
+    total.backward()
+    for name, param in v.params.items():
+        if not param.requires_grad:
+            continue
+        if name.startswith("mixer."):
+            sgd_first_step(param, settings["mixer_lr"], settings["mixer_momentum"],
+                           settings["mixer_weight_decay"], settings["nesterov"] and settings["mixer_momentum"] > 0)
+        else:
+            sgd_first_step(param, settings["lr"], settings["momentum"], settings["weight_decay"],
+                           settings["nesterov"])
+
+    # Step 12: EMA of the online parameters into the EMA copy (§3.5: parameters only; k's BN
+    # running statistics stay what its own two forwards made them).
+    m = settings["ema_momentum"]
+    if m < 1.0:
+        with torch.no_grad():
+            for name, param in v.params.items():
+                if name.startswith("k."):
+                    online = v.params["q." + name[2:]]
+                    param.copy_(m * param + (1.0 - m) * online)
+
+    out = {
+        "loss_one_q": loss_one_q.detach(),
+        "loss_mix_q": loss_mix_q.detach(),
+        "loss_mix_k": loss_mix_k.detach(),
+        "loss_mask": loss_mask.detach(),
+        "s_mb": s_mb.detach(),
+        "s_bb": s_bb.detach(),
+    }
+    for name in init:
+        t = v.stats[name] if is_running_stat(name) else v.params[name]
+        out[f"after.{name}"] = t.detach()
+    return {k: t.to(torch.float32).contiguous().clone() for k, t in out.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--break", dest="broken", choices=BREAKS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    init = load_file(args.dir / "init.safetensors")
+    step = load_file(args.dir / "step.safetensors")
+    settings = json.loads((args.dir / "step.json").read_text())
+    out = run_step(init, step, settings, args.broken)
+    save_file(out, str(args.dir / "oracle.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
