@@ -241,7 +241,13 @@ impl Mixer {
 
     /// `s`, the weight map of the paired image, for the pairing `perm` (sample n with `perm[n]`).
     pub fn mask(&self, f: &Tensor, perm: &Tensor, lam: &Tensor, train: bool) -> Tensor {
-        self.forward_t(&self.encode_pair(f, &f.index_select(0, perm), lam), train)
+        self.mask_of(f, &f.index_select(0, perm), lam, train)
+    }
+
+    /// `s` for features `f` of the first samples and `f_pair` of their partners, given
+    /// explicitly (self-supervised SAMix pairs two different views).
+    pub fn mask_of(&self, f: &Tensor, f_pair: &Tensor, lam: &Tensor, train: bool) -> Tensor {
+        self.forward_t(&self.encode_pair(f, f_pair, lam), train)
     }
 }
 

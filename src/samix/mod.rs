@@ -20,5 +20,7 @@ pub use ema::{Ema, EmaConfig};
 pub use mask::{adjust_area, apply_mask, backbone_mask};
 pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
-pub use online::{backbone_branch, mixer_branch, Draws, OnlineSamix, SamixLosses, SamixPaths, HEADS};
+pub use online::{
+    backbone_branch, mixer_branch, AreaAdjust, Draws, OnlineSamix, PairInputs, SamixLosses, SamixPaths, HEADS,
+};
 pub use pretrained::{mixer_shape, PretrainedMixer, SamixP};

@@ -73,37 +73,76 @@ impl SamixLosses {
     }
 }
 
-/// The Mixer branch on features `f` of the batch `x` (shared by every scenario): the mask for
-/// pairing `perm` at λ `lam` (with gradient to the Mixer), its regulariser, and the mixed images.
+/// The two halves of a mixed batch: features `f` and images `x` of the first samples, and
+/// `f_pair`, `x_pair` of their partners (supervised: the batch and its permutation; self-
+/// supervised: view 1 and the permuted view 2).
+pub struct PairInputs {
+    pub f: Tensor,
+    pub f_pair: Tensor,
+    pub x: Tensor,
+    pub x_pair: Tensor,
+}
+
+impl PairInputs {
+    /// A batch paired with its own permutation `perm` (sample n with sample `perm[n]`).
+    pub fn permuted(f: &Tensor, x: &Tensor, perm: &Tensor) -> Self {
+        PairInputs {
+            f: f.shallow_clone(),
+            f_pair: f.index_select(0, perm),
+            x: x.shallow_clone(),
+            x_pair: x.index_select(0, perm),
+        }
+    }
+}
+
+/// How the backbone branch rescales its mask to its λ's area (§3.3, §6.3).
+#[derive(Clone, Copy, Debug)]
+pub enum AreaAdjust<'a> {
+    Off,
+    /// Every sample when the flag (a 0-dim 0/1 tensor, drawn with probability `mask_adjust`) is 1.
+    Flag(&'a Tensor),
+    /// Each sample whose first-image share is further than `margin` from λ (SSL's "auto").
+    Auto {
+        margin: f64,
+    },
+}
+
+/// The Mixer branch (shared by every scenario): the mask for the pair at λ `lam` (with gradient
+/// to the Mixer), its regulariser, and the mixed images.
 pub fn mixer_branch(
     mixer: &Mixer,
     options: &SamixOptions,
-    f: &Tensor,
-    x: &Tensor,
-    perm: &Tensor,
+    pair: &PairInputs,
     lam: &Tensor,
 ) -> (Tensor, Tensor, Tensor) {
-    let s = mixer.mask(f, perm, lam, true);
+    let s = mixer.mask_of(&pair.f, &pair.f_pair, lam, true);
     let loss = mask_loss(&s, lam, &options.mask_loss);
-    let mixed = apply_mask(x, &x.index_select(0, perm), &s);
+    let mixed = apply_mask(&pair.x, &pair.x_pair, &s);
     (s, loss, mixed)
 }
 
 /// The backbone branch's mixed images (shared by every scenario): the Mixer's mask under no grad,
-/// post-processed ([`backbone_mask`]), applied to `x` and its partners. Returns (mask, images).
+/// post-processed ([`backbone_mask`]), applied to the pair. Returns (mask, images).
 pub fn backbone_branch(
     mixer: &Mixer,
     options: &SamixOptions,
-    f: &Tensor,
-    x: &Tensor,
-    perm: &Tensor,
+    pair: &PairInputs,
     lam: &Tensor,
-    adjust: &Tensor,
+    adjust: AreaAdjust,
 ) -> (Tensor, Tensor) {
-    let s = tch::no_grad(|| mixer.mask(f, perm, lam, true));
-    let adjust = (options.mask_adjust > 0.0).then_some(adjust);
-    let s = backbone_mask(s, lam, adjust, options.lam_margin);
-    let mixed = apply_mask(x, &x.index_select(0, perm), &s);
+    let s = tch::no_grad(|| mixer.mask_of(&pair.f, &pair.f_pair, lam, true));
+    let auto_flags;
+    let flag = match adjust {
+        AreaAdjust::Off => None,
+        AreaAdjust::Flag(a) => Some(a),
+        AreaAdjust::Auto { margin } => {
+            let first_share = (-&s + 1.0).mean_dim(&[1i64, 2, 3][..], true, tch::Kind::Float);
+            auto_flags = (first_share - lam.to_kind(tch::Kind::Float)).abs().gt(margin).to_kind(s.kind());
+            Some(&auto_flags)
+        }
+    };
+    let s = backbone_mask(s, lam, flag, options.lam_margin);
+    let mixed = apply_mask(&pair.x, &pair.x_pair, &s);
     (s, mixed)
 }
 
@@ -203,8 +242,11 @@ impl<N: StagedNet> OnlineSamix<N> {
     pub fn losses(&self, x: &Tensor, y: &Tensor, d: &Draws, smoothing: f64) -> SamixLosses {
         let o = &self.options;
         let f = self.mixer_features(x, true);
-        let (s_mb, mask, x_mb) = mixer_branch(&self.mixer, o, &f, x, &d.perm_mb, &d.lam_mb);
-        let (s_bb, x_bb) = backbone_branch(&self.mixer, o, &f, x, &d.perm_bb, &d.lam_bb, &d.adjust_bb);
+        let pair_mb = PairInputs::permuted(&f, x, &d.perm_mb);
+        let (s_mb, mask, x_mb) = mixer_branch(&self.mixer, o, &pair_mb, &d.lam_mb);
+        let adjust = if o.mask_adjust > 0.0 { AreaAdjust::Flag(&d.adjust_bb) } else { AreaAdjust::Off };
+        let pair_bb = PairInputs::permuted(&f, x, &d.perm_bb);
+        let (s_bb, x_bb) = backbone_branch(&self.mixer, o, &pair_bb, &d.lam_bb, adjust);
         let (t_mb, t_bb) = (mix_targets_t(y, &d.perm_mb, &d.lam_mb), mix_targets_t(y, &d.perm_bb, &d.lam_bb));
         let z_k = self.ema.features(&x_mb, true, &[]).0.apply(&self.ema_mix_head);
         let mix_k = o.mixer_loss.compute(&z_k, &t_mb);
