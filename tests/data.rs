@@ -414,3 +414,116 @@ fn bicubic_resampling_reproduces_quadratics_and_is_selectable() {
         Step::RandomResizedCrop { interpolation: samix::data::Interpolation::Bicubic, .. }
     ));
 }
+
+/// MoCo v2's two views (issue 13, item 1): a two-view loader gives `N×2×C×H×W` batches of the
+/// shuffled images, the two views of an image differ, and both are reproducible from the seed
+/// whatever the worker count.
+#[test]
+fn two_view_loader_gives_two_different_reproducible_views() {
+    let (train, _) = cifar::load(&cifar100_archive(), DatasetKind::Cifar100, false).unwrap();
+    let mut train: InMemoryDataset = train;
+    train.truncate(48);
+    let ds: Arc<dyn Dataset> = Arc::new(train);
+    let cfg = AugmentConfig {
+        image_size: Some(32),
+        random_resized_crop: true,
+        rrc_scale: [0.2, 1.0],
+        hflip: true,
+        color_jitter: [0.4, 0.4, 0.4, 0.1],
+        color_jitter_p: 0.8,
+        grayscale_p: 0.2,
+        ..Default::default()
+    };
+    let make = |workers: usize| {
+        let pipe = Pipeline::train(&cfg, Some(32), &[0.5, 0.5, 0.5], &[0.25, 0.25, 0.25]);
+        let lc = LoaderConfig { batch_size: 16, workers, prefetch: 2, shuffle: true, drop_last: true, seed: 5 };
+        Loader::new(ds.clone(), pipe, lc, tch::Device::Cpu).with_views(2)
+    };
+    let batches = |l: &Loader| -> Vec<samix::data::loader::Batch> { l.epoch(1).map(|b| b.unwrap()).collect() };
+    let (one, two) = (batches(&make(1)), batches(&make(2)));
+    assert_eq!(one.len(), 3);
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(a.images.size(), [16, 2, 3, 32, 32]);
+        assert!(a.images.equal(&b.images) && a.labels.equal(&b.labels), "views depend on the worker count");
+        for n in 0..16 {
+            let (v1, v2) = (a.images.get(n).get(0), a.images.get(n).get(1));
+            let diff = (&v1 - &v2).abs().mean(tch::Kind::Float).double_value(&[]);
+            assert!(diff > 1e-3, "the two views of image {n} are the same");
+        }
+    }
+    // One view: the old layout.
+    let single = Loader::new(
+        ds.clone(),
+        Pipeline::train(&cfg, Some(32), &[0.5], &[0.25]),
+        LoaderConfig { batch_size: 16, workers: 1, prefetch: 1, shuffle: true, drop_last: true, seed: 5 },
+        tch::Device::Cpu,
+    );
+    assert_eq!(single.epoch(0).next().unwrap().unwrap().images.size(), [16, 3, 32, 32]);
+}
+
+/// The photometric steps keep their invariants: jitter factors drawn within their ranges and in
+/// every order, brightness scales, zero saturation and grayscale give equal channels, a half-turn
+/// hue shift twice is the identity, a blur keeps a flat image flat and an image's mean.
+#[test]
+fn photometric_steps_keep_their_invariants() {
+    use samix::data::color::{Jitter, Planes};
+    let mut rng = samix::rng::SamixRng::seed_from_u64(1);
+    let mut orders = std::collections::HashSet::new();
+    for _ in 0..400 {
+        let ops = transform::draw_jitter([0.4, 0.4, 0.4, 0.1], &mut rng);
+        assert_eq!(ops.len(), 4);
+        orders.insert(ops.iter().map(|op| std::mem::discriminant(op)).collect::<Vec<_>>());
+        for op in ops {
+            match op {
+                Jitter::Brightness(f) | Jitter::Contrast(f) | Jitter::Saturation(f) => {
+                    assert!((0.6..=1.4).contains(&f), "{op:?}")
+                }
+                Jitter::Hue(h) => assert!((-0.1..=0.1).contains(&h), "{op:?}"),
+            }
+        }
+    }
+    assert_eq!(orders.len(), 24, "all 4! orders of the jitter operations occur");
+    assert_eq!(transform::draw_jitter([0.4, 0.0, 0.0, 0.0], &mut rng).len(), 1, "zero strengths are skipped");
+
+    let img = ramp(3, 8, 8);
+    let planes = |img: &RawImage| Planes::from_image(img);
+    let mut bright = planes(&img);
+    bright.jitter(Jitter::Brightness(0.5));
+    let half: Vec<u8> = img.data.iter().map(|&v| (v as f32 * 0.5).round() as u8).collect();
+    assert_eq!(bright.to_image().data, half);
+    for gray in [
+        {
+            let mut p = planes(&img);
+            p.jitter(Jitter::Saturation(0.0));
+            p.to_image()
+        },
+        {
+            let mut p = planes(&img);
+            p.grayscale();
+            p.to_image()
+        },
+    ] {
+        let n = 64;
+        assert_eq!(gray.data[..n], gray.data[n..2 * n]);
+        assert_eq!(gray.data[..n], gray.data[2 * n..]);
+    }
+    let mut hue = planes(&img);
+    hue.jitter(Jitter::Hue(0.5));
+    assert_ne!(hue.to_image().data, img.data, "a half-turn hue shift changes a coloured image");
+    hue.jitter(Jitter::Hue(0.5));
+    let back = hue.to_image();
+    assert!(back.data.iter().zip(&img.data).all(|(a, b)| (*a as i32 - *b as i32).abs() <= 1));
+    let flat = RawImage::new(3, 8, 8, vec![77; 192]);
+    let mut blurred = planes(&flat);
+    blurred.blur(1.5);
+    assert_eq!(blurred.to_image().data, flat.data);
+    let mut blurred = planes(&img);
+    blurred.blur(0.8);
+    let mean = |d: &[f32]| d.iter().sum::<f32>() / d.len() as f32;
+    let before: Vec<f32> = img.data.iter().map(|&v| v as f32).collect();
+    assert!(
+        (mean(&blurred.data) - mean(&before)).abs() < 0.5,
+        "a blur (edges repeated) nearly keeps the mean of a ramp"
+    );
+    assert_ne!(blurred.to_image().data, img.data);
+}

@@ -76,6 +76,18 @@ pub struct AugmentConfig {
     pub rrc_interpolation: Interpolation,
     /// Shorter side before the centre crop at test time (ImageNet recipe: 256 for 224).
     pub test_resize: Option<usize>,
+    /// Colour-jitter strengths `[brightness, contrast, saturation, hue]` (MoCo v2: 0.4, 0.4, 0.4,
+    /// 0.1): factors drawn from [1 − s, 1 + s] (hue: a shift in [−h, h] of a turn), applied in a
+    /// random order. All zero: off.
+    pub color_jitter: [f64; 4],
+    /// Probability of applying the colour jitter to an image (MoCo v2: 0.8).
+    pub color_jitter_p: f64,
+    /// Probability of turning an image gray (MoCo v2: 0.2).
+    pub grayscale_p: f64,
+    /// Probability of a Gaussian blur (MoCo v2 at 224 px: 0.5; usually off at 32 px).
+    pub blur_p: f64,
+    /// Range of the blur's standard deviation in pixels, drawn uniformly.
+    pub blur_sigma: [f64; 2],
 }
 
 impl Default for AugmentConfig {
@@ -89,6 +101,11 @@ impl Default for AugmentConfig {
             rrc_scale: [0.08, 1.0],
             rrc_interpolation: Interpolation::Bilinear,
             test_resize: None,
+            color_jitter: [0.0; 4],
+            color_jitter_p: 0.8,
+            grayscale_p: 0.0,
+            blur_p: 0.0,
+            blur_sigma: [0.1, 2.0],
         }
     }
 }
@@ -196,6 +213,18 @@ impl DataConfig {
         }
         if !(a.rrc_scale[0] > 0.0 && a.rrc_scale[0] <= a.rrc_scale[1] && a.rrc_scale[1] <= 1.0) {
             return Err(Error::config("data.augment.rrc_scale", "must be [lo, hi] with 0 < lo <= hi <= 1"));
+        }
+        if a.color_jitter.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || a.color_jitter[3] > 0.5 {
+            let msg = "must be [brightness, contrast, saturation, hue], each >= 0, hue at most 0.5";
+            return Err(Error::config("data.augment.color_jitter", msg));
+        }
+        for (key, p) in [("color_jitter_p", a.color_jitter_p), ("grayscale_p", a.grayscale_p), ("blur_p", a.blur_p)] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::config(format!("data.augment.{key}"), "must be a probability in [0, 1]"));
+            }
+        }
+        if !(a.blur_sigma[0] > 0.0 && a.blur_sigma[0] <= a.blur_sigma[1] && a.blur_sigma[1].is_finite()) {
+            return Err(Error::config("data.augment.blur_sigma", "must be [lo, hi] with 0 < lo <= hi"));
         }
         if a.image_size.is_none() && self.dataset.native_size().is_none() {
             return Err(Error::config(

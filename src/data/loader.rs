@@ -5,7 +5,7 @@
 //! a run is reproducible. Records how long the consumer waited. In data-parallel training each
 //! rank's loader reads its [`Shard`] of the same epoch order.
 use super::transform::Pipeline;
-use super::Dataset;
+use super::{Dataset, RawImage};
 use crate::rng::{stream, Stream};
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
@@ -66,11 +66,24 @@ pub struct Loader {
     cfg: LoaderConfig,
     device: Device,
     shard: Shard,
+    views: usize,
 }
 
 impl Loader {
     pub fn new(dataset: Arc<dyn Dataset>, pipeline: Pipeline, cfg: LoaderConfig, device: Device) -> Self {
-        Loader { dataset, pipeline: Arc::new(pipeline), cfg, device, shard: Shard::WHOLE }
+        Loader { dataset, pipeline: Arc::new(pipeline), cfg, device, shard: Shard::WHOLE, views: 1 }
+    }
+
+    /// This loader giving `views` independently augmented copies of every image (self-supervised
+    /// pre-training: 2): batches of `N×V×C×H×W` images, view v of an image drawn after views
+    /// 0..v from the image's own stream. 1 (the default) gives `N×C×H×W`.
+    pub fn with_views(mut self, views: usize) -> Self {
+        self.views = views.max(1);
+        self
+    }
+
+    pub fn views(&self) -> usize {
+        self.views
     }
 
     /// This loader restricted to `shard` of every epoch. A training loader (dropping its last
@@ -171,11 +184,11 @@ impl Loader {
         for w in 0..workers {
             let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
             let (dataset, pipeline, order) = (self.dataset.clone(), self.pipeline.clone(), order.clone());
-            let (bs, seed) = (self.cfg.batch_size.max(1), self.cfg.seed);
+            let (bs, seed, views) = (self.cfg.batch_size.max(1), self.cfg.seed, self.views);
             std::thread::spawn(move || {
                 for b in (first + w..num_batches).step_by(workers) {
                     let end = ((b + 1) * bs).min(order.len());
-                    let batch = build_batch(&*dataset, &pipeline, &order[b * bs..end], seed, epoch);
+                    let batch = build_batch(&*dataset, &pipeline, &order[b * bs..end], seed, epoch, views);
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return;
@@ -188,40 +201,58 @@ impl Loader {
     }
 }
 
-/// Loads, augments and normalises `indices` into one CPU batch.
+/// Loads, augments and normalises `indices` into one CPU batch (`views` copies of each image).
 fn build_batch(
     dataset: &dyn Dataset,
     pipeline: &Pipeline,
     indices: &[usize],
     seed: u64,
     epoch: u64,
+    views: usize,
 ) -> Result<(Tensor, Tensor)> {
     let mut pixels: Vec<f32> = Vec::new();
     let mut shape: Option<(usize, usize, usize)> = None;
     let mut labels = Vec::with_capacity(indices.len());
+    let mut filled = 0;
     for &i in indices {
         let mut rng = stream(seed, Stream::Augment, epoch, i as u64);
-        let img = pipeline.apply(dataset.load(i)?, &mut rng);
-        let this = (img.channels, img.height, img.width);
-        let (c, h, w) = *shape.get_or_insert_with(|| {
-            pixels = vec![0f32; indices.len() * this.0 * this.1 * this.2];
-            this
-        });
-        if this != (c, h, w) {
-            return Err(Error::Data {
-                path: format!("{} item {i}", dataset.info().name).into(),
-                msg: format!(
-                    "image is {}×{}×{} after transforms but the batch is {c}×{h}×{w}; set data.augment.image_size so all images share one size",
-                    this.0, this.1, this.2
-                ),
+        let mut raw = dataset.load(i)?;
+        for v in 0..views {
+            // The last view takes the decoded image itself (one view: no copy).
+            let source = if v + 1 < views {
+                raw.clone()
+            } else {
+                std::mem::replace(&mut raw, RawImage::new(0, 0, 0, Vec::new()))
+            };
+            let img = pipeline.apply(source, &mut rng);
+            let this = (img.channels, img.height, img.width);
+            let (c, h, w) = *shape.get_or_insert_with(|| {
+                pixels = vec![0f32; indices.len() * views * this.0 * this.1 * this.2];
+                this
             });
+            if this != (c, h, w) {
+                return Err(Error::Data {
+                    path: format!("{} item {i}", dataset.info().name).into(),
+                    msg: format!(
+                        "image is {}×{}×{} after transforms but the batch is {c}×{h}×{w}; set data.augment.image_size so all images share one size",
+                        this.0, this.1, this.2
+                    ),
+                });
+            }
+            let size = c * h * w;
+            pipeline.normalize_into(&img, &mut pixels[filled * size..(filled + 1) * size]);
+            filled += 1;
         }
-        let k = labels.len();
-        pipeline.normalize_into(&img, &mut pixels[k * c * h * w..(k + 1) * c * h * w]);
         labels.push(dataset.label(i));
     }
     let (c, h, w) = shape.unwrap_or((0, 0, 0));
-    let images = Tensor::from_slice(&pixels).view([labels.len() as i64, c as i64, h as i64, w as i64]);
+    let n = labels.len() as i64;
+    let dims: Vec<i64> = if views > 1 {
+        vec![n, views as i64, c as i64, h as i64, w as i64]
+    } else {
+        vec![n, c as i64, h as i64, w as i64]
+    };
+    let images = Tensor::from_slice(&pixels).view(dims.as_slice());
     Ok((images, Tensor::from_slice(&labels)))
 }
 

@@ -1,6 +1,7 @@
 //! Datasets, transforms and the batch loader. Reads files only; never touches the model or device
 //! except for uploading finished batches in [`loader`].
 pub mod cifar;
+pub mod color;
 pub mod config;
 pub mod download;
 pub mod folder;

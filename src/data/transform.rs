@@ -1,7 +1,9 @@
 //! Image transforms on CHW bytes (random crop with padding, flip, random-resized crop,
-//! resize + centre crop) and normalisation into f32. Pure functions of the image and an RNG.
+//! resize + centre crop, the photometric steps of [`super::color`]) and normalisation into f32. Pure functions of the image and an RNG.
+use super::color::{Jitter, Planes};
 use super::config::{AugmentConfig, Interpolation, PaddingMode};
 use super::RawImage;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use tch::Tensor;
 
@@ -16,6 +18,13 @@ pub enum Step {
     RandomResizedCrop { size: usize, scale: (f64, f64), ratio: (f64, f64), interpolation: Interpolation },
     /// Resizes the shorter side to `resize`, then crops the centre `crop × crop`.
     ResizeCenterCrop { resize: usize, crop: usize },
+    /// With probability `p`: brightness, contrast, saturation and hue jitter of the given
+    /// strengths (zero skips one), in a random order.
+    ColorJitter { strength: [f64; 4], p: f64 },
+    /// With probability `p`: every channel replaced by the luma.
+    Grayscale { p: f64 },
+    /// With probability `p`: a Gaussian blur with σ drawn uniformly from `sigma` (pixels).
+    GaussianBlur { sigma: (f64, f64), p: f64 },
 }
 
 /// A sequence of steps followed by per-channel normalisation.
@@ -48,6 +57,16 @@ impl Pipeline {
             if let Some(size) = size {
                 steps.push(Step::RandomCrop { size, padding: cfg.crop_padding, mode: cfg.padding_mode });
             }
+        }
+        // The photometric steps of the MoCo v2 recipe, in its order (after the crop, before the flip).
+        if cfg.color_jitter.iter().any(|&v| v > 0.0) && cfg.color_jitter_p > 0.0 {
+            steps.push(Step::ColorJitter { strength: cfg.color_jitter, p: cfg.color_jitter_p });
+        }
+        if cfg.grayscale_p > 0.0 {
+            steps.push(Step::Grayscale { p: cfg.grayscale_p });
+        }
+        if cfg.blur_p > 0.0 {
+            steps.push(Step::GaussianBlur { sigma: (cfg.blur_sigma[0], cfg.blur_sigma[1]), p: cfg.blur_p });
         }
         if cfg.hflip {
             steps.push(Step::HorizontalFlip);
@@ -115,7 +134,55 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
             let (top, left) = (((vh - out as f64) / 2.0).round() / s, ((vw - out as f64) / 2.0).round() / s);
             resize_window(&img, top, left, out as f64 / s, out as f64 / s, out, out)
         }
+        Step::ColorJitter { strength, p } => {
+            if !rng.gen_bool(p) {
+                return img;
+            }
+            let mut planes = Planes::from_image(&img);
+            for op in draw_jitter(strength, rng) {
+                planes.jitter(op);
+            }
+            planes.to_image()
+        }
+        Step::Grayscale { p } => {
+            if !rng.gen_bool(p) {
+                return img;
+            }
+            let mut planes = Planes::from_image(&img);
+            planes.grayscale();
+            planes.to_image()
+        }
+        Step::GaussianBlur { sigma, p } => {
+            if !rng.gen_bool(p) {
+                return img;
+            }
+            let mut planes = Planes::from_image(&img);
+            planes.blur(rng.gen_range(sigma.0..=sigma.1) as f32);
+            planes.to_image()
+        }
     }
+}
+
+/// The jitter operations of one image: the ones with a non-zero strength, each with a factor
+/// drawn from its range, in a random order (torchvision's ColorJitter).
+pub fn draw_jitter<R: Rng>(strength: [f64; 4], rng: &mut R) -> Vec<Jitter> {
+    let mut order = [0usize, 1, 2, 3];
+    order.shuffle(rng);
+    let factor = |s: f64, rng: &mut R| rng.gen_range((1.0 - s).max(0.0)..=1.0 + s) as f32;
+    let mut ops = Vec::with_capacity(4);
+    for i in order {
+        let s = strength[i];
+        if s <= 0.0 {
+            continue;
+        }
+        ops.push(match i {
+            0 => Jitter::Brightness(factor(s, rng)),
+            1 => Jitter::Contrast(factor(s, rng)),
+            2 => Jitter::Saturation(factor(s, rng)),
+            _ => Jitter::Hue(rng.gen_range(-s..=s) as f32),
+        });
+    }
+    ops
 }
 
 pub fn pad(img: &RawImage, p: usize, mode: PaddingMode) -> RawImage {
