@@ -344,6 +344,10 @@ pub struct RunConfig {
     /// oneDNN and cuDNN run faster (checkpoints are written in the usual layout either way).
     #[serde(default)]
     pub channels_last: bool,
+    /// Linear evaluation: the backbone frozen in eval mode (pre-trained through
+    /// `model.init_from`, or random as a baseline), only the classifier trained.
+    #[serde(default)]
+    pub linear_probe: bool,
 }
 
 impl RunConfig {
@@ -369,6 +373,7 @@ impl RunConfig {
             threads: 0,
             precision: Precision::default(),
             channels_last: false,
+            linear_probe: false,
         }
     }
 
@@ -422,6 +427,9 @@ pub struct TrainConfig {
     /// How data-parallel processes talk (read only under a multi-process launch).
     #[serde(default)]
     pub dist: crate::dist::DistConfig,
+    /// Self-supervised pre-training (MoCo v2; `[mix]` then names its mixup). Absent: supervised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<crate::ssl::SslConfig>,
 }
 
 /// What a run records besides `metrics.jsonl` and checkpoints (`[log]`).
@@ -517,7 +525,45 @@ impl TrainConfig {
         self.log.check()?;
         self.dist.check()?;
         self.model.check()?;
-        self.data.check()
+        self.data.check()?;
+        if let Some(ssl) = &self.ssl {
+            self.check_ssl(ssl)?;
+        }
+        if self.train.linear_probe && self.mix.online_config().is_some() {
+            return Err(Error::config(
+                "train.linear_probe",
+                "trains a classifier on a frozen backbone; it cannot train a Mixer online (mix.policy)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What self-supervised pre-training can run: MoCo v2 with no mixing, an input policy (across
+    /// views only where it blends its two images in place), or online SAMix/AutoMix.
+    fn check_ssl(&self, ssl: &crate::ssl::SslConfig) -> Result<()> {
+        ssl.check(self.train.batch_size)?;
+        if self.train.linear_probe {
+            return Err(Error::config(
+                "train.linear_probe",
+                "is for evaluating a backbone, not for pre-training ([ssl])",
+            ));
+        }
+        match &self.mix {
+            MixConfig::Manifoldmix { .. } | MixConfig::Alignmix { .. } | MixConfig::Puzzlemix(_) => {
+                Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix mix through a classifier; self-supervised pre-training supports none, the input policies and samix/automix"))
+            }
+            MixConfig::Resizemix { .. } if ssl.cross_view => Err(Error::config(
+                "ssl.cross_view",
+                "resizemix pastes a resized copy of the partner, which has no cross-view form; use it on the query view",
+            )),
+            MixConfig::None if ssl.cross_view => {
+                Err(Error::config("ssl.cross_view", "has no effect without a mixing policy ([mix] policy)"))
+            }
+            MixConfig::Samix(_) | MixConfig::Automix(_) if self.image_side().is_none() => {
+                Err(Error::config("data.augment.image_size", "needed for samix"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The side of the (square) images the model sees.

@@ -32,6 +32,7 @@ pub mod preview;
 pub mod report;
 pub mod rng;
 pub mod samix;
+pub mod ssl;
 pub mod tensorboard;
 pub mod train;
 

@@ -1,5 +1,6 @@
-//! Classification losses on logits: cross-entropy with label smoothing, and the mixup
-//! cross-entropy over (y_a, y_b, λ) with per-sample λ. All are batch means.
+//! Losses: classification on logits (cross-entropy with label smoothing, the mixup cross-entropy
+//! over (y_a, y_b, λ) with per-sample λ, the Mixer's η-balanced family) and the contrastive
+//! InfoNCE family of self-supervised training ([`contrastive`]). All are batch means.
 use crate::mix::MixedTargets;
 use tch::{Reduction, Tensor};
 
@@ -90,4 +91,58 @@ impl MixupLoss {
 
 fn gather(logits: &Tensor, y: &Tensor) -> Tensor {
     logits.gather(1, &y.unsqueeze(1), false).squeeze_dim(1)
+}
+
+/// The contrastive (InfoNCE) losses of self-supervised training (SAMIX_SPEC.md §5.5, §6.1).
+/// Queries `z` and positive keys are `N×D` and L2-normalised; the negatives are the columns of a
+/// `D×K` queue. Per sample, with `s = z·pos / τ` and `n = z·queue / τ`, the loss is the
+/// cross-entropy of the positive among `[s, n]`: `−s + log(e^s + Σ e^n)`. The negatives' log-sum
+/// is computed once and shared by the positives of a mixed sample.
+pub mod contrastive {
+    use tch::{Kind, Tensor};
+
+    /// `log Σ_q exp(z·queue_q / τ)` per sample (`N`).
+    pub fn negatives_logsumexp(z: &Tensor, queue: &Tensor, tau: f64) -> Tensor {
+        (z.matmul(queue) / tau).logsumexp([1i64].as_slice(), false)
+    }
+
+    /// InfoNCE per sample for positives `pos`, given the negatives' log-sum of
+    /// [`negatives_logsumexp`].
+    pub fn info_nce_with(z: &Tensor, pos: &Tensor, neg_lse: &Tensor, tau: f64) -> Tensor {
+        let s = (z * pos).sum_dim_intlist(1, false, Kind::Float) / tau;
+        -&s + s.logaddexp(neg_lse)
+    }
+
+    /// Mean InfoNCE of `z` against `pos` and the queue (MoCo's loss).
+    pub fn info_nce(z: &Tensor, pos: &Tensor, queue: &Tensor, tau: f64) -> Tensor {
+        info_nce_with(z, pos, &negatives_logsumexp(z, queue, tau), tau).mean(Kind::Float)
+    }
+
+    /// The global mixed loss: `λ·InfoNCE(z, pos_a) + (1 − λ)·InfoNCE(z, pos_b)` averaged over the
+    /// batch, λ a 0-dim tensor or one weight per sample (`N`).
+    pub fn mixed_info_nce(
+        z: &Tensor,
+        pos_a: &Tensor,
+        pos_b: &Tensor,
+        lam: &Tensor,
+        queue: &Tensor,
+        tau: f64,
+    ) -> Tensor {
+        let lse = negatives_logsumexp(z, queue, tau);
+        let lam = lam.to_kind(Kind::Float);
+        let (a, b) = (info_nce_with(z, pos_a, &lse, tau), info_nce_with(z, pos_b, &lse, tau));
+        let weighted: Tensor = &lam * a + (1.0 - &lam) * b;
+        weighted.mean(Kind::Float)
+    }
+
+    /// The local loss: a two-way softmax between the two positives only, fitted to (λ, 1 − λ),
+    /// averaged over the batch.
+    pub fn pair_info_nce(z: &Tensor, pos_a: &Tensor, pos_b: &Tensor, lam: &Tensor, tau: f64) -> Tensor {
+        let s_a = (z * pos_a).sum_dim_intlist(1, false, Kind::Float) / tau;
+        let s_b = (z * pos_b).sum_dim_intlist(1, false, Kind::Float) / tau;
+        let lse = s_a.logaddexp(&s_b);
+        let lam = lam.to_kind(Kind::Float);
+        let weighted: Tensor = &lam * (&lse - s_a) + (1.0 - &lam) * (lse - s_b);
+        weighted.mean(Kind::Float)
+    }
 }

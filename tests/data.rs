@@ -472,7 +472,7 @@ fn photometric_steps_keep_their_invariants() {
     for _ in 0..400 {
         let ops = transform::draw_jitter([0.4, 0.4, 0.4, 0.1], &mut rng);
         assert_eq!(ops.len(), 4);
-        orders.insert(ops.iter().map(|op| std::mem::discriminant(op)).collect::<Vec<_>>());
+        orders.insert(ops.iter().map(std::mem::discriminant).collect::<Vec<_>>());
         for op in ops {
             match op {
                 Jitter::Brightness(f) | Jitter::Contrast(f) | Jitter::Saturation(f) => {

@@ -329,6 +329,29 @@ fn samix_on_two_processes_keeps_mixer_and_ema_identical() {
     assert!(vars.keys().any(|k| k.starts_with("mixer.")) && vars.keys().any(|k| k.starts_with("k.")));
 }
 
+/// SAMix-SSL on two processes: every process enqueues the keys of both (all-gathered), so the
+/// queue, like the networks and the Mixer, is bit-identical on both at every checkpoint (the run's
+/// replica check would stop it otherwise), and the k-NN monitor and the backbone come out.
+#[test]
+fn self_supervised_samix_on_two_processes_keeps_one_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = common::tiny_fashion_config(192, 64, 2, "policy = \"samix\"\nlam_margin = 0.0")
+        .replace("crop_padding = 2", "image_size = 28\nrandom_resized_crop = true\nrrc_scale = [0.2, 1.0]")
+        .replace("padding_mode = \"zeros\"\n", "")
+        .replace("batch_size = 50", "batch_size = 32")
+        + "[ssl]\nhidden_dim = 32\nfeature_dim = 16\nqueue_size = 96\nknn_k = 20\n";
+    let config = write_config(dir.path(), "c.toml", &body);
+    let run = dir.path().join("run");
+    let outs = train_ranks(2, &config, &run, &[]);
+    succeeded(&outs);
+    let m = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.lines().count(), 2);
+    assert!(m.contains("knn_acc1") && m.contains("loss_mixer"), "{m}");
+    assert!(run.join("backbone.safetensors").is_file());
+    let vars = final_weights(&run);
+    assert_eq!(vars["moco.queue"].size(), [16, 96]);
+}
+
 /// A rank killed mid-run ends the other within the timeout, with an error that says so.
 #[test]
 fn killing_one_rank_ends_the_other_with_a_clear_error() {

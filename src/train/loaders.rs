@@ -11,7 +11,8 @@ pub fn train_pipeline(cfg: &TrainConfig, info: &DatasetInfo) -> Pipeline {
     Pipeline::train(&cfg.data.augment, cfg.data.dataset.native_size(), &info.mean, &info.std)
 }
 
-/// The training loader of a config: shuffled, last partial batch dropped, its augmentations.
+/// The training loader of a config: shuffled, last partial batch dropped, its augmentations;
+/// two views of every image for self-supervised pre-training.
 pub fn train_loader(cfg: &TrainConfig, train: Arc<dyn Dataset>, device: Device) -> Loader {
     let info = train.info().clone();
     let lc = LoaderConfig {
@@ -22,7 +23,8 @@ pub fn train_loader(cfg: &TrainConfig, train: Arc<dyn Dataset>, device: Device) 
         drop_last: true,
         seed: cfg.seed,
     };
-    Loader::new(train, train_pipeline(cfg, &info), lc, device)
+    let views = if cfg.ssl.is_some() { 2 } else { 1 };
+    Loader::new(train, train_pipeline(cfg, &info), lc, device).with_views(views)
 }
 
 /// The evaluation loader of a config: every test image in order, in `eval_batch_size` batches.

@@ -10,6 +10,7 @@ pub mod model;
 pub mod monitor;
 pub mod run_dir;
 pub mod samix_learner;
+pub mod ssl_learner;
 pub mod supervised;
 pub mod visual;
 
@@ -19,6 +20,7 @@ pub use model::{seed_init, Model};
 pub use monitor::Progress;
 use monitor::{Monitor, StepView};
 pub use samix_learner::SamixLearner;
+pub use ssl_learner::SslLearner;
 pub use supervised::SupervisedLearner;
 
 use crate::config::TrainConfig;
@@ -140,25 +142,45 @@ pub trait Learner {
     fn on_finish(&mut self, _out: &Path) -> Result<()> {
         Ok(())
     }
+    /// The process group of a data-parallel run, for learners whose step talks to the other
+    /// processes itself (the key queue of self-supervised training).
+    fn set_group(&mut self, _group: Arc<ProcessGroup>) {}
 }
 
-/// The learner a config names, for the training split described by `info`. An online Mixer's
-/// visuals show the first images of `test_loader`.
+/// The learner a config names, for the training split `train` described by `info`. An online
+/// Mixer's visuals show the first images of `test_loader`; self-supervised training's k-NN
+/// monitor reads `train` without augmentation.
 pub fn build_learner(
     config: &TrainConfig,
     info: &DatasetInfo,
+    train: &Arc<dyn Dataset>,
     test_loader: &Loader,
     device: Device,
 ) -> Result<Box<dyn Learner>> {
+    let visual_batch = || -> Result<Option<Tensor>> {
+        Ok(match test_loader.epoch(0).next() {
+            Some(first) => {
+                let first = first?;
+                Some(first.images.narrow(0, 0, first.len().min(8) as i64))
+            }
+            None => None,
+        })
+    };
+    if let Some(ssl) = &config.ssl {
+        let bank = eval_loader(config, train.clone(), device);
+        let mut learner = SslLearner::new(config, ssl, info, bank, device)?;
+        if let Some(images) = visual_batch()? {
+            learner.set_visual_batch(images, info.mean.clone(), info.std.clone());
+        }
+        return Ok(Box::new(learner));
+    }
     match Mixing::from_config(&config.mix, info, config.image_side(), device)? {
         Mixing::Online { config: samix_config, options } => {
             let side =
                 config.image_side().ok_or_else(|| Error::config("data.augment.image_size", "needed for SAMix"))?;
             let mut learner = SamixLearner::new(config, &samix_config, options, info, side, device)?;
-            if let Some(first) = test_loader.epoch(0).next() {
-                let first = first?;
-                let n = first.len().min(8) as i64;
-                learner.set_visual_batch(first.images.narrow(0, 0, n), info.mean.clone(), info.std.clone());
+            if let Some(images) = visual_batch()? {
+                learner.set_visual_batch(images, info.mean.clone(), info.std.clone());
             }
             Ok(Box::new(learner))
         }
@@ -793,7 +815,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     let splits = open_data(&mut config)?;
     let info = splits.train.info().clone();
     let test_loader = eval_loader(&config, splits.test.clone(), device);
-    let mut learner = build_learner(&config, &info, &test_loader, device)?;
+    let mut learner = build_learner(&config, &info, &splits.train, &test_loader, device)?;
     let test_loader = test_loader.sharded(shard)?;
     let train_loader = train_loader(&config, splits.train.clone(), device).sharded(shard)?;
     let config_toml = config.to_toml()?;
@@ -815,6 +837,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     };
     let dp = group.map(|g| DataParallel::new(g, learner.var_store(), config.dist.bucket_bytes()));
     if let Some(d) = &dp {
+        learner.set_group(d.group.clone());
         // Every process must train rank 0's recipe (only where the data is and such may differ).
         let changed = d.differences_from_main(&config, resume, stop_after)?;
         if d.group.any(prepared.is_err() || !changed.is_empty())? && prepared.is_ok() {

@@ -52,7 +52,7 @@ impl Model {
         let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
         let weights = ckpt.dir.join(checkpoint::MODEL_FILE);
         let tensors = Tensor::read_safetensors(&weights).map_err(|e| Error::data(&weights, e.to_string()))?;
-        let prefix = Self::deployed_prefix(&cfg).map_or(String::new(), |p| format!("{p}."));
+        let prefix = Self::deployed_prefix(&cfg)?.map_or(String::new(), |p| format!("{p}."));
         let shape = |name: &str| {
             let key = format!("{prefix}{name}");
             tensors
@@ -80,7 +80,7 @@ impl Model {
         let ckpt = checkpoint::open(dir)?;
         let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
         let path = ckpt.dir.join(checkpoint::MODEL_FILE);
-        let prefix = Self::deployed_prefix(&cfg).map_or(String::new(), |p| format!("{p}."));
+        let prefix = Self::deployed_prefix(&cfg)?.map_or(String::new(), |p| format!("{p}."));
         let tensors = Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, e.to_string()))?;
         // Under the deployed network's prefix only (a SAMix checkpoint also holds `q.`, `mixer.`).
         let network: std::collections::BTreeMap<String, Tensor> =
@@ -91,13 +91,21 @@ impl Model {
 
     /// Where a run's deployed classifier lives in its checkpoint: at the root, or for online
     /// SAMix/AutoMix under `k` (the EMA network with its clean-image head, `one_k`).
-    fn deployed_prefix(cfg: &TrainConfig) -> Option<&'static str> {
-        cfg.mix.online_config().map(|_| "k")
+    /// A self-supervised pre-training run deploys no classifier (its backbone is evaluated by
+    /// `samix linear`).
+    fn deployed_prefix(cfg: &TrainConfig) -> Result<Option<&'static str>> {
+        if cfg.ssl.is_some() {
+            return Err(Error::config(
+                "ssl",
+                "this is a self-supervised pre-training run: it has no trained classifier; evaluate its backbone with `samix linear --backbone RUN --config LINEAR.toml`",
+            ));
+        }
+        Ok(cfg.mix.online_config().map(|_| "k"))
     }
 
     /// The classifier a checkpoint deploys (see [`Model::deployed_prefix`]).
     pub fn from_checkpoint(ckpt: &Checkpoint, cfg: &TrainConfig, info: &DatasetInfo, device: Device) -> Result<Model> {
-        let mut model = Self::build_at(cfg, info, device, Self::deployed_prefix(cfg))?;
+        let mut model = Self::build_at(cfg, info, device, Self::deployed_prefix(cfg)?)?;
         ckpt.load_model(&mut model.vs)?;
         Ok(model)
     }

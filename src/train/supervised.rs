@@ -25,6 +25,8 @@ pub struct SupervisedLearner {
     schedule: CosineSchedule,
     smoothing: f64,
     precision: Precision,
+    /// Linear evaluation: only the classifier trains; the backbone runs in eval mode.
+    linear_probe: bool,
 }
 
 impl SupervisedLearner {
@@ -39,6 +41,14 @@ impl SupervisedLearner {
             return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"));
         }
         let model = Model::build(cfg, info, device)?;
+        if cfg.train.linear_probe {
+            // Before the optimiser is built, so it holds the classifier's parameters only.
+            for (name, t) in model.vs.variables() {
+                if !name.starts_with("fc.") {
+                    let _ = t.set_requires_grad(false);
+                }
+            }
+        }
         let sgd = Sgd::new(&model.vs, &cfg.optim);
         let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
         Ok(SupervisedLearner {
@@ -48,25 +58,28 @@ impl SupervisedLearner {
             schedule,
             smoothing: cfg.train.label_smoothing,
             precision: cfg.train.precision,
+            linear_probe: cfg.train.linear_probe,
         })
     }
 
     /// The mixed forward pass and its loss.
     fn loss(&self, batch: &Batch, rng: &mut SamixRng) -> Result<Tensor> {
         let net = &self.model.net;
+        // A frozen backbone keeps its BN statistics (eval mode); the linear head has no mode.
+        let train = !self.linear_probe;
         let (logits, targets) = match &self.mixing {
             Mixing::Input(policy) => {
                 let mixed = policy.mix(&batch.images, &batch.labels, rng);
-                (net.forward_t(&mixed.images, true), mixed.targets)
+                (net.forward_t(&mixed.images, train), mixed.targets)
             }
             Mixing::Feature(f) => {
-                let out = f.forward(net, &batch.images, &batch.labels, true, rng)?;
+                let out = f.forward(net, &batch.images, &batch.labels, train, rng)?;
                 (out.logits, out.targets)
             }
             Mixing::Saliency(p) => {
                 let saliency = input_saliency(net, &batch.images, &batch.labels);
                 let mixed = p.mix_with_saliency(&batch.images, &batch.labels, &saliency, rng);
-                (net.forward_t(&mixed.images, true), mixed.targets)
+                (net.forward_t(&mixed.images, train), mixed.targets)
             }
             Mixing::Online { .. } => {
                 return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"))

@@ -1,4 +1,4 @@
-//! Mask visuals of online SAMix (the reference's SAVEHook): for a fixed set of test images paired
+//! Mask visuals of a Mixer trained online, supervised or self-supervised (the reference's SAVEHook): for a fixed set of test images paired
 //! with their neighbours, a PNG grid per snapshot — rows: first images, second images, the mask s
 //! and the mixed image at λ = 0.3, the same at λ = 0.7 (s white = second image) — and at the end a
 //! strip of the λ = 0.5 masks, one row per snapshot, showing how the masks evolved.
@@ -27,21 +27,33 @@ impl MaskVisuals {
         crate::data::transform::to_unit(x, &self.mean, &self.std)
     }
 
-    /// Writes the epoch's grid; returns its path.
+    /// Writes the epoch's grid of online SAMix's Mixer; returns its path.
     pub fn snapshot<N: StagedNet>(&mut self, nets: &OnlineSamix<N>, epoch: usize, out: &Path) -> Result<PathBuf> {
+        let _guard = tch::no_grad_guard();
+        let f = nets.mixer_features(&self.images, false);
+        self.snapshot_with(|perm, lam| nets.mixer.mask(&f, perm, &Tensor::from(lam), false), epoch, out)
+    }
+
+    /// Writes the epoch's grid for any Mixer: `mask(perm, λ)` gives the masks of the fixed
+    /// images paired by `perm` at `λ`. Returns the grid's path.
+    pub fn snapshot_with(
+        &mut self,
+        mask: impl Fn(&Tensor, f64) -> Tensor,
+        epoch: usize,
+        out: &Path,
+    ) -> Result<PathBuf> {
         let _guard = tch::no_grad_guard();
         let x = &self.images;
         let n = x.size()[0];
         let perm = Tensor::arange(n, (Kind::Int64, x.device())).roll([1], [0]);
-        let f = nets.mixer_features(x, false);
         let partner = x.index_select(0, &perm);
         let mut rows = vec![self.to_unit(x), self.to_unit(&partner)];
         for lam in [0.3, 0.7] {
-            let s = nets.mixer.mask(&f, &perm, &Tensor::from(lam), false);
+            let s = mask(&perm, lam);
             rows.push(s.expand_as(x).contiguous());
             rows.push(self.to_unit(&apply_mask(x, &partner, &s)));
         }
-        self.evolution.push(nets.mixer.mask(&f, &perm, &Tensor::from(0.5), false).expand_as(x).contiguous());
+        self.evolution.push(mask(&perm, 0.5).expand_as(x).contiguous());
         self.evolution_epochs.push(epoch);
         let dir = out.join("visuals");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -55,6 +67,11 @@ impl MaskVisuals {
         };
         write_grid(&rows, &labels, &path)?;
         Ok(path)
+    }
+
+    /// The fixed images the grids show.
+    pub fn images(&self) -> &Tensor {
+        &self.images
     }
 
     pub fn write_evolution(&self, out: &Path) -> Result<()> {

@@ -42,10 +42,29 @@ pub struct TrainArgs {
     pub data: Option<PathBuf>,
 }
 
-/// `samix train`: the run directory defaults to `runs/<config stem>`; `--resume` without
-/// `--config` reads the run's own `config.toml`.
+#[derive(clap::Args)]
+pub struct LinearArgs {
+    /// A pre-training run folder (its backbone.safetensors) or a backbone weights file.
+    #[arg(long)]
+    pub backbone: PathBuf,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// What `train` is asked to run.
+pub enum TrainMode {
+    /// Whatever the config says (`samix train`).
+    Any,
+    /// Self-supervised pre-training: the config must have an [ssl] table.
+    Pretrain,
+    /// Linear evaluation of this backbone.
+    Linear { backbone: PathBuf },
+}
+
+/// `samix train` (and `pretrain`, `linear`): the run directory defaults to `runs/<config stem>`;
+/// `--resume` without `--config` reads the run's own `config.toml`.
 /// `launch`: this process is one rank of a multi-process run (torchrun's or SLURM's variables).
-pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>) -> Result<()> {
+pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>, mode: TrainMode) -> Result<()> {
     crate::signals::install(launch.as_ref().is_none_or(|l| l.rank == 0));
     let mut device = parse_device(args.device.as_deref())?;
     let out = match (&args.out, &args.config) {
@@ -64,6 +83,28 @@ pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>) -> Result<()>
     };
     if let Some(d) = args.data {
         config.data.path = Some(d);
+    }
+    match mode {
+        TrainMode::Any => {}
+        TrainMode::Pretrain if config.ssl.is_none() => {
+            bail!("samix pretrain needs a config with an [ssl] table (see configs/cifar100_r18_moco.toml)")
+        }
+        TrainMode::Pretrain => {}
+        TrainMode::Linear { backbone } => {
+            if config.ssl.is_some() {
+                bail!("samix linear trains a classifier; its config must not have an [ssl] table");
+            }
+            let file = if backbone.is_dir() { backbone.join(train::ssl_learner::BACKBONE_FILE) } else { backbone };
+            if !file.is_file() {
+                bail!(
+                    "--backbone: {} is not a file (a finished pre-training run holds backbone.safetensors)",
+                    file.display()
+                );
+            }
+            config.model.init_from = Some(file);
+            config.train.linear_probe = true;
+            config.validate()?;
+        }
     }
     let group = match &launch {
         Some(l) => {

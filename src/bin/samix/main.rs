@@ -25,8 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Train a classifier from a TOML config.
+    /// Train a classifier from a TOML config (or pre-train, when it has an [ssl] table).
     Train(commands::TrainArgs),
+    /// Self-supervised pre-training (MoCo v2, with the config's mixup) from a config with an
+    /// [ssl] table; writes the query backbone to <run>/backbone.safetensors.
+    Pretrain(commands::TrainArgs),
+    /// Linear evaluation of a pre-trained backbone: the backbone of --backbone (a pre-training run
+    /// folder or a weights file) frozen, a linear classifier trained with the config's recipe.
+    Linear(commands::LinearArgs),
     /// Evaluate a checkpoint (folder, or a run folder for its latest) on a dataset's test split.
     Eval {
         #[arg(long)]
@@ -130,10 +136,11 @@ fn main() {
     // `samix train` under a multi-process launch: only rank 0 speaks; the others print
     // warnings and errors.
     let launch = match &cli.command {
-        Command::Train(_) => samix::dist::Launch::from_env().unwrap_or_else(|e| {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }),
+        Command::Train(_) | Command::Pretrain(_) | Command::Linear(_) => samix::dist::Launch::from_env()
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }),
         _ => None,
     };
     let rank = launch.as_ref().map(|l| l.rank);
@@ -156,7 +163,15 @@ fn run(cli: Cli, launch: Option<samix::dist::Launch>) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
             let quiet = cli.quiet || launch.as_ref().is_some_and(|l| l.rank > 0);
-            commands::train(args, quiet, launch)
+            commands::train(args, quiet, launch, commands::TrainMode::Any)
+        }
+        Command::Pretrain(args) => {
+            let quiet = cli.quiet || launch.as_ref().is_some_and(|l| l.rank > 0);
+            commands::train(args, quiet, launch, commands::TrainMode::Pretrain)
+        }
+        Command::Linear(args) => {
+            let quiet = cli.quiet || launch.as_ref().is_some_and(|l| l.rank > 0);
+            commands::train(args.train, quiet, launch, commands::TrainMode::Linear { backbone: args.backbone })
         }
         Command::Eval { checkpoint, data, device } => commands::eval(&checkpoint, data, device.as_deref()),
         Command::Bench(args) => commands::bench(args),

@@ -1,0 +1,150 @@
+//! The `[ssl]` table: self-supervised pre-training with MoCo v2 (SAMIX_SPEC.md §6), with the
+//! run's `[mix]` policy applied in its self-supervised form (none: MoCo v2; an input policy: the
+//! SSL mixup baselines of §6.6; `samix`: SAMix-SSL of §6.2). Defaults are MoCo v2's CIFAR recipe.
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// The loss of the Mixer branch in SAMix-SSL (§5.5): the positives are the other views of the
+/// two source images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMixerLoss {
+    /// `λ·InfoNCE(z, k_i) + (1 − λ)·InfoNCE(z, k_j)` against the queue.
+    Global,
+    /// A two-way softmax between the two positives only, fitted to (λ, 1 − λ).
+    Local,
+    /// `local + η·global` (the η-balanced loss; default).
+    LocalGlobal,
+}
+
+/// How SAMix-SSL rescales the backbone branch's mask to its λ's area (§6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMaskAdjust {
+    /// Every sample whose first-image share is further than `mean_margin` from λ (default).
+    Auto,
+    /// As supervised SAMix: the whole batch with probability `mix.mask_adjust`.
+    Probability,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SslConfig {
+    /// Width of the MLP neck's hidden layer (MoCo v2: 2048).
+    pub hidden_dim: i64,
+    /// Dimension of the L2-normalised embedding (MoCo v2: 128).
+    pub feature_dim: i64,
+    /// InfoNCE temperature τ (MoCo v2: 0.2).
+    pub temperature: f64,
+    /// Keys kept as negatives. Unset: 65,536, or the largest multiple of the batch size below the
+    /// number of training images when that is smaller. Must be a multiple of the batch size.
+    pub queue_size: Option<usize>,
+    /// Momentum of the key encoder and neck, `p_k ← m·p_k + (1 − m)·p_q`, before each step's keys.
+    pub momentum: f64,
+    /// When set, the momentum rises from `momentum` to this along a half cosine over the run
+    /// (BYOL's schedule); unset: constant.
+    pub end_momentum: Option<f64>,
+    /// The key encoder's batch normalisation runs over this many random sub-batches of the keys
+    /// (the one-process stand-in for MoCo's shuffle-BN across GPUs; see docs/SSL.md). 1: off.
+    pub key_bn_groups: usize,
+    /// Input policies (mixup, cutmix, …): mix view 1 of one image with view 2 of its partner
+    /// instead of two query views.
+    pub cross_view: bool,
+    /// Weight of the mixed-sample loss beside MoCo's own.
+    pub mix_weight: f64,
+    /// SAMix-SSL: the Mixer branch's loss.
+    pub mixer_loss: SslMixerLoss,
+    /// SAMix-SSL: η of `local_global`.
+    pub eta: f64,
+    /// SAMix-SSL: how the backbone mask is rescaled to λ.
+    pub mask_adjust: SslMaskAdjust,
+    /// SAMix-SSL with `mask_adjust = "auto"`: the tolerated distance of a mask's area from λ.
+    pub mean_margin: f64,
+    /// Neighbours of the weighted k-NN monitor (InstDisc / MoCo: 200).
+    pub knn_k: usize,
+    /// Temperature of the k-NN vote weights `exp(sim/τ)` (0.1).
+    pub knn_temperature: f64,
+}
+
+impl Default for SslConfig {
+    fn default() -> Self {
+        SslConfig {
+            hidden_dim: 2048,
+            feature_dim: 128,
+            temperature: 0.2,
+            queue_size: None,
+            momentum: 0.99,
+            end_momentum: None,
+            key_bn_groups: 4,
+            cross_view: false,
+            mix_weight: 1.0,
+            mixer_loss: SslMixerLoss::LocalGlobal,
+            eta: 0.5,
+            mask_adjust: SslMaskAdjust::Auto,
+            mean_margin: 0.1,
+            knn_k: 200,
+            knn_temperature: 0.1,
+        }
+    }
+}
+
+/// The queue size MoCo v2 uses.
+pub const DEFAULT_QUEUE: usize = 65_536;
+
+impl SslConfig {
+    /// The queue size for a global batch of `batch` keys and `train_images` training images.
+    pub fn queue_len(&self, batch: usize, train_images: usize) -> usize {
+        self.queue_size.unwrap_or_else(|| {
+            let batch = batch.max(1);
+            let below = train_images.saturating_sub(1) / batch * batch;
+            DEFAULT_QUEUE.min(below.max(batch))
+        })
+    }
+
+    /// The key encoder's momentum before step `step` of `total`.
+    pub fn momentum_at(&self, step: u64, total: u64) -> f64 {
+        match self.end_momentum {
+            None => self.momentum,
+            Some(end) => {
+                let progress = step as f64 / total.max(1) as f64;
+                end - (end - self.momentum) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+            }
+        }
+    }
+
+    /// Range checks for a global batch of `batch` images; errors name the key under `ssl`.
+    pub fn check(&self, batch: usize) -> Result<()> {
+        let fail = |key: &str, msg: String| Err(Error::config(format!("ssl.{key}"), msg));
+        if self.hidden_dim < 1 || self.feature_dim < 1 {
+            return fail("feature_dim", "hidden_dim and feature_dim must be at least 1".into());
+        }
+        for (key, v) in [("temperature", self.temperature), ("knn_temperature", self.knn_temperature)] {
+            if !(v.is_finite() && v > 0.0) {
+                return fail(key, format!("{v} is not a positive number"));
+            }
+        }
+        for (key, v) in [("momentum", Some(self.momentum)), ("end_momentum", self.end_momentum)] {
+            if v.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+                return fail(key, "must be in [0, 1]".into());
+            }
+        }
+        if let Some(q) = self.queue_size {
+            if q == 0 || !q.is_multiple_of(batch.max(1)) {
+                return fail("queue_size", format!("{q} must be a positive multiple of train.batch_size ({batch})"));
+            }
+        }
+        if self.key_bn_groups == 0 {
+            return fail("key_bn_groups", "must be at least 1".into());
+        }
+        if !(self.mix_weight.is_finite() && self.mix_weight >= 0.0 && self.eta.is_finite() && self.eta >= 0.0) {
+            return fail("mix_weight", "mix_weight and eta must be numbers >= 0".into());
+        }
+        if !(0.0..1.0).contains(&self.mean_margin) {
+            return fail("mean_margin", "must be in [0, 1)".into());
+        }
+        if self.knn_k == 0 {
+            return fail("knn_k", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}

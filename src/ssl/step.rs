@@ -1,0 +1,276 @@
+//! One self-supervised training step's losses (SAMIX_SPEC.md §6.2, §6.6): MoCo v2 on two views,
+//! optionally with mixup — a handcrafted input policy on the query view or across views (the SSL
+//! mixup baselines), or SAMix-SSL, whose Mixer reads the key encoder's stage features of the two
+//! views and is trained through the frozen key side. One permutation per branch pairs features,
+//! images and keys alike: the mixed sample n is built from view 1 of image n and view 2 of image
+//! `perm[n]`, and its positives are the *other* views of those two images — view 2 of n and
+//! view 1 of `perm[n]` — so no sample is ever matched with a key of the very view it contains.
+//! Touches only the networks it holds; the optimiser and the queue's writes belong to the caller.
+use super::config::{SslConfig, SslMaskAdjust, SslMixerLoss};
+use super::moco::{Moco, MocoPaths};
+use crate::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
+use crate::mix::{random_pairing, LambdaSampler, MixPolicy};
+use crate::model::StagedNet;
+use crate::rng::SamixRng;
+use crate::samix::{backbone_branch, mixer_branch, AreaAdjust, Mixer, PairInputs, SamixOptions};
+use crate::Result;
+use rand::Rng;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// What mixes, on top of MoCo v2.
+pub enum SslMixing {
+    /// MoCo v2 alone.
+    None,
+    /// A handcrafted policy mixing query views (`cross_view`: view 1 of one image with view 2 of
+    /// its partner; the policy must blend its two images by a weight map or a global λ).
+    Input { policy: Box<dyn MixPolicy>, cross_view: bool },
+    /// SAMix-SSL: a Mixer trained online through the key side.
+    Samix(Box<SslSamix>),
+}
+
+/// SAMix-SSL's Mixer with its options and λ sampler.
+pub struct SslSamix {
+    pub mixer: Mixer,
+    pub options: SamixOptions,
+    pub lambda: LambdaSampler,
+}
+
+/// The random draws of one step made outside the mixing policy (which draws its own).
+pub struct SslDraws {
+    /// The order in which the key encoder's sub-batches take the keys' images.
+    pub key_shuffle: Tensor,
+    /// SAMix-SSL: λ and pairing of the backbone branch, of the Mixer branch, and whether the
+    /// backbone mask is rescaled this step (`mask_adjust = "probability"`).
+    pub lam_bb: Tensor,
+    pub lam_mb: Tensor,
+    pub perm_bb: Tensor,
+    pub perm_mb: Tensor,
+    pub adjust_bb: Tensor,
+}
+
+/// The loss terms of a step and what the step enqueues.
+pub struct SslLosses {
+    /// MoCo's InfoNCE of view 1's queries against view 2's keys.
+    pub moco: Tensor,
+    /// The mixed samples' InfoNCE on the query side (a baseline's, or SAMix's backbone branch).
+    pub mix: Option<Tensor>,
+    /// SAMix-SSL: the Mixer branch's loss through the key side (trains the Mixer only).
+    pub mixer: Option<Tensor>,
+    /// SAMix-SSL: the weighted mask regulariser.
+    pub mask: Option<Tensor>,
+    /// View 2's keys, to enqueue after the optimiser step (`N×D`).
+    pub keys: Tensor,
+    /// SAMix-SSL: the Mixer branch's mask (with gradient) and the backbone branch's.
+    pub s_mb: Option<Tensor>,
+    pub s_bb: Option<Tensor>,
+}
+
+impl SslLosses {
+    /// `moco + w·mix + mixer + mask`, `w` the configured weight of the mixed loss.
+    pub fn total(&self, mix_weight: f64) -> Tensor {
+        let mut total = self.moco.shallow_clone();
+        if let Some(m) = &self.mix {
+            total += m * mix_weight;
+        }
+        for t in [&self.mixer, &self.mask].into_iter().flatten() {
+            total += t;
+        }
+        total
+    }
+
+    /// The terms for the metrics log, named.
+    pub fn named(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut out = vec![("loss_moco", &self.moco)];
+        for (name, t) in [("loss_mix", &self.mix), ("loss_mixer", &self.mixer), ("loss_mask", &self.mask)] {
+            if let Some(t) = t {
+                out.push((name, t));
+            }
+        }
+        out
+    }
+}
+
+/// MoCo v2 with its mixing.
+pub struct SslModel<N> {
+    pub moco: Moco<N>,
+    pub mixing: SslMixing,
+}
+
+impl<N: StagedNet> SslModel<N> {
+    /// MoCo from two copies of one backbone (see [`Moco::new`]); for SAMix-SSL, `samix` gives the
+    /// options and the Mixer is built under `paths.mixer` for `image_size`-pixel images.
+    pub fn new(
+        vs: &VarStore,
+        paths: &MocoPaths,
+        encoders: (N, N),
+        cfg: SslConfig,
+        queue_len: usize,
+        mixing: SslMixingChoice,
+        image_size: i64,
+    ) -> Result<Self> {
+        let moco = Moco::new(vs, paths, encoders.0, encoders.1, cfg, queue_len)?;
+        let mixing = match mixing {
+            SslMixingChoice::None => SslMixing::None,
+            SslMixingChoice::Input { policy, cross_view } => SslMixing::Input { policy, cross_view },
+            SslMixingChoice::Samix(options) => {
+                options.check(moco.encoder_k.num_stages())?;
+                let shape = crate::samix::pretrained::mixer_shape(
+                    &moco.encoder_k,
+                    options.mask_stage,
+                    image_size,
+                    vs.device(),
+                )?;
+                let mixer = Mixer::new(&paths.mixer, &options.mixer, shape);
+                SslMixing::Samix(Box::new(SslSamix { lambda: LambdaSampler::new(options.alpha)?, mixer, options }))
+            }
+        };
+        Ok(SslModel { moco, mixing })
+    }
+
+    /// The step's draws for `n` images per view, from the run's seeded host stream.
+    pub fn draw(&self, n: usize, rng: &mut SamixRng, device: Device) -> SslDraws {
+        let keys = match &self.mixing {
+            SslMixing::None => n,
+            SslMixing::Input { cross_view, .. } => n * (1 + *cross_view as usize),
+            SslMixing::Samix(_) => 2 * n,
+        };
+        let key_shuffle = random_pairing(keys, rng, device);
+        let scalar = |v: f64| Tensor::from(v as f32);
+        match &self.mixing {
+            SslMixing::Samix(samix) => {
+                let (lambda, options) = (&samix.lambda, &samix.options);
+                let (lam_bb, lam_mb) = (lambda.sample(rng), lambda.sample(rng));
+                let perm_bb = random_pairing(n, rng, device);
+                let perm_mb = random_pairing(n, rng, device);
+                let adjust = rng.gen::<f64>() < options.mask_adjust;
+                SslDraws {
+                    key_shuffle,
+                    lam_bb: scalar(lam_bb),
+                    lam_mb: scalar(lam_mb),
+                    perm_bb,
+                    perm_mb,
+                    adjust_bb: scalar(if adjust { 1.0 } else { 0.0 }),
+                }
+            }
+            _ => {
+                let none = Tensor::zeros([0], (Kind::Int64, device));
+                SslDraws {
+                    key_shuffle,
+                    lam_bb: scalar(1.0),
+                    lam_mb: scalar(1.0),
+                    perm_bb: none.shallow_clone(),
+                    perm_mb: none,
+                    adjust_bb: scalar(0.0),
+                }
+            }
+        }
+    }
+
+    /// The loss terms of one step on views `x1`, `x2` (`N×C×H×W` each). An input policy draws
+    /// from `rng`. The caller updates the key side's momentum first ([`Moco::momentum_update`])
+    /// and enqueues [`SslLosses::keys`] after its optimiser step.
+    pub fn losses(&self, x1: &Tensor, x2: &Tensor, d: &SslDraws, rng: &mut SamixRng) -> SslLosses {
+        let moco = &self.moco;
+        let (queue, tau) = (&moco.queue, moco.cfg.temperature);
+        let q = moco.query(x1, true);
+        let n = x1.size()[0];
+        match &self.mixing {
+            SslMixing::None => {
+                let (k2, _) = moco.keys(x2, &d.key_shuffle, None);
+                SslLosses { moco: info_nce(&q, &k2, queue, tau), keys: k2, ..SslLosses::empty(x1) }
+            }
+            SslMixing::Input { policy, cross_view } => {
+                let (k1, k2) = if *cross_view {
+                    let (k, _) = moco.keys(&Tensor::cat(&[x1, x2], 0), &d.key_shuffle, None);
+                    (Some(k.narrow(0, 0, n)), k.narrow(0, n, n))
+                } else {
+                    (None, moco.keys(x2, &d.key_shuffle, None).0)
+                };
+                // Each image's index stands in for its label, so the policy's second "label" is
+                // the partner's index.
+                let index = Tensor::arange(n, (Kind::Int64, x1.device()));
+                let mixed = policy.mix(x1, &index, rng);
+                let partner = &mixed.targets.y_b;
+                let (images, pos_b) = match &k1 {
+                    Some(k1) => {
+                        let first = match &mixed.mask {
+                            Some(m) => m.shallow_clone(),
+                            None => mixed.targets.lam.view([n, 1, 1, 1]),
+                        };
+                        (crate::mix::blend(x1, &x2.index_select(0, partner), &first), k1.index_select(0, partner))
+                    }
+                    None => (mixed.images, k2.index_select(0, partner)),
+                };
+                let z = moco.query(&images, true);
+                let mix = mixed_info_nce(&z, &k2, &pos_b, &mixed.targets.lam, queue, tau);
+                SslLosses { moco: info_nce(&q, &k2, queue, tau), mix: Some(mix), keys: k2, ..SslLosses::empty(x1) }
+            }
+            SslMixing::Samix(samix) => {
+                let (mixer, options) = (&samix.mixer, &samix.options);
+                let both = Tensor::cat(&[x1, x2], 0);
+                let (k, maps) = moco.keys(&both, &d.key_shuffle, Some(options.mask_stage));
+                let maps = maps.unwrap_or_else(|| k.shallow_clone());
+                let (k1, k2) = (k.narrow(0, 0, n), k.narrow(0, n, n));
+                let (f1, f2) = (maps.narrow(0, 0, n), maps.narrow(0, n, n));
+                let pair = |perm: &Tensor| PairInputs {
+                    f: f1.shallow_clone(),
+                    f_pair: f2.index_select(0, perm),
+                    x: x1.shallow_clone(),
+                    x_pair: x2.index_select(0, perm),
+                };
+                let cfg = &moco.cfg;
+                // Backbone branch: the detached mask, the query side learns from it.
+                let adjust = match cfg.mask_adjust {
+                    SslMaskAdjust::Auto => AreaAdjust::Auto { margin: cfg.mean_margin },
+                    SslMaskAdjust::Probability if options.mask_adjust > 0.0 => AreaAdjust::Flag(&d.adjust_bb),
+                    SslMaskAdjust::Probability => AreaAdjust::Off,
+                };
+                let (s_bb, x_bb) = backbone_branch(mixer, options, &pair(&d.perm_bb), &d.lam_bb, adjust);
+                let z_bb = moco.query(&x_bb, true);
+                let mix = mixed_info_nce(&z_bb, &k2, &k1.index_select(0, &d.perm_bb), &d.lam_bb, queue, tau);
+                // Mixer branch: through the frozen key side, the Mixer learns.
+                let (s_mb, mask, x_mb) = mixer_branch(mixer, options, &pair(&d.perm_mb), &d.lam_mb);
+                let z_mb = moco.embed_k(&x_mb);
+                let pos_b = k1.index_select(0, &d.perm_mb);
+                let global = || mixed_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, queue, tau);
+                let local = || pair_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, tau);
+                let mixer_loss = match cfg.mixer_loss {
+                    SslMixerLoss::Global => global(),
+                    SslMixerLoss::Local => local(),
+                    SslMixerLoss::LocalGlobal => local() + global() * cfg.eta,
+                };
+                SslLosses {
+                    moco: info_nce(&q, &k2, queue, tau),
+                    mix: Some(mix),
+                    mixer: Some(mixer_loss),
+                    mask: Some(mask),
+                    keys: k2,
+                    s_mb: Some(s_mb),
+                    s_bb: Some(s_bb),
+                }
+            }
+        }
+    }
+}
+
+impl SslLosses {
+    fn empty(like: &Tensor) -> Self {
+        SslLosses {
+            moco: Tensor::zeros([], (Kind::Float, like.device())),
+            mix: None,
+            mixer: None,
+            mask: None,
+            keys: Tensor::zeros([0], (Kind::Float, like.device())),
+            s_mb: None,
+            s_bb: None,
+        }
+    }
+}
+
+/// What [`SslModel::new`] builds the mixing from.
+pub enum SslMixingChoice {
+    None,
+    Input { policy: Box<dyn MixPolicy>, cross_view: bool },
+    Samix(SamixOptions),
+}

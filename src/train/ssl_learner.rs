@@ -1,0 +1,283 @@
+//! The learner glue of self-supervised pre-training ([`crate::ssl`]): builds MoCo v2 and its
+//! mixing over the run's network in samix's layout (`q.*` query encoder and neck, `k.*` their
+//! momentum copies, `moco.queue`, `mixer.*`), steps the key side's momentum before each step and
+//! the queue after it (keys of every process, under data parallelism), gives a Mixer its own SGD
+//! group, sums the loss terms per epoch, evaluates with the weighted k-NN monitor, and writes the
+//! query backbone (`backbone.safetensors`, for `model.init_from`) and the mask visuals.
+use super::checkpoint::EpochSums;
+use super::eval::{EvalResult, Evaluation};
+use super::model::seed_init;
+use super::visual::MaskVisuals;
+use super::{Learner, Mixing, StepContext};
+use crate::config::TrainConfig;
+use crate::data::loader::{Batch, Loader};
+use crate::data::DatasetInfo;
+use crate::dist::ProcessGroup;
+use crate::model::{Network, StagedNet};
+use crate::native::Precision;
+use crate::optim::{CosineSchedule, ParamGroup, Sgd};
+use crate::rng::SamixRng;
+use crate::samix::ema::path_prefix;
+use crate::ssl::{Bank, MocoPaths, SslConfig, SslMixing, SslMixingChoice, SslModel};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// The query backbone a pre-training run exports, in samix's network names.
+pub const BACKBONE_FILE: &str = "backbone.safetensors";
+
+pub struct SslLearner {
+    pub vs: VarStore,
+    pub model: SslModel<Network>,
+    sgd: Sgd,
+    lr: CosineSchedule,
+    mixer_lr: Option<CosineSchedule>,
+    /// The training split without augmentation: the k-NN monitor's memory bank.
+    bank: Loader,
+    classes: i64,
+    group: Option<Arc<ProcessGroup>>,
+    global_batch: usize,
+    mix_weight: f64,
+    precision: Precision,
+    visual_every: usize,
+    visual: Option<MaskVisuals>,
+    sums: BTreeMap<&'static str, Tensor>,
+    steps_in_epoch: usize,
+}
+
+impl SslLearner {
+    /// `bank` reads the training split in order without augmentation.
+    pub fn new(cfg: &TrainConfig, ssl: &SslConfig, info: &DatasetInfo, bank: Loader, device: Device) -> Result<Self> {
+        seed_init(cfg.seed);
+        let vs = VarStore::new(device);
+        let paths = MocoPaths::standard(&vs);
+        let (channels, classes) = (info.channels as i64, info.num_classes as i64);
+        let encoder_q = Network::new(&paths.query, &cfg.model, channels, classes)?;
+        if let Some(path) = &cfg.model.init_from {
+            crate::model::interop::init_from(&vs, &path_prefix(&paths.query), path)?;
+        }
+        let encoder_k = Network::new(&paths.key, &cfg.model, channels, classes)?;
+        let side = cfg.image_side().unwrap_or(0);
+        let mixing = Mixing::from_config(&cfg.mix, info, cfg.image_side(), device)?;
+        let (choice, samix_config) = match mixing {
+            Mixing::Input(super::Policy::None(_)) => (SslMixingChoice::None, None),
+            Mixing::Input(policy) => {
+                (SslMixingChoice::Input { policy: Box::new(policy), cross_view: ssl.cross_view }, None)
+            }
+            Mixing::Online { config, options } => (SslMixingChoice::Samix(options), Some(config)),
+            Mixing::Feature(_) | Mixing::Saliency(_) => {
+                return Err(Error::config("mix.policy", "has no self-supervised form (see [ssl])"));
+            }
+        };
+        let queue_len = ssl.queue_len(cfg.train.batch_size, bank.dataset().len());
+        if !queue_len.is_multiple_of(cfg.train.batch_size.max(1)) {
+            let msg = format!("{queue_len} is not a multiple of train.batch_size ({})", cfg.train.batch_size);
+            return Err(Error::config("ssl.queue_size", msg));
+        }
+        let model = SslModel::new(&vs, &paths, (encoder_q, encoder_k), ssl.clone(), queue_len, choice, side)?;
+        // The query side's classifier is not part of pre-training: frozen, it stays as built.
+        for (name, t) in vs.variables() {
+            if name.starts_with("q.fc.") {
+                let _ = t.set_requires_grad(false);
+            }
+        }
+        let lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
+        let (sgd, mixer_lr) = match &samix_config {
+            Some(sc) => {
+                let mixer_optim = sc.mixer_optim.optim(&cfg.optim);
+                let group = ParamGroup { prefix: path_prefix(&paths.mixer), cfg: mixer_optim.clone() };
+                let schedule = sc.mixer_optim.schedule(&cfg.optim, &cfg.schedule);
+                (
+                    Sgd::with_groups(&vs, &cfg.optim, &[group]),
+                    Some(CosineSchedule::new(mixer_optim.lr, cfg.train.epochs, &schedule)),
+                )
+            }
+            None => (Sgd::new(&vs, &cfg.optim), None),
+        };
+        Ok(SslLearner {
+            vs,
+            model,
+            sgd,
+            lr,
+            mixer_lr,
+            bank,
+            classes,
+            group: None,
+            global_batch: cfg.train.batch_size,
+            mix_weight: ssl.mix_weight,
+            precision: cfg.train.precision,
+            visual_every: samix_config.map_or(0, |c| c.visual_every),
+            visual: None,
+            sums: BTreeMap::new(),
+            steps_in_epoch: 0,
+        })
+    }
+
+    /// Fixes the images the mask grids show (SAMix-SSL only).
+    pub fn set_visual_batch(&mut self, images: Tensor, mean: Vec<f32>, std: Vec<f32>) {
+        if matches!(self.model.mixing, SslMixing::Samix(_)) {
+            self.visual = Some(MaskVisuals::new(images, mean, std));
+        }
+    }
+
+    /// The k-NN memory bank: the query backbone's normalised features of the training split.
+    pub fn memory_bank(&self) -> Result<Bank> {
+        let (mut features, mut labels) = (Vec::new(), Vec::new());
+        for batch in self.bank.epoch(0) {
+            let batch = batch?;
+            features.push(self.model.moco.backbone_features(&batch.images));
+            labels.push(batch.labels);
+        }
+        if features.is_empty() {
+            return Err(Error::Argument("the k-NN memory bank is empty (no training images)".into()));
+        }
+        Ok(Bank { features: Tensor::cat(&features, 0), labels: Tensor::cat(&labels, 0), classes: self.classes })
+    }
+
+    /// The query backbone's variables in samix's network names (what `model.init_from` reads).
+    pub fn backbone_weights(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter_map(|(n, t)| {
+                let key = n.strip_prefix("q.")?;
+                (!key.starts_with("neck.")).then(|| (key.to_string(), t.detach()))
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+}
+
+impl Learner for SslLearner {
+    fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+    fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+    fn optimizer(&self) -> &Sgd {
+        &self.sgd
+    }
+    fn optimizer_mut(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+
+    fn set_group(&mut self, group: Arc<ProcessGroup>) {
+        self.group = Some(group);
+    }
+
+    fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
+        let size = batch.images.size();
+        if size.len() != 5 || size[1] != 2 {
+            return Err(Error::Argument(format!("self-supervised training needs two-view batches, got {size:?}")));
+        }
+        let (x1, x2) = (batch.images.select(1, 0), batch.images.select(1, 1));
+        let device = x1.device();
+        let moco = &self.model.moco;
+        moco.momentum_update(moco.cfg.momentum_at(ctx.global_step, ctx.total_steps))?;
+        let d = self.model.draw(batch.len(), rng, device);
+        let model = &self.model;
+        let losses = crate::native::with_precision(self.precision, device, true, || model.losses(&x1, &x2, &d, rng))?;
+        let total = losses.total(self.mix_weight);
+        let lr = self.lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        self.sgd.zero_grad();
+        total.backward();
+        match &self.mixer_lr {
+            Some(m) => self.sgd.step_groups(&[lr, m.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch)])?,
+            None => self.sgd.step(lr)?,
+        }
+        // After the backward pass, which still reads the queue as it was.
+        let keys = match &self.group {
+            // Rank-major: the queue's columns follow the global batch's order.
+            Some(g) => g.all_gather(&losses.keys.to_kind(Kind::Float))?.flatten(0, 1),
+            None => losses.keys.shallow_clone(),
+        };
+        self.model.moco.enqueue(&keys, self.model.moco.queue_position(ctx.global_step, self.global_batch));
+        for (name, t) in losses.named() {
+            let v = t.detach();
+            let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
+            *entry += v;
+        }
+        self.steps_in_epoch += 1;
+        Ok((total.detach(), lr))
+    }
+
+    fn epoch_progress(&self) -> EpochSums {
+        let sums = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]))).collect();
+        EpochSums { sums, steps: self.steps_in_epoch }
+    }
+
+    fn restore_epoch_progress(&mut self, progress: &EpochSums) -> Result<()> {
+        const TERMS: [&str; 4] = ["loss_moco", "loss_mix", "loss_mixer", "loss_mask"];
+        self.sums.clear();
+        for (name, &value) in &progress.sums {
+            let Some(term) = TERMS.iter().find(|t| *t == name) else {
+                return Err(Error::Argument(format!("checkpoint state: unknown self-supervised loss term `{name}`")));
+            };
+            self.sums.insert(term, Tensor::from(value as f32).to_device(self.vs.device()));
+        }
+        self.steps_in_epoch = progress.steps;
+        Ok(())
+    }
+
+    fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
+        let n = self.steps_in_epoch.max(1) as f64;
+        let out = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / n)).collect();
+        self.sums.clear();
+        self.steps_in_epoch = 0;
+        out
+    }
+
+    /// The weighted k-NN accuracy of the test images against the training split; its "loss" is
+    /// the mean −log of the true class's share of the votes.
+    fn evaluate(&self, loader: &Loader) -> Result<Evaluation> {
+        let _guard = tch::no_grad_guard();
+        let bank = self.memory_bank()?;
+        let cfg = &self.model.moco.cfg;
+        let (mut top1, mut top5, mut nll, mut n) = (0i64, 0i64, 0f64, 0usize);
+        for batch in loader.epoch(0) {
+            let batch = batch?;
+            let features = self.model.moco.backbone_features(&batch.images);
+            let c = bank.count(&features, &batch.labels, cfg.knn_k, cfg.knn_temperature);
+            top1 += c.top1.int64_value(&[]);
+            top5 += c.top5.int64_value(&[]);
+            nll += c.nll.double_value(&[]);
+            n += batch.len();
+        }
+        let denom = n.max(1) as f64;
+        let primary = EvalResult {
+            acc1: 100.0 * top1 as f64 / denom,
+            acc5: 100.0 * top5 as f64 / denom,
+            loss: nll / denom,
+            images: n,
+        };
+        let mut heads = BTreeMap::new();
+        heads.insert("knn_acc1".to_string(), primary.acc1);
+        Ok(Evaluation { primary, heads })
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<Vec<PathBuf>> {
+        let every = self.visual_every;
+        let due = epoch == total_epochs || (every > 0 && epoch.is_multiple_of(every));
+        let (SslMixing::Samix(samix), true, Some(visual)) = (&self.model.mixing, due, self.visual.as_mut()) else {
+            return Ok(Vec::new());
+        };
+        let stage = samix.options.mask_stage;
+        let f = tch::no_grad(|| self.model.moco.encoder_k.features(visual.images(), false, &[stage]).1.remove(0));
+        let path =
+            visual.snapshot_with(|perm, lam| samix.mixer.mask(&f, perm, &Tensor::from(lam), false), epoch, out)?;
+        Ok(vec![path])
+    }
+
+    fn on_finish(&mut self, out: &Path) -> Result<()> {
+        if let Some(v) = &self.visual {
+            v.write_evolution(out)?;
+        }
+        crate::files::write_safetensors_atomic(&out.join(BACKBONE_FILE), self.backbone_weights())
+    }
+}

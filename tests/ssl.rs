@@ -1,0 +1,381 @@
+//! Self-supervised pre-training (issue 13): InfoNCE against hand-computed values, the key queue's
+//! FIFO order, the momentum update of encoder and neck, where gradients flow in SAMix-SSL, the
+//! positives of a mixed sample, the k-NN vote, exact resume with the queue, and the CLI's
+//! pretrain → linear path on a real slice.
+mod common;
+use common::*;
+use rand::SeedableRng;
+use samix::config::TrainConfig;
+use samix::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
+use samix::model::{ModelConfig, Network};
+use samix::rng::SamixRng;
+use samix::ssl::{Bank, MocoPaths, SslConfig, SslMixerLoss, SslMixing, SslMixingChoice, SslModel};
+use samix::SamixOptions;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+fn t2(rows: &[[f32; 2]]) -> Tensor {
+    Tensor::from_slice(&rows.concat()).view([rows.len() as i64, 2])
+}
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "{what}: {a} vs {b}");
+}
+
+#[test]
+fn info_nce_matches_hand_computed_values() {
+    // Two unit queries in 2-D, their positives, and a queue of two negatives (as columns).
+    let z = t2(&[[1.0, 0.0], [0.6, 0.8]]);
+    let pos = t2(&[[0.6, 0.8], [0.0, 1.0]]);
+    let other = t2(&[[0.0, 1.0], [1.0, 0.0]]);
+    let queue = t2(&[[1.0, 0.0], [0.0, 1.0]]).transpose(0, 1); // negatives e1, e2
+    let tau = 0.5;
+    // Sample 0: s = 0.6/τ = 1.2, negatives 1/τ = 2 and 0 → −1.2 + ln(e^1.2 + e^2 + e^0).
+    let l0 = -1.2 + (1.2f64.exp() + 2f64.exp() + 1.0).ln();
+    // Sample 1: s = 0.8/τ = 1.6, negatives 0.6/τ = 1.2 and 0.8/τ = 1.6.
+    let l1 = -1.6 + (1.6f64.exp() + 1.2f64.exp() + 1.6f64.exp()).ln();
+    close(info_nce(&z, &pos, &queue, tau).double_value(&[]), (l0 + l1) / 2.0, "InfoNCE");
+    // Mixed: λ·InfoNCE(pos) + (1 − λ)·InfoNCE(other), λ = 0.3; other's similarities: 0, 0.6.
+    let o0 = -0.0 + (1.0 + 2f64.exp() + 1.0f64).ln();
+    let o1 = -1.2 + (1.2f64.exp() + 1.2f64.exp() + 1.6f64.exp()).ln();
+    let lam = Tensor::from(0.3f32);
+    let want = (0.3 * l0 + 0.7 * o0 + 0.3 * l1 + 0.7 * o1) / 2.0;
+    close(mixed_info_nce(&z, &pos, &other, &lam, &queue, tau).double_value(&[]), want, "mixed InfoNCE");
+    // Per-sample λ.
+    let lams = Tensor::from_slice(&[1.0f32, 0.0]);
+    close(mixed_info_nce(&z, &pos, &other, &lams, &queue, tau).double_value(&[]), (l0 + o1) / 2.0, "per-sample λ");
+    // Local: a two-way softmax between the positives (1.2 vs 0 and 1.6 vs 1.2), no queue.
+    let p0 = 0.3 * (-1.2 + (1.2f64.exp() + 1.0).ln()) + 0.7 * (-0.0 + (1.2f64.exp() + 1.0).ln());
+    let p1 = 0.3 * (-1.6 + (1.6f64.exp() + 1.2f64.exp()).ln()) + 0.7 * (-1.2 + (1.6f64.exp() + 1.2f64.exp()).ln());
+    close(pair_info_nce(&z, &pos, &other, &lam, tau).double_value(&[]), (p0 + p1) / 2.0, "local");
+}
+
+fn tiny_model() -> ModelConfig {
+    ModelConfig {
+        base_width: Some(4),
+        blocks: Some(vec![1, 1, 1, 1]),
+        ..ModelConfig::new(samix::model::Arch::Resnet18)
+    }
+}
+
+fn tiny_ssl() -> SslConfig {
+    SslConfig { hidden_dim: 16, feature_dim: 8, key_bn_groups: 2, ..SslConfig::default() }
+}
+
+/// MoCo (and SAMix-SSL when `samix`) over tiny ResNets for 16-pixel 3-channel images.
+fn build(vs: &VarStore, cfg: SslConfig, queue: usize, samix: bool) -> SslModel<Network> {
+    let paths = MocoPaths::standard(vs);
+    let q = Network::new(&paths.query, &tiny_model(), 3, 10).unwrap();
+    let k = Network::new(&paths.key, &tiny_model(), 3, 10).unwrap();
+    let choice = if samix {
+        let mut options = SamixOptions::samix();
+        options.lam_margin = 0.0;
+        SslMixingChoice::Samix(options)
+    } else {
+        SslMixingChoice::None
+    };
+    SslModel::new(vs, &paths, (q, k), cfg, queue, choice, 16).unwrap()
+}
+
+#[test]
+fn queue_is_first_in_first_out_and_wraps_around() {
+    let _lock = torch_rng_lock();
+    tch::manual_seed(0);
+    let vs = VarStore::new(Device::Cpu);
+    let model = build(&vs, tiny_ssl(), 8, false);
+    let moco = &model.moco;
+    assert_eq!(moco.queue.size(), [8, 8]);
+    let norms = moco.queue.norm_scalaropt_dim(2, [0i64].as_slice(), false);
+    assert!(norms.allclose(&Tensor::ones([8], (Kind::Float, Device::Cpu)), 1e-5, 1e-6, false), "unit keys");
+    let keys = |v: f64| Tensor::full([4, 8], v, (Kind::Float, Device::Cpu));
+    // Steps of 4 keys: step 0 → columns 0..4, step 1 → 4..8, step 2 overwrites the oldest, 0..4.
+    for (step, v) in [(0u64, 1.0), (1, 2.0), (2, 3.0)] {
+        moco.enqueue(&keys(v), moco.queue_position(step, 4));
+    }
+    let row: Vec<f32> = Vec::try_from(moco.queue.get(0)).unwrap();
+    assert_eq!(row, [3.0, 3.0, 3.0, 3.0, 2.0, 2.0, 2.0, 2.0]);
+    // Keys written at the last columns wrap around to the first.
+    moco.enqueue(&keys(9.0), 6);
+    let row: Vec<f32> = Vec::try_from(moco.queue.get(0)).unwrap();
+    assert_eq!(row, [9.0, 9.0, 3.0, 3.0, 2.0, 2.0, 9.0, 9.0]);
+    assert_eq!(moco.queue_position(5, 4), 4);
+}
+
+#[test]
+fn momentum_update_moves_encoder_and_neck_only_towards_the_query_side() {
+    let _lock = torch_rng_lock();
+    tch::manual_seed(1);
+    let vs = VarStore::new(Device::Cpu);
+    let model = build(&vs, tiny_ssl(), 8, false);
+    let vars = vs.variables();
+    let before: std::collections::BTreeMap<String, Tensor> = vars.iter().map(|(n, t)| (n.clone(), t.copy())).collect();
+    for (name, t) in &vars {
+        if let Some(rest) = name.strip_prefix("k.") {
+            assert!(before[name].equal(&before[&format!("q.{rest}")]), "{name} starts equal to the query side");
+            assert!(!t.requires_grad(), "{name} is frozen");
+        }
+    }
+    // Move every query parameter by +1, then one momentum step with m = 0.9.
+    tch::no_grad(|| {
+        for (name, t) in &vars {
+            if name.starts_with("q.") && t.requires_grad() {
+                let _ = t.shallow_clone().g_add_scalar_(1.0);
+            }
+        }
+    });
+    model.moco.momentum_update(0.9).unwrap();
+    let (mut neck, mut encoder) = (0, 0);
+    for (name, t) in &vars {
+        let Some(rest) = name.strip_prefix("k.") else { continue };
+        let is_param = vars[&format!("q.{rest}")].requires_grad();
+        let want = if is_param { &before[name] + 0.1 } else { before[name].shallow_clone() };
+        assert!(t.allclose(&want, 1e-5, 1e-6, false), "{name}: k ← 0.9·k + 0.1·q (statistics untouched)");
+        if is_param {
+            if rest.starts_with("neck.") {
+                neck += 1
+            } else {
+                encoder += 1
+            }
+        }
+    }
+    assert_eq!(neck, 4, "both linear layers of the neck follow");
+    assert!(encoder > 10, "the encoder's parameters follow");
+    assert!(model.moco.queue.equal(&before["moco.queue"]), "the queue is not a parameter");
+}
+
+fn views(n: i64) -> (Tensor, Tensor) {
+    (
+        Tensor::randn([n, 3, 16, 16], (Kind::Float, Device::Cpu)),
+        Tensor::randn([n, 3, 16, 16], (Kind::Float, Device::Cpu)),
+    )
+}
+
+/// Which groups of variables (query side, key side, Mixer) `term` sends a non-zero gradient to.
+fn reached(vs: &VarStore, term: &Tensor) -> [bool; 3] {
+    for (_, t) in vs.variables() {
+        let mut g = t.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+    term.backward();
+    let mut out = [false; 3];
+    for (name, t) in vs.variables() {
+        let g = t.grad();
+        if g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0 {
+            let i = ["q.", "k.", "mixer."].iter().position(|p| name.starts_with(p)).expect("a known prefix");
+            out[i] = true;
+        }
+    }
+    out
+}
+
+#[test]
+fn samix_ssl_gradients_reach_only_what_each_term_trains() {
+    let _lock = torch_rng_lock();
+    tch::manual_seed(2);
+    let vs = VarStore::new(Device::Cpu);
+    let model = build(&vs, tiny_ssl(), 16, true);
+    let (x1, x2) = views(8);
+    let mut rng = SamixRng::seed_from_u64(3);
+    let d = model.draw(8, &mut rng, Device::Cpu);
+    let term = |pick: fn(&samix::ssl::SslLosses) -> Tensor| {
+        let l = model.losses(&x1, &x2, &d, &mut SamixRng::seed_from_u64(4));
+        reached(&vs, &pick(&l))
+    };
+    // [query side, key side, Mixer]
+    assert_eq!(term(|l| l.moco.shallow_clone()), [true, false, false], "MoCo trains the query side only");
+    assert_eq!(
+        term(|l| l.mix.as_ref().unwrap().shallow_clone()),
+        [true, false, false],
+        "backbone branch: query side only"
+    );
+    assert_eq!(
+        term(|l| l.mixer.as_ref().unwrap().shallow_clone()),
+        [false, false, true],
+        "Mixer branch: the Mixer only"
+    );
+    assert_eq!(term(|l| l.mask.as_ref().unwrap().shallow_clone()), [false, false, true], "mask loss: the Mixer only");
+}
+
+/// The mixed samples' losses, recomputed by hand from the step's own masks and keys: sample n
+/// mixes view 1 of image n with view 2 of image perm[n], so its positives must be view 2's key of
+/// n (λ) and view 1's key of perm[n] (1 − λ). The leaky choice (view 2's key of perm[n], the key
+/// of the very view the sample contains) and the other branch's pairing give other values.
+#[test]
+fn mixed_samples_are_matched_with_the_other_views_of_their_two_sources() {
+    let _lock = torch_rng_lock();
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let cfg = SslConfig { mixer_loss: SslMixerLoss::Global, ..tiny_ssl() };
+    let model = build(&vs, cfg, 16, true);
+    let (x1, x2) = views(8);
+    let mut rng = SamixRng::seed_from_u64(6);
+    let d = model.draw(8, &mut rng, Device::Cpu);
+    assert!(!d.perm_bb.equal(&d.perm_mb), "the two branches draw their own pairing");
+    let l = model.losses(&x1, &x2, &d, &mut rng);
+    let moco = &model.moco;
+    let (keys, _) = moco.keys(&Tensor::cat(&[&x1, &x2], 0), &d.key_shuffle, None);
+    let (k1, k2) = (keys.narrow(0, 0, 8), keys.narrow(0, 8, 8));
+    let (queue, tau) = (&moco.queue, moco.cfg.temperature);
+    let mixed = |s: &Tensor, perm: &Tensor| &x1 * (-s + 1.0) + x2.index_select(0, perm) * s;
+    let _ = tch::no_grad_guard();
+
+    let x_bb = mixed(l.s_bb.as_ref().unwrap(), &d.perm_bb);
+    let z_bb = moco.query(&x_bb, true);
+    let loss_bb = |pos_b: &Tensor| mixed_info_nce(&z_bb, &k2, pos_b, &d.lam_bb, queue, tau).double_value(&[]);
+    let got = l.mix.as_ref().unwrap().double_value(&[]);
+    close(got, loss_bb(&k1.index_select(0, &d.perm_bb)), "backbone branch");
+    assert!((got - loss_bb(&k2.index_select(0, &d.perm_bb))).abs() > 1e-3, "the leaky positive would be noticed");
+    assert!((got - loss_bb(&k1.index_select(0, &d.perm_mb))).abs() > 1e-3, "a mismatched pairing would be noticed");
+
+    let x_mb = mixed(&l.s_mb.as_ref().unwrap().detach(), &d.perm_mb);
+    let z_mb = moco.embed_k(&x_mb);
+    let loss_mb = |pos_b: &Tensor| mixed_info_nce(&z_mb, &k2, pos_b, &d.lam_mb, queue, tau).double_value(&[]);
+    let got = l.mixer.as_ref().unwrap().double_value(&[]);
+    close(got, loss_mb(&k1.index_select(0, &d.perm_mb)), "Mixer branch");
+    assert!((got - loss_mb(&k2.index_select(0, &d.perm_mb))).abs() > 1e-3, "the leaky positive would be noticed");
+    assert!((got - loss_mb(&k1.index_select(0, &d.perm_bb))).abs() > 1e-3, "a mismatched pairing would be noticed");
+    assert!(matches!(model.mixing, SslMixing::Samix(_)));
+}
+
+#[test]
+fn knn_votes_are_weighted_by_similarity() {
+    // Bank: three unit features with labels 0, 0, 1; k = 2, τ = 0.5.
+    let bank = Bank {
+        features: t2(&[[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]),
+        labels: Tensor::from_slice(&[0i64, 0, 1]),
+        classes: 2,
+    };
+    // Query (0, 1): neighbours are bank 2 (sim 1, label 1) and bank 1 (sim 0.6, label 0).
+    let votes = bank.votes(&t2(&[[0.0, 1.0]]), 2, 0.5);
+    let v: Vec<f32> = Vec::try_from(votes.flatten(0, -1)).unwrap();
+    close(v[0] as f64, 1.2f64.exp(), "label 0's vote");
+    close(v[1] as f64, 2f64.exp(), "label 1's vote");
+    let c = bank.count(&t2(&[[0.0, 1.0], [1.0, 0.0]]), &Tensor::from_slice(&[0i64, 0]), 2, 0.5);
+    assert_eq!(c.top1.int64_value(&[]), 1, "the first query is outvoted, the second is right");
+    assert_eq!(c.top5.int64_value(&[]), 2);
+    let share0 = 1.2f64.exp() / (1.2f64.exp() + 2f64.exp());
+    close(c.nll.double_value(&[]), -share0.ln() - 1f64.ln(), "−log share of the true class");
+}
+
+fn tiny_pretrain_config(epochs: usize, mix: &str) -> TrainConfig {
+    TrainConfig::parse(&tiny_pretrain_text(epochs, mix), &[]).unwrap()
+}
+
+fn tiny_pretrain_text(epochs: usize, mix: &str) -> String {
+    format!(
+        r#"
+seed = 3
+[data]
+dataset = "fashion_mnist"
+path = "{path}"
+train_limit = 192
+test_limit = 64
+workers = 2
+[data.augment]
+image_size = 28
+random_resized_crop = true
+rrc_scale = [0.2, 1.0]
+hflip = true
+color_jitter = [0.4, 0.4, 0.0, 0.0]
+[model]
+arch = "resnet18"
+base_width = 8
+blocks = [1, 1, 1, 1]
+[optim]
+lr = 0.05
+[ssl]
+hidden_dim = 32
+feature_dim = 16
+queue_size = 96
+knn_k = 20
+[mix]
+{mix}
+[train]
+epochs = {epochs}
+batch_size = 32
+median_of_last = 1
+threads = 1
+"#,
+        path = fashion().display()
+    )
+}
+
+fn checkpoint_tensors(run: &std::path::Path) -> std::collections::BTreeMap<String, Tensor> {
+    let ckpt = samix::train::checkpoint::latest(run).unwrap().unwrap();
+    Tensor::read_safetensors(ckpt.dir.join(samix::train::checkpoint::MODEL_FILE)).unwrap().into_iter().collect()
+}
+
+/// Two epochs at once, and one epoch then a resumed second: the same weights, Mixer, key side and
+/// queue, bit for bit.
+#[test]
+fn pretraining_resumes_exactly_with_its_queue() {
+    let _lock = torch_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_pretrain_config(2, "policy = \"samix\"\nlam_margin = 0.0");
+    let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
+    train_run(&cfg, &a, false, false, None).unwrap();
+    train_run(&cfg, &b, false, false, Some(1)).unwrap();
+    train_run(&cfg, &b, true, false, None).unwrap();
+    let (ta, tb) = (checkpoint_tensors(&a), checkpoint_tensors(&b));
+    assert!(ta.contains_key("moco.queue") && ta.contains_key("mixer.query.weight"));
+    for (name, t) in &ta {
+        assert!(t.equal(&tb[name]), "{name} differs after resuming");
+    }
+    assert!(b.join("backbone.safetensors").is_file());
+    let backbone: Vec<String> =
+        Tensor::read_safetensors(b.join("backbone.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        backbone.iter().any(|n| n == "conv1.weight") && !backbone.iter().any(|n| n.starts_with("neck.")),
+        "{backbone:?}"
+    );
+    assert_eq!(ta["moco.queue"].size(), [16, 96]);
+}
+
+/// `samix pretrain` then `samix linear` on the pre-trained backbone: the linear run trains the
+/// classifier only (the backbone's weights and statistics stay those of the file), and both
+/// commands refuse configs of the other kind and a missing backbone, naming what is wrong.
+#[test]
+fn pretrain_then_linear_evaluation_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("pre.toml"), tiny_pretrain_text(1, "policy = \"mixup\"\nalpha = 2.0")).unwrap();
+    let linear = tiny_fashion_config(192, 64, 1, "policy = \"none\"");
+    std::fs::write(d.join("linear.toml"), &linear).unwrap();
+    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(samix_cli(&["--quiet", "pretrain", "--config", "pre.toml", "--out", "pre"], d));
+    let metrics = std::fs::read_to_string(d.join("pre/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("knn_acc1") && metrics.contains("loss_mix"), "{metrics}");
+    ok(samix_cli(&["--quiet", "linear", "--backbone", "pre", "--config", "linear.toml", "--out", "lin"], d));
+    let summary = std::fs::read_to_string(d.join("lin/summary.json")).unwrap();
+    assert!(summary.contains("median"), "{summary}");
+    let backbone: std::collections::BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(d.join("pre/backbone.safetensors")).unwrap().into_iter().collect();
+    let trained = checkpoint_tensors(&d.join("lin"));
+    for (name, t) in &trained {
+        if name.starts_with("fc.") {
+            assert!(!t.equal(&backbone[name]), "the classifier trains");
+        } else {
+            assert!(t.equal(&backbone[name]), "{name}: the frozen backbone (and its BN statistics) must not change");
+        }
+    }
+    let config = std::fs::read_to_string(d.join("lin/config.toml")).unwrap();
+    assert!(config.contains("linear_probe = true") && config.contains("backbone.safetensors"), "{config}");
+
+    let refused = |args: &[&str], says: &str| {
+        let o = samix_cli(args, d);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && err.contains(says), "{args:?}: {err}");
+    };
+    refused(&["pretrain", "--config", "linear.toml", "--out", "x"], "[ssl]");
+    refused(&["eval", "--checkpoint", "pre"], "samix linear");
+    refused(&["linear", "--backbone", "pre", "--config", "pre.toml", "--out", "y"], "[ssl]");
+    refused(&["linear", "--backbone", "missing", "--config", "linear.toml", "--out", "z"], "missing");
+    std::fs::write(
+        d.join("bad.toml"),
+        tiny_pretrain_text(1, "policy = \"resizemix\"\nalpha = 1.0").replace("[ssl]", "[ssl]\ncross_view = true"),
+    )
+    .unwrap();
+    refused(&["pretrain", "--config", "bad.toml", "--out", "w"], "ssl.cross_view");
+}
