@@ -36,7 +36,13 @@ pub enum MixConfig {
     /// The whole paired image shrunk into a random box (τ from Beta(α, α) within [0.1, 0.8]).
     Resizemix { alpha: f64 },
     /// Grid of holes taking the paired image, hole side ratio √(1−λ).
-    Gridmix { alpha: f64 },
+    Gridmix {
+        alpha: f64,
+        /// The reference's crop: unclamped, at a possibly negative offset, holes written with
+        /// Python's slicing (see `mix::reference_grid_mask`).
+        #[serde(default)]
+        reference: bool,
+    },
     /// Gaussian blob of the paired image; α is not used by the mask (as the reference).
     Smoothmix {
         alpha: f64,
@@ -297,7 +303,7 @@ impl MixConfig {
             MixConfig::Mixup { alpha, .. }
             | MixConfig::Cutmix { alpha, .. }
             | MixConfig::Resizemix { alpha }
-            | MixConfig::Gridmix { alpha }
+            | MixConfig::Gridmix { alpha, .. }
             | MixConfig::Smoothmix { alpha, .. }
             | MixConfig::Fmix { alpha, .. }
             | MixConfig::Saliencymix { alpha }

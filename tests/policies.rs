@@ -1,6 +1,7 @@
 //! Property tests of the mask-based handcrafted policies: λ equals the area the first image keeps
 //! (to the pixel), masks are binary where the method says so, same seed → same output, shapes
 //! kept; plus FMix's mask area, ResizeMix's pasted content and the saliency peak.
+mod common;
 use rand::SeedableRng;
 use samix::config::MixConfig;
 use samix::mix::{fourier_mask, spectral_residual_saliency, MixPolicy};
@@ -499,5 +500,72 @@ fn no_repeat_avoids_pairing_an_image_with_itself() {
         assert!(default > 0.5, "{name}: {default}");
         // (2/3)^11 ≈ 1.2% of batches keep a fixed point after the reference's 10 redraws.
         assert!(redrawn < 0.05, "{name} with no_repeat: {redrawn}");
+    }
+}
+
+/// Issue 11, item 7: the reference's GridMix crop. Its layout, for crops that fit and for crops
+/// taller or wider than the image (negative offsets), equals an independent statement of the
+/// reference's rule in numpy with Python's own slicing; and the policy with `reference = true`
+/// still labels the area the first image keeps.
+#[test]
+fn gridmix_reference_crop_follows_python_slicing() {
+    use samix::mix::{reference_grid_mask, ReferenceGrid};
+    let oracle = r#"
+import json, math, sys
+import numpy as np
+cases = json.loads(sys.argv[1])
+out = []
+for c in cases:
+    H, W, ratio = c["h"], c["w"], c["ratio"]
+    area = int(H * W * c["area"])
+    cw = int(math.sqrt(area / c["aspect"]))
+    ch = int(cw * c["aspect"])
+    left, top = int((W - cw) * c["cx"]), int((H - ch) * c["cy"])
+    holes = min(c["holes"], cw // 2)
+    pw = math.ceil(cw / holes)
+    ph = pw
+    rows = math.ceil(ch / ph)
+    hw = min(max(int(pw * ratio), 1), pw - 1)
+    hh = min(max(int(ph * ratio), 1), ph - 1)
+    m = np.zeros((H, W))
+    for i in range(holes + 1):
+        for j in range(rows + 1):
+            x1, y1 = min(pw * i, cw), min(ph * j, ch)
+            m[top + y1: top + min(y1 + hh, ch), left + x1: left + min(x1 + hw, cw)] = 1
+    out.append(m.flatten().tolist())
+print(json.dumps(out))
+"#;
+    let mut cases = Vec::new();
+    let mut grids = Vec::new();
+    for (k, (area, aspect, cy)) in
+        [(1.0, 3.0, 0.6), (1.0, 3.0, 0.3), (0.9, 2.0, 0.99), (0.5, 0.5, 0.4), (0.75, 1.0, 0.5), (1.0, 0.4, 0.7)]
+            .into_iter()
+            .enumerate()
+    {
+        let g = ReferenceGrid { n_holes: 2 + k % 5, cut_area_ratio: area, cut_aspect_ratio: aspect, cx: 0.35, cy };
+        let ratio = [0.5, 0.3, 0.8][k % 3];
+        cases.push(serde_json::json!({"h": 16, "w": 16, "ratio": ratio, "area": area, "aspect": aspect,
+            "cx": 0.35, "cy": cy, "holes": g.n_holes}));
+        grids.push((g, ratio));
+    }
+    let json = serde_json::to_string(&cases).unwrap();
+    let stdout = common::venv_python(&[std::ffi::OsStr::new("-c"), oracle.as_ref(), json.as_ref()]);
+    let want: Vec<Vec<f32>> = serde_json::from_slice(&stdout).unwrap();
+    let mut wrapped = false;
+    for ((g, ratio), want) in grids.into_iter().zip(want) {
+        let got = reference_grid_mask(16, 16, ratio, g);
+        assert_eq!(got, want, "{g:?} ratio {ratio}");
+        // A crop taller than the image whose top holes wrap to the bottom rows.
+        wrapped |= g.cut_aspect_ratio > 2.5 && g.cy > 0.5 && got[15 * 16..].iter().any(|&v| v == 1.0);
+    }
+    assert!(wrapped, "a case exercises the wrap-around");
+    let p = policy_from("policy = \"gridmix\"\nalpha = 1.0\nreference = true");
+    let (x, y) = indexed_batch(4, 32, 32);
+    for seed in 0..20 {
+        let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
+        let m = f64s(out.mask.as_ref().unwrap());
+        assert!(m.iter().all(|v| *v == 0.0 || *v == 1.0));
+        let kept = m.iter().sum::<f64>() / m.len() as f64;
+        assert!((f64s(&out.targets.lam)[0] - kept).abs() < 1e-9, "seed {seed}: λ is the kept area");
     }
 }

@@ -22,7 +22,7 @@ pub use cutmix::{
 pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
 pub use fmix::{fourier_mask, FMix};
 pub use graphcut::GridMrf;
-pub use gridmix::{grid_mask, GridMix};
+pub use gridmix::{grid_mask, reference_grid_mask, GridMix, ReferenceGrid};
 pub use mixup::{mix_images, MixUp};
 pub use puzzlemix::{input_saliency, transport_blocks, transport_plan, PuzzleMix, PuzzleMixConfig};
 pub use resizemix::ResizeMix;

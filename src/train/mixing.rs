@@ -129,7 +129,7 @@ pub fn input_policy(cfg: &MixConfig, device: Device) -> Result<Policy> {
         MixConfig::Mixup { alpha, per_sample } => Policy::MixUp(MixUp::new(*alpha, *per_sample)?),
         MixConfig::Cutmix { alpha, no_repeat } => Policy::CutMix(CutMix::new(*alpha)?.no_repeat(*no_repeat)),
         MixConfig::Resizemix { alpha } => Policy::ResizeMix(ResizeMix::new(*alpha)?),
-        MixConfig::Gridmix { alpha } => Policy::GridMix(GridMix::new(*alpha)?),
+        MixConfig::Gridmix { alpha, reference } => Policy::GridMix(GridMix::new(*alpha)?.reference(*reference)),
         MixConfig::Smoothmix { alpha, reference } => Policy::SmoothMix(SmoothMix::new(*alpha)?.reference(*reference)),
         MixConfig::Fmix { alpha, decay_power, no_repeat } => {
             Policy::FMix(FMix::new(*alpha, *decay_power)?.no_repeat(*no_repeat))
