@@ -1,6 +1,6 @@
-//! Throughput of one training step, the same work as ../shared/bench/torch_samix_ref.py:
-//! ResNet-18 (CIFAR stem, 100 classes, 32×32) on a fixed random batch, SGD 0.1/0.9/1e-4, for
-//! each method; warm-up steps first, then timed steps, with the device synchronised around the
+//! Throughput of one training step, the same work as ../shared/bench/torch_samix_ref.py (and
+//! bench/torch_moco_ref.py for the self-supervised steps): ResNet-18 (CIFAR stem, 100 classes,
+//! 32×32) on a fixed random batch, SGD 0.1/0.9/1e-4, for each method; warm-up steps first, then timed steps, with the device synchronised around the
 //! timed region; peak memory per method. Optionally in bf16 autocast and/or as one captured
 //! CUDA graph per step. Also the loader alone. Not used in training.
 use crate::config::{MixConfig, TrainConfig};
@@ -14,6 +14,7 @@ use crate::optim::{OptimConfig, ParamGroup, Sgd};
 use crate::rng::{stream, SamixRng, Stream};
 use crate::samix::ema::path_prefix;
 use crate::samix::{mixer_shape, Mixer, OnlineSamix, PretrainedMixer, SamixOptions, SamixP, SamixPaths};
+use crate::ssl::{MocoPaths, SslConfig, SslMixingChoice, SslModel};
 use crate::train::{input_policy, train_loader};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -31,13 +32,28 @@ pub enum Method {
     /// SAMix-P: a frozen encoder and Mixer (freshly initialised: the cost does not depend on the
     /// weights) mix each batch for a plain classifier step.
     SamixP,
+    /// A MoCo v2 step on two views of the batch (the work of bench/torch_moco_ref.py): momentum
+    /// update, query pass, key pass in 4 shuffled sub-batches, InfoNCE against a 65,536-key queue,
+    /// backward, SGD 0.03/0.9/1e-4, enqueue.
+    Moco,
+    /// The SAMix-SSL step: MoCo v2 plus the key pass of both views, two Mixer calls, a query pass
+    /// of the backbone-branch images and a key-side pass of the Mixer-branch images.
+    MocoSamix,
 }
 
 impl Method {
     /// What `samix bench` times by default.
     pub const ALL: [Method; 4] = [Method::Vanilla, Method::Mixup, Method::Cutmix, Method::Samix];
     /// Every method it can time.
-    pub const KNOWN: [Method; 5] = [Method::Vanilla, Method::Mixup, Method::Cutmix, Method::Samix, Method::SamixP];
+    pub const KNOWN: [Method; 7] = [
+        Method::Vanilla,
+        Method::Mixup,
+        Method::Cutmix,
+        Method::Samix,
+        Method::SamixP,
+        Method::Moco,
+        Method::MocoSamix,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Method::Vanilla => "vanilla",
@@ -45,11 +61,15 @@ impl Method {
             Method::Cutmix => "cutmix",
             Method::Samix => "samix",
             Method::SamixP => "samix_p",
+            Method::Moco => "moco",
+            Method::MocoSamix => "moco_samix",
         }
     }
     pub fn from_name(name: &str) -> Result<Method> {
         Method::KNOWN.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            Error::Argument(format!("bench method `{name}`: expected vanilla, mixup, cutmix, samix or samix_p"))
+            Error::Argument(format!(
+                "bench method `{name}`: expected vanilla, mixup, cutmix, samix, samix_p, moco or moco_samix"
+            ))
         })
     }
 }
@@ -215,7 +235,9 @@ fn bench_policy(method: Method, device: Device) -> Result<Box<dyn MixPolicy>> {
         Method::Mixup => "mixup",
         Method::Cutmix => "cutmix",
         Method::SamixP => return bench_samix_p(device),
-        Method::Samix => return Err(Error::Argument("samix is not an input policy".into())),
+        Method::Samix | Method::Moco | Method::MocoSamix => {
+            return Err(Error::Argument(format!("{} is not an input policy", method.name())))
+        }
     };
     Ok(Box::new(input_policy(&MixConfig::from_name(name, None)?, Device::Cpu)?))
 }
@@ -235,6 +257,11 @@ fn build_step(
     let rng = stream(0, Stream::Mix, 0, 0);
     let step: Box<dyn BenchStep> = match method {
         Method::Samix => Box::new(build_samix(&vs, x, y, rng)?),
+        Method::Moco | Method::MocoSamix => {
+            let x2 = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+            let x2 = if channels_last { native::to_channels_last(&x2)? } else { x2 };
+            Box::new(build_moco(&vs, method == Method::MocoSamix, x, x2, rng)?)
+        }
         policy => Box::new(PolicyStep::new(&vs, bench_policy(policy, device)?, x, y, rng)?),
     };
     if channels_last {
@@ -265,6 +292,62 @@ fn build_samix(vs: &VarStore, x: Tensor, y: Tensor, rng: SamixRng) -> Result<Sam
     let optim = reference_sgd();
     let sgd = Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }]);
     Ok(SamixStep { samix, sgd, x, y, rng })
+}
+
+struct MocoStep {
+    model: SslModel<Network>,
+    sgd: Sgd,
+    x1: Tensor,
+    x2: Tensor,
+    rng: SamixRng,
+    step: u64,
+}
+
+impl BenchStep for MocoStep {
+    fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()> {
+        if on_device {
+            return Err(Error::Argument("the MoCo steps draw on the host (no CUDA-graph capture)".into()));
+        }
+        let (device, n) = (self.x1.device(), self.x1.size()[0] as usize);
+        let moco = &self.model.moco;
+        moco.momentum_update(moco.cfg.momentum)?;
+        let d = self.model.draw(n, &mut self.rng, device);
+        let model = &self.model;
+        let rng = &mut self.rng;
+        let losses =
+            native::with_precision(precision, device, cache_casts, || model.losses(&self.x1, &self.x2, &d, rng))??;
+        self.sgd.zero_grad();
+        losses.total(1.0).backward();
+        self.sgd.apply()?;
+        let moco = &self.model.moco;
+        moco.enqueue(&losses.keys, moco.queue_position(self.step, n));
+        self.step += 1;
+        Ok(())
+    }
+}
+
+/// MoCo v2 over ResNet-18 CIFAR (MoCo v2's neck, τ 0.2, momentum 0.99, 4 key sub-batches, a
+/// queue of 65,536), with SAMix-SSL's Mixer (CIFAR R18 defaults) when `samix`.
+fn build_moco(vs: &VarStore, samix: bool, x1: Tensor, x2: Tensor, rng: SamixRng) -> Result<MocoStep> {
+    let paths = MocoPaths::standard(vs);
+    let q = Network::new(&paths.query, &cifar_resnet18(), 3, 100)?;
+    let k = Network::new(&paths.key, &cifar_resnet18(), 3, 100)?;
+    let cfg = SslConfig::default();
+    let choice = if samix { SslMixingChoice::Samix(SamixOptions::samix()) } else { SslMixingChoice::None };
+    let queue = crate::ssl::config::DEFAULT_QUEUE;
+    let model = SslModel::new(vs, &paths, (q, k), cfg, queue, choice, 32)?;
+    for (name, t) in vs.variables() {
+        if name.starts_with("q.fc.") {
+            let _ = t.set_requires_grad(false);
+        }
+    }
+    let optim = OptimConfig { lr: 0.03, ..reference_sgd() };
+    let sgd = if samix {
+        Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }])
+    } else {
+        Sgd::new(vs, &optim)
+    };
+    Ok(MocoStep { model, sgd, x1, x2, rng, step: 0 })
 }
 
 /// Times `opts.steps` training steps of `method` after `opts.warmup` untimed ones.

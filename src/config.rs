@@ -554,6 +554,33 @@ impl TrainConfig {
                 "is for evaluating a backbone, not for pre-training ([ssl])",
             ));
         }
+        // Settings pre-training would accept and not use: refused rather than ignored.
+        if self.train.channels_last {
+            return Err(Error::config("train.channels_last", "is not supported with [ssl] (two-view batches are 5-D)"));
+        }
+        if self.train.label_smoothing != 0.0 {
+            return Err(Error::config("train.label_smoothing", "has no meaning without labels ([ssl])"));
+        }
+        if let Some((c, _)) = self.mix.online_config() {
+            if c.mixer_loss.is_some() {
+                return Err(Error::config(
+                    "mix.mixer_loss",
+                    "is the supervised Mixer loss; under [ssl] set ssl.mixer_loss and ssl.eta",
+                ));
+            }
+            if c.ema != crate::samix::EmaConfig::default() {
+                return Err(Error::config(
+                    "mix.ema",
+                    "is the supervised EMA critic's schedule; under [ssl] the key side follows ssl.momentum",
+                ));
+            }
+            if ssl.cross_view {
+                return Err(Error::config(
+                    "ssl.cross_view",
+                    "is for input policies; SAMix-SSL always pairs view 1 with the partner's view 2",
+                ));
+            }
+        }
         match &self.mix {
             MixConfig::Manifoldmix { .. } | MixConfig::Alignmix { .. } | MixConfig::Puzzlemix(_) => {
                 Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix mix through a classifier; self-supervised pre-training supports none, the input policies and samix/automix"))

@@ -507,6 +507,22 @@ fn photometric_steps_keep_their_invariants() {
         assert_eq!(gray.data[..n], gray.data[n..2 * n]);
         assert_eq!(gray.data[..n], gray.data[2 * n..]);
     }
+    // Known values: a third of a turn takes pure red to pure green; zero contrast is the flat
+    // luma mean; zero brightness is black.
+    let red = RawImage::new(3, 1, 2, vec![255, 255, 0, 0, 0, 0]);
+    let mut p = planes(&red);
+    p.jitter(Jitter::Hue(1.0 / 3.0));
+    assert_eq!(p.to_image().data, [0, 0, 255, 255, 0, 0]);
+    let mut p = planes(&img);
+    p.jitter(Jitter::Contrast(0.0));
+    let luma_mean = (0..64)
+        .map(|i| 0.299 * img.data[i] as f32 + 0.587 * img.data[64 + i] as f32 + 0.114 * img.data[128 + i] as f32)
+        .sum::<f32>()
+        / 64.0;
+    assert!(p.to_image().data.iter().all(|&v| v == luma_mean.round() as u8), "flat at the luma mean {luma_mean}");
+    let mut p = planes(&img);
+    p.jitter(Jitter::Brightness(0.0));
+    assert!(p.to_image().data.iter().all(|&v| v == 0));
     let mut hue = planes(&img);
     hue.jitter(Jitter::Hue(0.5));
     assert_ne!(hue.to_image().data, img.data, "a half-turn hue shift changes a coloured image");

@@ -180,7 +180,7 @@ fn samix_ssl_gradients_reach_only_what_each_term_trains() {
     let mut rng = SamixRng::seed_from_u64(3);
     let d = model.draw(8, &mut rng, Device::Cpu);
     let term = |pick: fn(&samix::ssl::SslLosses) -> Tensor| {
-        let l = model.losses(&x1, &x2, &d, &mut SamixRng::seed_from_u64(4));
+        let l = model.losses(&x1, &x2, &d, &mut SamixRng::seed_from_u64(4)).unwrap();
         reached(&vs, &pick(&l))
     };
     // [query side, key side, Mixer]
@@ -209,17 +209,38 @@ fn mixed_samples_are_matched_with_the_other_views_of_their_two_sources() {
     let vs = VarStore::new(Device::Cpu);
     let cfg = SslConfig { mixer_loss: SslMixerLoss::Global, ..tiny_ssl() };
     let model = build(&vs, cfg, 16, true);
+    // Attention weights of a trained size (at initialisation the Mixer barely reads λ).
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            if name == "mixer.query.weight" || name == "mixer.key.weight" {
+                let _ = t.g_mul_scalar_(20.0);
+            }
+        }
+    });
     let (x1, x2) = views(8);
     let mut rng = SamixRng::seed_from_u64(6);
     let d = model.draw(8, &mut rng, Device::Cpu);
     assert!(!d.perm_bb.equal(&d.perm_mb), "the two branches draw their own pairing");
-    let l = model.losses(&x1, &x2, &d, &mut rng);
+    let l = model.losses(&x1, &x2, &d, &mut rng).unwrap();
     let moco = &model.moco;
-    let (keys, _) = moco.keys(&Tensor::cat(&[&x1, &x2], 0), &d.key_shuffle, None);
+    let keys = moco.keys(&Tensor::cat(&[&x1, &x2], 0), &d.key_shuffle);
     let (k1, k2) = (keys.narrow(0, 0, 8), keys.narrow(0, 8, 8));
     let (queue, tau) = (&moco.queue, moco.cfg.temperature);
     let mixed = |s: &Tensor, perm: &Tensor| &x1 * (-s + 1.0) + x2.index_select(0, perm) * s;
-    let _ = tch::no_grad_guard();
+    let _guard = tch::no_grad_guard();
+
+    // The masks themselves come from view 1's maps and the partners' view-2 maps, with the
+    // branch's own λ, and the backbone mask covers λ of the first image within the margin.
+    let SslMixing::Samix(samix) = &model.mixing else { panic!("SAMix-SSL") };
+    let (_, maps) = moco.keys_and_maps(&Tensor::cat(&[&x1, &x2], 0), &d.key_shuffle, samix.options.mask_stage).unwrap();
+    let (f1, f2) = (maps.narrow(0, 0, 8), maps.narrow(0, 8, 8));
+    let s_mb = samix.mixer.mask_of(&f1, &f2.index_select(0, &d.perm_mb), &d.lam_mb, true);
+    assert!(s_mb.allclose(l.s_mb.as_ref().unwrap(), 1e-5, 1e-6, false), "the Mixer branch's mask");
+    let s_flipped = samix.mixer.mask_of(&f1, &f2.index_select(0, &d.perm_mb), &(1.0 - &d.lam_mb), true);
+    assert!(!s_flipped.allclose(&s_mb, 1e-4, 1e-4, false), "λ's direction matters to the mask");
+    let share = (-l.s_bb.as_ref().unwrap() + 1.0).mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+    let off = (share - d.lam_bb.double_value(&[])).abs().max().double_value(&[]);
+    assert!(off <= 0.1 + 1e-4, "the backbone mask covers λ of view 1 within mean_margin (off by {off})");
 
     let x_bb = mixed(l.s_bb.as_ref().unwrap(), &d.perm_bb);
     let z_bb = moco.query(&x_bb, true);
@@ -237,6 +258,57 @@ fn mixed_samples_are_matched_with_the_other_views_of_their_two_sources() {
     assert!((got - loss_mb(&k2.index_select(0, &d.perm_mb))).abs() > 1e-3, "the leaky positive would be noticed");
     assert!((got - loss_mb(&k1.index_select(0, &d.perm_bb))).abs() > 1e-3, "a mismatched pairing would be noticed");
     assert!(matches!(model.mixing, SslMixing::Samix(_)));
+}
+
+/// The input-policy baselines: a same-view mix of images n and j is matched with view 2's keys of
+/// n (λ) and j (1 − λ); a cross-view mix (view 1 of n, view 2 of j) with view 2's key of n and
+/// view 1's key of j, λ the policy's own label weight.
+#[test]
+fn baseline_mixes_are_matched_with_their_sources_other_views() {
+    let _lock = torch_rng_lock();
+    for cross_view in [false, true] {
+        tch::manual_seed(8);
+        let vs = VarStore::new(Device::Cpu);
+        let paths = MocoPaths::standard(&vs);
+        let q = Network::new(&paths.query, &tiny_model(), 3, 10).unwrap();
+        let k = Network::new(&paths.key, &tiny_model(), 3, 10).unwrap();
+        let policy = samix::mix::CutMix::new(1.0).unwrap();
+        let choice = SslMixingChoice::Input { policy: Box::new(policy.clone()), cross_view };
+        let model = SslModel::new(&vs, &paths, (q, k), tiny_ssl(), 16, choice, 16).unwrap();
+        let (x1, x2) = views(8);
+        let mut rng = SamixRng::seed_from_u64(9);
+        let d = model.draw(8, &mut rng, Device::Cpu);
+        let replay = rng.clone();
+        let got = model.losses(&x1, &x2, &d, &mut rng).unwrap().mix.unwrap().double_value(&[]);
+        let _guard = tch::no_grad_guard();
+        let moco = &model.moco;
+        let index = Tensor::arange(8, (Kind::Int64, Device::Cpu));
+        let mixed = samix::mix::MixPolicy::mix(&policy, &x1, &index, &mut replay.clone());
+        let partner = &mixed.targets.y_b;
+        // The step's keys: of view 2 alone (same view), or of both views in one shuffled pass.
+        let (k1, k2) = if cross_view {
+            let keys = moco.keys(&Tensor::cat(&[&x1, &x2], 0), &d.key_shuffle);
+            (Some(keys.narrow(0, 0, 8)), keys.narrow(0, 8, 8))
+        } else {
+            (None, moco.keys(&x2, &d.key_shuffle))
+        };
+        // The right second positive, and a wrong one a slip would use: the key of the very view
+        // the cross-view mix contains (the leak), or the unpaired key of the same-view case.
+        let (images, pos_b, wrong_b) = match &k1 {
+            Some(k1) => {
+                let first = mixed.mask.as_ref().unwrap();
+                let images = &x1 * first + x2.index_select(0, partner) * (-first + 1.0);
+                (images, k1.index_select(0, partner), k2.index_select(0, partner))
+            }
+            None => (mixed.images.shallow_clone(), k2.index_select(0, partner), k2.shallow_clone()),
+        };
+        let z = moco.query(&images, true);
+        let loss = |pos_b: &Tensor| {
+            mixed_info_nce(&z, &k2, pos_b, &mixed.targets.lam, &moco.queue, moco.cfg.temperature).double_value(&[])
+        };
+        close(got, loss(&pos_b), if cross_view { "cross-view" } else { "same-view" });
+        assert!((got - loss(&wrong_b)).abs() > 1e-4, "cross_view={cross_view}: another positive would be noticed");
+    }
 }
 
 #[test]
@@ -323,6 +395,19 @@ fn pretraining_resumes_exactly_with_its_queue() {
     for (name, t) in &ta {
         assert!(t.equal(&tb[name]), "{name} differs after resuming");
     }
+    // The metrics too: loss terms and k-NN accuracies of both epochs (timings aside).
+    let losses = |run: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                serde_json::json!([v["train_loss"], v["test_acc1"], v["test_loss"], v["extra"]])
+            })
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(losses(&a).len(), 2);
     assert!(b.join("backbone.safetensors").is_file());
     let backbone: Vec<String> =
         Tensor::read_safetensors(b.join("backbone.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
@@ -347,7 +432,12 @@ fn pretrain_then_linear_evaluation_from_the_command_line() {
     ok(samix_cli(&["--quiet", "pretrain", "--config", "pre.toml", "--out", "pre"], d));
     let metrics = std::fs::read_to_string(d.join("pre/metrics.jsonl")).unwrap();
     assert!(metrics.contains("knn_acc1") && metrics.contains("loss_mix"), "{metrics}");
-    ok(samix_cli(&["--quiet", "linear", "--backbone", "pre", "--config", "linear.toml", "--out", "lin"], d));
+    // Two epochs, stopped after the first: the classifier moves between the two checkpoints,
+    // the backbone (weights and BN statistics) is the pre-trained one in both.
+    let linear_args = ["--quiet", "linear", "--backbone", "pre", "--config", "linear.toml", "--out", "lin"];
+    ok(samix_cli(&[&linear_args[..], &["--set", "train.epochs=2", "--stop-after", "1"]].concat(), d));
+    let first = checkpoint_tensors(&d.join("lin"));
+    ok(samix_cli(&[&linear_args[..], &["--set", "train.epochs=2", "--resume"]].concat(), d));
     let summary = std::fs::read_to_string(d.join("lin/summary.json")).unwrap();
     assert!(summary.contains("median"), "{summary}");
     let backbone: std::collections::BTreeMap<String, Tensor> =
@@ -355,9 +445,10 @@ fn pretrain_then_linear_evaluation_from_the_command_line() {
     let trained = checkpoint_tensors(&d.join("lin"));
     for (name, t) in &trained {
         if name.starts_with("fc.") {
-            assert!(!t.equal(&backbone[name]), "the classifier trains");
+            assert!(!t.equal(&first[name]), "{name}: the classifier trains");
         } else {
             assert!(t.equal(&backbone[name]), "{name}: the frozen backbone (and its BN statistics) must not change");
+            assert!(first[name].equal(&backbone[name]), "{name}: frozen from the first epoch on");
         }
     }
     let config = std::fs::read_to_string(d.join("lin/config.toml")).unwrap();
@@ -378,4 +469,47 @@ fn pretrain_then_linear_evaluation_from_the_command_line() {
     )
     .unwrap();
     refused(&["pretrain", "--config", "bad.toml", "--out", "w"], "ssl.cross_view");
+}
+
+/// The total is the sum of the terms, and summing leaves every term as it was (the metrics log
+/// each term after the step has summed them).
+#[test]
+fn the_total_leaves_its_terms_unchanged() {
+    let t = |v: f64| Tensor::from(v as f32);
+    let losses = samix::ssl::SslLosses {
+        moco: t(1.0),
+        mix: Some(t(2.0)),
+        mixer: Some(t(4.0)),
+        mask: Some(t(8.0)),
+        keys: Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)),
+        s_mb: None,
+        s_bb: None,
+    };
+    close(losses.total(0.5).double_value(&[]), 14.0, "1 + 0.5·2 + 4 + 8");
+    close(losses.total(1.0).double_value(&[]), 15.0, "again, weight 1");
+    close(losses.moco.double_value(&[]), 1.0, "moco untouched");
+}
+
+/// Settings pre-training would not use are refused, naming the key; the default queue is a
+/// multiple of the batch whatever the batch.
+#[test]
+fn unused_settings_are_refused_and_the_default_queue_fits_the_batch() {
+    let text = tiny_pretrain_text(1, "policy = \"samix\"");
+    for (set, key) in [
+        ("train.label_smoothing=0.1", "train.label_smoothing"),
+        ("train.channels_last=true", "train.channels_last"),
+        ("mix.mixer_loss.kind=\"soft_ce\"", "mix.mixer_loss"),
+        ("mix.ema.momentum=0.99", "mix.ema"),
+        ("ssl.cross_view=true", "ssl.cross_view"),
+        ("ssl.queue_size=100", "ssl.queue_size"),
+        ("train.linear_probe=true", "train.linear_probe"),
+    ] {
+        let err = TrainConfig::parse(&text, &[set.to_string()]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(key), "--set {set}: {err:?}");
+    }
+    let ssl = SslConfig::default();
+    assert_eq!(ssl.queue_len(100, 100_000), 65_500, "Tiny-ImageNet at batch 100");
+    assert_eq!(ssl.queue_len(256, 50_000), 49_920, "CIFAR at batch 256: below the training set");
+    assert_eq!(ssl.queue_len(384, 1_000_000), 65_280);
+    assert_eq!(ssl.queue_len(8, 5), 8, "at least one batch");
 }

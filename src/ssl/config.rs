@@ -36,10 +36,11 @@ pub struct SslConfig {
     pub feature_dim: i64,
     /// InfoNCE temperature τ (MoCo v2: 0.2).
     pub temperature: f64,
-    /// Keys kept as negatives. Unset: 65,536, or the largest multiple of the batch size below the
-    /// number of training images when that is smaller. Must be a multiple of the batch size.
+    /// Keys kept as negatives. Unset: the largest multiple of the batch size up to 65,536 and
+    /// below the number of training images. Must be a multiple of the batch size.
     pub queue_size: Option<usize>,
-    /// Momentum of the key encoder and neck, `p_k ← m·p_k + (1 − m)·p_q`, before each step's keys.
+    /// Momentum of the key encoder and neck, `p_k ← m·p_k + (1 − m)·p_q`, before each step's keys
+    /// (the reference's 0.999; MoCo v2's CIFAR variants often use 0.99).
     pub momentum: f64,
     /// When set, the momentum rises from `momentum` to this along a half cosine over the run
     /// (BYOL's schedule); unset: constant.
@@ -73,7 +74,7 @@ impl Default for SslConfig {
             feature_dim: 128,
             temperature: 0.2,
             queue_size: None,
-            momentum: 0.99,
+            momentum: 0.999,
             end_momentum: None,
             key_bn_groups: 4,
             cross_view: false,
@@ -96,8 +97,8 @@ impl SslConfig {
     pub fn queue_len(&self, batch: usize, train_images: usize) -> usize {
         self.queue_size.unwrap_or_else(|| {
             let batch = batch.max(1);
-            let below = train_images.saturating_sub(1) / batch * batch;
-            DEFAULT_QUEUE.min(below.max(batch))
+            let limit = DEFAULT_QUEUE.min(train_images.saturating_sub(1));
+            (limit / batch * batch).max(batch)
         })
     }
 

@@ -120,23 +120,34 @@ impl<N: StagedNet> Moco<N> {
         normalize_rows(&self.neck_k.forward(&self.encoder_k.features(x, true, &[]).0))
     }
 
-    /// Keys of `x` under no grad, and the key encoder's output of stage `stage` when asked (what
-    /// a Mixer reads). Batch normalisation runs over `key_bn_groups` sub-batches of the images
-    /// in the order `shuffle` (a permutation of the batch), so a key's statistics come from a
-    /// random subset of the batch rather than from the batch its query saw (MoCo's shuffle-BN,
-    /// within one process). Results are in `x`'s order.
-    pub fn keys(&self, x: &Tensor, shuffle: &Tensor, stage: Option<usize>) -> (Tensor, Option<Tensor>) {
+    /// Keys of `x` under no grad. Batch normalisation runs over `key_bn_groups` sub-batches of
+    /// the images in the order `shuffle` (a permutation of the batch), so a key's statistics come
+    /// from a random subset of the batch rather than from the batch its query saw (MoCo's
+    /// shuffle-BN, within one process). Results are in `x`'s order.
+    pub fn keys(&self, x: &Tensor, shuffle: &Tensor) -> Tensor {
+        self.key_pass(x, shuffle, None).0
+    }
+
+    /// As [`Moco::keys`], with the key encoder's output of stage `stage` (what a Mixer reads);
+    /// fails when the encoder has no such stage.
+    pub fn keys_and_maps(&self, x: &Tensor, shuffle: &Tensor, stage: usize) -> Result<(Tensor, Tensor)> {
+        match self.key_pass(x, shuffle, Some(stage)) {
+            (keys, Some(maps)) => Ok((keys, maps)),
+            (_, None) => Err(crate::Error::config("mix.mask_stage", format!("the key encoder has no stage {stage}"))),
+        }
+    }
+
+    fn key_pass(&self, x: &Tensor, shuffle: &Tensor, stage: Option<usize>) -> (Tensor, Option<Tensor>) {
         tch::no_grad(|| {
             let shuffled = x.index_select(0, shuffle);
             let keep: Vec<usize> = stage.into_iter().collect();
-            let groups = self.cfg.key_bn_groups.min(x.size()[0].max(1) as usize) as i64;
+            // Sub-batches of at least two images: train-mode BN needs two values per channel.
+            let groups = self.cfg.key_bn_groups.min((x.size()[0] / 2).max(1) as usize) as i64;
             let (mut keys, mut maps) = (Vec::new(), Vec::new());
             for chunk in shuffled.chunk(groups, 0) {
-                let (last, mut kept) = self.encoder_k.features(&chunk, true, &keep);
+                let (last, kept) = self.encoder_k.features(&chunk, true, &keep);
                 keys.push(normalize_rows(&self.neck_k.forward(&last)));
-                if !kept.is_empty() {
-                    maps.push(kept.remove(0));
-                }
+                maps.extend(kept);
             }
             let inverse = shuffle.argsort(0, false);
             let keys = Tensor::cat(&keys, 0).index_select(0, &inverse);

@@ -69,12 +69,14 @@ pub struct SslLosses {
 impl SslLosses {
     /// `moco + w·mix + mixer + mask`, `w` the configured weight of the mixed loss.
     pub fn total(&self, mix_weight: f64) -> Tensor {
+        // New tensors at each sum: `+=` would add in place into `moco` itself, which the
+        // metrics read afterwards.
         let mut total = self.moco.shallow_clone();
         if let Some(m) = &self.mix {
-            total += m * mix_weight;
+            total = &total + m * mix_weight;
         }
         for t in [&self.mixer, &self.mask].into_iter().flatten() {
-            total += t;
+            total = &total + t;
         }
         total
     }
@@ -170,22 +172,22 @@ impl<N: StagedNet> SslModel<N> {
     /// The loss terms of one step on views `x1`, `x2` (`N×C×H×W` each). An input policy draws
     /// from `rng`. The caller updates the key side's momentum first ([`Moco::momentum_update`])
     /// and enqueues [`SslLosses::keys`] after its optimiser step.
-    pub fn losses(&self, x1: &Tensor, x2: &Tensor, d: &SslDraws, rng: &mut SamixRng) -> SslLosses {
+    pub fn losses(&self, x1: &Tensor, x2: &Tensor, d: &SslDraws, rng: &mut SamixRng) -> Result<SslLosses> {
         let moco = &self.moco;
         let (queue, tau) = (&moco.queue, moco.cfg.temperature);
         let q = moco.query(x1, true);
         let n = x1.size()[0];
         match &self.mixing {
             SslMixing::None => {
-                let (k2, _) = moco.keys(x2, &d.key_shuffle, None);
-                SslLosses { moco: info_nce(&q, &k2, queue, tau), keys: k2, ..SslLosses::empty(x1) }
+                let k2 = moco.keys(x2, &d.key_shuffle);
+                Ok(SslLosses { moco: info_nce(&q, &k2, queue, tau), keys: k2, ..SslLosses::empty(x1) })
             }
             SslMixing::Input { policy, cross_view } => {
                 let (k1, k2) = if *cross_view {
-                    let (k, _) = moco.keys(&Tensor::cat(&[x1, x2], 0), &d.key_shuffle, None);
+                    let k = moco.keys(&Tensor::cat(&[x1, x2], 0), &d.key_shuffle);
                     (Some(k.narrow(0, 0, n)), k.narrow(0, n, n))
                 } else {
-                    (None, moco.keys(x2, &d.key_shuffle, None).0)
+                    (None, moco.keys(x2, &d.key_shuffle))
                 };
                 // Each image's index stands in for its label, so the policy's second "label" is
                 // the partner's index.
@@ -204,13 +206,12 @@ impl<N: StagedNet> SslModel<N> {
                 };
                 let z = moco.query(&images, true);
                 let mix = mixed_info_nce(&z, &k2, &pos_b, &mixed.targets.lam, queue, tau);
-                SslLosses { moco: info_nce(&q, &k2, queue, tau), mix: Some(mix), keys: k2, ..SslLosses::empty(x1) }
+                Ok(SslLosses { moco: info_nce(&q, &k2, queue, tau), mix: Some(mix), keys: k2, ..SslLosses::empty(x1) })
             }
             SslMixing::Samix(samix) => {
                 let (mixer, options) = (&samix.mixer, &samix.options);
                 let both = Tensor::cat(&[x1, x2], 0);
-                let (k, maps) = moco.keys(&both, &d.key_shuffle, Some(options.mask_stage));
-                let maps = maps.unwrap_or_else(|| k.shallow_clone());
+                let (k, maps) = moco.keys_and_maps(&both, &d.key_shuffle, options.mask_stage)?;
                 let (k1, k2) = (k.narrow(0, 0, n), k.narrow(0, n, n));
                 let (f1, f2) = (maps.narrow(0, 0, n), maps.narrow(0, n, n));
                 let pair = |perm: &Tensor| PairInputs {
@@ -240,7 +241,7 @@ impl<N: StagedNet> SslModel<N> {
                     SslMixerLoss::Local => local(),
                     SslMixerLoss::LocalGlobal => local() + global() * cfg.eta,
                 };
-                SslLosses {
+                Ok(SslLosses {
                     moco: info_nce(&q, &k2, queue, tau),
                     mix: Some(mix),
                     mixer: Some(mixer_loss),
@@ -248,7 +249,7 @@ impl<N: StagedNet> SslModel<N> {
                     keys: k2,
                     s_mb: Some(s_mb),
                     s_bb: Some(s_bb),
-                }
+                })
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::native::Precision;
 use crate::optim::{CosineSchedule, ParamGroup, Sgd};
 use crate::rng::SamixRng;
 use crate::samix::ema::path_prefix;
-use crate::ssl::{Bank, MocoPaths, SslConfig, SslMixing, SslMixingChoice, SslModel};
+use crate::ssl::{Bank, MocoPaths, SslConfig, SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -151,6 +151,44 @@ impl SslLearner {
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named
     }
+    /// One optimisation step on the given draws (what [`Learner::train_step`] runs after drawing
+    /// them; an input policy draws from `rng`): the key side's momentum update, the losses, one
+    /// backward pass, the SGD step at this step's rates, and the step's keys enqueued (every
+    /// process's, under data parallelism). Returns the losses and the backbone's rate. Public so
+    /// that a test can replay a step on draws it chose.
+    pub fn step_with(
+        &mut self,
+        batch: &Batch,
+        d: &SslDraws,
+        ctx: &StepContext,
+        rng: &mut SamixRng,
+    ) -> Result<(SslLosses, f64)> {
+        let size = batch.images.size();
+        if size.len() != 5 || size[1] != 2 {
+            return Err(Error::Argument(format!("self-supervised training needs two-view batches, got {size:?}")));
+        }
+        let (x1, x2) = (batch.images.select(1, 0), batch.images.select(1, 1));
+        let device = x1.device();
+        let moco = &self.model.moco;
+        moco.momentum_update(moco.cfg.momentum_at(ctx.global_step, ctx.total_steps))?;
+        let model = &self.model;
+        let losses = crate::native::with_precision(self.precision, device, true, || model.losses(&x1, &x2, d, rng))??;
+        let lr = self.lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
+        self.sgd.zero_grad();
+        losses.total(self.mix_weight).backward();
+        match &self.mixer_lr {
+            Some(m) => self.sgd.step_groups(&[lr, m.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch)])?,
+            None => self.sgd.step(lr)?,
+        }
+        // After the backward pass, which still reads the queue as it was.
+        let keys = match &self.group {
+            // Rank-major: the queue's columns follow the global batch's order.
+            Some(g) => g.all_gather(&losses.keys.to_kind(Kind::Float))?.flatten(0, 1),
+            None => losses.keys.shallow_clone(),
+        };
+        self.model.moco.enqueue(&keys, self.model.moco.queue_position(ctx.global_step, self.global_batch));
+        Ok((losses, lr))
+    }
 }
 
 impl Learner for SslLearner {
@@ -172,39 +210,15 @@ impl Learner for SslLearner {
     }
 
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
-        let size = batch.images.size();
-        if size.len() != 5 || size[1] != 2 {
-            return Err(Error::Argument(format!("self-supervised training needs two-view batches, got {size:?}")));
-        }
-        let (x1, x2) = (batch.images.select(1, 0), batch.images.select(1, 1));
-        let device = x1.device();
-        let moco = &self.model.moco;
-        moco.momentum_update(moco.cfg.momentum_at(ctx.global_step, ctx.total_steps))?;
-        let d = self.model.draw(batch.len(), rng, device);
-        let model = &self.model;
-        let losses = crate::native::with_precision(self.precision, device, true, || model.losses(&x1, &x2, &d, rng))?;
-        let total = losses.total(self.mix_weight);
-        let lr = self.lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        self.sgd.zero_grad();
-        total.backward();
-        match &self.mixer_lr {
-            Some(m) => self.sgd.step_groups(&[lr, m.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch)])?,
-            None => self.sgd.step(lr)?,
-        }
-        // After the backward pass, which still reads the queue as it was.
-        let keys = match &self.group {
-            // Rank-major: the queue's columns follow the global batch's order.
-            Some(g) => g.all_gather(&losses.keys.to_kind(Kind::Float))?.flatten(0, 1),
-            None => losses.keys.shallow_clone(),
-        };
-        self.model.moco.enqueue(&keys, self.model.moco.queue_position(ctx.global_step, self.global_batch));
+        let d = self.model.draw(batch.len(), rng, batch.images.device());
+        let (losses, lr) = self.step_with(batch, &d, ctx, rng)?;
         for (name, t) in losses.named() {
             let v = t.detach();
             let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
             *entry += v;
         }
         self.steps_in_epoch += 1;
-        Ok((total.detach(), lr))
+        Ok((losses.total(self.mix_weight).detach(), lr))
     }
 
     fn epoch_progress(&self) -> EpochSums {
