@@ -556,7 +556,7 @@ print(json.dumps(out))
         let got = reference_grid_mask(16, 16, ratio, g);
         assert_eq!(got, want, "{g:?} ratio {ratio}");
         // A crop taller than the image whose top holes wrap to the bottom rows.
-        wrapped |= g.cut_aspect_ratio > 2.5 && g.cy > 0.5 && got[15 * 16..].iter().any(|&v| v == 1.0);
+        wrapped |= g.cut_aspect_ratio > 2.5 && g.cy > 0.5 && got[15 * 16..].contains(&1.0);
     }
     assert!(wrapped, "a case exercises the wrap-around");
     let p = policy_from("policy = \"gridmix\"\nalpha = 1.0\nreference = true");
