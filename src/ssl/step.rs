@@ -81,10 +81,14 @@ impl SslLosses {
         total
     }
 
-    /// The terms for the metrics log, named.
+    /// The names of the terms in the metrics log.
+    pub const TERMS: [&'static str; 4] = ["loss_moco", "loss_mix", "loss_mixer", "loss_mask"];
+
+    /// The terms this step has, named as [`SslLosses::TERMS`].
     pub fn named(&self) -> Vec<(&'static str, &Tensor)> {
-        let mut out = vec![("loss_moco", &self.moco)];
-        for (name, t) in [("loss_mix", &self.mix), ("loss_mixer", &self.mixer), ("loss_mask", &self.mask)] {
+        let [moco, mix, mixer, mask] = Self::TERMS;
+        let mut out = vec![(moco, &self.moco)];
+        for (name, t) in [(mix, &self.mix), (mixer, &self.mixer), (mask, &self.mask)] {
             if let Some(t) = t {
                 out.push((name, t));
             }

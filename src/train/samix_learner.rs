@@ -2,7 +2,7 @@
 //! samix's VarStore layout (`q.*`, `k.*`, `mixer.*`), gives the Mixer its own SGD group and
 //! schedule, steps the EMA, sums the loss terms per epoch, evaluates the four heads, and writes
 //! the mask visuals and the Mixer artifact into the run directory.
-use super::checkpoint::EpochSums;
+use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{self, Evaluation};
 use super::model::seed_init;
 use super::visual::MaskVisuals;
@@ -17,7 +17,7 @@ use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
 use crate::samix::{Draws, MixerArtifact, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, HEADS};
-use crate::{Error, Result};
+use crate::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
@@ -37,8 +37,7 @@ pub struct SamixLearner {
     mixer_lr: CosineSchedule,
     smoothing: f64,
     precision: Precision,
-    sums: BTreeMap<&'static str, Tensor>,
-    steps_in_epoch: usize,
+    sums: LossSums,
     visual: Option<MaskVisuals>,
     artifact: MixerArtifact,
 }
@@ -95,8 +94,7 @@ impl SamixLearner {
             mixer_lr,
             smoothing: cfg.train.label_smoothing,
             precision: cfg.train.precision,
-            sums: BTreeMap::new(),
-            steps_in_epoch: 0,
+            sums: LossSums::new(&LOSS_TERMS),
             visual: None,
             artifact,
         })
@@ -154,38 +152,20 @@ impl Learner for SamixLearner {
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let d = self.samix.draw(batch.len(), rng, batch.images.device());
         let (losses, lr) = self.step_with(batch, &d, ctx)?;
-        for (name, t) in LOSS_TERMS.into_iter().zip([&losses.one_q, &losses.mix_q, &losses.mix_k, &losses.mask]) {
-            let v = t.detach();
-            let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
-            *entry += v;
-        }
-        self.steps_in_epoch += 1;
+        self.sums.add(LOSS_TERMS.into_iter().zip([&losses.one_q, &losses.mix_q, &losses.mix_k, &losses.mask]));
         Ok((losses.total().detach(), lr))
     }
 
     fn epoch_progress(&self) -> EpochSums {
-        let sums = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]))).collect();
-        EpochSums { sums, steps: self.steps_in_epoch }
+        self.sums.progress()
     }
 
     fn restore_epoch_progress(&mut self, progress: &EpochSums) -> Result<()> {
-        self.sums.clear();
-        for (name, &value) in &progress.sums {
-            let Some(term) = LOSS_TERMS.iter().find(|t| *t == name) else {
-                return Err(Error::Argument(format!("checkpoint state: unknown SAMix loss term `{name}`")));
-            };
-            self.sums.insert(term, Tensor::from(value as f32).to_device(self.vs.device()));
-        }
-        self.steps_in_epoch = progress.steps;
-        Ok(())
+        self.sums.restore(progress, self.vs.device(), "SAMix")
     }
 
     fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
-        let n = self.steps_in_epoch.max(1) as f64;
-        let out = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / n)).collect();
-        self.sums.clear();
-        self.steps_in_epoch = 0;
-        out
+        self.sums.take_means()
     }
 
     fn evaluate(&self, loader: &Loader) -> Result<Evaluation> {

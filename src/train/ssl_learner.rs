@@ -4,7 +4,7 @@
 //! the queue after it (keys of every process, under data parallelism), gives a Mixer its own SGD
 //! group, sums the loss terms per epoch, evaluates with the weighted k-NN monitor, and writes the
 //! query backbone (`backbone.safetensors`, for `model.init_from`) and the mask visuals.
-use super::checkpoint::EpochSums;
+use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{EvalResult, Evaluation};
 use super::model::seed_init;
 use super::visual::MaskVisuals;
@@ -44,8 +44,7 @@ pub struct SslLearner {
     precision: Precision,
     visual_every: usize,
     visual: Option<MaskVisuals>,
-    sums: BTreeMap<&'static str, Tensor>,
-    steps_in_epoch: usize,
+    sums: LossSums,
 }
 
 impl SslLearner {
@@ -111,8 +110,7 @@ impl SslLearner {
             precision: cfg.train.precision,
             visual_every: samix_config.map_or(0, |c| c.visual_every),
             visual: None,
-            sums: BTreeMap::new(),
-            steps_in_epoch: 0,
+            sums: LossSums::new(&SslLosses::TERMS),
         })
     }
 
@@ -212,39 +210,20 @@ impl Learner for SslLearner {
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let d = self.model.draw(batch.len(), rng, batch.images.device());
         let (losses, lr) = self.step_with(batch, &d, ctx, rng)?;
-        for (name, t) in losses.named() {
-            let v = t.detach();
-            let entry = self.sums.entry(name).or_insert_with(|| v.zeros_like());
-            *entry += v;
-        }
-        self.steps_in_epoch += 1;
+        self.sums.add(losses.named());
         Ok((losses.total(self.mix_weight).detach(), lr))
     }
 
     fn epoch_progress(&self) -> EpochSums {
-        let sums = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]))).collect();
-        EpochSums { sums, steps: self.steps_in_epoch }
+        self.sums.progress()
     }
 
     fn restore_epoch_progress(&mut self, progress: &EpochSums) -> Result<()> {
-        const TERMS: [&str; 4] = ["loss_moco", "loss_mix", "loss_mixer", "loss_mask"];
-        self.sums.clear();
-        for (name, &value) in &progress.sums {
-            let Some(term) = TERMS.iter().find(|t| *t == name) else {
-                return Err(Error::Argument(format!("checkpoint state: unknown self-supervised loss term `{name}`")));
-            };
-            self.sums.insert(term, Tensor::from(value as f32).to_device(self.vs.device()));
-        }
-        self.steps_in_epoch = progress.steps;
-        Ok(())
+        self.sums.restore(progress, self.vs.device(), "self-supervised")
     }
 
     fn epoch_extras(&mut self) -> BTreeMap<String, f64> {
-        let n = self.steps_in_epoch.max(1) as f64;
-        let out = self.sums.iter().map(|(k, v)| (k.to_string(), v.double_value(&[]) / n)).collect();
-        self.sums.clear();
-        self.steps_in_epoch = 0;
-        out
+        self.sums.take_means()
     }
 
     /// The weighted k-NN accuracy of the test images against the training split; its "loss" is
