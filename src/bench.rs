@@ -336,11 +336,7 @@ fn build_moco(vs: &VarStore, samix: bool, x1: Tensor, x2: Tensor, rng: SamixRng)
     let choice = if samix { SslMixingChoice::Samix(SamixOptions::samix()) } else { SslMixingChoice::None };
     let queue = crate::ssl::config::DEFAULT_QUEUE;
     let model = SslModel::new(vs, &paths, (q, k), cfg, queue, choice, 32)?;
-    for (name, t) in vs.variables() {
-        if name.starts_with("q.fc.") {
-            let _ = t.set_requires_grad(false);
-        }
-    }
+    crate::ssl::moco::freeze_query_classifier(vs, &paths);
     let optim = OptimConfig { lr: 0.03, ..reference_sgd() };
     let sgd = if samix {
         Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }])

@@ -174,10 +174,17 @@ impl<N: StagedNet> Moco<N> {
             normalize_rows(&last.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
         })
     }
+}
 
-    /// The name prefixes of the query encoder's and neck's variables.
-    pub fn query_prefix(paths: &MocoPaths) -> String {
-        path_prefix(&paths.query)
+/// Freezes the query encoder's classifier (`fc`), which pre-training neither reads nor trains,
+/// so that no optimiser built afterwards holds it. (Built before, the momentum side still
+/// carries it along: unused either way.)
+pub fn freeze_query_classifier(vs: &VarStore, paths: &MocoPaths) {
+    let classifier = format!("{}fc.", path_prefix(&paths.query));
+    for (name, t) in vs.variables() {
+        if name.starts_with(&classifier) {
+            let _ = t.set_requires_grad(false);
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use crate::optim::{CosineSchedule, ParamGroup, Sgd};
 use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
-use crate::samix::{Draws, MixerArtifact, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, HEADS};
+use crate::samix::{
+    Draws, MixerArtifact, MixerOptimConfig, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, HEADS,
+};
 use crate::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,21 @@ use tch::{Device, Tensor};
 
 /// The loss terms summed per epoch for `metrics.jsonl`.
 const LOSS_TERMS: [&str; 4] = ["loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"];
+
+/// SGD over every trainable variable of `vs` with the run's `[optim]`, the Mixer's variables
+/// (under `mixer_prefix`) in their own group with `[mix.mixer_optim]`, and the Mixer's schedule
+/// (online SAMix, supervised or self-supervised).
+pub(super) fn sgd_with_mixer_group(
+    vs: &VarStore,
+    cfg: &TrainConfig,
+    mixer: &MixerOptimConfig,
+    mixer_prefix: String,
+) -> (Sgd, CosineSchedule) {
+    let mixer_optim = mixer.optim(&cfg.optim);
+    let schedule = CosineSchedule::new(mixer_optim.lr, cfg.train.epochs, &mixer.schedule(&cfg.optim, &cfg.schedule));
+    let group = ParamGroup { prefix: mixer_prefix, cfg: mixer_optim };
+    (Sgd::with_groups(vs, &cfg.optim, &[group]), schedule)
+}
 
 /// The SAMix learner plugged into the common training loop.
 pub struct SamixLearner {
@@ -63,12 +80,8 @@ impl SamixLearner {
         }
         let ema = Network::new(&paths.ema, &cfg.model, channels, classes)?;
         let samix = OnlineSamix::new(&vs, &paths, online, ema, options, image_size)?;
-        let mixer_optim = config.mixer_optim.optim(&cfg.optim);
-        let mixer_group = ParamGroup { prefix: path_prefix(&paths.mixer), cfg: mixer_optim.clone() };
-        let sgd = Sgd::with_groups(&vs, &cfg.optim, &[mixer_group]);
+        let (sgd, mixer_lr) = sgd_with_mixer_group(&vs, cfg, &config.mixer_optim, path_prefix(&paths.mixer));
         let backbone_lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
-        let mixer_schedule = config.mixer_optim.schedule(&cfg.optim, &cfg.schedule);
-        let mixer_lr = CosineSchedule::new(mixer_optim.lr, cfg.train.epochs, &mixer_schedule);
         let artifact = MixerArtifact {
             backbone: cfg.model.clone(),
             in_channels: channels,
@@ -179,8 +192,7 @@ impl Learner for SamixLearner {
     }
 
     fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<Vec<PathBuf>> {
-        let every = self.visual_every;
-        let due = epoch == total_epochs || (every > 0 && epoch.is_multiple_of(every));
+        let due = super::visual::snapshot_due(self.visual_every, epoch, total_epochs);
         match (due, self.visual.as_mut()) {
             (true, Some(v)) => Ok(vec![v.snapshot(&self.samix, epoch, out)?]),
             _ => Ok(Vec::new()),

@@ -7,6 +7,7 @@
 use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{EvalResult, Evaluation};
 use super::model::seed_init;
+use super::samix_learner::sgd_with_mixer_group;
 use super::visual::MaskVisuals;
 use super::{Learner, Mixing, StepContext};
 use crate::config::TrainConfig;
@@ -15,9 +16,10 @@ use crate::data::DatasetInfo;
 use crate::dist::ProcessGroup;
 use crate::model::{Network, StagedNet};
 use crate::native::Precision;
-use crate::optim::{CosineSchedule, ParamGroup, Sgd};
+use crate::optim::{CosineSchedule, Sgd};
 use crate::rng::SamixRng;
 use crate::samix::ema::path_prefix;
+use crate::ssl::moco::freeze_query_classifier;
 use crate::ssl::{Bank, MocoPaths, SslConfig, SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -71,28 +73,17 @@ impl SslLearner {
                 return Err(Error::config("mix.policy", "has no self-supervised form (see [ssl])"));
             }
         };
+        // `[ssl]`'s own checks (a config loaded from a file has passed them already), among them
+        // a set queue size being a multiple of the batch; the default is one by construction.
+        ssl.check(cfg.train.batch_size)?;
         let queue_len = ssl.queue_len(cfg.train.batch_size, bank.dataset().len());
-        if !queue_len.is_multiple_of(cfg.train.batch_size.max(1)) {
-            let msg = format!("{queue_len} is not a multiple of train.batch_size ({})", cfg.train.batch_size);
-            return Err(Error::config("ssl.queue_size", msg));
-        }
         let model = SslModel::new(&vs, &paths, (encoder_q, encoder_k), ssl.clone(), queue_len, choice, side)?;
-        // The query side's classifier is not part of pre-training: frozen, it stays as built.
-        for (name, t) in vs.variables() {
-            if name.starts_with("q.fc.") {
-                let _ = t.set_requires_grad(false);
-            }
-        }
+        freeze_query_classifier(&vs, &paths);
         let lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
         let (sgd, mixer_lr) = match &samix_config {
             Some(sc) => {
-                let mixer_optim = sc.mixer_optim.optim(&cfg.optim);
-                let group = ParamGroup { prefix: path_prefix(&paths.mixer), cfg: mixer_optim.clone() };
-                let schedule = sc.mixer_optim.schedule(&cfg.optim, &cfg.schedule);
-                (
-                    Sgd::with_groups(&vs, &cfg.optim, &[group]),
-                    Some(CosineSchedule::new(mixer_optim.lr, cfg.train.epochs, &schedule)),
-                )
+                let (sgd, schedule) = sgd_with_mixer_group(&vs, cfg, &sc.mixer_optim, path_prefix(&paths.mixer));
+                (sgd, Some(schedule))
             }
             None => (Sgd::new(&vs, &cfg.optim), None),
         };
@@ -255,8 +246,7 @@ impl Learner for SslLearner {
     }
 
     fn on_epoch_end(&mut self, epoch: usize, total_epochs: usize, out: &Path) -> Result<Vec<PathBuf>> {
-        let every = self.visual_every;
-        let due = epoch == total_epochs || (every > 0 && epoch.is_multiple_of(every));
+        let due = super::visual::snapshot_due(self.visual_every, epoch, total_epochs);
         let (SslMixing::Samix(samix), true, Some(visual)) = (&self.model.mixing, due, self.visual.as_mut()) else {
             return Ok(Vec::new());
         };

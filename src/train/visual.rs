@@ -9,6 +9,11 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
+/// Whether an epoch writes a mask grid: every `every` epochs (0: none) and after the last.
+pub fn snapshot_due(every: usize, epoch: usize, total_epochs: usize) -> bool {
+    epoch == total_epochs || (every > 0 && epoch.is_multiple_of(every))
+}
+
 pub struct MaskVisuals {
     images: Tensor,
     mean: Vec<f32>,
