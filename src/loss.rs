@@ -2,6 +2,7 @@
 //! over (y_a, y_b, λ) with per-sample λ, the Mixer's η-balanced family) and the contrastive
 //! InfoNCE family of self-supervised training ([`contrastive`]). All are batch means.
 use crate::mix::MixedTargets;
+use crate::native::compute_kind;
 use tch::{Reduction, Tensor};
 
 /// Per-sample CE (`[N]`) with label smoothing ε: (1−ε)·CE(y) + ε·mean_c(−log p_c).
@@ -23,7 +24,8 @@ pub fn mixup_cross_entropy(logits: &Tensor, t: &MixedTargets, smoothing: f64) ->
 
 /// `−mean_n Σ_c target[n,c]·log softmax(z_n)_c` for dense (soft) targets.
 pub fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
-    -(target * logits.log_softmax(-1, tch::Kind::Float)).sum_dim_intlist(-1, false, tch::Kind::Float).mean(None)
+    let kind = compute_kind(logits.kind());
+    -(target * logits.log_softmax(-1, kind)).sum_dim_intlist(-1, false, kind).mean(None)
 }
 
 /// The mixup classification loss of a head, as a family (SAMIX_SPEC.md §5). With
@@ -58,7 +60,8 @@ impl MixupLoss {
     }
 
     pub fn compute(&self, logits: &Tensor, t: &MixedTargets) -> Tensor {
-        let logits = logits.to_kind(tch::Kind::Float);
+        let kind = compute_kind(logits.kind());
+        let logits = logits.to_kind(kind);
         match *self {
             MixupLoss::SoftCe => mixup_cross_entropy(&logits, t, 0.0),
             MixupLoss::PairLocalGlobal { eta } => {
@@ -73,8 +76,8 @@ impl MixupLoss {
                 let k = logits.size()[1];
                 let target = t.to_dense(k, 0.0);
                 let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::None);
-                let weight = target.gt(0.0).to_kind(tch::Kind::Float) * (1.0 - eta) + eta;
-                (bce * weight).sum_dim_intlist(-1, false, tch::Kind::Float).mean(None)
+                let weight = target.gt(0.0).to_kind(kind) * (1.0 - eta) + eta;
+                (bce * weight).sum_dim_intlist(-1, false, kind).mean(None)
             }
             MixupLoss::Decoupled { eta } => {
                 let k = logits.size()[1];
@@ -99,7 +102,8 @@ fn gather(logits: &Tensor, y: &Tensor) -> Tensor {
 /// cross-entropy of the positive among `[s, n]`: `−s + log(e^s + Σ e^n)`. The negatives' log-sum
 /// is computed once and shared by the positives of a mixed sample.
 pub mod contrastive {
-    use tch::{Kind, Tensor};
+    use crate::native::compute_kind;
+    use tch::Tensor;
 
     /// `log Σ_q exp(z·queue_q / τ)` per sample (`N`).
     pub fn negatives_logsumexp(z: &Tensor, queue: &Tensor, tau: f64) -> Tensor {
@@ -109,13 +113,13 @@ pub mod contrastive {
     /// InfoNCE per sample for positives `pos`, given the negatives' log-sum of
     /// [`negatives_logsumexp`].
     pub fn info_nce_with(z: &Tensor, pos: &Tensor, neg_lse: &Tensor, tau: f64) -> Tensor {
-        let s = (z * pos).sum_dim_intlist(1, false, Kind::Float) / tau;
+        let s = (z * pos).sum_dim_intlist(1, false, compute_kind(z.kind())) / tau;
         -&s + s.logaddexp(neg_lse)
     }
 
     /// Mean InfoNCE of `z` against `pos` and the queue (MoCo's loss).
     pub fn info_nce(z: &Tensor, pos: &Tensor, queue: &Tensor, tau: f64) -> Tensor {
-        info_nce_with(z, pos, &negatives_logsumexp(z, queue, tau), tau).mean(Kind::Float)
+        info_nce_with(z, pos, &negatives_logsumexp(z, queue, tau), tau).mean(compute_kind(z.kind()))
     }
 
     /// The global mixed loss: `λ·InfoNCE(z, pos_a) + (1 − λ)·InfoNCE(z, pos_b)` averaged over the
@@ -128,21 +132,23 @@ pub mod contrastive {
         queue: &Tensor,
         tau: f64,
     ) -> Tensor {
+        let kind = compute_kind(z.kind());
         let lse = negatives_logsumexp(z, queue, tau);
-        let lam = lam.to_kind(Kind::Float);
+        let lam = lam.to_kind(kind);
         let (a, b) = (info_nce_with(z, pos_a, &lse, tau), info_nce_with(z, pos_b, &lse, tau));
         let weighted: Tensor = &lam * a + (1.0 - &lam) * b;
-        weighted.mean(Kind::Float)
+        weighted.mean(kind)
     }
 
     /// The local loss: a two-way softmax between the two positives only, fitted to (λ, 1 − λ),
     /// averaged over the batch.
     pub fn pair_info_nce(z: &Tensor, pos_a: &Tensor, pos_b: &Tensor, lam: &Tensor, tau: f64) -> Tensor {
-        let s_a = (z * pos_a).sum_dim_intlist(1, false, Kind::Float) / tau;
-        let s_b = (z * pos_b).sum_dim_intlist(1, false, Kind::Float) / tau;
+        let kind = compute_kind(z.kind());
+        let s_a = (z * pos_a).sum_dim_intlist(1, false, kind) / tau;
+        let s_b = (z * pos_b).sum_dim_intlist(1, false, kind) / tau;
         let lse = s_a.logaddexp(&s_b);
-        let lam = lam.to_kind(Kind::Float);
+        let lam = lam.to_kind(kind);
         let weighted: Tensor = &lam * (&lse - s_a) + (1.0 - &lam) * (lse - s_b);
-        weighted.mean(Kind::Float)
+        weighted.mean(kind)
     }
 }

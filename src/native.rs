@@ -6,7 +6,7 @@
 use crate::{Error, Result};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
 extern "C" {
@@ -156,6 +156,18 @@ impl std::str::FromStr for Precision {
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
             other => Err(format!("unknown precision `{other}` (expected f32 or bf16)")),
         }
+    }
+}
+
+/// The floating type reductions, attention and losses run in for tensors of kind `kind`: f64
+/// stays f64 (a caller who runs a step in double precision, as the parity oracles do, gets it
+/// throughout), every other floating type computes in f32 (bf16/f16 under autocast are upcast,
+/// as torch.autocast does for these ops).
+pub fn compute_kind(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
     }
 }
 

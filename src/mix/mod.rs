@@ -58,7 +58,7 @@ impl MixedTargets {
 
     /// Dense mixed targets `N × K`, with label smoothing folded in (ε/K to every class).
     pub fn to_dense(&self, num_classes: i64, smoothing: f64) -> Tensor {
-        let one = |y: &Tensor| y.one_hot(num_classes).to_kind(Kind::Float);
+        let one = |y: &Tensor| y.one_hot(num_classes).to_kind(self.lam.kind());
         let lam = self.lam.unsqueeze(1);
         let mixed = one(&self.y_a) * &lam + one(&self.y_b) * (1.0 - &lam);
         mixed * (1.0 - smoothing) + smoothing / num_classes as f64
@@ -177,11 +177,12 @@ pub fn random_pairing_on_device(n: usize, device: Device) -> Tensor {
 /// As [`mix_targets`] with λ a 0-dim tensor, either on the labels' device or a host scalar.
 pub fn mix_targets_t(labels: &Tensor, perm: &Tensor, lam: &Tensor) -> MixedTargets {
     let n = labels.size()[0];
+    let kind = crate::native::compute_kind(lam.kind());
     let lam = if lam.device() == labels.device() {
-        lam.to_kind(Kind::Float).expand([n], false)
+        lam.to_kind(kind).expand([n], false)
     } else {
         // A CPU scalar: reading it is not a device sync.
-        Tensor::full([n], lam.double_value(&[]), (Kind::Float, labels.device()))
+        Tensor::full([n], lam.double_value(&[]), (kind, labels.device()))
     };
     MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, perm), lam }
 }

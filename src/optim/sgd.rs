@@ -25,8 +25,11 @@ pub struct Sgd {
     group_of: Vec<usize>,
     groups: Vec<OptimConfig>,
     momentum_buffers: Vec<Option<Tensor>>,
-    /// One 0-dim learning rate per group, on the parameters' device.
+    /// One 0-dim learning rate per group, on the parameters' device (f32: the kernel reads it
+    /// at replay of a captured step).
     lr_tensors: Vec<Tensor>,
+    /// The same rates as set, for f64 parameters (which get them unrounded).
+    lr_values: Vec<f64>,
     /// Data-parallel training: gradients are averaged over this group (in buckets of at most
     /// this many bytes) before every update.
     sync: Option<(Arc<ProcessGroup>, usize)>,
@@ -50,7 +53,8 @@ impl Sgd {
         let groups: Vec<OptimConfig> =
             std::iter::once(default.clone()).chain(groups.iter().map(|g| g.cfg.clone())).collect();
         let lr_tensors = groups.iter().map(|c| Tensor::full([], c.lr, (tch::Kind::Float, vs.device()))).collect();
-        Sgd { params, group_of, groups, momentum_buffers, lr_tensors, sync: None }
+        let lr_values = groups.iter().map(|c| c.lr).collect();
+        Sgd { params, group_of, groups, momentum_buffers, lr_tensors, lr_values, sync: None }
     }
 
     /// Averages gradients over `group` before every update (as PyTorch's DDP does during the
@@ -98,9 +102,10 @@ impl Sgd {
     /// the last one serves the rest). A fill is a kernel launch, never a host sync; kept apart
     /// from [`Sgd::apply`] so a captured CUDA graph of the step reads the current rates.
     pub fn set_learning_rates(&mut self, lrs: &[f64]) {
-        for (g, lr_t) in self.lr_tensors.iter_mut().enumerate() {
+        for (g, (lr_t, value)) in self.lr_tensors.iter_mut().zip(self.lr_values.iter_mut()).enumerate() {
             let lr = lrs.get(g).or(lrs.last()).copied().unwrap_or(0.0);
             let _ = lr_t.fill_(lr);
+            *value = lr;
         }
     }
 
@@ -132,6 +137,10 @@ impl Sgd {
                 params.push(p.shallow_clone());
                 grads.push(grad);
             }
+            let lr = match params.first() {
+                Some(p) if p.kind() == tch::Kind::Double => Tensor::from(self.lr_values[g]).to_device(p.device()),
+                _ => self.lr_tensors[g].shallow_clone(),
+            };
             tch::no_grad(|| {
                 native::fused_sgd(
                     &refs(&params),
@@ -139,7 +148,7 @@ impl Sgd {
                     &refs(&buffers),
                     cfg.weight_decay,
                     cfg.momentum,
-                    &self.lr_tensors[g],
+                    &lr,
                     cfg.nesterov,
                 )
             })?;

@@ -2,7 +2,7 @@
 //! area adjustment to λ and the plain-mixup fallback for extreme λ, and the blend itself. Shared by
 //! every scenario that trains with a Mixer (supervised, self-supervised, a frozen Mixer). Pure
 //! tensor functions; touches no parameters.
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Post-processing of the detached backbone mask: rescaling of each sample's mask so the first
 /// image covers exactly λ of the pixels where `adjust` is 1 (§3.3, to the mask's own λ; `None`
@@ -26,7 +26,7 @@ pub fn backbone_mask(s: Tensor, lam: &Tensor, adjust: Option<&Tensor>, lam_margi
 pub fn adjust_area(s: &Tensor, lam: &Tensor) -> Tensor {
     let lam = lam.to_kind(s.kind());
     let first: Tensor = (-s + 1.0).clamp(1e-8, 1.0 - 1e-8);
-    let mu = first.mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
+    let mu = first.mean_dim(&[1i64, 2, 3][..], true, crate::native::compute_kind(s.kind()));
     let second: Tensor = -&first + 1.0;
     let shrink_first: Tensor = -(&first * (mu.reciprocal() * &lam)) + 1.0;
     let shrink_second: Tensor = &second * ((-&mu + 1.0).reciprocal() * (1.0 - &lam));

@@ -2,8 +2,9 @@
 //! the mean area of the second image to 1−λ within a margin δ and (the variance forms) push masks
 //! away from a flat λ-constant map. The reference averages over the whole batch (one m̄); the
 //! per-sample form (one m̄ per sample, losses averaged) is an option.
+use crate::native::compute_kind;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,16 +73,17 @@ pub fn mask_loss(s: &Tensor, lam: &Tensor, cfg: &MaskLossConfig) -> Tensor {
     let n = s.size()[0];
     // Rows = the groups whose mean is constrained: one row for the batch, or one per sample.
     let rows = if cfg.per_sample { s.reshape([n, -1]) } else { s.reshape([1, -1]) };
-    let mean = rows.mean_dim(1, true, Kind::Float);
-    let var = (&rows - &mean).square().mean_dim(1, false, Kind::Float);
+    let kind = compute_kind(s.kind());
+    let mean = rows.mean_dim(1, true, kind);
+    let var = (&rows - &mean).square().mean_dim(1, false, kind);
     let mean = mean.squeeze_dim(1);
-    let gap: Tensor = 1.0 - mean - lam.to_kind(Kind::Float);
+    let gap: Tensor = 1.0 - mean - lam.to_kind(kind);
     let delta = cfg.margin;
     let per_row = match cfg.mode {
         MaskLossMode::L1 => (gap.abs() - delta).relu(),
         MaskLossMode::L1Variance => (gap.abs() - delta).relu() - var * 2.0,
         MaskLossMode::L2Variance => (gap.square() - delta * delta).relu() - var * 2.0,
-        MaskLossMode::Sparsity => ((&rows * (&rows - 1.0)).abs().mean_dim(1, false, Kind::Float) - delta).relu(),
+        MaskLossMode::Sparsity => ((&rows * (&rows - 1.0)).abs().mean_dim(1, false, kind) - delta).relu(),
     };
-    per_row.mean(Kind::Float) * cfg.weight
+    per_row.mean(kind) * cfg.weight
 }

@@ -2,9 +2,10 @@
 //! encoder and λ it predicts `s ∈ [0,1]^{N×1×H×W}`, the per-pixel weight of the *second*
 //! (paired) image; the two-channel mask is `[1−s, s]`. Touches only its own parameters; it never
 //! sees labels or the classifier.
+use crate::native::compute_kind;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -259,10 +260,12 @@ impl ModuleT for Mixer {
         let x_i = pair.narrow(1, 0, c);
         let x_j = pair.narrow(1, c, c);
         let (q, k) = self.qk.project(&x_i, &x_j);
-        // Attention and the weighted sum in f32, as the reference forces, whatever the input kind.
-        let logits = q.to_kind(Kind::Float).matmul(&k.to_kind(Kind::Float)) / (self.hidden as f64).sqrt();
-        let attention = logits.softmax(-1, Kind::Float);
-        let v = self.value.forward_t(&x_j, train).flatten(2, -1).transpose(1, 2).to_kind(Kind::Float);
+        // Attention and the weighted sum in f32 (f64 for f64 inputs), as the reference forces,
+        // whatever the input kind.
+        let kind = compute_kind(pair.kind());
+        let logits = q.to_kind(kind).matmul(&k.to_kind(kind)) / (self.hidden as f64).sqrt();
+        let attention = logits.softmax(-1, kind);
+        let v = self.value.forward_t(&x_j, train).flatten(2, -1).transpose(1, 2).to_kind(kind);
         let low = attention.matmul(&v).reshape([n, 1, h, w]);
         let (oh, ow) = (h * self.shape.scale, w * self.shape.scale);
         let r = self.shape.scale as f64;

@@ -136,8 +136,9 @@ pub fn backbone_branch(
         AreaAdjust::Off => None,
         AreaAdjust::Flag(a) => Some(a),
         AreaAdjust::Auto { margin } => {
-            let first_share = (-&s + 1.0).mean_dim(&[1i64, 2, 3][..], true, tch::Kind::Float);
-            auto_flags = (first_share - lam.to_kind(tch::Kind::Float)).abs().gt(margin).to_kind(s.kind());
+            let kind = crate::native::compute_kind(s.kind());
+            let first_share = (-&s + 1.0).mean_dim(&[1i64, 2, 3][..], true, kind);
+            auto_flags = (first_share - lam.to_kind(kind)).abs().gt(margin).to_kind(s.kind());
             Some(&auto_flags)
         }
     };

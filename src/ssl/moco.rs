@@ -190,6 +190,9 @@ pub fn freeze_query_classifier(vs: &VarStore, paths: &MocoPaths) {
 
 /// Each row divided by its L2 norm (floored at 1e-12, as `F.normalize`).
 pub fn normalize_rows(x: &Tensor) -> Tensor {
-    let norm = x.to_kind(Kind::Float).norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12);
+    let norm = x
+        .to_kind(crate::native::compute_kind(x.kind()))
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
     x / norm
 }

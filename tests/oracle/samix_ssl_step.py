@@ -61,6 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from samix_step import (  # noqa: E402  (the supervised oracle's helpers)
     Variables,
     adjust_area,
+    check_kinks,
+    relu,
+    step_dtype,
     is_running_stat,
     mask_regulariser,
     rescaled_lambda,
@@ -82,7 +85,7 @@ def embed(v, net, x, keep_stage=None):
     The neck is `{net}.neck.fc1` → ReLU → `{net}.neck.fc2`."""
     p = v.params
     last, kept = resnet_forward(v, net, x, keep_stage=keep_stage)
-    h = F.relu(F.linear(last.mean(dim=(2, 3)), p[f"{net}.neck.fc1.weight"], p[f"{net}.neck.fc1.bias"]))
+    h = relu(F.linear(last.mean(dim=(2, 3)), p[f"{net}.neck.fc1.weight"], p[f"{net}.neck.fc1.bias"]))
     z = F.linear(h, p[f"{net}.neck.fc2.weight"], p[f"{net}.neck.fc2.bias"])
     return F.normalize(z, dim=1), kept
 
@@ -202,12 +205,13 @@ def mix_pair(x_a, x_b, s):
 def run_step(init, step, settings, broken):
     ssl, mix = settings["ssl"], settings["mix"]
     mixer_cfg = mix["mixer"]
-    v = Variables(init, ("q.", "mixer."))
+    dtype = step_dtype(settings)
+    v = Variables(init, ("q.", "mixer."), dtype)
     for name, t in v.params.items():
         if name.startswith("q.fc."):  # the query side's classifier is frozen and unused
             t.requires_grad_(False)
 
-    x1, x2 = step["x1"].float(), step["x2"].float()
+    x1, x2 = step["x1"].to(dtype), step["x2"].to(dtype)
     shuffle = step["key_shuffle"].long()
     lam_mb, lam_bb = float(step["lam_mb"]), float(step["lam_bb"])
     perm_mb, perm_bb = step["perm_mb"].long(), step["perm_bb"].long()
@@ -285,7 +289,7 @@ def run_step(init, step, settings, broken):
     for name in init:
         t = v.stats[name] if is_running_stat(name) else v.params[name]
         out[f"after.{name}"] = t.detach()
-    return {key: t.to(torch.float32).contiguous().clone() for key, t in out.items()}
+    return {key: t.to(dtype).contiguous().clone() for key, t in out.items()}
 
 
 def main():
@@ -299,6 +303,7 @@ def main():
     step = load_file(args.dir / "step.safetensors")
     settings = json.loads((args.dir / "step.json").read_text())
     out = run_step(init, step, settings, args.broken)
+    check_kinks(step_dtype(settings))
     save_file(out, str(args.dir / "oracle.safetensors"))
 
 

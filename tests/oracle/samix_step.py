@@ -60,15 +60,21 @@ def is_running_stat(name):
     return name.endswith(".running_mean") or name.endswith(".running_var")
 
 
+def step_dtype(settings):
+    """The floating type the step runs in: `settings["dtype"]` ("float32" or "float64"; the
+    parity test runs both sides in float64, see tests/parity.rs), float32 when absent."""
+    return {"float32": torch.float32, "float64": torch.float64}[settings.get("dtype", "float32")]
+
+
 class Variables:
     """The step's variables: trainable leaves (`params`) and BN running statistics (`stats`),
-    both keyed by the names samix stores them under."""
+    both keyed by the names samix stores them under, in floating type `dtype`."""
 
-    def __init__(self, init, trainable_prefixes):
+    def __init__(self, init, trainable_prefixes, dtype=torch.float32):
         self.params = {}
         self.stats = {}
         for name, t in init.items():
-            t = t.detach().clone().to(torch.float32)
+            t = t.detach().clone().to(dtype)
             if is_running_stat(name):
                 self.stats[name] = t
             else:
@@ -87,6 +93,35 @@ class Variables:
             momentum=BN_MOMENTUM,
             eps=BN_EPS,
         )
+
+
+# A ReLU's derivative jumps at 0. An input within rounding error of 0 makes the gradient depend
+# on the order of a sum (thread count, SIMD width), not on the algorithm. A step has millions of
+# ReLU inputs, so the closest lies ~1e-8 to 1e-10 of its tensor's scale from 0: inside float32's
+# accumulated rounding (in float32 one unit of the critic's layer4.0 output sat on opposite sides
+# on the two sides of the comparison and moved the Mixer's update by 1.3%), far outside float64's
+# (the two sides' float64 forwards agree to ~1e-15). So the step runs in float64, every ReLU
+# input's distance from the kink is recorded (relative to its tensor's largest magnitude; exact
+# zeros, which every precision and order give alike, left out), and main() refuses a step that
+# came closer than KINK_MARGIN, which leaves float64's rounding a factor of 1000.
+KINK_MARGIN = 1e-12
+closest_to_kink = [math.inf]
+
+
+def relu(h):
+    with torch.no_grad():
+        size = h.detach().abs()
+        nonzero = size[size > 0]
+        if nonzero.numel():
+            closest_to_kink[0] = min(closest_to_kink[0], (nonzero.min() / size.max()).item())
+    return F.relu(h)
+
+
+def check_kinks(dtype):
+    """Exits (status 3) when a ReLU input of the float64 step came within KINK_MARGIN of 0."""
+    if dtype == torch.float64 and closest_to_kink[0] < KINK_MARGIN:
+        raise SystemExit(f"a ReLU input came within {closest_to_kink[0]:.1e} of its kink (margin "
+                         f"{KINK_MARGIN:.0e}): rounding, not the algorithm, would decide this comparison")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +151,7 @@ def stage_blocks(params, net):
 def basic_block(v, block, h, stride):
     p = v.params
     out = F.conv2d(h, p[f"{block}.conv1.weight"], stride=stride, padding=1)
-    out = F.relu(v.batch_norm(f"{block}.bn1", out))
+    out = relu(v.batch_norm(f"{block}.bn1", out))
     out = F.conv2d(out, p[f"{block}.conv2.weight"], stride=1, padding=1)
     out = v.batch_norm(f"{block}.bn2", out)
     if f"{block}.downsample.0.weight" in p:
@@ -124,7 +159,7 @@ def basic_block(v, block, h, stride):
         skip = v.batch_norm(f"{block}.downsample.1", skip)
     else:
         skip = h
-    return F.relu(out + skip)
+    return relu(out + skip)
 
 
 def resnet_forward(v, net, x, keep_stage=None):
@@ -134,9 +169,9 @@ def resnet_forward(v, net, x, keep_stage=None):
     p = v.params
     stem = p[f"{net}.conv1.weight"]
     if stem.shape[-1] == 3:  # CIFAR stem
-        h = F.relu(v.batch_norm(f"{net}.bn1", F.conv2d(x, stem, stride=1, padding=1)))
+        h = relu(v.batch_norm(f"{net}.bn1", F.conv2d(x, stem, stride=1, padding=1)))
     else:  # ImageNet stem: 7×7 stride 2 + max-pool
-        h = F.relu(v.batch_norm(f"{net}.bn1", F.conv2d(x, stem, stride=2, padding=3)))
+        h = relu(v.batch_norm(f"{net}.bn1", F.conv2d(x, stem, stride=2, padding=3)))
         h = F.max_pool2d(h, 3, 2, 1)
     kept = None
     for i, blocks in enumerate(stage_blocks(p, net)):
@@ -264,14 +299,14 @@ def mask_regulariser(s, lam, cfg):
     return per_group.mean() * cfg["weight"]
 
 
-def mixed_target(y_a, y_b, lam, classes):
+def mixed_target(y_a, y_b, lam, classes, dtype):
     """ỹ = λ·e_{y_a} + (1−λ)·e_{y_b} (equals e_{y_a} when the labels coincide)."""
-    return lam * F.one_hot(y_a, classes).float() + (1.0 - lam) * F.one_hot(y_b, classes).float()
+    return lam * F.one_hot(y_a, classes).to(dtype) + (1.0 - lam) * F.one_hot(y_b, classes).to(dtype)
 
 
 def soft_mixup_ce(logits, y_a, y_b, lam):
     """§5.2 form 2 / §5.3: −(1/N) Σ_n Σ_c ỹ_nc log softmax(z_n)_c."""
-    target = mixed_target(y_a, y_b, lam, logits.shape[1])
+    target = mixed_target(y_a, y_b, lam, logits.shape[1], logits.dtype)
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
@@ -332,9 +367,10 @@ def run_step(init, step, settings, broken):
     if broken == "lambda_k":
         mixer_cfg["lam_mul_k"] = 1.0
     trainable = ("q.", "mixer.", "k.") if broken == "ema_not_frozen" else ("q.", "mixer.")
-    v = Variables(init, trainable)
+    dtype = step_dtype(settings)
+    v = Variables(init, trainable, dtype)
 
-    x, y = step["x"].float(), step["y"].long()
+    x, y = step["x"].to(dtype), step["y"].long()
     lam_mb, lam_bb = float(step["lam_mb"]), float(step["lam_bb"])
     perm_mb, perm_bb = step["perm_mb"].long(), step["perm_bb"].long()
     adjust_bb = float(step["adjust_bb"]) == 1.0 and mix["mask_adjust"] > 0.0
@@ -409,7 +445,7 @@ def run_step(init, step, settings, broken):
     for name in init:
         t = v.stats[name] if is_running_stat(name) else v.params[name]
         out[f"after.{name}"] = t.detach()
-    return {k: t.to(torch.float32).contiguous().clone() for k, t in out.items()}
+    return {k: t.to(dtype).contiguous().clone() for k, t in out.items()}
 
 
 def main():
@@ -423,6 +459,7 @@ def main():
     step = load_file(args.dir / "step.safetensors")
     settings = json.loads((args.dir / "step.json").read_text())
     out = run_step(init, step, settings, args.broken)
+    check_kinks(step_dtype(settings))
     save_file(out, str(args.dir / "oracle.safetensors"))
 
 
