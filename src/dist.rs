@@ -93,6 +93,19 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// The device this rank trains on, given the one asked for: one GPU per process, the
+    /// launcher's local rank picking it among the GPUs this process sees (one, when the launcher
+    /// gives each task its own), unless `device` names an index itself (`explicit_index`).
+    pub fn rank_device(&self, device: tch::Device, explicit_index: bool) -> tch::Device {
+        match device {
+            tch::Device::Cuda(_) if !explicit_index => {
+                let visible = tch::Cuda::device_count().max(1) as usize;
+                tch::Device::Cuda(self.local_rank % visible)
+            }
+            other => other,
+        }
+    }
+
     /// The launch described by this process's environment: `None` for a plain process (or a
     /// launch of one), an error naming the variable when the description is incomplete.
     pub fn from_env() -> Result<Option<Launch>> {

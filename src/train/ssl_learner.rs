@@ -31,6 +31,29 @@ use tch::{Device, Kind, Tensor};
 /// The query backbone a pre-training run exports, in samix's network names.
 pub const BACKBONE_FILE: &str = "backbone.safetensors";
 
+/// `config` turned into the linear evaluation of a pre-trained backbone (`samix linear`): the
+/// classifier trains on the frozen backbone read from `backbone` (a pre-training run folder, its
+/// [`BACKBONE_FILE`], or a weights file). Refuses a config with an `[ssl]` table or a missing
+/// backbone file.
+pub fn linear_evaluation(mut config: TrainConfig, backbone: &Path) -> Result<TrainConfig> {
+    if config.ssl.is_some() {
+        return Err(Error::Argument(
+            "samix linear trains a classifier; its config must not have an [ssl] table".into(),
+        ));
+    }
+    let file = if backbone.is_dir() { backbone.join(BACKBONE_FILE) } else { backbone.to_path_buf() };
+    if !file.is_file() {
+        return Err(Error::Argument(format!(
+            "--backbone: {} is not a file (a finished pre-training run holds backbone.safetensors)",
+            file.display()
+        )));
+    }
+    config.model.init_from = Some(file);
+    config.train.linear_probe = true;
+    config.validate()?;
+    Ok(config)
+}
+
 pub struct SslLearner {
     pub vs: VarStore,
     pub model: SslModel<Network>,

@@ -12,7 +12,6 @@ use samix::preview::{self, MixGridRequest};
 use samix::train::{self, eval, RunOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use tch::Device;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -67,56 +66,12 @@ pub enum TrainMode {
 pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>, mode: TrainMode) -> Result<()> {
     crate::signals::install(launch.as_ref().is_none_or(|l| l.rank == 0));
     let mut device = parse_device(args.device.as_deref())?;
-    let out = match (&args.out, &args.config) {
-        (Some(o), _) => o.clone(),
-        (None, Some(c)) => match c.file_stem() {
-            Some(stem) => PathBuf::from("runs").join(stem),
-            None => bail!("{}: cannot name a run directory after this path; pass --out", c.display()),
-        },
-        (None, None) => bail!("--out is required when no --config is given"),
-    };
-    let mut config = match (&args.config, args.resume) {
-        (Some(path), _) => TrainConfig::load(path, &args.set)?,
-        (None, true) => TrainConfig::load(&out.join("config.toml"), &args.set)
-            .with_context(|| format!("--resume without --config reads {}", out.join("config.toml").display()))?,
-        (None, false) => bail!("--config is required (or --resume with an existing --out)"),
-    };
-    if let Some(d) = args.data {
-        config.data.path = Some(d);
-    }
-    match mode {
-        TrainMode::Any => {}
-        TrainMode::Pretrain if config.ssl.is_none() => {
-            bail!("samix pretrain needs a config with an [ssl] table (see configs/cifar100_r18_moco.toml)")
-        }
-        TrainMode::Pretrain => {}
-        TrainMode::Linear { backbone } => {
-            if config.ssl.is_some() {
-                bail!("samix linear trains a classifier; its config must not have an [ssl] table");
-            }
-            let file = if backbone.is_dir() { backbone.join(train::ssl_learner::BACKBONE_FILE) } else { backbone };
-            if !file.is_file() {
-                bail!(
-                    "--backbone: {} is not a file (a finished pre-training run holds backbone.safetensors)",
-                    file.display()
-                );
-            }
-            config.model.init_from = Some(file);
-            config.train.linear_probe = true;
-            config.validate()?;
-        }
-    }
+    let out = run_dir_of(&args)?;
+    let config = train_config(&args, &out, mode)?;
     let group = match &launch {
         Some(l) => {
-            let explicit_index = args.device.as_deref().is_some_and(|d| d.contains(':'));
-            if let (Device::Cuda(_), false) = (device, explicit_index) {
-                // One GPU per process: the launcher's local rank picks it among the GPUs this
-                // process sees (one, when the launcher gives each task its own).
-                let visible = tch::Cuda::device_count().max(1) as usize;
-                device = Device::Cuda(l.local_rank % visible);
-            }
-            let g = ProcessGroup::connect(l, config.dist.timeout())?;
-            Some(std::sync::Arc::new(g))
+            device = l.rank_device(device, args.device.as_deref().is_some_and(|d| d.contains(':')));
+            Some(std::sync::Arc::new(ProcessGroup::connect(l, config.dist.timeout())?))
         }
         None => None,
     };
@@ -151,10 +106,49 @@ pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>, mode: TrainMo
         group,
     };
     let s = train::run(opts)?;
-    if !main_rank {
+    if main_rank {
         // Rank 0 reports and writes the run's files.
-        return Ok(());
+        report_run(&s, &out)?;
     }
+    Ok(())
+}
+
+/// The run directory: `--out`, else `runs/<config file stem>`.
+fn run_dir_of(args: &TrainArgs) -> Result<PathBuf> {
+    Ok(match (&args.out, &args.config) {
+        (Some(o), _) => o.clone(),
+        (None, Some(c)) => match c.file_stem() {
+            Some(stem) => PathBuf::from("runs").join(stem),
+            None => bail!("{}: cannot name a run directory after this path; pass --out", c.display()),
+        },
+        (None, None) => bail!("--out is required when no --config is given"),
+    })
+}
+
+/// The config the command trains: `--config` (or the run's own with `--resume`), `--set` and
+/// `--data` applied, checked against the subcommand's `mode`.
+fn train_config(args: &TrainArgs, out: &Path, mode: TrainMode) -> Result<TrainConfig> {
+    let mut config = match (&args.config, args.resume) {
+        (Some(path), _) => TrainConfig::load(path, &args.set)?,
+        (None, true) => TrainConfig::load(&out.join("config.toml"), &args.set)
+            .with_context(|| format!("--resume without --config reads {}", out.join("config.toml").display()))?,
+        (None, false) => bail!("--config is required (or --resume with an existing --out)"),
+    };
+    if let Some(d) = &args.data {
+        config.data.path = Some(d.clone());
+    }
+    match mode {
+        TrainMode::Any => Ok(config),
+        TrainMode::Pretrain if config.ssl.is_none() => {
+            bail!("samix pretrain needs a config with an [ssl] table (see configs/cifar100_r18_moco.toml)")
+        }
+        TrainMode::Pretrain => Ok(config),
+        TrainMode::Linear { backbone } => Ok(train::ssl_learner::linear_evaluation(config, &backbone)?),
+    }
+}
+
+/// A finished run's figures, its report (charts) and the files to look at.
+fn report_run(s: &samix::train::metrics::Summary, out: &Path) -> Result<()> {
     println!(
         "done: {} epochs, final top-1 {:.2}%, best {:.2}% (epoch {}), median of last {} = {:.2}%, {:.0} img/s; summary in {}",
         s.epochs,
@@ -174,7 +168,7 @@ pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>, mode: TrainMo
         );
     }
     // The run's own charts, and the files to look at.
-    samix::report::write_report(std::slice::from_ref(&out), &out.join("report"))?;
+    samix::report::write_report(&[out.to_path_buf()], &out.join("report"))?;
     println!(
         "look at: {} (test top-1 per epoch; all charts in report/report.md)",
         out.join("report/top1.png").display()

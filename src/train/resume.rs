@@ -1,0 +1,121 @@
+//! Where a run starts: fresh, or from its latest checkpoint (weights, optimiser state, counters,
+//! metrics up to it, how far an interrupted epoch got), and the check that a resumed run keeps
+//! its own config. Reads the run directory; writes only `metrics.jsonl` (trimmed to the
+//! checkpoint).
+use super::checkpoint::{self, PartialEpoch};
+use super::metrics::{self, EpochMetrics};
+use super::Learner;
+use crate::config::TrainConfig;
+use crate::{Error, Result};
+use std::path::Path;
+
+/// Where the run starts: the first epoch to train, the steps already taken, the metrics of
+/// the epochs before, and how far the first epoch got if it was interrupted.
+pub(super) struct Start {
+    pub epoch: usize,
+    pub global_step: u64,
+    pub history: Vec<EpochMetrics>,
+    pub partial: Option<PartialEpoch>,
+}
+
+/// A fresh metrics log, or the state of the latest checkpoint (weights, optimiser, counters, the
+/// metrics up to it) loaded into `learner`.
+pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool) -> Result<Start> {
+    let metrics_path = out.join("metrics.jsonl");
+    let ckpt = if resume { checkpoint::latest(out)? } else { None };
+    let Some(ckpt) = ckpt else {
+        if resume {
+            // Stopped before its first checkpoint (killed, or interrupted before a step).
+            tracing::info!("{}: no checkpoint yet; starting the run from the beginning", out.display());
+        }
+        metrics::write_metrics(&metrics_path, &[])?;
+        return Ok(Start { epoch: 0, global_step: 0, history: Vec::new(), partial: None });
+    };
+    ckpt.load_model(learner.var_store_mut())?;
+    let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
+    let optimizer_state = ckpt.optimizer_state()?;
+    if optimizer_state.is_empty() && ckpt.state.global_step > 0 && learner.optimizer().uses_momentum() {
+        let msg =
+            "is missing: SGD with momentum would resume from zero momentum; restore the file or start the run again";
+        return Err(Error::data(&state_path, msg));
+    }
+    learner.optimizer_mut().load_state(optimizer_state).map_err(|e| match e {
+        Error::Argument(msg) => Error::data(&state_path, msg),
+        other => other,
+    })?;
+    let epoch = ckpt.state.epoch;
+    let mut history = metrics::read_metrics_repairing(&metrics_path)?;
+    history.retain(|m| m.epoch <= epoch);
+    metrics::write_metrics(&metrics_path, &history)?;
+    let partial = ckpt.state.partial.clone();
+    if let Some(p) = &partial {
+        learner.restore_epoch_progress(&p.learner)?;
+        tracing::info!("resumed from {} (epoch {}, step {})", ckpt.dir.display(), epoch + 1, p.steps);
+    } else {
+        tracing::info!("resumed from {} (epoch {epoch})", ckpt.dir.display());
+    }
+    Ok(Start { epoch, global_step: ckpt.state.global_step, history, partial })
+}
+
+impl Start {
+    /// The start of a fresh run.
+    pub(super) fn fresh() -> Self {
+        Start { epoch: 0, global_step: 0, history: Vec::new(), partial: None }
+    }
+}
+
+/// Keys a resumed run may change: the schedule's length, where the data is, and the loader's
+/// worker counts (none of which changes what the data or the model are).
+const RESUMABLE_CHANGES: &[&str] = &[
+    "train.epochs",
+    "data.path",
+    "data.workers",
+    "data.prefetch",
+    "log.tensorboard",
+    "log.progress_every_s",
+    "dist.bucket_mb",
+    "dist.timeout_s",
+];
+
+/// On `--resume`, the config given must be the run's own (`config.toml`) but for
+/// [`RESUMABLE_CHANGES`]; otherwise the resume is refused, naming every changed key, before
+/// anything is written.
+pub(super) fn check_resume_config(config: &TrainConfig, out: &Path) -> Result<()> {
+    let path = out.join("config.toml");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let stored = TrainConfig::load(&path, &[])?.table_without(RESUMABLE_CHANGES)?;
+    let given = config.table_without(RESUMABLE_CHANGES)?;
+    let mut changed = Vec::new();
+    diff_keys("", &toml::Value::Table(stored), &toml::Value::Table(given), &mut changed);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let msg = format!(
+        "--resume with a config that changes {}; a run continues with its own config.toml (only {} may change) — start a new run for another config",
+        changed.join(", "),
+        RESUMABLE_CHANGES.join(", ")
+    );
+    Err(Error::run(out, msg))
+}
+
+/// The dotted keys whose values differ between two TOML values.
+pub(super) fn diff_keys(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(va), Some(vb)) => diff_keys(&key, va, vb, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
