@@ -20,7 +20,7 @@ for m in vanilla samix; do
   "$bin" bench --device cpu --steps "$steps" --warmup "$warmup" --batch 100 --methods "$m" --precision bf16 --channels-last
 done
 for cl in "" "--channels-last"; do
-  python3 bench/ref_with_memory.py ../shared/bench/torch_samix_ref.py --device cpu --steps "$steps" --warmup "$warmup" --bs 100 $cl
+  python3 bench/ref_with_memory.py bench/torch_samix_ref.py --device cpu --steps "$steps" --warmup "$warmup" --bs 100 $cl
 done
 data="${SAMIX_DATA:-../shared/datasets}/cifar-100-binary.tar.gz"
 "$bin" bench --device cpu --loader configs/cifar100_r18_samix.toml --data "$data" --steps 400

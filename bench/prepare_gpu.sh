@@ -15,6 +15,6 @@ for line in sys.stdin:
 mkdir -p .device
 cp target/release/samix .device/samix
 cp "$test_bin" .device/native-tests
-cp ../shared/bench/torch_samix_ref.py .device/
+cp bench/torch_samix_ref.py .device/
 strip --strip-debug .device/samix .device/native-tests
 du -sh .device

@@ -1,4 +1,4 @@
-"""Runs ../shared/bench/torch_samix_ref.py unchanged and adds, after each of its RESULT lines, the
+"""Runs bench/torch_samix_ref.py unchanged and adds, after each of its RESULT lines, the
 peak memory of that method: on CUDA torch.cuda.max_memory_allocated() (reset after each method),
 on the CPU the process's peak RSS (VmHWM, reset through /proc/self/clear_refs where allowed).
 The reference builds all its networks (online, EMA, Mixer) before the first method, so its first

@@ -1,9 +1,9 @@
 """PyTorch peer of `samix bench --methods moco`: one MoCo v2 training step of the same shapes
-(ResNet-18 CIFAR variant from ../shared/bench/torch_samix_ref.py without its classifier, MoCo v2
+(ResNet-18 CIFAR variant from bench/torch_samix_ref.py without its classifier, MoCo v2
 neck 512 -> 2048 -> 128, two views of a fixed random 32x32 batch, key momentum 0.99 over
 parameters, keys in 4 shuffled sub-batches (shuffle-BN within one process), InfoNCE with
 tau = 0.2 against a 65,536-key queue, SGD 0.03 / 0.9 / 1e-4, enqueue), written from
-SAMIX_SPEC.md section 6 and MoCo v2. PyTorch eager.
+docs/ALGORITHM.md section 6 and MoCo v2. PyTorch eager.
 Usage: python3 bench/torch_moco_ref.py [--steps 5] [--warmup 2] [--bs 100] [--device cpu]
        [--channels-last]
 Prints: RESULT torch moco ... ms/step img/s peak_rss=...MiB (peak RSS on the CPU)."""
@@ -17,11 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench" / "torch_samix_ref.py"
+REFERENCE = Path(__file__).resolve().parent / "torch_samix_ref.py"
 
 
 def load_reference_resnet():
-    spec = importlib.util.spec_from_file_location("torch_samix_ref", SHARED)
+    spec = importlib.util.spec_from_file_location("torch_samix_ref", REFERENCE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ResNet18C

@@ -112,12 +112,12 @@ pub enum MixConfig {
         #[serde(default = "yes")]
         alternate_manifold: bool,
     },
-    /// Online SAMix: a learnable Mixer trained through an EMA critic (SAMIX_SPEC.md §3).
+    /// Online SAMix: a learnable Mixer trained through an EMA critic (docs/ALGORITHM.md §3).
     Samix(SamixConfig),
     /// Online AutoMix: the same training step with AutoMix's Mixer, mask loss and CE critic.
     Automix(SamixConfig),
     /// SAMix-P: the frozen Mixer (and the encoder it reads) of a finished SAMix run mixes each
-    /// batch (SAMIX_SPEC.md §7).
+    /// batch (docs/ALGORITHM.md §7).
     SamixP {
         /// The SAMix run folder, or a folder with its `mixer.json` and `mixer.safetensors`.
         mixer: PathBuf,
@@ -165,7 +165,7 @@ fn samix_lam_margin() -> f64 {
 
 impl MixConfig {
     /// The default α of a policy by name: the reference's CIFAR-100 ResNet-18 value
-    /// (SAMIX_SPEC.md §8). The one place these numbers are stated.
+    /// (docs/ALGORITHM.md §8). The one place these numbers are stated.
     pub fn default_alpha(name: &str) -> f64 {
         match name {
             "mixup" | "resizemix" | "puzzlemix" => 1.0,

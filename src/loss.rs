@@ -28,7 +28,7 @@ pub fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
     -(target * logits.log_softmax(-1, kind)).sum_dim_intlist(-1, false, kind).mean(None)
 }
 
-/// The mixup classification loss of a head, as a family (SAMIX_SPEC.md §5). With
+/// The mixup classification loss of a head, as a family (docs/ALGORITHM.md §5). With
 /// `ỹ = λ·e_a + (1−λ)·e_b`, `p = softmax(z)`:
 /// - `SoftCe`: `−λ log p_a − (1−λ) log p_b` — what the reference's released SAMix SL configs
 ///   effectively run (its η weights multiply zero terms, §5.3).
@@ -96,7 +96,7 @@ fn gather(logits: &Tensor, y: &Tensor) -> Tensor {
     logits.gather(1, &y.unsqueeze(1), false).squeeze_dim(1)
 }
 
-/// The contrastive (InfoNCE) losses of self-supervised training (SAMIX_SPEC.md §5.5, §6.1).
+/// The contrastive (InfoNCE) losses of self-supervised training (docs/ALGORITHM.md §5.5, §6.1).
 /// Queries `z` and positive keys are `N×D` and L2-normalised; the negatives are the columns of a
 /// `D×K` queue. Per sample, with `s = z·pos / τ` and `n = z·queue / τ`, the loss is the
 /// cross-entropy of the positive among `[s, n]`: `−s + log(e^s + Σ e^n)`. The negatives' log-sum

@@ -1,7 +1,7 @@
 //! PyTorch parity of the supervised SAMix step (issue 11). samix runs one training step of online
 //! SAMix exactly as `samix train` does (ResNet-18 CIFAR, the Mixer on stage 3, both branches, the
 //! four loss terms, SGD on both parameter groups, the EMA update) on draws this test chooses; the
-//! PyTorch oracle `tests/oracle/samix_step.py`, written from SAMIX_SPEC.md §3–§4 and sharing no
+//! PyTorch oracle `tests/oracle/samix_step.py`, written from docs/ALGORITHM.md §3–§4 and sharing no
 //! code with samix, runs the same step from the same initial weights, images and draws. Every loss
 //! term, both masks and every weight and statistic after the step must agree. A second run of the
 //! oracle with one detail broken on purpose must not agree, so the comparison can fail.

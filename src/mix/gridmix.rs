@@ -1,4 +1,4 @@
-//! GridMix (Baek et al. 2021), as the reference's CIFAR setting (SAMIX_SPEC.md §8): a crop region
+//! GridMix (Baek et al. 2021), as the reference's CIFAR setting (docs/ALGORITHM.md §8): a crop region
 //! of random area (50–100%) and aspect ratio (½–2) is tiled into `n_holes × ny` square patches; in
 //! each patch a hole of side ratio √(1−λ) at the patch's top-left corner takes the paired image.
 //! λ for the labels is the area the first image keeps. The mask's rectangles are laid out on the

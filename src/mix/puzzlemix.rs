@@ -1,4 +1,4 @@
-//! PuzzleMix (Kim et al., ICML 2020), following the reference's CIFAR setting (SAMIX_SPEC.md §8):
+//! PuzzleMix (Kim et al., ICML 2020), following the reference's CIFAR setting (docs/ALGORITHM.md §8):
 //! 1. saliency `√(mean_c (∂CE/∂x)²)` of the current model (eval mode) — computed by the trainer
 //!    and passed in, since it needs the model;
 //! 2. a block grid of 2, 4, 8 or 16 blocks a side (drawn per batch); per sample, a 3-label MRF on

@@ -1,7 +1,7 @@
 //! SmoothMix (Lee et al. 2020): a Gaussian blob `g = exp(−‖p − c‖² / 2σ²)` (peak 1) with
 //! σ = (U(0,1)/4 + ¼)·H and a uniformly random centre takes the paired image with weight g. The
 //! label weight of the first image is the area it keeps, `1 − mean(g)` (the reference uses
-//! `mean(g)` for the first label, which is the partner's share: DESIGN.md fixes it). λ stays a
+//! `mean(g)` for the first label, which is the partner's share: docs/DESIGN.md fixes it). λ stays a
 //! device tensor, so no host sync.
 use super::{blend, random_pairing, MixPolicy, MixedBatch, MixedTargets};
 use crate::rng::SamixRng;
@@ -20,7 +20,7 @@ impl SmoothMix {
         Ok(SmoothMix { reference: false })
     }
 
-    /// The reference's choices (SAMIX_SPEC.md §8): the first label weighted by the blob's mean
+    /// The reference's choices (docs/ALGORITHM.md §8): the first label weighted by the blob's mean
     /// (the partner's share), and the blob centred half a pixel off a pixel centre (its grid is
     /// rolled by whole pixels around a centre between pixels).
     pub fn reference(mut self, on: bool) -> Self {

@@ -1,5 +1,5 @@
 //! Wide ResNet (pre-activation wide basic blocks, three stages) as the SAMix reference builds it
-//! (SAMIX_SPEC.md §9; OpenMixup's `WideResNet`): WRN-28-8 on CIFAR has 4 blocks per stage,
+//! (docs/ALGORITHM.md §9; OpenMixup's `WideResNet`): WRN-28-8 on CIFAR has 4 blocks per stage,
 //! widths 128/256/512, strides 1/2/2, no dropout; LeakyReLU with slope 0.1; BatchNorm with
 //! ε = 1e-3 and momentum 0.001; every convolution with a zero-initialised bias. The projection
 //! shortcut of the first stage's first block reads the pre-activated input, those of the later

@@ -1,6 +1,6 @@
 //! The `[mix]` options of online SAMix / AutoMix as a run file states them ([`SamixConfig`], with
 //! optional parts), and the same with every part decided ([`SamixOptions`]), which is what the
-//! algorithm reads. Defaults are the reference's CIFAR-100 ResNet-18 settings (SAMIX_SPEC.md
+//! algorithm reads. Defaults are the reference's CIFAR-100 ResNet-18 settings (docs/ALGORITHM.md
 //! §3.6–§3.7, §4), stated once here.
 use super::ema::EmaConfig;
 use super::mask_loss::MaskLossConfig;

@@ -1,4 +1,4 @@
-//! The exponential moving average of a network (SAMIX_SPEC.md §3.5): an EMA copy whose
+//! The exponential moving average of a network (docs/ALGORITHM.md §3.5): an EMA copy whose
 //! parameters follow the online ones, `p_k ← m·p_k + (1 − m)·p_q`, with the reference's momentum
 //! schedule. Touches only the EMA copy's variables.
 use crate::{Error, Result};

@@ -1,4 +1,4 @@
-//! Post-processing of the Mixer's masks before they mix images (SAMIX_SPEC.md §3.3–§3.4): the
+//! Post-processing of the Mixer's masks before they mix images (docs/ALGORITHM.md §3.3–§3.4): the
 //! area adjustment to λ and the plain-mixup fallback for extreme λ, and the blend itself. Shared by
 //! every scenario that trains with a Mixer (supervised, self-supervised, a frozen Mixer). Pure
 //! tensor functions; touches no parameters.

@@ -1,4 +1,4 @@
-//! Regularisers on the Mixer's mask `s` (weight of the second image), SAMIX_SPEC.md §4.6. They tie
+//! Regularisers on the Mixer's mask `s` (weight of the second image), docs/ALGORITHM.md §4.6. They tie
 //! the mean area of the second image to 1−λ within a margin δ and (the variance forms) push masks
 //! away from a flat λ-constant map. The reference averages over the whole batch (one m̄); the
 //! per-sample form (one m̄ per sample, losses averaged) is an option.

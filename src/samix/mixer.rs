@@ -1,4 +1,4 @@
-//! The learnable Mixer of SAMix / AutoMix (SAMIX_SPEC.md §4): from a feature map of the EMA
+//! The learnable Mixer of SAMix / AutoMix (docs/ALGORITHM.md §4): from a feature map of the EMA
 //! encoder and λ it predicts `s ∈ [0,1]^{N×1×H×W}`, the per-pixel weight of the *second*
 //! (paired) image; the two-channel mask is `[1−s, s]`. Touches only its own parameters; it never
 //! sees labels or the classifier.

@@ -1,4 +1,4 @@
-//! SAMix-P (SAMIX_SPEC.md §7): a Mixer pre-trained by online SAMix, reused frozen on another task.
+//! SAMix-P (docs/ALGORITHM.md §7): a Mixer pre-trained by online SAMix, reused frozen on another task.
 //! [`PretrainedMixer`] is the frozen encoder (the pre-training run's EMA network, with its BN
 //! statistics) and Mixer, loaded from a run's artifact with every variable's name and shape
 //! checked; [`SamixP`] is the mixing policy over it: per step λ ~ Beta(α, α), a pairing, the frozen

@@ -1,4 +1,4 @@
-//! The `[ssl]` table: self-supervised pre-training with MoCo v2 (SAMIX_SPEC.md §6), with the
+//! The `[ssl]` table: self-supervised pre-training with MoCo v2 (docs/ALGORITHM.md §6), with the
 //! run's `[mix]` policy applied in its self-supervised form (none: MoCo v2; an input policy: the
 //! SSL mixup baselines of §6.6; `samix`: SAMix-SSL of §6.2). Defaults are MoCo v2's CIFAR recipe.
 use crate::{Error, Result};

@@ -1,4 +1,4 @@
-//! MoCo v2 (SAMIX_SPEC.md §6.1): a query encoder with its MLP neck, their momentum copies (the
+//! MoCo v2 (docs/ALGORITHM.md §6.1): a query encoder with its MLP neck, their momentum copies (the
 //! key side, frozen, following the query side by EMA), and the FIFO queue of normalised keys.
 //! Generic over the backbone ([`StagedNet`]). Touches only these networks and the queue; the
 //! optimiser, the draws and the losses' weighting belong to the caller.

@@ -1,4 +1,4 @@
-//! Self-supervised pre-training (SAMIX_SPEC.md §5.5, §6): MoCo v2 ([`Moco`]: query and momentum
+//! Self-supervised pre-training (docs/ALGORITHM.md §5.5, §6): MoCo v2 ([`Moco`]: query and momentum
 //! encoders with their necks, the key queue), its mixup variants ([`SslModel`]: the handcrafted
 //! baselines and SAMix-SSL, which reuses the supervised Mixer branch and mask post-processing of
 //! [`crate::samix`]), the contrastive losses of [`crate::loss::contrastive`], and the weighted

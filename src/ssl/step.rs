@@ -1,4 +1,4 @@
-//! One self-supervised training step's losses (SAMIX_SPEC.md §6.2, §6.6): MoCo v2 on two views,
+//! One self-supervised training step's losses (docs/ALGORITHM.md §6.2, §6.6): MoCo v2 on two views,
 //! optionally with mixup — a handcrafted input policy on the query view or across views (the SSL
 //! mixup baselines), or SAMix-SSL, whose Mixer reads the key encoder's stage features of the two
 //! views and is trained through the frozen key side. One permutation per branch pairs features,

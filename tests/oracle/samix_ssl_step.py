@@ -10,11 +10,11 @@ pairings, the area-adjust flag) and DIR/step.json (the step's settings, `[ssl]` 
 runs the step; writes DIR/oracle.safetensors with the four loss terms, both masks, the enqueued
 keys and `after.<name>` for every variable.
 
-Written from /work/shared/docs/SAMIX_SPEC.md and docs/SSL.md, sharing no code with samix. The
-ResNet, the BatchNorm bookkeeping, the λ encoding, the area adjustment, the mask regulariser and
-the first SGD step are the supervised oracle's (samix_step.py, same folder, imported); the rest is
-here. Where each part comes from:
-  * the step, its order and its stop-gradients ................... SAMIX_SPEC §6.2, docs/SSL.md
+Follows docs/ALGORITHM.md (the project's statement of the SAMix spec; § numbers below are its
+sections) and docs/SSL.md, sharing no code with samix. The ResNet, the BatchNorm bookkeeping, the
+λ encoding, the area adjustment, the mask regulariser and the first SGD step are the supervised
+oracle's (samix_step.py, same folder, imported); the rest is here. Where each part comes from:
+  * the step, its order and its stop-gradients ................... §6.2, docs/SSL.md
   * MoCo v2: momentum update over parameters before the keys,
     MLP neck (GAP → Linear → ReLU → Linear), L2-normalised
     embeddings, InfoNCE = CE over [pos, queue]/τ (positive first),
@@ -76,7 +76,7 @@ BREAKS = ("leaky_positive", "mask_not_detached", "no_momentum")
 
 
 # ---------------------------------------------------------------------------------------------
-# MoCo v2 (SAMIX_SPEC §6.1).
+# MoCo v2 (docs/ALGORITHM.md §6.1).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -142,7 +142,7 @@ def mixer_loss(z, pos_a, pos_b, lam, queue, tau, ssl):
 
 
 # ---------------------------------------------------------------------------------------------
-# The Mixer on a pair (SAMIX_SPEC §4, SAMix variant; SSL: x_i = f_a, x_j = f_b, §4.1).
+# The Mixer on a pair (docs/ALGORITHM.md §4, SAMix variant; SSL: x_i = f_a, x_j = f_b, §4.1).
 # ---------------------------------------------------------------------------------------------
 
 

@@ -9,18 +9,18 @@ area-adjust flag) and DIR/step.json (the step's settings and the `[mix]` table);
 writes DIR/oracle.safetensors with the four loss terms, both masks and `after.<name>` for every
 variable.
 
-Written from /work/shared/docs/SAMIX_SPEC.md and DESIGN.md, sharing no code with samix. Where each
-part comes from:
-  * the step itself, its order and its stop-gradients ......... SAMIX_SPEC §3 (steps 1-12), §3.1
+Follows docs/ALGORITHM.md (the project's statement of the SAMix spec; § numbers below are its
+sections) and docs/DESIGN.md, sharing no code with samix. Where each part comes from:
+  * the step itself, its order and its stop-gradients ......... §3 (steps 1-12), §3.1
   * ResNet-18 with the CIFAR stem, GAP + fc heads ................ §2, §9
   * the Mixer: λ encoding g_k, value net, q/k on the
     concatenated pair, scaled softmax attention, upsampling,
     sigmoid, M = [1 - s, s] ...................................... §4.1-§4.5; upsampling factor §2.1
   * backbone-mask post-processing: area adjust, then the
-    λ-margin fallback to plain mixup ............................ §3.3, §3.4 (target λ_bb: DESIGN.md)
+    λ-margin fallback to plain mixup ............................ §3.3, §3.4 (target λ_bb: docs/DESIGN.md)
   * mask loss (L1+Variance etc., batch-level mean) ............... §4.6
   * Mixer loss: soft mixup CE and the η-balanced
-    pair-local + η·global form (Form B) .......................... §5.2-§5.4 (default: DESIGN.md)
+    pair-local + η·global form (Form B) .......................... §5.2-§5.4 (default: docs/DESIGN.md)
   * SGD (PyTorch semantics, two parameter groups), EMA over
     parameters only, BN statistics from train-mode forwards ..... §3.5, §3.6, §10
 The network is written functionally (torch.nn.functional over a dict of leaf tensors), gradients
@@ -125,7 +125,7 @@ def check_kinks(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# ResNet (SAMIX_SPEC §9): stem conv → BN → ReLU (CIFAR: 3×3 stride 1, no max-pool), four stages of
+# ResNet (docs/ALGORITHM.md §9): stem conv → BN → ReLU (CIFAR: 3×3 stride 1, no max-pool), four stages of
 # BasicBlocks, stride 2 on the first 3×3 conv of stages 2-4, 1×1 conv + BN shortcut where the shape
 # changes; GAP → fc heads.
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def linear_head(v, head, h):
 
 
 # ---------------------------------------------------------------------------------------------
-# The Mixer (SAMIX_SPEC §4, SAMix variant).
+# The Mixer (docs/ALGORITHM.md §4, SAMix variant).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -258,7 +258,7 @@ def adjust_area(s, target):
 def post_process_backbone_mask(s, lam, adjust, lam_margin):
     """§3.3 (if this step's draw says so) then §3.4."""
     if adjust:
-        # Target = the λ the mask was generated for and is labelled with (DESIGN.md), not λ_mb.
+        # Target = the λ the mask was generated for and is labelled with (docs/DESIGN.md), not λ_mb.
         s = adjust_area(s, lam)
     if lam <= lam_margin or 1.0 - lam <= lam_margin:
         # Plain input mixup: first image weight λ everywhere.

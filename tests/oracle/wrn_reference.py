@@ -1,4 +1,4 @@
-"""An independent PyTorch statement of the SAMix reference's Wide ResNet (SAMIX_SPEC.md §9), for
+"""An independent PyTorch statement of the SAMix reference's Wide ResNet (docs/ALGORITHM.md §9), for
 tests/models.rs: reads weights and an input from an .npz written by the test (samix's variable
 names), runs the network with torch's own functional ops in training and evaluation mode, and
 prints the logits and every BatchNorm running mean after the training-mode pass as JSON.

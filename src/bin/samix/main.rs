@@ -47,7 +47,7 @@ pub(crate) enum Command {
     /// probabilities, as CSV (default) or JSON on stdout.
     Predict(commands::PredictArgs),
     /// Time the ResNet-18 CIFAR training step per method (the work of
-    /// ../shared/bench/torch_samix_ref.py), on synthetic data.
+    /// bench/torch_samix_ref.py), on synthetic data.
     Bench(commands::BenchArgs),
     /// Write a PNG grid of a mixing policy on real images: first images, partners, the partner's
     /// weight per pixel (white = partner), mixed images, and λ under each column.
