@@ -11,7 +11,8 @@ use samix::data::loader::{Loader, LoaderConfig};
 use samix::data::transform::Pipeline;
 use samix::data::{open_splits, AugmentConfig, DataConfig, DatasetKind};
 use samix::model::{Arch, ModelConfig, Network};
-use samix::{OnlineSamix, SamixOptions, SamixPaths, Stream};
+use samix::native::Precision;
+use samix::{OnlineSamix, SamixOptions, SamixPaths, StepPlan, Stream};
 use std::path::PathBuf;
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::Device;
@@ -51,10 +52,21 @@ fn main() -> Result<()> {
     for (step, batch) in loader.epoch(0).enumerate() {
         let batch = batch?;
         let draws = samix.draw(batch.len(), &mut rng, Device::Cpu);
-        let l = samix.losses(&batch.images, &batch.labels, &draws, 0.0);
+        let plan = StepPlan {
+            draws: &draws,
+            smoothing: 0.0,
+            precision: Precision::F32,
+            cache_casts: true,
+            step: step as u64,
+            total_steps: steps as u64,
+        };
+        // samix computes the losses and updates the EMA critic; the backward pass and the
+        // optimiser are ours.
+        let l = samix.step(&batch.images, &batch.labels, &plan, |total| {
+            opt.backward_step(total);
+            Ok(())
+        })?;
         let total = l.total();
-        opt.backward_step(&total);
-        samix.ema_update(samix.ema_momentum(step as u64, steps as u64))?;
         let v = |t: &tch::Tensor| t.double_value(&[]);
         totals.push(v(&total));
         if step % 10 == 0 || step + 1 == steps {

@@ -44,5 +44,7 @@ pub use mix::{LambdaSampler, MixPolicy, MixedBatch, MixedTargets};
 pub use model::{ModelConfig, Network, StagedNet};
 pub use optim::{CosineSchedule, OptimConfig, Sgd};
 pub use rng::{stream, SamixRng, Stream};
-pub use samix::{Mixer, MixerConfig, OnlineSamix, PretrainedMixer, SamixLosses, SamixOptions, SamixP, SamixPaths};
+pub use samix::{
+    Mixer, MixerConfig, OnlineSamix, PretrainedMixer, SamixLosses, SamixOptions, SamixP, SamixPaths, StepPlan,
+};
 pub use train::{run, Policy, RunOptions};

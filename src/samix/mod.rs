@@ -1,4 +1,4 @@
-//! SAMix (SAMIX_SPEC.md §3–§4) in one place: the learnable [`Mixer`], its mask regularisers, the
+//! SAMix (docs/ALGORITHM.md §3–§4) in one place: the learnable [`Mixer`], its mask regularisers, the
 //! post-processing of its masks, the EMA copy and its momentum schedule, the two-branch online
 //! step ([`OnlineSamix`], generic over any [`StagedNet`](crate::model::StagedNet) backbone), its
 //! options, the Mixer artifact, and SAMix-P (a pre-trained Mixer reused frozen as a policy). The Mixer branch ([`mixer_branch`]) and the backbone-branch
@@ -21,6 +21,6 @@ pub use mask::{adjust_area, apply_mask, backbone_mask};
 pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
 pub use online::{
-    backbone_branch, mixer_branch, AreaAdjust, Draws, OnlineSamix, PairInputs, SamixLosses, SamixPaths, HEADS,
+    backbone_branch, mixer_branch, AreaAdjust, Draws, OnlineSamix, PairInputs, SamixLosses, SamixPaths, StepPlan, HEADS,
 };
 pub use pretrained::{mixer_shape, PretrainedMixer, SamixP};

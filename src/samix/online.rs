@@ -1,4 +1,4 @@
-//! Online SAMix / AutoMix for supervised learning (SAMIX_SPEC.md §3), generic over the backbone:
+//! Online SAMix / AutoMix for supervised learning (docs/ALGORITHM.md §3), generic over the backbone:
 //! an online network with a second (`mix`) head, its EMA copy (frozen: the critic), and the
 //! Mixer. One step draws two λ and two pairings, trains the Mixer through the EMA critic (Mixer
 //! branch), trains the online network on clean images and on the detached learned masks
@@ -12,6 +12,7 @@ use super::mixer::Mixer;
 use crate::loss::{cross_entropy, mixup_cross_entropy};
 use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler};
 use crate::model::{LinearHead, StagedNet};
+use crate::native::Precision;
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
@@ -49,6 +50,19 @@ pub struct Draws {
     pub perm_bb: Tensor,
     /// 1 when this step rescales the backbone mask to its λ's area (probability `mask_adjust`).
     pub adjust_bb: Tensor,
+}
+
+/// How one step runs beyond its batch: the draws, label smoothing, the forward precision, and
+/// where the step is in the run (the EMA momentum follows its schedule over the run's steps).
+pub struct StepPlan<'a> {
+    pub draws: &'a Draws,
+    pub smoothing: f64,
+    pub precision: Precision,
+    /// Whether autocast keeps its casts of the weights for the step (off for CUDA-graph capture).
+    pub cache_casts: bool,
+    /// Steps taken before this one, and the run's length in steps.
+    pub step: u64,
+    pub total_steps: u64,
 }
 
 /// The four loss terms of a step; their sum is what one optimiser step minimises.
@@ -255,6 +269,26 @@ impl<N: StagedNet> OnlineSamix<N> {
         let z_mix = self.online.features(&x_bb, true, &[]).0.apply(&self.online_mix_head);
         let mix_q = mixup_cross_entropy(&z_mix, &t_bb, smoothing);
         SamixLosses { one_q, mix_q, mix_k, mask, s_mb, s_bb }
+    }
+
+    /// One training step on a batch `x` with labels `y`, in the order every caller keeps
+    /// (§3): the four losses (under the plan's precision), `optimise` — the caller's backward
+    /// pass of their total and its optimiser's update — then the EMA update at the momentum the
+    /// schedule gives this step. The trainer, the bench and a user's own loop all run it.
+    pub fn step(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        plan: &StepPlan,
+        optimise: impl FnOnce(&Tensor) -> Result<()>,
+    ) -> Result<SamixLosses> {
+        let momentum = self.ema_momentum(plan.step, plan.total_steps);
+        let losses = crate::native::with_precision(plan.precision, x.device(), plan.cache_casts, || {
+            self.losses(x, y, plan.draws, plan.smoothing)
+        })?;
+        optimise(&losses.total())?;
+        self.ema_update(momentum)?;
+        Ok(losses)
     }
 
     /// Logits of the four predictors of [`HEADS`] (eval mode).

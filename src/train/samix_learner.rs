@@ -17,7 +17,8 @@ use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
 use crate::samix::{
-    Draws, MixerArtifact, MixerOptimConfig, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, HEADS,
+    Draws, MixerArtifact, MixerOptimConfig, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, StepPlan,
+    HEADS,
 };
 use crate::Result;
 use std::collections::BTreeMap;
@@ -133,17 +134,22 @@ impl SamixLearner {
     /// rates, the EMA update. Returns the losses (with both masks) and the backbone's rate. Public
     /// so that a test can replay a step on draws it chose (the PyTorch parity oracle).
     pub fn step_with(&mut self, batch: &Batch, d: &Draws, ctx: &StepContext) -> Result<(SamixLosses, f64)> {
-        let momentum = self.samix.ema_momentum(ctx.global_step, ctx.total_steps);
-        let device = batch.images.device();
-        let losses = crate::native::with_precision(self.precision, device, true, || {
-            self.samix.losses(&batch.images, &batch.labels, d, self.smoothing)
-        })?;
         let lr = self.backbone_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
         let mixer_lr = self.mixer_lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        self.sgd.zero_grad();
-        losses.total().backward();
-        self.sgd.step_groups(&[lr, mixer_lr])?;
-        self.samix.ema_update(momentum)?;
+        let plan = StepPlan {
+            draws: d,
+            smoothing: self.smoothing,
+            precision: self.precision,
+            cache_casts: true,
+            step: ctx.global_step,
+            total_steps: ctx.total_steps,
+        };
+        let sgd = &mut self.sgd;
+        let losses = self.samix.step(&batch.images, &batch.labels, &plan, |total| {
+            sgd.zero_grad();
+            total.backward();
+            sgd.step_groups(&[lr, mixer_lr])
+        })?;
         Ok((losses, lr))
     }
 }
