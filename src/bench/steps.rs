@@ -1,7 +1,7 @@
 //! The training steps the bench times, one per method, each on its own networks and fixed
 //! batch: an input policy's step, online SAMix's (the trainer's own [`OnlineSamix::step`], its EMA
 //! momentum on the trainer's schedule), SAMix-P's, and the MoCo v2 / SAMix-SSL steps.
-use super::Method;
+use super::method::Method;
 use crate::config::MixConfig;
 use crate::loss::mixup_cross_entropy;
 use crate::mix::MixPolicy;

@@ -1,7 +1,7 @@
 //! CIFAR-10 and CIFAR-100, binary version: the official `.tar.gz` as downloaded, or its extracted
 //! folder. Each record is the label byte(s) followed by 3072 pixel bytes (R, G, B planes of 32×32).
 use super::config::DatasetKind;
-use super::{DatasetInfo, InMemoryDataset};
+use super::dataset::{DatasetInfo, InMemoryDataset};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::io::Read;
@@ -59,7 +59,7 @@ pub fn load(path: &Path, kind: DatasetKind, verify_checksums: bool) -> Result<(I
     let mut files = read_cifar_files(path, lay)?;
     if verify_checksums {
         for (name, bytes) in &files {
-            super::verify::check_md5(kind, name, &path.join(name), bytes)?;
+            super::checksum::check_md5(kind, name, &path.join(name), bytes)?;
         }
     }
     // The class-name list is informational (nothing is computed from it): an archive without it

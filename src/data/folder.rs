@@ -1,7 +1,7 @@
 //! Image-folder datasets decoded on demand: `root/{train,val|test}/<class>/*.{png,jpg,jpeg}` and the
 //! Tiny-ImageNet-200 layout (`train/<wnid>/images/*`, `val/images/*` + `val/val_annotations.txt`).
 //! Listing validates the layout; decoding errors name the file when the image is read.
-use super::{Dataset, DatasetInfo, RawImage};
+use super::dataset::{Dataset, DatasetInfo, RawImage};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! MNIST and Fashion-MNIST in the IDX format, gzipped (as published) or raw.
 use super::config::DatasetKind;
-use super::{DatasetInfo, InMemoryDataset};
+use super::dataset::{DatasetInfo, InMemoryDataset};
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -40,8 +40,8 @@ pub fn load(dir: &Path, kind: DatasetKind, verify_checksums: bool) -> Result<(In
         let (ipath, ibytes) = read_idx_file(dir, images)?;
         let (lpath, lbytes) = read_idx_file(dir, labels)?;
         if verify_checksums {
-            super::verify::check_md5(kind, images, &ipath, &ibytes)?;
-            super::verify::check_md5(kind, labels, &lpath, &lbytes)?;
+            super::checksum::check_md5(kind, images, &ipath, &ibytes)?;
+            super::checksum::check_md5(kind, labels, &lpath, &lbytes)?;
         }
         let (h, w, pixels) = parse_images(&ipath, &ibytes, n)?;
         let labels = parse_labels(&lpath, &lbytes, n)?;

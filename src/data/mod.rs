@@ -1,8 +1,10 @@
 //! Datasets, transforms and the batch loader. Reads files only; never touches the model or device
 //! except for uploading finished batches in [`loader`].
+pub mod checksum;
 pub mod cifar;
 pub mod color;
 pub mod config;
+pub mod dataset;
 pub mod download;
 pub mod folder;
 pub mod idx;
@@ -12,176 +14,8 @@ pub mod verify;
 
 use crate::Result;
 pub use config::{AugmentConfig, DataConfig, DatasetKind, Interpolation, PaddingMode};
+pub use dataset::{ClassRange, Dataset, DatasetInfo, InMemoryDataset, Prefix, RawImage, Split, Splits};
 use std::sync::Arc;
-
-/// One decoded image: `channels × height × width` bytes, channel-major (CHW).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RawImage {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub data: Vec<u8>,
-}
-
-impl RawImage {
-    pub fn new(channels: usize, height: usize, width: usize, data: Vec<u8>) -> Self {
-        debug_assert_eq!(data.len(), channels * height * width);
-        RawImage { channels, height, width, data }
-    }
-    pub fn pixel(&self, c: usize, y: usize, x: usize) -> u8 {
-        self.data[(c * self.height + y) * self.width + x]
-    }
-}
-
-/// What a model and the normalisation need to know about a dataset.
-#[derive(Clone, Debug)]
-pub struct DatasetInfo {
-    pub name: String,
-    pub num_classes: usize,
-    pub channels: usize,
-    /// Per-channel mean and std of the [0,1]-scaled pixels, used by `Normalize`.
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-    pub class_names: Vec<String>,
-}
-
-/// A labelled image collection. `load` may decode from disk, so it returns a `Result`.
-pub trait Dataset: Send + Sync {
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    fn label(&self, index: usize) -> i64;
-    fn load(&self, index: usize) -> Result<RawImage>;
-    fn info(&self) -> &DatasetInfo;
-}
-
-/// Images held in memory as one contiguous CHW byte array (CIFAR, MNIST).
-pub struct InMemoryDataset {
-    info: DatasetInfo,
-    height: usize,
-    width: usize,
-    pixels: Vec<u8>,
-    labels: Vec<i64>,
-}
-
-impl InMemoryDataset {
-    pub fn new(info: DatasetInfo, height: usize, width: usize, pixels: Vec<u8>, labels: Vec<i64>) -> Self {
-        debug_assert_eq!(pixels.len(), labels.len() * info.channels * height * width);
-        InMemoryDataset { info, height, width, pixels, labels }
-    }
-    fn image_len(&self) -> usize {
-        self.info.channels * self.height * self.width
-    }
-    /// Keeps only the first `n` records (for tests and quick runs).
-    pub fn truncate(&mut self, n: usize) {
-        if n < self.labels.len() {
-            self.labels.truncate(n);
-            self.pixels.truncate(n * self.image_len());
-        }
-    }
-    pub fn labels(&self) -> &[i64] {
-        &self.labels
-    }
-}
-
-impl std::fmt::Debug for InMemoryDataset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "InMemoryDataset({}, {} images of {}×{}×{})",
-            self.info.name,
-            self.labels.len(),
-            self.info.channels,
-            self.height,
-            self.width
-        )
-    }
-}
-
-impl Dataset for InMemoryDataset {
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-    fn label(&self, index: usize) -> i64 {
-        self.labels[index]
-    }
-    fn load(&self, index: usize) -> Result<RawImage> {
-        let n = self.image_len();
-        let data = self.pixels[index * n..(index + 1) * n].to_vec();
-        Ok(RawImage::new(self.info.channels, self.height, self.width, data))
-    }
-    fn info(&self) -> &DatasetInfo {
-        &self.info
-    }
-}
-
-/// A view on the first `limit` items of another dataset.
-pub struct Prefix {
-    inner: Arc<dyn Dataset>,
-    limit: usize,
-}
-
-impl Dataset for Prefix {
-    fn len(&self) -> usize {
-        self.limit.min(self.inner.len())
-    }
-    fn label(&self, index: usize) -> i64 {
-        self.inner.label(index)
-    }
-    fn load(&self, index: usize) -> Result<RawImage> {
-        self.inner.load(index)
-    }
-    fn info(&self) -> &DatasetInfo {
-        self.inner.info()
-    }
-}
-
-/// The samples of classes `lo..hi` of another dataset, relabelled `0..hi−lo` (e.g. two disjoint
-/// halves of CIFAR-100 for a transfer experiment).
-pub struct ClassRange {
-    inner: Arc<dyn Dataset>,
-    indices: Vec<usize>,
-    lo: i64,
-    info: DatasetInfo,
-}
-
-impl ClassRange {
-    pub fn new(inner: Arc<dyn Dataset>, lo: usize, hi: usize) -> Self {
-        let indices = (0..inner.len()).filter(|&i| (lo as i64..hi as i64).contains(&inner.label(i))).collect();
-        let mut info = inner.info().clone();
-        info.num_classes = hi - lo;
-        info.class_names = info.class_names.get(lo..hi).map(<[String]>::to_vec).unwrap_or_default();
-        ClassRange { inner, indices, lo: lo as i64, info }
-    }
-}
-
-impl Dataset for ClassRange {
-    fn len(&self) -> usize {
-        self.indices.len()
-    }
-    fn label(&self, index: usize) -> i64 {
-        self.inner.label(self.indices[index]) - self.lo
-    }
-    fn load(&self, index: usize) -> Result<RawImage> {
-        self.inner.load(self.indices[index])
-    }
-    fn info(&self) -> &DatasetInfo {
-        &self.info
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Test,
-}
-
-/// The train and test sets named by a data config, with the limits applied.
-pub struct Splits {
-    pub train: Arc<dyn Dataset>,
-    pub test: Arc<dyn Dataset>,
-}
 
 /// The dataset's path: `data.path` when set; else its place in the data directory, downloading
 /// it there first when it is missing (the only case that touches the network).
@@ -253,7 +87,7 @@ pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
             None => d,
         };
         match n {
-            Some(limit) => Arc::new(Prefix { inner: d, limit }),
+            Some(limit) => Arc::new(Prefix::new(d, limit)),
             None => d,
         }
     };

@@ -2,7 +2,8 @@
 //! a CIFAR stem (3×3, stride 1, no max-pool) or an ImageNet stem (7×7 stride 2 + max-pool),
 //! Kaiming fan-out init and zero-initialised last BN γ in every block.
 use super::config::{Arch, Stem};
-use super::{conv, norm, LinearHead, Norm, NormChoice, StagedNet};
+use super::layers::{conv, norm, LinearHead, Norm, NormChoice};
+use super::staged::StagedNet;
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! shortcut of the first stage's first block reads the pre-activated input, those of the later
 //! stages the raw input. The final BN + activation is part of the last stage, so that stage's
 //! output is exactly what the classifier pools.
-use super::{conv_with, norm, LinearHead, Norm, NormChoice, StagedNet};
+use super::layers::{conv_with, norm, LinearHead, Norm, NormChoice};
+use super::staged::StagedNet;
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Clone, Debug)]

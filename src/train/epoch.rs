@@ -3,11 +3,11 @@
 //! evaluation, the metrics line and the learner's per-epoch files. Writes `metrics.jsonl` and
 //! what the learner writes; reads data only through the loaders.
 use super::checkpoint::PartialEpoch;
+use super::learner::{Learner, StepContext};
 use super::metrics::{self, EpochMetrics};
 use super::monitor::{Monitor, StepView};
 use super::replicas::Replicas;
 use super::stop::{stop_requested, StopSignal};
-use super::{Learner, StepContext};
 use crate::config::TrainConfig;
 use crate::data::loader::Loader;
 use crate::rng::{stream, SamixRng, Stream};

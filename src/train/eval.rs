@@ -1,6 +1,8 @@
 //! Evaluation: top-1 / top-5 accuracy (%) and mean CE over a loader, in eval mode and without
 //! gradients. Counts accumulate on the device and are read once at the end.
-use super::{checkpoint, eval_loader, Model};
+use super::checkpoint;
+use super::loaders::eval_loader;
+use super::model::Model;
 use crate::config::TrainConfig;
 use crate::data::loader::Loader;
 use crate::data::open_splits;

@@ -5,9 +5,9 @@
 //! [`Replicas`] the same way in both cases. Touches the learner's variables and the group only.
 use super::checkpoint::{EpochSums, PartialEpoch};
 use super::eval;
+use super::learner::Learner;
 use super::resume::{diff_keys, Start};
 use super::run_dir::RunLock;
-use super::Learner;
 use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::{Error, Result};

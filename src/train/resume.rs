@@ -3,8 +3,8 @@
 //! its own config. Reads the run directory; writes only `metrics.jsonl` (trimmed to the
 //! checkpoint).
 use super::checkpoint::{self, PartialEpoch};
+use super::learner::Learner;
 use super::metrics::{self, EpochMetrics};
-use super::Learner;
 use crate::config::TrainConfig;
 use crate::{Error, Result};
 use std::path::Path;

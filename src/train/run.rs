@@ -1,14 +1,18 @@
 //! A training run from start to end: open the data and build the learner, prepare (or resume)
 //! the run directory, join the other processes, train the epochs with checkpoints, write the
 //! summary. Owns the run directory's top-level files; each step lives in its own module.
+use super::build::build_learner;
 use super::checkpoint::{self, CheckpointState, PartialEpoch};
 use super::epoch::{EpochEnd, EpochRun};
+use super::learner::Learner;
+use super::loaders::{eval_loader, train_loader};
 use super::metrics::{self, EpochMetrics, Summary};
 use super::monitor::Monitor;
+use super::monitor::Progress;
 use super::replicas::Replicas;
 use super::resume::{check_resume_config, restore_or_start, Start};
+use super::run_dir;
 use super::stop::{interrupted, stop_requested, StopSignal};
-use super::{build_learner, eval_loader, run_dir, train_loader, Learner, Progress};
 use crate::config::TrainConfig;
 use crate::data::loader::{Loader, Shard};
 use crate::data::{open_splits, Dataset, Splits};

@@ -4,9 +4,9 @@
 //! the mask visuals and the Mixer artifact into the run directory.
 use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{self, Evaluation};
+use super::learner::{Learner, StepContext};
 use super::model::seed_init;
 use super::visual::MaskVisuals;
-use super::{Learner, StepContext};
 use crate::config::TrainConfig;
 use crate::data::loader::{Batch, Loader};
 use crate::data::DatasetInfo;

@@ -6,10 +6,11 @@
 //! query backbone (`backbone.safetensors`, for `model.init_from`) and the mask visuals.
 use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{EvalResult, Evaluation};
+use super::learner::{Learner, StepContext};
+use super::mixing::Mixing;
 use super::model::seed_init;
 use super::samix_learner::sgd_with_mixer_group;
 use super::visual::MaskVisuals;
-use super::{Learner, Mixing, StepContext};
 use crate::config::TrainConfig;
 use crate::data::loader::{Batch, Loader};
 use crate::data::DatasetInfo;

@@ -1,9 +1,9 @@
 //! Supervised training with a handcrafted mixing policy (input, feature-level or PuzzleMix) and
 //! the mixup cross-entropy: one model, one SGD, one schedule.
 use super::eval::{self, Evaluation};
+use super::learner::{Learner, StepContext};
 use super::mixing::Mixing;
 use super::model::Model;
-use super::{Learner, StepContext};
 use crate::config::TrainConfig;
 use crate::data::loader::{Batch, Loader};
 use crate::data::DatasetInfo;

@@ -1,0 +1,54 @@
+//! The methods the bench times, by the names `samix bench --methods` takes.
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Vanilla,
+    Mixup,
+    Cutmix,
+    /// The online SAMix step (EMA critic, two Mixer calls, four encoder passes, EMA update).
+    Samix,
+    /// SAMix-P: a frozen encoder and Mixer (freshly initialised: the cost does not depend on the
+    /// weights) mix each batch for a plain classifier step.
+    SamixP,
+    /// A MoCo v2 step on two views of the batch (the work of bench/torch_moco_ref.py): momentum
+    /// update, query pass, key pass in 4 shuffled sub-batches, InfoNCE against a 65,536-key queue,
+    /// backward, SGD 0.03/0.9/1e-4, enqueue.
+    Moco,
+    /// The SAMix-SSL step: MoCo v2 plus the key pass of both views, two Mixer calls, a query pass
+    /// of the backbone-branch images and a key-side pass of the Mixer-branch images.
+    MocoSamix,
+}
+
+impl Method {
+    /// What `samix bench` times by default.
+    pub const ALL: [Method; 4] = [Method::Vanilla, Method::Mixup, Method::Cutmix, Method::Samix];
+    /// Every method it can time.
+    pub const KNOWN: [Method; 7] = [
+        Method::Vanilla,
+        Method::Mixup,
+        Method::Cutmix,
+        Method::Samix,
+        Method::SamixP,
+        Method::Moco,
+        Method::MocoSamix,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Vanilla => "vanilla",
+            Method::Mixup => "mixup",
+            Method::Cutmix => "cutmix",
+            Method::Samix => "samix",
+            Method::SamixP => "samix_p",
+            Method::Moco => "moco",
+            Method::MocoSamix => "moco_samix",
+        }
+    }
+    pub fn from_name(name: &str) -> Result<Method> {
+        Method::KNOWN.into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            Error::Argument(format!(
+                "bench method `{name}`: expected vanilla, mixup, cutmix, samix, samix_p, moco or moco_samix"
+            ))
+        })
+    }
+}

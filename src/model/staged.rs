@@ -1,0 +1,41 @@
+//! The stage-by-stage view of a network ([`StagedNet`]) that SAMix's Mixer, ManifoldMix and
+//! the feature-level policies read. Touches nothing.
+use tch::Tensor;
+
+/// A network that runs as stem → stages → head.
+pub trait StagedNet {
+    fn num_stages(&self) -> usize;
+    fn stem_t(&self, x: &Tensor, train: bool) -> Tensor;
+    /// Stage `i` (0-based; stage-k of the paper is `i = k − 1`).
+    fn stage_t(&self, i: usize, h: &Tensor, train: bool) -> Tensor;
+    /// Global average pooling and the linear classifier on the last stage's output.
+    fn head(&self, h: &Tensor) -> Tensor;
+    /// Output channels of each stage.
+    fn stage_channels(&self) -> Vec<i64>;
+    /// Channels of the images the network reads.
+    fn in_channels(&self) -> i64;
+    /// Classes of its classifier.
+    fn num_classes(&self) -> i64;
+
+    /// Logits and the outputs of the stages listed in `keep` (in `keep`'s order).
+    fn forward_stages(&self, x: &Tensor, train: bool, keep: &[usize]) -> (Tensor, Vec<Tensor>) {
+        let (last, kept) = self.features(x, train, keep);
+        (self.head(&last), kept)
+    }
+
+    /// The last stage's output (what the classifier pools) and the outputs of the stages in
+    /// `keep` (in `keep`'s order), without the classifier.
+    fn features(&self, x: &Tensor, train: bool, keep: &[usize]) -> (Tensor, Vec<Tensor>) {
+        let mut h = self.stem_t(x, train);
+        let mut kept: Vec<(usize, Tensor)> = Vec::new();
+        for i in 0..self.num_stages() {
+            h = self.stage_t(i, &h, train);
+            if keep.contains(&i) {
+                kept.push((i, h.shallow_clone()));
+            }
+        }
+        let out =
+            keep.iter().filter_map(|k| kept.iter().find(|(i, _)| i == k).map(|(_, t)| t.shallow_clone())).collect();
+        (h, out)
+    }
+}
