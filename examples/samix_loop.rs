@@ -1,7 +1,7 @@
 //! Online SAMix inside a plain, hand-written tch training loop: your network (any
-//! `samix::StagedNet`), tch's own SGD, your loop; samix supplies the Mixer, the EMA critic, the
-//! draws and the four losses. Trains a tiny ResNet on a slice of Fashion-MNIST and prints the
-//! loss terms as they fall.
+//! `samix::StagedNet` — here `TinyNet`, written below with tch's own layers), tch's own SGD, your
+//! loop; samix supplies the Mixer, the EMA critic, the draws, the four losses and the step's
+//! order. Trains on a slice of Fashion-MNIST and prints the loss terms as they fall.
 //!
 //!     cargo run --release --example samix_loop -- [FASHION_MNIST_DIR] [STEPS]
 //!
@@ -10,12 +10,72 @@ use anyhow::{Context, Result};
 use samix::data::loader::{Loader, LoaderConfig};
 use samix::data::transform::Pipeline;
 use samix::data::{open_splits, AugmentConfig, DataConfig, DatasetKind};
-use samix::model::{Arch, ModelConfig, Network};
 use samix::native::Precision;
-use samix::{OnlineSamix, SamixOptions, SamixPaths, StepPlan, Stream};
+use samix::{OnlineSamix, SamixOptions, SamixPaths, StagedNet, StepPlan, Stream};
 use std::path::PathBuf;
-use tch::nn::{self, OptimizerConfig, VarStore};
-use tch::Device;
+use tch::nn::{self, ModuleT, OptimizerConfig, VarStore};
+use tch::{Device, Tensor};
+
+/// A small network of our own: a stem and four conv-BN-ReLU stages (28, 14, 7, 4 pixels), global
+/// pooling and a linear classifier. All samix needs of it is the stage-by-stage view.
+#[derive(Debug)]
+struct TinyNet {
+    stem: nn::Conv2D,
+    stages: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    fc: nn::Linear,
+    widths: Vec<i64>,
+    classes: i64,
+}
+
+impl TinyNet {
+    fn new(path: &nn::Path, in_channels: i64, classes: i64) -> Self {
+        let widths = vec![16, 32, 64, 128];
+        let conv = |c: nn::ConvConfig| nn::ConvConfig { padding: 1, bias: false, ..c };
+        let stem = nn::conv2d(path / "stem", in_channels, widths[0], 3, conv(Default::default()));
+        let mut stages = Vec::new();
+        let mut cin = widths[0];
+        for (i, &w) in widths.iter().enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            let p = path / format!("stage{i}");
+            let c = nn::conv2d(&p / "conv", cin, w, 3, conv(nn::ConvConfig { stride, ..Default::default() }));
+            stages.push((c, nn::batch_norm2d(&p / "bn", w, Default::default())));
+            cin = w;
+        }
+        let fc = nn::linear(path / "fc", cin, classes, Default::default());
+        TinyNet { stem, stages, fc, widths, classes }
+    }
+}
+
+impl ModuleT for TinyNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_stages(x, train, &[]).0
+    }
+}
+
+impl StagedNet for TinyNet {
+    fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+    fn stem_t(&self, x: &Tensor, _train: bool) -> Tensor {
+        x.apply(&self.stem)
+    }
+    fn stage_t(&self, i: usize, h: &Tensor, train: bool) -> Tensor {
+        let (conv, bn) = &self.stages[i];
+        h.apply(conv).apply_t(bn, train).relu()
+    }
+    fn head(&self, h: &Tensor) -> Tensor {
+        h.mean_dim(&[2i64, 3][..], false, None).apply(&self.fc)
+    }
+    fn stage_channels(&self) -> Vec<i64> {
+        self.widths.clone()
+    }
+    fn in_channels(&self) -> i64 {
+        1
+    }
+    fn num_classes(&self) -> i64 {
+        self.classes
+    }
+}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -36,9 +96,8 @@ fn main() -> Result<()> {
     tch::manual_seed(0);
     let vs = VarStore::new(Device::Cpu);
     let paths = SamixPaths::standard(&vs);
-    let model = ModelConfig { base_width: Some(8), blocks: Some(vec![1, 1, 1, 1]), ..ModelConfig::new(Arch::Resnet18) };
-    let online = Network::new(&paths.online, &model, 1, 10)?;
-    let ema = Network::new(&paths.ema, &model, 1, 10)?;
+    let online = TinyNet::new(&paths.online, 1, 10);
+    let ema = TinyNet::new(&paths.ema, 1, 10);
     // The reference's EMA momentum (0.999) suits runs of many thousand steps; over a few dozen the
     // critic would stay at its random start, so this demo lets it follow faster.
     let mut options = SamixOptions::samix();

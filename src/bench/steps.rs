@@ -11,7 +11,7 @@ use crate::optim::{OptimConfig, ParamGroup, Sgd};
 use crate::rng::{stream, SamixRng, Stream};
 use crate::samix::ema::path_prefix;
 use crate::samix::{mixer_shape, Mixer, OnlineSamix, PretrainedMixer, SamixOptions, SamixP, SamixPaths, StepPlan};
-use crate::ssl::{MocoPaths, SslConfig, SslMixingChoice, SslModel};
+use crate::ssl::{MocoPaths, SslConfig, SslMixingChoice, SslModel, SslStepPlan};
 use crate::train::input_policy;
 use crate::{Error, Result};
 use tch::nn::{ModuleT, VarStore};
@@ -139,7 +139,7 @@ pub(super) fn build_step(
         Method::Moco | Method::MocoSamix => {
             let x2 = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
             let x2 = if channels_last { native::to_channels_last(&x2)? } else { x2 };
-            Box::new(build_moco(&vs, method == Method::MocoSamix, x, x2, rng)?)
+            Box::new(build_moco(&vs, method == Method::MocoSamix, (x, x2), rng, total_steps)?)
         }
         policy => Box::new(PolicyStep::new(&vs, bench_policy(policy, device)?, x, y, rng)?),
     };
@@ -179,7 +179,9 @@ struct MocoStep {
     x1: Tensor,
     x2: Tensor,
     rng: SamixRng,
+    /// Steps taken, and the bench's length in steps (the key momentum's schedule runs over them).
     step: u64,
+    total_steps: u64,
 }
 
 impl BenchStep for MocoStep {
@@ -188,18 +190,23 @@ impl BenchStep for MocoStep {
             return Err(Error::Argument("the MoCo steps draw on the host (no CUDA-graph capture)".into()));
         }
         let (device, n) = (self.x1.device(), self.x1.size()[0] as usize);
-        let moco = &self.model.moco;
-        moco.momentum_update(moco.cfg.momentum)?;
         let d = self.model.draw(n, &mut self.rng, device);
-        let model = &self.model;
-        let rng = &mut self.rng;
-        let losses =
-            native::with_precision(precision, device, cache_casts, || model.losses(&self.x1, &self.x2, &d, rng))??;
-        self.sgd.zero_grad();
-        losses.total(1.0).backward();
-        self.sgd.apply()?;
-        let moco = &self.model.moco;
-        moco.enqueue(&losses.keys, moco.queue_position(self.step, n));
+        let plan = SslStepPlan {
+            draws: &d,
+            precision,
+            cache_casts,
+            mix_weight: 1.0,
+            step: self.step,
+            total_steps: self.total_steps,
+            global_batch: n,
+        };
+        let sgd = &mut self.sgd;
+        let optimise = |total: &Tensor| {
+            sgd.zero_grad();
+            total.backward();
+            sgd.apply()
+        };
+        self.model.step((&self.x1, &self.x2), &plan, &mut self.rng, optimise, |keys| Ok(keys.shallow_clone()))?;
         self.step += 1;
         Ok(())
     }
@@ -207,7 +214,14 @@ impl BenchStep for MocoStep {
 
 /// MoCo v2 over ResNet-18 CIFAR (MoCo v2's neck, τ 0.2, momentum 0.99, 4 key sub-batches, a
 /// queue of 65,536), with SAMix-SSL's Mixer (CIFAR R18 defaults) when `samix`.
-fn build_moco(vs: &VarStore, samix: bool, x1: Tensor, x2: Tensor, rng: SamixRng) -> Result<MocoStep> {
+fn build_moco(
+    vs: &VarStore,
+    samix: bool,
+    views: (Tensor, Tensor),
+    rng: SamixRng,
+    total_steps: u64,
+) -> Result<MocoStep> {
+    let (x1, x2) = views;
     let paths = MocoPaths::standard(vs);
     let q = Network::new(&paths.query, &cifar_resnet18(), 3, 100)?;
     let k = Network::new(&paths.key, &cifar_resnet18(), 3, 100)?;
@@ -222,7 +236,7 @@ fn build_moco(vs: &VarStore, samix: bool, x1: Tensor, x2: Tensor, rng: SamixRng)
     } else {
         Sgd::new(vs, &optim)
     };
-    Ok(MocoStep { model, sgd, x1, x2, rng, step: 0 })
+    Ok(MocoStep { model, sgd, x1, x2, rng, step: 0, total_steps })
 }
 
 #[cfg(test)]

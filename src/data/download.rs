@@ -284,6 +284,10 @@ enum DownloadError {
     Fatal(String),
 }
 
+fn too_large(n: u64, max_bytes: u64) -> DownloadError {
+    DownloadError::Fatal(format!("{n} bytes is more than the {max_bytes} this file can be; refused"))
+}
+
 /// Appends to `part` from where it stops (Range request); restarts if the server ignores ranges.
 fn download_resuming(
     url: &str,
@@ -292,38 +296,10 @@ fn download_resuming(
     opts: &DownloadOptions,
 ) -> std::result::Result<(), DownloadError> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    let too_large =
-        |n: u64| DownloadError::Fatal(format!("{n} bytes is more than the {max_bytes} this file can be; refused"));
     if have > max_bytes {
-        return Err(too_large(have));
+        return Err(too_large(have, max_bytes));
     }
-    let agent = ureq::AgentBuilder::new().timeout_connect(opts.timeout).timeout_read(opts.timeout).build();
-    let mut request = agent.get(url);
-    if have > 0 {
-        request = request.set("Range", &format!("bytes={have}-"));
-    }
-    let response = match request.call() {
-        Ok(r) => r,
-        // 416: the range starts at or past the end. Complete only if the server's size
-        // (`Content-Range: bytes */N`) is what we have; otherwise start over.
-        Err(ureq::Error::Status(416, r)) if have > 0 => {
-            let size = r.header("Content-Range").and_then(|v| v.trim().strip_prefix("bytes */")?.parse::<u64>().ok());
-            if size == Some(have) {
-                return Ok(());
-            }
-            let _ = std::fs::remove_file(part);
-            return Err(DownloadError::Interrupted(format!(
-                "the server refused to resume at byte {have} (its size: {}); restarting",
-                size.map_or_else(|| "not given".to_string(), |n| n.to_string())
-            )));
-        }
-        Err(ureq::Error::Status(code, _)) => return Err(DownloadError::Fatal(format!("HTTP {code}"))),
-        Err(ureq::Error::Transport(t)) => {
-            // The kind and cause, without the URL (the caller names it once per mirror).
-            let msg = t.message().map_or_else(String::new, |m| format!(": {m}"));
-            return Err(DownloadError::Interrupted(format!("{}{msg}", t.kind())));
-        }
-    };
+    let Some(response) = request_from(url, part, have, opts)? else { return Ok(()) };
     let append = have > 0 && response.status() == 206;
     if append {
         // A partial answer must continue exactly where the file stops.
@@ -343,13 +319,67 @@ fn download_resuming(
             .and_then(|v| v.parse::<u64>().ok())
             .map(|n| if append { n + have } else { n });
     if let Some(t) = total.filter(|&t| t > max_bytes) {
-        return Err(too_large(t));
+        return Err(too_large(t, max_bytes));
     }
+    let body = Body { url, part, start: if append { have } else { 0 }, total, max_bytes };
+    write_body(response, &body, opts)
+}
+
+/// The GET of `url` from byte `have` on; `None` when the file is already complete (the server
+/// answers 416 with its size equal to `have`).
+fn request_from(
+    url: &str,
+    part: &Path,
+    have: u64,
+    opts: &DownloadOptions,
+) -> std::result::Result<Option<ureq::Response>, DownloadError> {
+    let agent = ureq::AgentBuilder::new().timeout_connect(opts.timeout).timeout_read(opts.timeout).build();
+    let mut request = agent.get(url);
+    if have > 0 {
+        request = request.set("Range", &format!("bytes={have}-"));
+    }
+    match request.call() {
+        Ok(r) => Ok(Some(r)),
+        // 416: the range starts at or past the end. Complete only if the server's size
+        // (`Content-Range: bytes */N`) is what we have; otherwise start over.
+        Err(ureq::Error::Status(416, r)) if have > 0 => {
+            let size = r.header("Content-Range").and_then(|v| v.trim().strip_prefix("bytes */")?.parse::<u64>().ok());
+            if size == Some(have) {
+                return Ok(None);
+            }
+            let _ = std::fs::remove_file(part);
+            Err(DownloadError::Interrupted(format!(
+                "the server refused to resume at byte {have} (its size: {}); restarting",
+                size.map_or_else(|| "not given".to_string(), |n| n.to_string())
+            )))
+        }
+        Err(ureq::Error::Status(code, _)) => Err(DownloadError::Fatal(format!("HTTP {code}"))),
+        Err(ureq::Error::Transport(t)) => {
+            // The kind and cause, without the URL (the caller names it once per mirror).
+            let msg = t.message().map_or_else(String::new, |m| format!(": {m}"));
+            Err(DownloadError::Interrupted(format!("{}{msg}", t.kind())))
+        }
+    }
+}
+
+/// Where a response's body goes: `part`, from byte `start` (0: the file is rewritten), `total`
+/// bytes in all when the server says, never more than `max_bytes`.
+struct Body<'a> {
+    url: &'a str,
+    part: &'a Path,
+    start: u64,
+    total: Option<u64>,
+    max_bytes: u64,
+}
+
+/// Copies the response's body into the file, with a progress bar when asked.
+fn write_body(response: ureq::Response, body: &Body, opts: &DownloadOptions) -> std::result::Result<(), DownloadError> {
+    let Body { url, part, start, total, max_bytes } = *body;
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .append(append)
-        .truncate(!append)
+        .append(start > 0)
+        .truncate(start == 0)
         .open(part)
         .map_err(|e| DownloadError::Fatal(format!("{}: {e}", part.display())))?;
     let bar = (opts.progress).then(|| {
@@ -359,12 +389,12 @@ fn download_resuming(
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-        bar.set_position(if append { have } else { 0 });
+        bar.set_position(start);
         bar
     });
     let mut reader = response.into_reader();
     let mut buf = vec![0u8; 1 << 16];
-    let mut written = if append { have } else { 0 };
+    let mut written = start;
     loop {
         let n = reader.read(&mut buf).map_err(|e| DownloadError::Interrupted(e.to_string()))?;
         if n == 0 {
@@ -373,7 +403,7 @@ fn download_resuming(
         out.write_all(&buf[..n]).map_err(|e| DownloadError::Fatal(format!("{}: {e}", part.display())))?;
         written += n as u64;
         if written > max_bytes {
-            return Err(too_large(written));
+            return Err(too_large(written, max_bytes));
         }
         if let Some(b) = &bar {
             b.set_position(written);

@@ -6,7 +6,9 @@
 //! a frozen pre-trained Mixer) reuse them. Touches only the networks it is given; optimisers,
 //! schedules of the learning rate and run files belong to the caller.
 pub mod artifact;
+pub mod branches;
 pub mod config;
+pub mod draws;
 pub mod ema;
 pub mod mask;
 pub mod mask_loss;
@@ -15,12 +17,12 @@ pub mod online;
 pub mod pretrained;
 
 pub use artifact::MixerArtifact;
+pub use branches::{backbone_branch, mixer_branch, AreaAdjust, PairInputs};
 pub use config::{MixerOptimConfig, SamixConfig, SamixOptions};
+pub use draws::{BranchDraw, Draws, FirstLambda, MixerDraws};
 pub use ema::{Ema, EmaConfig};
 pub use mask::{adjust_area, apply_mask, backbone_mask};
 pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
-pub use online::{
-    backbone_branch, mixer_branch, AreaAdjust, Draws, OnlineSamix, PairInputs, SamixLosses, SamixPaths, StepPlan, HEADS,
-};
+pub use online::{OnlineSamix, SamixLosses, SamixPaths, StepPlan, HEADS};
 pub use pretrained::{mixer_shape, PretrainedMixer, SamixP};

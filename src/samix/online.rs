@@ -4,20 +4,19 @@
 //! branch), trains the online network on clean images and on the detached learned masks
 //! (backbone branch); the caller then steps its optimiser and [`OnlineSamix::ema_update`]s.
 //! Touches only these networks; the optimiser, schedules and files belong to the caller.
+use super::branches::{backbone_branch, mixer_branch, AreaAdjust, PairInputs};
 use super::config::SamixOptions;
+use super::draws::{Draws, FirstLambda, MixerDraws};
 use super::ema::Ema;
-use super::mask::{apply_mask, backbone_mask};
-use super::mask_loss::mask_loss;
 use super::mixer::Mixer;
 use crate::loss::{cross_entropy, mixup_cross_entropy};
-use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler};
+use crate::mix::mix_targets_t;
 use crate::model::{LinearHead, StagedNet};
 use crate::native::Precision;
 use crate::rng::SamixRng;
 use crate::Result;
-use rand::Rng;
 use tch::nn::{self, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Names of the four predictors [`OnlineSamix::head_logits`] returns, in its order: the EMA
 /// network's classifier (what a run deploys), the EMA mix head, the online classifier, the online
@@ -37,19 +36,6 @@ impl<'a> SamixPaths<'a> {
         let root = vs.root();
         SamixPaths { online: &root / "q", ema: &root / "k", mixer: &root / "mixer" }
     }
-}
-
-/// The random draws of one step. The λs and the adjust flag are 0-dim float tensors: host
-/// scalars when drawn from the run's streams ([`OnlineSamix::draw`]), device tensors when drawn
-/// by libtorch on the device ([`OnlineSamix::draw_on_device`], for CUDA-graph capture).
-#[derive(Debug)]
-pub struct Draws {
-    pub lam_mb: Tensor,
-    pub lam_bb: Tensor,
-    pub perm_mb: Tensor,
-    pub perm_bb: Tensor,
-    /// 1 when this step rescales the backbone mask to its λ's area (probability `mask_adjust`).
-    pub adjust_bb: Tensor,
 }
 
 /// How one step runs beyond its batch: the draws, label smoothing, the forward precision, and
@@ -87,80 +73,6 @@ impl SamixLosses {
     }
 }
 
-/// The two halves of a mixed batch: features `f` and images `x` of the first samples, and
-/// `f_pair`, `x_pair` of their partners (supervised: the batch and its permutation; self-
-/// supervised: view 1 and the permuted view 2).
-pub struct PairInputs {
-    pub f: Tensor,
-    pub f_pair: Tensor,
-    pub x: Tensor,
-    pub x_pair: Tensor,
-}
-
-impl PairInputs {
-    /// A batch paired with its own permutation `perm` (sample n with sample `perm[n]`).
-    pub fn permuted(f: &Tensor, x: &Tensor, perm: &Tensor) -> Self {
-        PairInputs {
-            f: f.shallow_clone(),
-            f_pair: f.index_select(0, perm),
-            x: x.shallow_clone(),
-            x_pair: x.index_select(0, perm),
-        }
-    }
-}
-
-/// How the backbone branch rescales its mask to its λ's area (§3.3, §6.3).
-#[derive(Clone, Copy, Debug)]
-pub enum AreaAdjust<'a> {
-    Off,
-    /// Every sample when the flag (a 0-dim 0/1 tensor, drawn with probability `mask_adjust`) is 1.
-    Flag(&'a Tensor),
-    /// Each sample whose first-image share is further than `margin` from λ (SSL's "auto").
-    Auto {
-        margin: f64,
-    },
-}
-
-/// The Mixer branch (shared by every scenario): the mask for the pair at λ `lam` (with gradient
-/// to the Mixer), its regulariser, and the mixed images.
-pub fn mixer_branch(
-    mixer: &Mixer,
-    options: &SamixOptions,
-    pair: &PairInputs,
-    lam: &Tensor,
-) -> (Tensor, Tensor, Tensor) {
-    let s = mixer.mask_of(&pair.f, &pair.f_pair, lam, true);
-    let loss = mask_loss(&s, lam, &options.mask_loss);
-    let mixed = apply_mask(&pair.x, &pair.x_pair, &s);
-    (s, loss, mixed)
-}
-
-/// The backbone branch's mixed images (shared by every scenario): the Mixer's mask under no grad,
-/// post-processed ([`backbone_mask`]), applied to the pair. Returns (mask, images).
-pub fn backbone_branch(
-    mixer: &Mixer,
-    options: &SamixOptions,
-    pair: &PairInputs,
-    lam: &Tensor,
-    adjust: AreaAdjust,
-) -> (Tensor, Tensor) {
-    let s = tch::no_grad(|| mixer.mask_of(&pair.f, &pair.f_pair, lam, true));
-    let auto_flags;
-    let flag = match adjust {
-        AreaAdjust::Off => None,
-        AreaAdjust::Flag(a) => Some(a),
-        AreaAdjust::Auto { margin } => {
-            let kind = crate::native::compute_kind(s.kind());
-            let first_share = (-&s + 1.0).mean_dim(&[1i64, 2, 3][..], true, kind);
-            auto_flags = (first_share - lam.to_kind(kind)).abs().gt(margin).to_kind(s.kind());
-            Some(&auto_flags)
-        }
-    };
-    let s = backbone_mask(s, lam, flag, options.lam_margin);
-    let mixed = apply_mask(&pair.x, &pair.x_pair, &s);
-    (s, mixed)
-}
-
 /// Online SAMix over a backbone `N`: the networks and the step's losses.
 pub struct OnlineSamix<N> {
     pub online: N,
@@ -170,7 +82,7 @@ pub struct OnlineSamix<N> {
     pub ema_mix_head: LinearHead,
     pub mixer: Mixer,
     pub options: SamixOptions,
-    lambda: LambdaSampler,
+    draws: MixerDraws,
     ema_params: Ema,
 }
 
@@ -199,7 +111,7 @@ impl<N: StagedNet> OnlineSamix<N> {
         let mixer = Mixer::new(&paths.mixer, &options.mixer, shape);
         let ema_params = Ema::new(vs, &paths.online, &paths.ema)?;
         Ok(OnlineSamix {
-            lambda: LambdaSampler::new(options.alpha)?,
+            draws: MixerDraws::new(options.alpha, options.mask_adjust)?,
             online,
             online_mix_head,
             ema,
@@ -223,28 +135,12 @@ impl<N: StagedNet> OnlineSamix<N> {
     /// The draws of a step from a seeded host stream (what training uses: reproducible and
     /// independent of the device).
     pub fn draw(&self, n: usize, rng: &mut SamixRng, device: Device) -> Draws {
-        let (lam_mb, lam_bb) = (self.lambda.sample(rng), self.lambda.sample(rng));
-        let perm_bb = random_pairing(n, rng, device);
-        let perm_mb = random_pairing(n, rng, device);
-        let adjust_bb = rng.gen::<f64>() < self.options.mask_adjust;
-        let scalar = |v: f64| Tensor::from(v as f32);
-        Draws {
-            lam_mb: scalar(lam_mb),
-            lam_bb: scalar(lam_bb),
-            perm_mb,
-            perm_bb,
-            adjust_bb: scalar(if adjust_bb { 1.0 } else { 0.0 }),
-        }
+        self.draws.two_branches(n, rng, device, FirstLambda::MixerBranch)
     }
 
-    /// The same draws made on `device` by libtorch's generator: nothing reaches the host, so a
-    /// captured step draws afresh at each replay.
+    /// The same draws made on `device` by libtorch's generator (for CUDA-graph capture).
     pub fn draw_on_device(&self, n: usize, device: Device) -> Draws {
-        let (lam_mb, lam_bb) = (self.lambda.sample_on_device(&[], device), self.lambda.sample_on_device(&[], device));
-        let perm_bb = random_pairing_on_device(n, device);
-        let perm_mb = random_pairing_on_device(n, device);
-        let adjust_bb = Tensor::rand([], (Kind::Float, device)).lt(self.options.mask_adjust).to_kind(Kind::Float);
-        Draws { lam_mb, lam_bb, perm_mb, perm_bb, adjust_bb }
+        self.draws.two_branches_on_device(n, device)
     }
 
     /// The EMA network's stage features the Mixer reads. The EMA encoder runs in train mode, as

@@ -7,13 +7,13 @@
 //! the plain-mixup fallback for extreme λ), and the blend. Touches no parameter of the model it
 //! mixes for, and never updates its own.
 use super::artifact::{MixerArtifact, WEIGHTS_FILE};
+use super::draws::MixerDraws;
 use super::mask::{apply_mask, backbone_mask};
 use super::mixer::{Mixer, MixerShape};
-use crate::mix::{mix_targets_t, random_pairing, random_pairing_on_device, LambdaSampler, MixPolicy, MixedBatch};
+use crate::mix::{mix_targets_t, MixPolicy, MixedBatch};
 use crate::model::{Network, StagedNet};
 use crate::rng::SamixRng;
 use crate::{Error, Result};
-use rand::Rng;
 use std::path::Path;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -138,14 +138,14 @@ impl PretrainedMixer {
 /// The SAMix-P mixing policy over a [`PretrainedMixer`].
 pub struct SamixP {
     mixer: PretrainedMixer,
-    lambda: LambdaSampler,
+    draws: MixerDraws,
     mask_adjust: f64,
     lam_margin: f64,
 }
 
 impl std::fmt::Debug for SamixP {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SamixP(α {}, mask_adjust {}, lam_margin {})", self.lambda.alpha(), self.mask_adjust, self.lam_margin)
+        write!(f, "SamixP(α {}, mask_adjust {}, lam_margin {})", self.draws.alpha(), self.mask_adjust, self.lam_margin)
     }
 }
 
@@ -157,7 +157,7 @@ impl SamixP {
             return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
         }
         crate::samix::config::check_lam_margin(lam_margin)?;
-        Ok(SamixP { lambda: LambdaSampler::new(alpha)?, mixer, mask_adjust, lam_margin })
+        Ok(SamixP { draws: MixerDraws::new(alpha, mask_adjust)?, mixer, mask_adjust, lam_margin })
     }
 
     pub fn pretrained(&self) -> &PretrainedMixer {
@@ -177,18 +177,12 @@ impl SamixP {
 
 impl MixPolicy for SamixP {
     fn mix(&self, images: &Tensor, labels: &Tensor, rng: &mut SamixRng) -> MixedBatch {
-        let lam = self.lambda.sample(rng);
-        let perm = random_pairing(images.size()[0] as usize, rng, images.device());
-        let adjust = rng.gen::<f64>() < self.mask_adjust;
-        let scalar = |v: f64| Tensor::from(v as f32);
-        self.mix_with(images, labels, perm, &scalar(lam), &scalar(if adjust { 1.0 } else { 0.0 }))
+        let d = self.draws.one_branch(images.size()[0] as usize, rng, images.device());
+        self.mix_with(images, labels, d.perm, &d.lam, &d.adjust)
     }
 
     fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
-        let device = images.device();
-        let lam = self.lambda.sample_on_device(&[], device);
-        let perm = random_pairing_on_device(images.size()[0] as usize, device);
-        let adjust = Tensor::rand([], (Kind::Float, device)).lt(self.mask_adjust).to_kind(Kind::Float);
-        Some(self.mix_with(images, labels, perm, &lam, &adjust))
+        let d = self.draws.one_branch_on_device(images.size()[0] as usize, images.device());
+        Some(self.mix_with(images, labels, d.perm, &d.lam, &d.adjust))
     }
 }

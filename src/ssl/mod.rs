@@ -12,4 +12,4 @@ pub mod step;
 pub use config::{SslConfig, SslMaskAdjust, SslMixerLoss};
 pub use knn::Bank;
 pub use moco::{normalize_rows, Moco, MocoNeck, MocoPaths};
-pub use step::{SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel, SslSamix};
+pub use step::{SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel, SslSamix, SslStepPlan};

@@ -9,12 +9,14 @@
 use super::config::{SslConfig, SslMaskAdjust, SslMixerLoss};
 use super::moco::{Moco, MocoPaths};
 use crate::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
-use crate::mix::{random_pairing, LambdaSampler, MixPolicy};
+use crate::mix::{random_pairing, MixPolicy};
 use crate::model::StagedNet;
+use crate::native::Precision;
 use crate::rng::SamixRng;
-use crate::samix::{backbone_branch, mixer_branch, AreaAdjust, Mixer, PairInputs, SamixOptions};
+use crate::samix::{
+    backbone_branch, mixer_branch, AreaAdjust, FirstLambda, Mixer, MixerDraws, PairInputs, SamixOptions,
+};
 use crate::Result;
-use rand::Rng;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -33,7 +35,7 @@ pub enum SslMixing {
 pub struct SslSamix {
     pub mixer: Mixer,
     pub options: SamixOptions,
-    pub lambda: LambdaSampler,
+    pub draws: MixerDraws,
 }
 
 /// The random draws of one step made outside the mixing policy (which draws its own).
@@ -98,6 +100,22 @@ impl SslLosses {
 }
 
 /// MoCo v2 with its mixing.
+/// How one self-supervised step runs beyond its two views: the draws, the forward precision,
+/// the weight of the mixup terms, and where the step is in the run (the key side's momentum
+/// follows its schedule; the queue position follows the step count).
+pub struct SslStepPlan<'a> {
+    pub draws: &'a SslDraws,
+    pub precision: Precision,
+    /// Whether autocast keeps its casts of the weights for the step.
+    pub cache_casts: bool,
+    pub mix_weight: f64,
+    /// Steps taken before this one, and the run's length in steps.
+    pub step: u64,
+    pub total_steps: u64,
+    /// Keys enqueued per step over all processes.
+    pub global_batch: usize,
+}
+
 pub struct SslModel<N> {
     pub moco: Moco<N>,
     pub mixing: SslMixing,
@@ -128,7 +146,11 @@ impl<N: StagedNet> SslModel<N> {
                     vs.device(),
                 )?;
                 let mixer = Mixer::new(&paths.mixer, &options.mixer, shape);
-                SslMixing::Samix(Box::new(SslSamix { lambda: LambdaSampler::new(options.alpha)?, mixer, options }))
+                SslMixing::Samix(Box::new(SslSamix {
+                    draws: MixerDraws::new(options.alpha, options.mask_adjust)?,
+                    mixer,
+                    options,
+                }))
             }
         };
         Ok(SslModel { moco, mixing })
@@ -145,18 +167,14 @@ impl<N: StagedNet> SslModel<N> {
         let scalar = |v: f64| Tensor::from(v as f32);
         match &self.mixing {
             SslMixing::Samix(samix) => {
-                let (lambda, options) = (&samix.lambda, &samix.options);
-                let (lam_bb, lam_mb) = (lambda.sample(rng), lambda.sample(rng));
-                let perm_bb = random_pairing(n, rng, device);
-                let perm_mb = random_pairing(n, rng, device);
-                let adjust = rng.gen::<f64>() < options.mask_adjust;
+                let d = samix.draws.two_branches(n, rng, device, FirstLambda::BackboneBranch);
                 SslDraws {
                     key_shuffle,
-                    lam_bb: scalar(lam_bb),
-                    lam_mb: scalar(lam_mb),
-                    perm_bb,
-                    perm_mb,
-                    adjust_bb: scalar(if adjust { 1.0 } else { 0.0 }),
+                    lam_bb: d.lam_bb,
+                    lam_mb: d.lam_mb,
+                    perm_bb: d.perm_bb,
+                    perm_mb: d.perm_mb,
+                    adjust_bb: d.adjust_bb,
                 }
             }
             _ => {
@@ -176,6 +194,30 @@ impl<N: StagedNet> SslModel<N> {
     /// The loss terms of one step on views `x1`, `x2` (`N×C×H×W` each). An input policy draws
     /// from `rng`. The caller updates the key side's momentum first ([`Moco::momentum_update`])
     /// and enqueues [`SslLosses::keys`] after its optimiser step.
+    /// One step on views `x1`, `x2` in the order every caller keeps (§6.2): the key side's
+    /// momentum update at the scheduled momentum, the losses (under the plan's precision),
+    /// `optimise` — the caller's backward pass of their total and its optimiser's update — then
+    /// the keys (all processes' keys, rank-major, from `gather`) into the queue. The trainer and
+    /// the bench both run it.
+    pub fn step(
+        &self,
+        (x1, x2): (&Tensor, &Tensor),
+        plan: &SslStepPlan,
+        rng: &mut SamixRng,
+        optimise: impl FnOnce(&Tensor) -> Result<()>,
+        gather: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<SslLosses> {
+        self.moco.momentum_update(self.moco.cfg.momentum_at(plan.step, plan.total_steps))?;
+        let losses = crate::native::with_precision(plan.precision, x1.device(), plan.cache_casts, || {
+            self.losses(x1, x2, plan.draws, rng)
+        })??;
+        optimise(&losses.total(plan.mix_weight))?;
+        // After the backward pass, which still reads the queue as it was.
+        let keys = gather(&losses.keys)?;
+        self.moco.enqueue(&keys, self.moco.queue_position(plan.step, plan.global_batch));
+        Ok(losses)
+    }
+
     pub fn losses(&self, x1: &Tensor, x2: &Tensor, d: &SslDraws, rng: &mut SamixRng) -> Result<SslLosses> {
         let moco = &self.moco;
         let (queue, tau) = (&moco.queue, moco.cfg.temperature);
@@ -212,50 +254,63 @@ impl<N: StagedNet> SslModel<N> {
                 let mix = mixed_info_nce(&z, &k2, &pos_b, &mixed.targets.lam, queue, tau);
                 Ok(SslLosses { moco: info_nce(&q, &k2, queue, tau), mix: Some(mix), keys: k2, ..SslLosses::empty(x1) })
             }
-            SslMixing::Samix(samix) => {
-                let (mixer, options) = (&samix.mixer, &samix.options);
-                let both = Tensor::cat(&[x1, x2], 0);
-                let (k, maps) = moco.keys_and_maps(&both, &d.key_shuffle, options.mask_stage)?;
-                let (k1, k2) = (k.narrow(0, 0, n), k.narrow(0, n, n));
-                let (f1, f2) = (maps.narrow(0, 0, n), maps.narrow(0, n, n));
-                let pair = |perm: &Tensor| PairInputs {
-                    f: f1.shallow_clone(),
-                    f_pair: f2.index_select(0, perm),
-                    x: x1.shallow_clone(),
-                    x_pair: x2.index_select(0, perm),
-                };
-                let cfg = &moco.cfg;
-                // Backbone branch: the detached mask, the query side learns from it.
-                let adjust = match cfg.mask_adjust {
-                    SslMaskAdjust::Auto => AreaAdjust::Auto { margin: cfg.mean_margin },
-                    SslMaskAdjust::Probability if options.mask_adjust > 0.0 => AreaAdjust::Flag(&d.adjust_bb),
-                    SslMaskAdjust::Probability => AreaAdjust::Off,
-                };
-                let (s_bb, x_bb) = backbone_branch(mixer, options, &pair(&d.perm_bb), &d.lam_bb, adjust);
-                let z_bb = moco.query(&x_bb, true);
-                let mix = mixed_info_nce(&z_bb, &k2, &k1.index_select(0, &d.perm_bb), &d.lam_bb, queue, tau);
-                // Mixer branch: through the frozen key side, the Mixer learns.
-                let (s_mb, mask, x_mb) = mixer_branch(mixer, options, &pair(&d.perm_mb), &d.lam_mb);
-                let z_mb = moco.embed_k(&x_mb);
-                let pos_b = k1.index_select(0, &d.perm_mb);
-                let global = || mixed_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, queue, tau);
-                let local = || pair_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, tau);
-                let mixer_loss = match cfg.mixer_loss {
-                    SslMixerLoss::Global => global(),
-                    SslMixerLoss::Local => local(),
-                    SslMixerLoss::LocalGlobal => local() + global() * cfg.eta,
-                };
-                Ok(SslLosses {
-                    moco: info_nce(&q, &k2, queue, tau),
-                    mix: Some(mix),
-                    mixer: Some(mixer_loss),
-                    mask: Some(mask),
-                    keys: k2,
-                    s_mb: Some(s_mb),
-                    s_bb: Some(s_bb),
-                })
-            }
+            SslMixing::Samix(samix) => self.samix_losses(samix, (x1, x2), q, d),
         }
+    }
+
+    /// SAMix-SSL's losses: MoCo's, the backbone branch's (the query side learns from the
+    /// detached mask) and the Mixer branch's (through the frozen key side, the Mixer learns).
+    fn samix_losses(
+        &self,
+        samix: &SslSamix,
+        (x1, x2): (&Tensor, &Tensor),
+        q: Tensor,
+        d: &SslDraws,
+    ) -> Result<SslLosses> {
+        let moco = &self.moco;
+        let (queue, tau) = (&moco.queue, moco.cfg.temperature);
+        let n = x1.size()[0];
+        let (mixer, options) = (&samix.mixer, &samix.options);
+        let both = Tensor::cat(&[x1, x2], 0);
+        let (k, maps) = moco.keys_and_maps(&both, &d.key_shuffle, options.mask_stage)?;
+        let (k1, k2) = (k.narrow(0, 0, n), k.narrow(0, n, n));
+        let (f1, f2) = (maps.narrow(0, 0, n), maps.narrow(0, n, n));
+        let pair = |perm: &Tensor| PairInputs {
+            f: f1.shallow_clone(),
+            f_pair: f2.index_select(0, perm),
+            x: x1.shallow_clone(),
+            x_pair: x2.index_select(0, perm),
+        };
+        let cfg = &moco.cfg;
+        // Backbone branch: the detached mask, the query side learns from it.
+        let adjust = match cfg.mask_adjust {
+            SslMaskAdjust::Auto => AreaAdjust::Auto { margin: cfg.mean_margin },
+            SslMaskAdjust::Probability if options.mask_adjust > 0.0 => AreaAdjust::Flag(&d.adjust_bb),
+            SslMaskAdjust::Probability => AreaAdjust::Off,
+        };
+        let (s_bb, x_bb) = backbone_branch(mixer, options, &pair(&d.perm_bb), &d.lam_bb, adjust);
+        let z_bb = moco.query(&x_bb, true);
+        let mix = mixed_info_nce(&z_bb, &k2, &k1.index_select(0, &d.perm_bb), &d.lam_bb, queue, tau);
+        // Mixer branch: through the frozen key side, the Mixer learns.
+        let (s_mb, mask, x_mb) = mixer_branch(mixer, options, &pair(&d.perm_mb), &d.lam_mb);
+        let z_mb = moco.embed_k(&x_mb);
+        let pos_b = k1.index_select(0, &d.perm_mb);
+        let global = || mixed_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, queue, tau);
+        let local = || pair_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, tau);
+        let mixer_loss = match cfg.mixer_loss {
+            SslMixerLoss::Global => global(),
+            SslMixerLoss::Local => local(),
+            SslMixerLoss::LocalGlobal => local() + global() * cfg.eta,
+        };
+        Ok(SslLosses {
+            moco: info_nce(&q, &k2, queue, tau),
+            mix: Some(mix),
+            mixer: Some(mixer_loss),
+            mask: Some(mask),
+            keys: k2,
+            s_mb: Some(s_mb),
+            s_bb: Some(s_bb),
+        })
     }
 }
 

@@ -21,7 +21,7 @@ use crate::optim::{CosineSchedule, Sgd};
 use crate::rng::SamixRng;
 use crate::samix::ema::path_prefix;
 use crate::ssl::moco::freeze_query_classifier;
-use crate::ssl::{Bank, MocoPaths, SslConfig, SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel};
+use crate::ssl::{Bank, MocoPaths, SslConfig, SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel, SslStepPlan};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -181,25 +181,32 @@ impl SslLearner {
             return Err(Error::Argument(format!("self-supervised training needs two-view batches, got {size:?}")));
         }
         let (x1, x2) = (batch.images.select(1, 0), batch.images.select(1, 1));
-        let device = x1.device();
-        let moco = &self.model.moco;
-        moco.momentum_update(moco.cfg.momentum_at(ctx.global_step, ctx.total_steps))?;
-        let model = &self.model;
-        let losses = crate::native::with_precision(self.precision, device, true, || model.losses(&x1, &x2, d, rng))??;
         let lr = self.lr.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch);
-        self.sgd.zero_grad();
-        losses.total(self.mix_weight).backward();
-        match &self.mixer_lr {
-            Some(m) => self.sgd.step_groups(&[lr, m.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch)])?,
-            None => self.sgd.step(lr)?,
-        }
-        // After the backward pass, which still reads the queue as it was.
-        let keys = match &self.group {
-            // Rank-major: the queue's columns follow the global batch's order.
-            Some(g) => g.all_gather(&losses.keys.to_kind(Kind::Float))?.flatten(0, 1),
-            None => losses.keys.shallow_clone(),
+        let mixer_lr = self.mixer_lr.as_ref().map(|m| m.lr(ctx.epoch, ctx.iter, ctx.iters_per_epoch));
+        let plan = SslStepPlan {
+            draws: d,
+            precision: self.precision,
+            cache_casts: true,
+            mix_weight: self.mix_weight,
+            step: ctx.global_step,
+            total_steps: ctx.total_steps,
+            global_batch: self.global_batch,
         };
-        self.model.moco.enqueue(&keys, self.model.moco.queue_position(ctx.global_step, self.global_batch));
+        let (sgd, group) = (&mut self.sgd, &self.group);
+        let optimise = |total: &Tensor| {
+            sgd.zero_grad();
+            total.backward();
+            match mixer_lr {
+                Some(m) => sgd.step_groups(&[lr, m]),
+                None => sgd.step(lr),
+            }
+        };
+        let gather = |keys: &Tensor| match group {
+            // Rank-major: the queue's columns follow the global batch's order.
+            Some(g) => Ok(g.all_gather(&keys.to_kind(Kind::Float))?.flatten(0, 1)),
+            None => Ok(keys.shallow_clone()),
+        };
+        let losses = self.model.step((&x1, &x2), &plan, rng, optimise, gather)?;
         Ok((losses, lr))
     }
 }
