@@ -307,3 +307,27 @@ fn summary_reports_each_heads_median_and_the_best_head() {
     assert!(plain.median_by_head.is_empty() && plain.best_head.is_none());
     assert!(serde_json::to_value(&plain).unwrap().get("best_head").is_none());
 }
+
+/// A metrics value of 1e100 or more once made `samix report` loop for ever: its tick label (101
+/// digits) was wider than the chart, the plot's width wrapped below zero and a line was drawn
+/// over billions of steps. The chart is written, its labels stay short, and nothing else changes
+/// for ordinary values.
+#[test]
+fn a_chart_of_huge_values_is_drawn_with_short_labels() {
+    use samix::pictures::chart::{tick_text, LineChart, Series};
+    let dir = tempfile::tempdir().unwrap();
+    for values in [[1.0, 1e100], [-1e300, 1e300], [f64::MAX, 0.5]] {
+        let chart = LineChart {
+            title: "huge".into(),
+            x_label: "epoch".into(),
+            y_label: "loss".into(),
+            series: vec![Series { name: "run".into(), points: vec![(1.0, values[0]), (2.0, values[1])] }],
+        };
+        let path = dir.path().join("huge.png");
+        chart.write_png(&path).unwrap();
+        assert!(image::open(&path).is_ok(), "{values:?}: no readable chart");
+    }
+    assert!(tick_text(1e100, 1e99).len() <= 10, "{}", tick_text(1e100, 1e99));
+    assert_eq!(tick_text(72.5, 0.5), "72.5");
+    assert_eq!(tick_text(3.0, 1.0), "3");
+}

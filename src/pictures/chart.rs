@@ -57,14 +57,23 @@ pub fn ticks(lo: f64, hi: f64, n: usize, integer: bool) -> Vec<f64> {
     out
 }
 
-/// A tick's text: as few decimals as its step needs.
-fn tick_text(v: f64, step: f64) -> String {
+/// A tick's text: as few decimals as its step needs; scientific notation for values too large or
+/// too finely stepped to print in a few digits (a value of 1e100 would otherwise be 101 digits
+/// wide, wider than the chart).
+pub fn tick_text(v: f64, step: f64) -> String {
     let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
+    if v.abs() >= 1e6 || decimals > 5 {
+        return format!("{v:.2e}");
+    }
     format!("{v:.decimals$}")
 }
 
 fn line(canvas: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), color: Rgb<u8>, width: i64) {
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().max(1.0) as i64;
+    // One dot per pixel of length, at most a few canvas spans (a segment that long is mostly off
+    // the canvas; the bound keeps any coordinates from making this loop endless).
+    let (w, h) = canvas.dimensions();
+    let cap = 4.0 * f64::from(w + h);
+    let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().clamp(1.0, cap) as i64;
     for s in 0..=steps {
         let t = s as f64 / steps as f64;
         let (x, y) = ((x0 + t * (x1 - x0)).round() as i64, (y0 + t * (y1 - y0)).round() as i64);
@@ -86,6 +95,8 @@ fn dot(canvas: &mut RgbImage, x: i64, y: i64, r: i64, color: Rgb<u8>) {
 
 impl LineChart {
     /// Draws the chart and writes it as a PNG (atomically).
+    // Over 80 lines: one drawing pass over a fixed layout, to be replaced whole when the charts
+    // move to a plotting crate (issue 23, item 5).
     pub fn write_png(&self, path: &Path) -> Result<()> {
         let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255]));
         let ink = Rgb([30, 30, 30]);
@@ -115,6 +126,8 @@ impl LineChart {
         let y_step = y_ticks.get(1).zip(y_ticks.first()).map_or(1.0, |(b, a)| b - a);
         let x_step = x_ticks.get(1).zip(x_ticks.first()).map_or(1.0, |(b, a)| b - a);
         let y_label_w = y_ticks.iter().map(|t| font::text_width(&tick_text(*t, y_step), TEXT)).max().unwrap_or(0);
+        // The plot keeps at least half the width whatever the labels.
+        let y_label_w = y_label_w.min(WIDTH / 4);
         let text_h = font::HEIGHT * TEXT;
         // Plot area.
         let (left, right) = (20 + text_h + 12 + y_label_w + 8, WIDTH - 24);
