@@ -331,3 +331,38 @@ fn a_chart_of_huge_values_is_drawn_with_short_labels() {
     assert_eq!(tick_text(72.5, 0.5), "72.5");
     assert_eq!(tick_text(3.0, 1.0), "3");
 }
+
+/// `metrics.jsonl` is re-read and rewritten when a run resumes; every value must come back
+/// bit for bit, or a resumed run's rows differ from an uninterrupted run's in their last digit
+/// (issue 24, R14: serde_json's default float parser is not correctly rounded).
+#[test]
+fn metrics_survive_a_rewrite_bit_for_bit() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.jsonl");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut history = Vec::new();
+    for epoch in 1..=200 {
+        let mut value = || f64::from_bits(rng.gen::<u64>() >> 2) * if rng.gen::<bool>() { 1.0 } else { 1e-300 };
+        history.push(metrics::EpochMetrics {
+            epoch,
+            train_loss: value(),
+            test_loss: value(),
+            test_acc1: value(),
+            test_acc5: value(),
+            lr: value(),
+            images_per_sec: value(),
+            loader_wait_s: value(),
+            epoch_time_s: value(),
+            extra: [("loss_mix_k".to_string(), value())].into_iter().collect(),
+        });
+    }
+    metrics::write_metrics(&path, &history).unwrap();
+    let first = std::fs::read(&path).unwrap();
+    let back = metrics::read_metrics(&path).unwrap();
+    metrics::write_metrics(&path, &back).unwrap();
+    let bits = |m: &metrics::EpochMetrics| [m.train_loss, m.test_loss, m.test_acc1, m.lr].map(f64::to_bits);
+    let changed = history.iter().zip(&back).filter(|(a, b)| bits(a) != bits(b)).count();
+    assert_eq!(changed, 0, "{changed} of 200 rows changed in a read and rewrite");
+    assert!(std::fs::read(&path).unwrap() == first, "the rewritten file differs");
+}
