@@ -184,3 +184,15 @@ fn sgd_matches_torch_update_rule() {
         assert_eq!(sgd.state().len(), 1);
     }
 }
+
+/// A bad α is blamed on `--alpha`, whatever the policy (a NaN once came back as a TOML error on
+/// `--policy`, issue 24 R12).
+#[test]
+fn a_bad_alpha_is_blamed_on_alpha() {
+    for (policy, checkpoint) in [("mixup", None), ("cutmix", None), ("samix_p", Some(std::path::Path::new("run")))] {
+        for alpha in [f64::NAN, f64::INFINITY, 0.0, -1.0] {
+            let err = samix::config::MixConfig::named(policy, Some(alpha), checkpoint).unwrap_err().to_string();
+            assert!(err.contains("--alpha") && !err.contains("--policy"), "{policy} α {alpha}: {err}");
+        }
+    }
+}
