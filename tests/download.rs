@@ -433,3 +433,34 @@ fn a_download_larger_than_the_file_can_be_is_refused() {
         assert!(!dest.exists() && !dir.path().join("big.bin.part").exists());
     }
 }
+
+/// A mirror that takes the connection and never answers is given up after one timeout (three
+/// attempts once made 184 s of silence per file, ending in "Network Error"), named with the reason,
+/// and the next mirror is tried (issue 24, R6).
+#[test]
+fn a_silent_mirror_is_left_after_one_timeout() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepts every connection and holds it open without a byte, until the test ends.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let server = Server::start(mnist_files("good"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = RemoteFile {
+        name: "x.gz".into(),
+        urls: vec![format!("http://127.0.0.1:{port}/x.gz"), server.base("gone") + "x.gz"],
+        md5: None,
+        max_bytes: 1 << 20,
+    };
+    let quick = DownloadOptions { timeout: std::time::Duration::from_secs(1), ..Default::default() };
+    let err = download::fetch_file(&file, &dir.path().join("x.gz"), &quick).unwrap_err().to_string();
+    let line = err.lines().find(|l| l.contains(&format!("127.0.0.1:{port}"))).unwrap_or_default();
+    assert!(line.contains("no answer within 1 s") && !line.contains("attempts"), "{err}");
+    assert_eq!(held.lock().unwrap().len(), 1, "the silent mirror was asked more than once: {err}");
+    assert!(err.contains("HTTP 404"), "the next mirror was not tried: {err}");
+}

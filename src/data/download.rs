@@ -250,6 +250,12 @@ pub fn fetch_file(file: &RemoteFile, dest: &Path, opts: &DownloadOptions) -> Res
         let mut last = String::new();
         for _ in 0..opts.attempts_per_mirror.max(1) {
             attempts += 1;
+            // Said before each wait, so a slow or silent mirror is never a silent wait here.
+            tracing::info!(
+                "downloading {url} (attempt {attempts} of {}, giving up after {} s without an answer)",
+                opts.attempts_per_mirror.max(1),
+                opts.timeout.as_secs_f64()
+            );
             match download_resuming(url, &part, file.max_bytes, opts) {
                 Ok(()) => {
                     if let Some(want) = &file.md5 {
@@ -354,12 +360,26 @@ fn request_from(
             )))
         }
         Err(ureq::Error::Status(code, _)) => Err(DownloadError::Fatal(format!("HTTP {code}"))),
+        // A mirror that took the connection and never answered: waiting on it again would only
+        // repeat the wait (three attempts once made 184 s of silence per file), so the next
+        // mirror is tried at once.
+        Err(ureq::Error::Transport(t)) if is_timeout(&t) => Err(DownloadError::Fatal(format!(
+            "no answer within {} s (the mirror took the connection but sent nothing)",
+            opts.timeout.as_secs_f64()
+        ))),
         Err(ureq::Error::Transport(t)) => {
             // The kind and cause, without the URL (the caller names it once per mirror).
             let msg = t.message().map_or_else(String::new, |m| format!(": {m}"));
             Err(DownloadError::Interrupted(format!("{}{msg}", t.kind())))
         }
     }
+}
+
+/// Whether a transport error is a timeout (connecting, or waiting for the response's head).
+fn is_timeout(t: &ureq::Transport) -> bool {
+    use std::error::Error as _;
+    let io_kind = t.source().and_then(|s| s.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+    matches!(io_kind, Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock))
 }
 
 /// Where a response's body goes: `part`, from byte `start` (0: the file is rewritten), `total`
