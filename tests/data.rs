@@ -543,3 +543,40 @@ fn photometric_steps_keep_their_invariants() {
     );
     assert_ne!(blurred.to_image().data, img.data);
 }
+
+/// A PNG whose header claims 23170² pixels (1 bit each: a few KB on disk) is refused from its
+/// header, naming the file and the budget, before any pixel is decoded; an ordinary image still
+/// decodes (issue 24, R10: such a file once took 3.6–3.9 GB and 19 s in `predict`).
+#[test]
+fn a_decompression_bomb_is_refused_from_its_header() {
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+        out
+    }
+    let side: u32 = 23170;
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[1, 0, 0, 0, 0]); // 1-bit greyscale, deflate, no interlace
+                                              // A little of the (all-zero) image data, as a bomb would start.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut z, &vec![0u8; 1 << 16]).unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &z.finish().unwrap()));
+    png.extend(chunk(b"IEND", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.png");
+    std::fs::write(&bomb, &png).unwrap();
+    let err = folder::decode_rgb(&bomb).unwrap_err().to_string();
+    assert!(err.contains("bomb.png") && err.contains("23170×23170") && err.contains("MiB"), "{err}");
+    let small = dir.path().join("small.png");
+    image::RgbImage::from_pixel(40, 30, image::Rgb([1, 2, 3])).save(&small).unwrap();
+    let raw = folder::decode_rgb(&small).unwrap();
+    assert_eq!((raw.channels, raw.height, raw.width), (3, 30, 40));
+}
