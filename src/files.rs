@@ -52,6 +52,11 @@ pub fn write_safetensors_atomic(path: &Path, named: impl IntoIterator<Item = (St
 /// tensors in the file are ignored. Nothing is copied unless every check passes.
 pub fn load_checked(vs: &mut tch::nn::VarStore, path: &Path) -> Result<()> {
     let stored = Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("cannot read weights: {e}")))?;
+    load_tensors_checked(vs, path, stored)
+}
+
+/// [`load_checked`] of tensors already read from `path` (which errors name).
+pub fn load_tensors_checked(vs: &mut tch::nn::VarStore, path: &Path, stored: Vec<(String, Tensor)>) -> Result<()> {
     let stored: std::collections::HashMap<String, Tensor> = stored.into_iter().collect();
     let vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();

@@ -152,3 +152,60 @@ alpha = 0.2"#,
     let o = samix_cli(&["eval", "--checkpoint", "nowhere", "--device", "cpu"], tmp.path());
     assert_clean_failure(&o, &["nowhere"]);
 }
+
+/// The final checkpoint's weights and the metrics lines (without timings) of a finished run.
+fn final_state(run: &std::path::Path, epochs: usize) -> (Vec<(String, tch::Tensor)>, Vec<String>) {
+    let model = run.join(format!("checkpoints/epoch-{epochs:04}/model.safetensors"));
+    let mut weights = tch::Tensor::read_safetensors(model).unwrap();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    let metrics = samix::train::metrics::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let lines =
+        metrics.iter().map(|m| format!("{} {} {} {} {}", m.epoch, m.train_loss, m.test_loss, m.test_acc1, m.lr));
+    (weights, lines.collect())
+}
+
+/// A kill just after a checkpoint folder appears under its final name (issue 24, R9) — the first
+/// checkpoint of the run or a later one — loses nothing: `eval` of the run reads that checkpoint,
+/// and `--resume` continues from it (not "no checkpoint found", not the one before it) to the end
+/// of the uninterrupted run, weights and metrics alike.
+#[test]
+fn a_kill_as_a_checkpoint_appears_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("t.toml"), tiny_fashion_config(100, 50, 3, r#"policy = "none""#)).unwrap();
+    // `samix train` into `out`; `exit_at`: the checkpoint writer's test hook exits there (code
+    // 137, as if killed).
+    let train = |out: &str, resume: bool, exit_at: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_samix"));
+        cmd.args(["train", "--config", "t.toml", "--out", out, "--device", "cpu"]).current_dir(tmp.path());
+        if resume {
+            cmd.arg("--resume");
+        }
+        if let Some(point) = exit_at {
+            cmd.env(samix::train::checkpoint::EXIT_POINT_VAR, point);
+        }
+        cmd.output().unwrap()
+    };
+    let o = train("whole", false, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = final_state(&tmp.path().join("whole"), 3);
+    for at in ["epoch-0001", "epoch-0002"] {
+        let out = format!("cut-{at}");
+        let o = train(&out, false, Some(&format!("checkpoint-visible:{at}")));
+        assert_eq!(o.status.code(), Some(137), "the hook stops the run at {at}: {}", stderr(&o));
+        assert!(tmp.path().join(&out).join("checkpoints").join(at).join("state.json").is_file(), "{at} is there");
+        let o = samix_cli(&["eval", "--checkpoint", &out, "--device", "cpu"], tmp.path());
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        let epoch = at.trim_start_matches("epoch-").trim_start_matches('0');
+        assert!(o.status.success() && said.contains(&format!("epoch {epoch})")), "eval reads {at}: {said}");
+        let o = train(&out, true, None);
+        let err = stderr(&o);
+        assert!(o.status.success(), "--resume after a kill at {at}: {err}");
+        assert!(err.contains("resumed from") && err.contains(at), "resumes from {at}: {err}");
+        let cut = final_state(&tmp.path().join(&out), 3);
+        assert_eq!(cut.1, whole.1, "metrics after a kill at {at}");
+        assert_eq!(cut.0.len(), whole.0.len());
+        for ((name, a), (_, b)) in cut.0.iter().zip(&whole.0) {
+            assert!(a.equal(b), "{name} differs after a kill at {at}");
+        }
+    }
+}

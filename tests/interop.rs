@@ -2,13 +2,17 @@
 //! ResNeXt-50 32x4d
 //! (random weights and statistics, built in the venv's python) → `samix convert` → a samix
 //! network giving torchvision's logits, and back → torchvision loading samix's file strictly and
-//! giving its logits again; `model.init_from` loading all but the classifier; bad files named.
+//! giving its logits again; `model.init_from` loading all but the classifier; bad files named;
+//! `samix convert --from samix` of a run: checksummed as every checkpoint read, and the deployed
+//! network of an online SAMix run.
 mod common;
 
+use samix::config::TrainConfig;
 use samix::model::{interop, Arch, ModelConfig, Network, Stem};
+use std::collections::HashMap;
 use std::path::Path;
 use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn oracle(args: &[&str]) -> String {
     let script = common::oracle_script("torchvision_resnet.py");
@@ -169,4 +173,94 @@ fn attentivemix_scores_with_an_imagenet_resnet18_file_at_224() {
     }
     let at_32 = policy("").first_weight(&images, 0.5);
     assert_eq!(at_32.mean(tch::Kind::Float).double_value(&[]), 1.0, "one cell at 32 px: kept whole");
+}
+
+/// A finished 1-epoch run of a tiny ResNet-18 on a Fashion-MNIST slice, in `dir/run`.
+fn tiny_run(dir: &Path, mix: &str) -> TrainConfig {
+    let cfg = TrainConfig::parse(&common::tiny_fashion_config(100, 50, 1, mix), &[]).unwrap();
+    common::train_run(&cfg, &dir.join("run"), false, false, None).unwrap();
+    cfg
+}
+
+/// `samix convert --from samix ... OUT` in `dir`: whether it succeeded, its stdout and stderr.
+fn convert_from_samix(input: &str, out: &str, dir: &Path) -> (bool, String, String) {
+    let o = common::samix_cli(&["convert", "--from", "samix", "--to", "torchvision", input, out], dir);
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// `samix convert --from samix` reads a checkpoint as `--resume`, `eval` and `predict` do
+/// (issue 24, R7): one flipped byte in the weights is refused, naming the file and its checksum,
+/// whether the input is the run, the checkpoint folder or the checkpoint's model file, and
+/// nothing is written; the file put back converts from each.
+#[test]
+fn convert_refuses_a_corrupted_checkpoint() {
+    let _lock = common::torch_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    tiny_run(dir.path(), r#"policy = "none""#);
+    let model = dir.path().join("run/checkpoints/epoch-0001/model.safetensors");
+    let good = std::fs::read(&model).unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    std::fs::write(&model, &bad).unwrap();
+    let inputs = ["run", "run/checkpoints/epoch-0001", "run/checkpoints/epoch-0001/model.safetensors"];
+    for input in inputs {
+        let (ok, _, err) = convert_from_samix(input, "out.safetensors", dir.path());
+        assert!(!ok && err.contains("checksum") && err.contains("model.safetensors"), "{input}: {err}");
+        assert!(!dir.path().join("out.safetensors").exists(), "{input}: nothing written");
+    }
+    std::fs::write(&model, &good).unwrap();
+    for input in inputs {
+        let (ok, _, err) = convert_from_samix(input, "out.safetensors", dir.path());
+        assert!(ok, "{input}: {err}");
+    }
+}
+
+/// `samix convert --from samix` of an online SAMix run (issue 24, R8), whose checkpoint holds the
+/// online network with its mix head (`q.*`), the EMA copy with its own (`k.*`) and the Mixer
+/// (`mixer.*`): the export is the network `eval` deploys — the EMA copy's classifier network,
+/// every variable and nothing else, values as in the checkpoint, with torchvision's BatchNorm
+/// counters — and one line names what was left out. What it exports is checked as strictly as
+/// before: an unknown tensor under `k.` is refused by name.
+#[test]
+fn convert_exports_the_deployed_network_of_an_online_samix_run() {
+    let _lock = common::torch_rng_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_run(dir.path(), r#"policy = "samix""#);
+    let (ok, said, err) = convert_from_samix("run", "tv.safetensors", dir.path());
+    assert!(ok, "{err}");
+    let left: Vec<&str> = said.lines().filter(|l| l.contains("left out")).collect();
+    assert!(left.len() == 1 && ["q.*", "k.head_mix.*", "mixer.*"].iter().all(|p| left[0].contains(p)), "{said}");
+
+    let vs = VarStore::new(Device::Cpu);
+    Network::new(&vs.root(), &cfg.model, 1, 10).unwrap();
+    let mut want: Vec<String> = vs.variables().into_keys().collect();
+    let counters: Vec<String> = want
+        .iter()
+        .filter_map(|n| n.strip_suffix(".running_mean"))
+        .map(|l| format!("{l}.num_batches_tracked"))
+        .collect();
+    want.extend(counters);
+    want.sort();
+    let exported = Tensor::read_safetensors(dir.path().join("tv.safetensors")).unwrap();
+    let mut names: Vec<&String> = exported.iter().map(|(n, _)| n).collect();
+    names.sort();
+    assert_eq!(names, want.iter().collect::<Vec<_>>(), "the deployed network's variables, nothing else");
+    let model = dir.path().join("run/checkpoints/epoch-0001/model.safetensors");
+    let stored: HashMap<String, Tensor> = Tensor::read_safetensors(&model).unwrap().into_iter().collect();
+    for (name, t) in exported.iter().filter(|(n, _)| !n.ends_with(".num_batches_tracked")) {
+        assert!(t.equal(&stored[&format!("k.{name}")]), "`{name}` is not the EMA network's");
+    }
+
+    // An unknown tensor under `k.` (with the checkpoint's checksum made to match) is refused.
+    let mut tensors: Vec<(String, Tensor)> = stored.into_iter().collect();
+    tensors.push(("k.layer1.0.extra".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
+    Tensor::write_safetensors(&tensors, &model).unwrap();
+    let state_path = model.with_file_name("state.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["files"]["model.safetensors"] = samix::train::checkpoint::sha256_file(&model).unwrap().into();
+    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let (ok, _, err) = convert_from_samix("run", "extra.safetensors", dir.path());
+    assert!(!ok && err.contains("layer1.0.extra"), "{err}");
+    assert!(!dir.path().join("extra.safetensors").exists());
 }

@@ -3,7 +3,9 @@
 //! `layer2.0.downsample.0`, `fc`, ...), which timm's ResNets share; the state dicts differ only
 //! in BatchNorm's `num_batches_tracked` counters, which samix does not keep. Conversion is
 //! therefore a check of every name, shape and kind against the architecture, plus those
-//! counters. Reads and writes safetensors files; touches no other state.
+//! counters. A checkpoint holds more than the network it deploys (online SAMix: the online
+//! network, the mix heads, the Mixer): [`network_part`] takes the network out and counts the
+//! rest. Reads and writes safetensors files; touches no other state.
 use super::{ModelConfig, Network};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -80,6 +82,52 @@ pub fn check_against(path: &Path, tensors: &BTreeMap<String, Tensor>, config: &M
     }
     let tensors = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     Ok(NetworkWeights { tensors, in_channels, num_classes })
+}
+
+/// What [`network_part`] left out of a checkpoint: each part (`q.*`, `k.head_mix.*`, `mixer.*`)
+/// with its number of tensors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeftOut(pub BTreeMap<String, usize>);
+
+impl LeftOut {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for LeftOut {
+    /// `k.head_mix.* (2 tensors), mixer.* (18 tensors), q.* (64 tensors)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(part, n)| format!("{part} ({n} tensors)")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// The tensors of the network under `prefix` (`"k."`, or `""` for the root) among a checkpoint's,
+/// in root names, without the heads under it that `heads` names (the mix head of online SAMix:
+/// no torchvision or timm ResNet has one); returns them with what was left out. Anything else
+/// under `prefix` stays, for [`check_against`] to refuse by name.
+pub fn network_part(
+    tensors: Vec<(String, Tensor)>,
+    prefix: &str,
+    heads: &[&str],
+) -> (BTreeMap<String, Tensor>, LeftOut) {
+    let mut network = BTreeMap::new();
+    let mut left_out = LeftOut::default();
+    for (name, t) in tensors {
+        let part = match name.strip_prefix(prefix) {
+            None => format!("{}.*", name.split('.').next().unwrap_or_default()),
+            Some(key) => match heads.iter().find(|h| key.strip_prefix(**h).is_some_and(|r| r.starts_with('.'))) {
+                Some(head) => format!("{prefix}{head}.*"),
+                None => {
+                    network.insert(key.to_string(), t);
+                    continue;
+                }
+            },
+        };
+        *left_out.0.entry(part).or_insert(0) += 1;
+    }
+    (network, left_out)
 }
 
 /// Initialises the network under `prefix` of `vs` (`""` for the root) from a samix weights file

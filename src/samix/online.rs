@@ -23,6 +23,10 @@ use tch::{Device, Tensor};
 /// mix head.
 pub const HEADS: [&str; 4] = ["one_k", "mix_k", "one_q", "mix_q"];
 
+/// The name of the mix head each network carries beside its classifier (`q.head_mix.*`,
+/// `k.head_mix.*`); it is no part of the classifier a run deploys.
+pub const MIX_HEAD: &str = "head_mix";
+
 /// Where the parts of online SAMix live in a VarStore.
 pub struct SamixPaths<'a> {
     pub online: nn::Path<'a>,
@@ -103,8 +107,8 @@ impl<N: StagedNet> OnlineSamix<N> {
         options.check(stages.len())?;
         let last = *stages.last().unwrap_or(&1);
         let classes = online.num_classes();
-        let online_mix_head = LinearHead::new(&(&paths.online / "head_mix"), last, classes);
-        let ema_mix_head = LinearHead::new(&(&paths.ema / "head_mix"), last, classes);
+        let online_mix_head = LinearHead::new(&(&paths.online / MIX_HEAD), last, classes);
+        let ema_mix_head = LinearHead::new(&(&paths.ema / MIX_HEAD), last, classes);
         let stage = options.mask_stage;
         // The upsampling factor is whatever maps the Mixer's feature map back onto the image.
         let shape = super::pretrained::mixer_shape(&online, stage, image_size, vs.device())?;

@@ -2,7 +2,8 @@
 //! `optimizer.safetensors` (momentum buffers), `state.json` and the resolved `config.toml`, so a
 //! checkpoint folder is usable on its own (`samix eval`). A folder is written under a temporary
 //! name and renamed; `checkpoints/latest` then names it (also replaced atomically), so a crash
-//! never leaves a half checkpoint in use.
+//! never leaves a half checkpoint in use, nor a whole one unused (see [`save`], [`latest`]).
+//! Every read of a checkpoint's tensors checks the SHA-256 its `state.json` recorded.
 use crate::files::{contiguous, write_atomic, write_json_atomic};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -132,13 +133,14 @@ pub fn folder_name(state: &CheckpointState) -> String {
     }
 }
 
-/// Whether `name` is a checkpoint folder name [`folder_name`] writes.
-fn is_folder_name(name: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    let Some(rest) = name.strip_prefix("epoch-") else { return false };
+/// Where a checkpoint folder [`folder_name`] wrote stands in the run: (epochs completed, steps of
+/// the next epoch); a later checkpoint has a larger key. `None` for any other name.
+fn folder_key(name: &str) -> Option<(u64, u64)> {
+    let number = |s: &str| if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) { s.parse().ok() } else { None };
+    let rest = name.strip_prefix("epoch-")?;
     match rest.split_once(".step-") {
-        Some((epoch, step)) => digits(epoch) && digits(step),
-        None => digits(rest),
+        Some((epoch, step)) => Some((number(epoch)?, number(step)?)),
+        None => Some((number(rest)?, 0)),
     }
 }
 
@@ -151,7 +153,19 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.toml";
+/// The file in `checkpoints/` naming the latest checkpoint folder.
+const LATEST: &str = "latest";
+/// Beside `checkpoints/`: where a run's first checkpoint is put together with its `latest`,
+/// before it becomes `checkpoints/` in one rename.
+pub const FIRST_STAGING: &str = "checkpoints.tmp";
 
+/// Writes a checkpoint of `vs` and the optimiser's state into `run_dir/checkpoints/` and makes it
+/// the latest. It counts from the moment its folder appears there under its final name, and from
+/// then on [`latest`] finds it, wherever the process is stopped: the folder is written under a
+/// temporary name and renamed into place, then `latest` names it; the first checkpoint of a run
+/// appears with its `latest` in one rename (`checkpoints.tmp` → `checkpoints`, since a run with
+/// `checkpoints/` but no `latest` is not resumed); a later folder not yet named by `latest` is
+/// found by its name. Older checkpoints are removed last.
 pub fn save(
     run_dir: &Path,
     vs: &VarStore,
@@ -160,35 +174,27 @@ pub fn save(
     config_toml: &str,
 ) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
     let name = folder_name(state);
     let final_dir = root.join(&name);
-    let tmp = root.join(format!("{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    if root.join(LATEST).is_file() {
+        let tmp = root.join(format!("{name}.tmp"));
+        write_folder(&tmp, vs, optimizer_state, state, config_toml)?;
+        remove_dir_if_there(&final_dir)?;
+        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        exit_point("checkpoint-visible", &name);
+        write_atomic(&root.join(LATEST), name.as_bytes())?;
+    } else {
+        let staging = run_dir.join(FIRST_STAGING);
+        remove_dir_if_there(&staging)?;
+        write_folder(&staging.join(&name), vs, optimizer_state, state, config_toml)?;
+        write_atomic(&staging.join(LATEST), name.as_bytes())?;
+        // A `checkpoints/` without `latest` holds no checkpoint this run continues from (a folder
+        // cut off while being written, or one left by an older samix).
+        remove_dir_if_there(&root)?;
+        std::fs::rename(&staging, &root).map_err(|e| Error::io(&root, e))?;
+        exit_point("checkpoint-visible", &name);
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    Tensor::write_safetensors(&contiguous(vs.variables()), tmp.join(MODEL_FILE))?;
-    if !optimizer_state.is_empty() {
-        Tensor::write_safetensors(
-            &contiguous(optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()))),
-            tmp.join(OPTIMIZER_FILE),
-        )?;
-    }
-    let mut state = state.clone();
-    for file in [MODEL_FILE, OPTIMIZER_FILE] {
-        if tmp.join(file).exists() {
-            state.files.insert(file.to_string(), sha256_file(&tmp.join(file))?);
-        }
-    }
-    write_json_atomic(&tmp.join(STATE_FILE), &state)?;
-    write_atomic(&tmp.join(CONFIG_FILE), config_toml.as_bytes())?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-    write_atomic(&root.join("latest"), name.as_bytes())?;
-    // Older checkpoints are removed only once `latest` points at the new one.
+    // Older checkpoints are removed only once `latest` names the new one.
     for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))?.flatten() {
         let n = entry.file_name().to_string_lossy().into_owned();
         if n.starts_with("epoch-") && n != name {
@@ -198,21 +204,117 @@ pub fn save(
     Ok(final_dir)
 }
 
-/// The checkpoint `run_dir/checkpoints/latest` names, if any.
+/// Writes a complete checkpoint folder at `dir` (replacing one there): the tensor files, synced
+/// to disk, then `state.json` with their SHA-256, then `config.toml`.
+fn write_folder(
+    dir: &Path,
+    vs: &VarStore,
+    optimizer_state: &[(String, Tensor)],
+    state: &CheckpointState,
+    config_toml: &str,
+) -> Result<()> {
+    remove_dir_if_there(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut state = state.clone();
+    let optimizer = optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()));
+    let mut files = vec![(MODEL_FILE, contiguous(vs.variables()))];
+    if !optimizer_state.is_empty() {
+        files.push((OPTIMIZER_FILE, contiguous(optimizer)));
+    }
+    for (file, tensors) in &files {
+        let path = dir.join(file);
+        Tensor::write_safetensors(tensors, &path)?;
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
+        state.files.insert(file.to_string(), sha256_file(&path)?);
+    }
+    write_json_atomic(&dir.join(STATE_FILE), &state)?;
+    write_atomic(&dir.join(CONFIG_FILE), config_toml.as_bytes())
+}
+
+fn remove_dir_if_there(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Set to `POINT:FOLDER` (`checkpoint-visible:epoch-0001`), the process exits at once with code
+/// 137 (as if killed) at that point of writing that checkpoint: the on-disk state a kill there
+/// leaves, for the tests of what a resume makes of it. `checkpoint-visible`: the folder has just
+/// appeared under its final name.
+pub const EXIT_POINT_VAR: &str = "SAMIX_TEST_EXIT_AT";
+
+/// The process exits here when [`EXIT_POINT_VAR`] names this point and checkpoint (a test hook).
+fn exit_point(point: &str, name: &str) {
+    if std::env::var(EXIT_POINT_VAR).is_ok_and(|v| v.split_once(':') == Some((point, name))) {
+        eprintln!("{EXIT_POINT_VAR}: exiting at {point} of {name}");
+        std::process::exit(137);
+    }
+}
+
+/// The run's latest checkpoint, if it has one: the folder `checkpoints/latest` names, unless a
+/// later complete one is there — renamed into place by a writer stopped before it could update
+/// `latest` — which is used instead when every checksum its `state.json` records matches (and
+/// skipped, with a warning, when one does not). Without `latest`, the latest complete folder.
 pub fn latest(run_dir: &Path) -> Result<Option<Checkpoint>> {
-    let pointer = run_dir.join("checkpoints").join("latest");
+    let root = run_dir.join("checkpoints");
+    let named = latest_pointer(&root)?;
+    let floor = named.as_ref().map(|(_, key)| *key);
+    for (key, name) in folders_newest_first(&root)? {
+        if floor.is_some_and(|f| key <= f) {
+            break;
+        }
+        let dir = root.join(&name);
+        match open(&dir).and_then(|c| c.verify_all().map(|()| c)) {
+            Ok(c) => {
+                let pointer = named.as_ref().map_or("is missing".to_string(), |(n, _)| format!("names `{n}`"));
+                tracing::warn!(
+                    "using {}, the latest whole checkpoint (checkpoints/latest {pointer}: the writer stopped before updating it)",
+                    dir.display()
+                );
+                return Ok(Some(c));
+            }
+            Err(e) => tracing::warn!("{}: not used, not a whole checkpoint: {e}", dir.display()),
+        }
+    }
+    named.map(|(name, _)| open(&root.join(name))).transpose()
+}
+
+/// The folder name `checkpoints/latest` holds and its key, if there is a `latest`; an error
+/// when it names anything but a checkpoint folder of this run.
+fn latest_pointer(root: &Path) -> Result<Option<(String, (u64, u64))>> {
+    let pointer = root.join(LATEST);
     if !pointer.exists() {
         return Ok(None);
     }
     let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
     let name = name.trim();
-    if !is_folder_name(name) {
-        return Err(Error::data(
+    let key = folder_key(name).ok_or_else(|| {
+        Error::data(
             &pointer,
             format!("names `{name}`, not a checkpoint of this run (epoch-NNNN or epoch-NNNN.step-NNNNNN)"),
-        ));
+        )
+    })?;
+    Ok(Some((name.to_string(), key)))
+}
+
+/// The checkpoint folders in `root` (named as [`folder_name`] names them, with a `state.json`),
+/// latest first, with their keys.
+fn folders_newest_first(root: &Path) -> Result<Vec<((u64, u64), String)>> {
+    if !root.is_dir() {
+        return Ok(Vec::new());
     }
-    open(&run_dir.join("checkpoints").join(name)).map(Some)
+    let mut found: Vec<((u64, u64), String)> = std::fs::read_dir(root)
+        .map_err(|e| Error::io(root, e))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
+            let key = folder_key(&name)?;
+            entry.path().join(STATE_FILE).is_file().then_some((key, name))
+        })
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    Ok(found)
 }
 
 /// Opens a checkpoint folder (or a run folder, meaning its latest checkpoint).
@@ -229,12 +331,51 @@ pub fn open(dir: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint { dir: dir.to_path_buf(), state })
 }
 
+/// The checkpoint folder a file belongs to, when `path` is the weights file of one (its
+/// `model.safetensors`, beside a `state.json`): such a file is read as its checkpoint.
+pub fn folder_of_model_file(path: &Path) -> Option<&Path> {
+    let dir = path.parent()?;
+    (path.file_name()? == MODEL_FILE && dir.join(STATE_FILE).is_file()).then_some(dir)
+}
+
 impl Checkpoint {
+    /// The tensors of the checkpoint's weights file (every variable of the run's learner), read
+    /// only after its SHA-256 matches the one recorded when it was written: what every reader of
+    /// a checkpoint's weights uses (resume, `eval`, `predict`, a consulted classifier, `convert`).
+    pub fn model_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.read_checked(MODEL_FILE, "weights")
+    }
+
     /// Loads the weights into `vs`, refusing (naming it) any variable that is missing or has
     /// another shape or kind in the file; nothing is loaded unless every one matches.
     pub fn load_model(&self, vs: &mut VarStore) -> Result<()> {
-        self.verify(MODEL_FILE)?;
-        crate::files::load_checked(vs, &self.dir.join(MODEL_FILE))
+        let stored = self.model_tensors()?;
+        crate::files::load_tensors_checked(vs, &self.dir.join(MODEL_FILE), stored)
+    }
+
+    /// The optimiser's state (empty for an optimiser without any); a file the checkpoint
+    /// recorded is required.
+    pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
+        let path = self.dir.join(OPTIMIZER_FILE);
+        if !path.exists() {
+            if self.state.files.contains_key(OPTIMIZER_FILE) {
+                return Err(Error::data(&path, "is missing (the checkpoint recorded one)"));
+            }
+            return Ok(Vec::new());
+        }
+        self.read_checked(OPTIMIZER_FILE, "optimizer state")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+
+    /// The tensors of one of the checkpoint's files, after [`Checkpoint::verify`]; `what` names
+    /// its content in the error for a file that is not safetensors.
+    fn read_checked(&self, file: &str, what: &str) -> Result<Vec<(String, Tensor)>> {
+        self.verify(file)?;
+        let path = self.dir.join(file);
+        Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, format!("cannot read {what}: {e}")))
     }
 
     /// Compares a file's SHA-256 with the one recorded when the checkpoint was written.
@@ -250,19 +391,17 @@ impl Checkpoint {
         }
         Ok(())
     }
-    pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
-        let path = self.dir.join(OPTIMIZER_FILE);
-        if !path.exists() {
-            if self.state.files.contains_key(OPTIMIZER_FILE) {
-                return Err(Error::data(&path, "is missing (the checkpoint recorded one)"));
+
+    /// Whether the folder is whole: its config and weights are there, and each tensor file
+    /// whose checksum `state.json` records matches it.
+    fn verify_all(&self) -> Result<()> {
+        for file in [CONFIG_FILE, MODEL_FILE] {
+            let path = self.dir.join(file);
+            if !path.is_file() {
+                return Err(Error::data(&path, "is missing"));
             }
-            return Ok(Vec::new());
         }
-        self.verify(OPTIMIZER_FILE)?;
-        Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, format!("cannot read optimizer state: {e}")))
-    }
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.join(CONFIG_FILE)
+        [MODEL_FILE, OPTIMIZER_FILE].into_iter().try_for_each(|file| self.verify(file))
     }
 }
 

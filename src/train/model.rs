@@ -3,12 +3,21 @@
 use super::checkpoint::{self, Checkpoint};
 use crate::config::TrainConfig;
 use crate::data::DatasetInfo;
-use crate::model::Network;
+use crate::model::interop::{self, NetworkWeights};
+use crate::model::{ModelConfig, Network};
 use crate::rng::{stream, Stream};
 use crate::{Error, Result};
 use std::path::Path;
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::Device;
+
+/// The classifier a run deploys, as `samix convert` exports it.
+pub struct Deployed {
+    pub config: ModelConfig,
+    pub weights: NetworkWeights,
+    /// What the checkpoint holds beside it (online SAMix: `q.*`, `k.head_mix.*`, `mixer.*`).
+    pub left_out: interop::LeftOut,
+}
 
 /// Seeds libtorch's generator (weight init) from the run seed.
 pub fn seed_init(seed: u64) {
@@ -46,15 +55,16 @@ impl Model {
 
     /// A frozen classifier from a samix run or checkpoint folder (for AttentiveMix+ and
     /// PuzzleMix's saliency): its config gives the architecture; channels and classes come from
-    /// the saved weights.
+    /// the saved weights (read once, checksum checked).
     pub fn load_frozen(dir: &Path, device: Device) -> Result<(VarStore, Network)> {
         let ckpt = checkpoint::open(dir)?;
         let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
         let weights = ckpt.dir.join(checkpoint::MODEL_FILE);
-        let tensors = Tensor::read_safetensors(&weights).map_err(|e| Error::data(&weights, e.to_string()))?;
-        let prefix = Self::deployed_prefix(&cfg)?.map_or(String::new(), |p| format!("{p}."));
+        let tensors = ckpt.model_tensors()?;
+        let prefix = Self::deployed_prefix(&cfg)?;
+        let key = |name: &str| prefix.map_or(name.to_string(), |p| format!("{p}.{name}"));
         let shape = |name: &str| {
-            let key = format!("{prefix}{name}");
+            let key = key(name);
             tensors
                 .iter()
                 .find(|(n, _)| *n == key)
@@ -70,23 +80,23 @@ impl Model {
             std: vec![],
             class_names: vec![],
         };
-        let model = Self::from_checkpoint(&ckpt, &cfg, &info, device)?;
+        let mut model = Self::build_at(&cfg, &info, device, prefix)?;
+        crate::files::load_tensors_checked(&mut model.vs, &weights, tensors)?;
         Ok((model.vs, model.net))
     }
 
-    /// The weights of the classifier a run or checkpoint folder deploys, in root names (the EMA
-    /// network of an online SAMix run without its `k.` prefix), with its architecture.
-    pub fn deployed_weights(dir: &Path) -> Result<(crate::model::ModelConfig, crate::model::interop::NetworkWeights)> {
+    /// The classifier a run or checkpoint folder deploys (the EMA network of an online SAMix run,
+    /// without its `k.` prefix and its mix head), checked against its architecture, and what
+    /// else the checkpoint holds, left out.
+    pub fn deployed_weights(dir: &Path) -> Result<Deployed> {
         let ckpt = checkpoint::open(dir)?;
         let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
-        let path = ckpt.dir.join(checkpoint::MODEL_FILE);
-        let prefix = Self::deployed_prefix(&cfg)?.map_or(String::new(), |p| format!("{p}."));
-        let tensors = Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, e.to_string()))?;
-        // Under the deployed network's prefix only (a SAMix checkpoint also holds `q.`, `mixer.`).
-        let network: std::collections::BTreeMap<String, Tensor> =
-            tensors.into_iter().filter_map(|(n, t)| Some((n.strip_prefix(&prefix)?.to_string(), t))).collect();
-        let weights = crate::model::interop::check_against(&path, &network, &cfg.model)?;
-        Ok((cfg.model, weights))
+        let prefix = Self::deployed_prefix(&cfg)?;
+        let heads: &[&str] = if prefix.is_some() { &[crate::samix::online::MIX_HEAD] } else { &[] };
+        let prefix = prefix.map_or(String::new(), |p| format!("{p}."));
+        let (network, left_out) = interop::network_part(ckpt.model_tensors()?, &prefix, heads);
+        let weights = interop::check_against(&ckpt.dir.join(checkpoint::MODEL_FILE), &network, &cfg.model)?;
+        Ok(Deployed { config: cfg.model, weights, left_out })
     }
 
     /// Where a run's deployed classifier lives in its checkpoint: at the root, or for online

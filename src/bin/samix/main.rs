@@ -2,6 +2,7 @@
 //! library (one function per subcommand in `commands.rs`) and prints; errors from the library are
 //! printed as one line and give a non-zero exit code.
 mod commands;
+mod convert;
 mod log_format;
 mod signals;
 
@@ -55,7 +56,7 @@ pub(crate) enum Command {
     /// Convert ResNet/ResNeXt weights between torchvision's or timm's state dicts and samix's
     /// (safetensors both ways): `--from torchvision` for `model.init_from`, `--to torchvision`
     /// to use a samix run's classifier in PyTorch.
-    Convert(commands::ConvertArgs),
+    Convert(convert::ConvertArgs),
     /// Runs side by side: charts (train loss, test top-1 per head, learning rate) and a table of
     /// final / best / median-of-last-N top-1; runs differing only by seed as mean ± std.
     Report {
@@ -178,7 +179,7 @@ fn run(cli: Cli, launch: Option<samix::dist::Launch>) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict(args),
         Command::Report { runs, out } => commands::report(&runs, &out),
         Command::Mix(args) => commands::mix(args),
-        Command::Convert(args) => commands::convert(args),
+        Command::Convert(args) => convert::convert(args),
         Command::Data { command: DataCommand::Download { name, to, mirrors } } => {
             commands::data_download(name.kind(), to, &mirrors)
         }
