@@ -545,6 +545,13 @@ impl TrainConfig {
                 "trains a classifier on a frozen backbone; it cannot train a Mixer online (mix.policy)",
             ));
         }
+        if self.train.linear_probe && self.model.init_from.is_none() {
+            // It would freeze a randomly initialised network and report its probe as a result.
+            return Err(Error::config(
+                "train.linear_probe",
+                "freezes the backbone, so it needs one to freeze: set model.init_from (samix linear --backbone does)",
+            ));
+        }
         Ok(())
     }
 

@@ -196,3 +196,15 @@ fn a_bad_alpha_is_blamed_on_alpha() {
         }
     }
 }
+
+/// `train.linear_probe` without a backbone to freeze is refused, naming the key (it froze a
+/// randomly initialised network and reported its probe, issue 24 R11).
+#[test]
+fn a_linear_probe_needs_a_backbone() {
+    let text =
+        "[data]\ndataset = \"fashion_mnist\"\n[model]\narch = \"resnet18\"\n[train]\nepochs = 1\nlinear_probe = true\n";
+    let err = samix::config::TrainConfig::parse(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("train.linear_probe") && err.contains("model.init_from"), "{err}");
+    let with = samix::config::TrainConfig::parse(text, &["model.init_from=\"weights.safetensors\"".to_string()]);
+    assert!(with.is_ok(), "{:?}", with.err());
+}
