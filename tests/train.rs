@@ -215,3 +215,29 @@ fn puzzlemix_trains() {
     let s = run(&cfg, &tmp.path().join("run"), false, false, None).unwrap();
     assert!(s.final_acc1 > 35.0, "puzzlemix: {}", s.final_acc1);
 }
+
+/// A checkpoint's `state.json` whose counters this run cannot have made is refused on resume,
+/// naming it (issue 24, R11: `epoch = 100`, `global_step = u64::MAX` were accepted).
+#[test]
+fn resume_refuses_counters_the_run_cannot_have_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig::parse(&tiny_fashion_config(200, 100, 2, "policy = \"none\""), &[]).unwrap();
+    let out = tmp.path().join("run");
+    run(&cfg, &out, false, false, Some(1)).unwrap();
+    let state_path = out.join("checkpoints/epoch-0001/state.json");
+    let good = std::fs::read_to_string(&state_path).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&good).unwrap();
+    for (key, value) in [
+        ("epoch", serde_json::json!(100)),
+        ("global_step", serde_json::json!(u64::MAX)),
+        ("global_step", serde_json::json!(3)),
+    ] {
+        let mut bad = state.clone();
+        bad[key] = value.clone();
+        std::fs::write(&state_path, serde_json::to_string(&bad).unwrap()).unwrap();
+        let err = run(&cfg, &out, true, false, None).unwrap_err().to_string();
+        assert!(err.contains("state.json") && err.contains("cannot give"), "{key} = {value}: {err}");
+    }
+    std::fs::write(&state_path, good).unwrap();
+    run(&cfg, &out, true, false, None).unwrap();
+}

@@ -148,6 +148,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     };
     let replicas = Replicas::new(group, learner.var_store(), config.dist.bucket_bytes());
     let (_lock, start) = replicas.join(learner.as_mut(), &config, (resume, stop_after), &out, prepared)?;
+    check_start(&start, train_loader.num_batches(), &out)?;
     if config.train.channels_last {
         crate::native::vars_to_channels_last(learner.var_store())?;
     }
@@ -180,6 +181,23 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
     // No rank leaves while rank 0 may still be writing (its last files end the run).
     replicas.barrier()?;
     Ok(summary)
+}
+
+/// Refuses a start whose counters cannot come from this run: a checkpoint's `state.json` (not
+/// covered by the checksums it records) whose step inside its epoch passes the epoch's steps, or
+/// whose global step is not its epochs' steps plus that (issue 24, R11: `epoch = 100`,
+/// `partial.steps = 1000000` and `global_step = u64::MAX` were accepted).
+fn check_start(start: &Start, iters: usize, out: &Path) -> Result<()> {
+    let within = start.partial.as_ref().map_or(0, |p| p.steps);
+    let expected = (start.epoch as u64).checked_mul(iters as u64).and_then(|s| s.checked_add(within as u64));
+    if within > iters || expected != Some(start.global_step) {
+        let msg = format!(
+            "the latest checkpoint's state.json says epoch {}, step {within} of it and global step {}, which {iters} steps per epoch cannot give (a damaged or edited state.json; start the run again with --force)",
+            start.epoch, start.global_step
+        );
+        return Err(Error::run(out, msg));
+    }
+    Ok(())
 }
 
 /// Warns (one line) when a run asks for bf16 on a CPU that only emulates it.
