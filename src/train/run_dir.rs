@@ -1,17 +1,16 @@
 //! The run directory: created for a new run (with a marker only samix writes), kept for
 //! `--resume`, replaced with `--force` — only when the marker says samix made it, and then only
-//! the entries samix writes are removed; anything else the user put there stays.
+//! the entries samix writes are removed; anything else the user put there stays. The run's lock
+//! is [`super::run_lock`].
+pub use super::run_lock::{lock, RunLock, HOLDER_FILE as LOCK};
 use crate::{Error, Result};
 use std::path::Path;
 
 /// The file that marks a folder as a samix run directory.
 pub const MARKER: &str = ".samix-run";
-/// The file a training process holds an exclusive lock on while it writes the run.
-pub const LOCK: &str = ".samix-run.lock";
 
 /// Everything a run writes into its directory (and the temporary names it writes them under).
-/// (Not the lock file: a process holding it while another replaces the run must keep excluding
-/// it, so the lock file stays.)
+/// (Not the lock's holder file: it names the process that is replacing the run.)
 const RUN_ENTRIES: &[&str] = &[
     MARKER,
     "config.toml",
@@ -92,34 +91,4 @@ fn remove_run_entries(out: &Path) -> Result<()> {
         result.map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
-}
-
-/// An exclusive hold on a run directory for as long as it lives (released when dropped or when
-/// the process ends, however it ends).
-#[derive(Debug)]
-pub struct RunLock {
-    _file: std::fs::File,
-}
-
-/// Takes the run directory's lock without waiting: a second training process on the same
-/// directory is refused at once (nothing waits on it).
-pub fn lock(out: &Path) -> Result<RunLock> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let path = out.join(LOCK);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a descriptor this function owns; it only sets an advisory lock.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(Error::run(out, "another samix process is training in this run directory (its lock is held); wait for it or choose another --out"));
-        }
-    }
-    Ok(RunLock { _file: file })
 }
