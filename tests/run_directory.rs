@@ -1,6 +1,7 @@
-//! The run directory under two processes at once (issue 24, R2): the run's lock cannot be
-//! defeated by deleting a file, names its holder, and goes with the holder. The test drives the
-//! `samix` binary, as a user would; it failed on the code before the fix.
+//! The run directory under `--force` and under two processes at once (issue 24, R1 and R2):
+//! `--force` removes what samix wrote and nothing else, even inside the folders samix makes; the
+//! run's lock cannot be defeated by deleting a file, names its holder, and goes with the holder.
+//! Both tests drive the `samix` binary, as a user would; each failed on the code before the fix.
 mod common;
 use common::tiny_fashion_config;
 use common::training::Training;
@@ -46,6 +47,71 @@ fn logged_epochs(out: &Path) -> Vec<u64> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let epoch = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap();
     text.lines().filter(|l| l.ends_with('}')).map(epoch).collect()
+}
+
+#[test]
+fn force_keeps_the_users_files_in_the_folders_samix_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // SAMix with visuals and TensorBoard: the run writes every folder a run has.
+    let config = write_config(tmp.path(), 1, "policy = \"samix\"\nvisual_every = 1");
+    let out = tmp.path().join("run");
+    let out_s = out.to_string_lossy().into_owned();
+    let train = ["train", "--device", "cpu", "--config", &config, "--out", &out_s];
+    let (code, err) = samix(&train);
+    assert_eq!(code, Some(0), "{err}");
+    let old_events = names(&out.join("tensorboard"));
+    assert_eq!(old_events.len(), 1, "{old_events:?}");
+    for f in ["visuals/masks_epoch_0001.png", "report/report.md", "report/top1.png", "checkpoints/epoch-0001"] {
+        assert!(out.join(f).exists(), "the run wrote {f}");
+    }
+    // The user's own files, beside samix's in its folders and at the top.
+    let mine = [
+        "checkpoints/my_best.pt",
+        "checkpoints/best/model.pt",
+        "report/notes.md",
+        "visuals/favourite.png",
+        "tensorboard/events.out.tfevents.1700000000.workstation",
+        "notes.txt",
+        "my_data/x.bin",
+    ];
+    for f in mine {
+        std::fs::create_dir_all(out.join(f).parent().unwrap()).unwrap();
+        std::fs::write(out.join(f), format!("mine: {f}")).unwrap();
+    }
+    let mut force = train.to_vec();
+    force.push("--force");
+    let (code, err) = samix(&force);
+    assert_eq!(code, Some(0), "{err}");
+    for f in mine {
+        let kept = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f} was deleted ({e}):\n{err}"));
+        assert_eq!(kept, format!("mine: {f}"));
+    }
+    // One line says what was kept, naming each entry at the top of what samix did not write.
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("samix did not write")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    for f in ["checkpoints/my_best.pt", "checkpoints/best", "report/notes.md", "notes.txt", "my_data"] {
+        assert!(said[0].contains(f), "{f} not named: {}", said[0]);
+    }
+    // What the first run wrote is gone (replaced, not appended to or added to).
+    assert_eq!(logged_epochs(&out), vec![1], "metrics.jsonl of the new run only");
+    let events = names(&out.join("tensorboard"));
+    assert!(!events.contains(&old_events[0]), "the old event file is removed: {events:?}");
+    assert_eq!(events.len(), 2, "the new run's event file and the user's: {events:?}");
+
+    // A file inside a checkpoint folder (which samix replaces whole when it writes that checkpoint
+    // again): --force refuses, naming it, and deletes nothing.
+    std::fs::write(out.join("checkpoints/epoch-0001/note.txt"), "mine").unwrap();
+    let before = tree(&out);
+    let (code, err) = samix(&force);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("checkpoints/epoch-0001/note.txt") && err.contains("nothing was deleted"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert!(tree(&out) == before, "the refused --force changed the run directory");
+    // Training on prunes the older checkpoint folder, but only of what samix wrote into it.
+    let (code, err) = samix(&["train", "--device", "cpu", "--out", &out_s, "--resume", "--set", "train.epochs=2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(names(&out.join("checkpoints/epoch-0001")), vec!["note.txt"]);
+    assert!(out.join("checkpoints/epoch-0002/model.safetensors").is_file());
 }
 
 /// This machine's host name, as gethostname(2) gives it.
