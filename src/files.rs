@@ -2,19 +2,82 @@
 //! safetensors written that way. Every failure names the file; nothing is silently skipped.
 use crate::{Error, Result};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// Writes to `path.tmp`, syncs, then renames over `path`: readers see the old or the new file,
 /// never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let tmp = tmp_path(path);
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The temporary name a file is written under before it is renamed to `path`: `x.ext.tmp`, or
+/// `x..tmp` for a name without an extension.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")))
+}
+
+/// Whether `name` is a file name `is_name` accepts, or the temporary name ([`tmp_path`]) such a
+/// file is written under.
+pub fn is_or_tmp_of(name: &str, is_name: impl Fn(&str) -> bool) -> bool {
+    is_name(name)
+        || [name.strip_suffix("..tmp"), name.strip_suffix(".tmp")]
+            .into_iter()
+            .flatten()
+            .any(|base| is_name(base) && tmp_path(Path::new(base)) == Path::new(name))
+}
+
+/// Removes, under `root`, what `written` says samix wrote there, judged by the names from `root`
+/// down and whether the entry is a folder: such a file is removed, such a folder is cleared the
+/// same way and removed once empty. Everything else stays — the user's files and folders, and
+/// links of any kind (samix makes none) — and is returned, each at the top of what stayed.
+pub fn remove_written(root: &Path, written: &dyn Fn(&[&str], bool) -> bool) -> Result<Vec<PathBuf>> {
+    let mut kept = Vec::new();
+    clear(root, &mut Vec::new(), written, &mut kept)?;
+    Ok(kept)
+}
+
+/// [`remove_written`] in `dir`, whose names from the root are `rel`.
+fn clear(
+    dir: &Path,
+    rel: &mut Vec<String>,
+    written: &dyn Fn(&[&str], bool) -> bool,
+    kept: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let mut entries =
+        std::fs::read_dir(dir).and_then(|it| it.collect::<std::io::Result<Vec<_>>>()).map_err(|e| Error::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        // The entry itself, not what a link points at.
+        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            kept.push(path);
+            continue;
+        };
+        rel.push(name);
+        let names: Vec<&str> = rel.iter().map(String::as_str).collect();
+        let ours = (kind.is_file() || kind.is_dir()) && written(&names, kind.is_dir());
+        if !ours {
+            kept.push(path);
+        } else if kind.is_dir() {
+            let before = kept.len();
+            clear(&path, rel, written, kept)?;
+            if kept.len() == before {
+                std::fs::remove_dir(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        } else {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        rel.pop();
+    }
+    Ok(())
 }
 
 /// `value` as pretty JSON, written atomically.

@@ -90,6 +90,21 @@ fn summary(value: &Proto) -> Vec<u8> {
     s.0
 }
 
+/// The start of an event file's name; the writer adds `<secs>.samix.<pid>.<n>`.
+const EVENT_FILE_PREFIX: &str = "events.out.tfevents.";
+
+/// Whether `name` is an event file samix writes: `events.out.tfevents.<secs>.samix.<pid>.<n>`
+/// (without `.<n>` from versions before the resume numbering).
+pub fn is_event_file_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(rest) = name.strip_prefix(EVENT_FILE_PREFIX) else { return false };
+    let parts: Vec<&str> = rest.split('.').collect();
+    match parts.as_slice() {
+        [secs, "samix", pid, n @ ..] => digits(secs) && digits(pid) && n.len() <= 1 && n.iter().all(|n| digits(n)),
+        _ => false,
+    }
+}
+
 /// Writes one run's events to `events.out.tfevents.<time>.samix.<pid>.<n>` in a folder.
 pub struct EventWriter {
     file: BufWriter<std::fs::File>,
@@ -105,7 +120,7 @@ impl EventWriter {
         // A run resumed within the same second (same process) gets the next free number.
         let mut n = 0u32;
         let (file, path) = loop {
-            let path = dir.join(format!("events.out.tfevents.{secs}.samix.{}.{n}", std::process::id()));
+            let path = dir.join(format!("{EVENT_FILE_PREFIX}{secs}.samix.{}.{n}", std::process::id()));
             match std::fs::OpenOptions::new().create_new(true).write(true).open(&path) {
                 Ok(file) => break (file, path),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,

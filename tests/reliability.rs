@@ -4,6 +4,7 @@
 //! on main before these fixes (3cb2d06/b07af25).
 mod common;
 use common::tiny_fashion_config;
+use common::training::Training;
 use samix::config::TrainConfig;
 use samix::train::{self, metrics};
 use std::path::Path;
@@ -284,75 +285,6 @@ fn two_runs_on_one_directory_at_once_are_refused() {
     assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), before);
     drop(held);
     assert_eq!(run(&tiny(2, &[]), &out, true, false).unwrap().epochs, 2, "free again once released");
-}
-
-/// `samix train` in a child process, its stderr lines sent over a channel.
-struct Training {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Training {
-    fn start(config: &Path, out: &Path, resume: bool) -> Training {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_samix"));
-        cmd.args(["train", "--device", "cpu", "--config"]).arg(config).arg("--out").arg(out);
-        if resume {
-            cmd.arg("--resume");
-        }
-        let mut child = cmd.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (pipe, all) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                all.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Training { child, lines, stderr }
-    }
-
-    /// Waits (bounded) for a stderr line containing `text`.
-    fn wait_for(&self, text: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no line with `{text}` in:\n{}", self.stderr.lock().unwrap());
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the pid of a child this test spawned and has not yet reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    /// Waits (bounded) for the exit; returns the exit code and stderr.
-    fn finish(mut self) -> (Option<i32>, String) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("samix train did not exit:\n{}", self.stderr.lock().unwrap());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        // The reader thread ends with the pipe; give it a bounded moment to take the last lines.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.lines.recv_timeout(std::time::Duration::from_millis(50)).is_ok()
-            && std::time::Instant::now() < deadline
-        {}
-        let text = self.stderr.lock().unwrap().clone();
-        (status.code(), text)
-    }
 }
 
 /// The final weights and the metrics (without timing fields) of a finished run.

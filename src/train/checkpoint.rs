@@ -176,10 +176,13 @@ pub fn save(
     let root = run_dir.join("checkpoints");
     let name = folder_name(state);
     let final_dir = root.join(&name);
-    if root.join(LATEST).is_file() {
+    // A `checkpoints/` already there (with `latest`, or holding files of the user's that
+    // `--force` kept) gets the folder beside what it holds; only a first checkpoint of a run
+    // without one appears with its `latest` in one rename.
+    if root.exists() {
         let tmp = root.join(format!("{name}.tmp"));
         write_folder(&tmp, vs, optimizer_state, state, config_toml)?;
-        remove_dir_if_there(&final_dir)?;
+        remove_folder(&final_dir)?;
         std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
         exit_point("checkpoint-visible", &name);
         write_atomic(&root.join(LATEST), name.as_bytes())?;
@@ -188,17 +191,14 @@ pub fn save(
         remove_dir_if_there(&staging)?;
         write_folder(&staging.join(&name), vs, optimizer_state, state, config_toml)?;
         write_atomic(&staging.join(LATEST), name.as_bytes())?;
-        // A `checkpoints/` without `latest` holds no checkpoint this run continues from (a folder
-        // cut off while being written, or one left by an older samix).
-        remove_dir_if_there(&root)?;
         std::fs::rename(&staging, &root).map_err(|e| Error::io(&root, e))?;
         exit_point("checkpoint-visible", &name);
     }
     // Older checkpoints are removed only once `latest` names the new one.
     for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))?.flatten() {
         let n = entry.file_name().to_string_lossy().into_owned();
-        if n.starts_with("epoch-") && n != name {
-            let _ = std::fs::remove_dir_all(entry.path());
+        if is_written_folder(&n) && n != name && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = remove_folder(&entry.path());
         }
     }
     Ok(final_dir)
@@ -213,7 +213,7 @@ fn write_folder(
     state: &CheckpointState,
     config_toml: &str,
 ) -> Result<()> {
-    remove_dir_if_there(dir)?;
+    remove_folder(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut state = state.clone();
     let optimizer = optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone()));
@@ -236,6 +236,81 @@ fn remove_dir_if_there(dir: &Path) -> Result<()> {
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
+}
+
+/// Whether `name` is a checkpoint folder or the temporary folder one is written in.
+fn is_written_folder(name: &str) -> bool {
+    folder_key(name.strip_suffix(".tmp").unwrap_or(name)).is_some()
+}
+
+/// Whether `name` is a file [`save`] writes into a checkpoint folder (or its temporary name).
+fn is_written_file(name: &str) -> bool {
+    crate::files::is_or_tmp_of(name, |n| [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE].contains(&n))
+}
+
+/// Whether samix writes the entry at `rel` (names from `checkpoints/` down, empty for that folder
+/// itself; `dir`: a folder there): `latest`, checkpoint folders and the files in them.
+pub(crate) fn is_written(rel: &[&str], dir: bool) -> bool {
+    match (rel, dir) {
+        ([], true) => true,
+        ([name], false) => crate::files::is_or_tmp_of(name, |n| n == LATEST),
+        ([folder], true) => is_written_folder(folder),
+        ([folder, file], false) => is_written_folder(folder) && is_written_file(file),
+        _ => false,
+    }
+}
+
+/// What the checkpoint folders of a run hold that samix did not write (a run writes such a folder
+/// anew, so they would be in its way).
+pub(crate) fn foreign_entries(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let root = run_dir.join("checkpoints");
+    if !std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+        return Ok(Vec::new());
+    }
+    let mut foreign = Vec::new();
+    for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))? {
+        let entry = entry.map_err(|e| Error::io(&root, e))?;
+        let is_dir = entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir();
+        if !is_dir || !entry.file_name().to_str().is_some_and(is_written_folder) {
+            continue;
+        }
+        for file in std::fs::read_dir(entry.path()).map_err(|e| Error::io(entry.path(), e))? {
+            let file = file.map_err(|e| Error::io(entry.path(), e))?;
+            let ours =
+                file.file_type().is_ok_and(|t| t.is_file()) && file.file_name().to_str().is_some_and(is_written_file);
+            if !ours {
+                foreign.push(file.path());
+            }
+        }
+    }
+    foreign.sort();
+    Ok(foreign)
+}
+
+/// Removes a checkpoint folder samix wrote — its files, then the folder — if there is one at
+/// `dir`; refuses, naming them, where it holds anything else or `dir` is not a folder.
+fn remove_folder(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::run(
+                dir,
+                "is in the way of a checkpoint: a file or link samix did not write; move it away",
+            ))
+        }
+        Ok(_) => {}
+    }
+    let kept = crate::files::remove_written(dir, &|rel, is_dir| !is_dir && matches!(rel, [f] if is_written_file(f)))?;
+    if !kept.is_empty() {
+        let names: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
+        let msg = format!(
+            "holds files samix did not write ({}); move them out to let samix write this checkpoint",
+            names.join(", ")
+        );
+        return Err(Error::run(dir, msg));
+    }
+    std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// Set to `POINT:FOLDER` (`checkpoint-visible:epoch-0001`), the process exits at once with code

@@ -18,6 +18,7 @@ mod replicas;
 mod resume;
 pub mod run;
 pub mod run_dir;
+pub mod run_lock;
 pub mod samix_learner;
 pub mod ssl_learner;
 mod stop;

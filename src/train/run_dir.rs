@@ -1,40 +1,58 @@
 //! The run directory: created for a new run (with a marker only samix writes), kept for
 //! `--resume`, replaced with `--force` — only when the marker says samix made it, and then only
-//! the entries samix writes are removed; anything else the user put there stays.
+//! what samix writes is removed, by name, down into the folders it makes (`checkpoints/`,
+//! `visuals/`, `tensorboard/`, `report/`, each removed once empty); anything else the user put
+//! there stays, and the run says what it kept. The run's lock is [`super::run_lock`].
+use super::checkpoint;
+pub use super::run_lock::{lock, RunLock, HOLDER_FILE as LOCK};
+use crate::files::{is_or_tmp_of, remove_written, tmp_path};
 use crate::{Error, Result};
 use std::path::Path;
 
 /// The file that marks a folder as a samix run directory.
 pub const MARKER: &str = ".samix-run";
-/// The file a training process holds an exclusive lock on while it writes the run.
-pub const LOCK: &str = ".samix-run.lock";
 
-/// Everything a run writes into its directory (and the temporary names it writes them under).
-/// (Not the lock file: a process holding it while another replaces the run must keep excluding
-/// it, so the lock file stays.)
-const RUN_ENTRIES: &[&str] = &[
-    MARKER,
+/// The files a run writes at the top of its directory (each also under its temporary name).
+/// Not the marker and the lock's holder file: they stay while a run is replaced.
+const RUN_FILES: &[&str] = &[
     "config.toml",
     "seed",
     "metrics.jsonl",
     "summary.json",
-    "checkpoints",
-    "visuals",
-    "tensorboard",
-    "report",
-    "mixer.json",
-    "mixer.safetensors",
-    "config.toml.tmp",
-    "seed.tmp",
-    "metrics.jsonl.tmp",
-    "summary.json.tmp",
-    "mixer.json.tmp",
-    "mixer.safetensors.tmp",
+    crate::samix::artifact::METADATA_FILE,
+    crate::samix::artifact::WEIGHTS_FILE,
+    super::ssl_learner::BACKBONE_FILE,
 ];
+
+/// The folders a run makes at the top of its directory.
+const RUN_FOLDERS: &[&str] = &["checkpoints", "visuals", "tensorboard", "report"];
+
+/// The files of the run's report (`crate::report::write_report`, which `samix train` runs into
+/// `report/`; listed here because that module depends on this one).
+fn is_report_file(name: &str) -> bool {
+    let chart = |n: &str| n.strip_prefix("top1_").is_some_and(|r| r.ends_with(".png"));
+    is_or_tmp_of(name, |n| ["report.md", "loss.png", "top1.png", "lr.png"].contains(&n) || chart(n))
+}
+
+/// Whether samix writes the entry at `rel` (names from the run directory down; `dir`: a folder).
+fn is_written(rel: &[&str], dir: bool) -> bool {
+    let temporary = |name: &str| [MARKER, LOCK].iter().any(|f| tmp_path(Path::new(f)) == Path::new(name));
+    match rel {
+        [name] if !dir => is_or_tmp_of(name, |n| RUN_FILES.contains(&n)) || temporary(name),
+        [name] => RUN_FOLDERS.contains(name) || *name == checkpoint::FIRST_STAGING,
+        ["checkpoints", rest @ ..] => checkpoint::is_written(rest, dir),
+        // Where a run's first checkpoint is put together with its `latest`.
+        [staging, rest @ ..] if *staging == checkpoint::FIRST_STAGING => checkpoint::is_written(rest, dir),
+        ["visuals", name] => !dir && super::visual::is_written_name(name),
+        ["tensorboard", name] => !dir && crate::tensorboard::is_event_file_name(name),
+        ["report", name] => !dir && is_report_file(name),
+        _ => false,
+    }
+}
 
 /// Prepares the run directory — new, resumed, or replaced with `--force` — and returns its lock,
 /// held for the whole run. A samix run is locked before anything in it is touched; a folder samix
-/// did not make gets no lock file (it is refused untouched).
+/// did not make is refused untouched.
 pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
     let held = if out.join(MARKER).is_file() { Some(lock(out)?) } else { None };
     let is_empty = !out.exists() || std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_none();
@@ -48,14 +66,15 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
                 format!("--force refuses: not a samix run (no {MARKER}, which every samix run directory has); nothing was deleted"),
             ));
         }
-        remove_run_entries(out)?;
+        replace_run(out)?;
     }
     // `--resume` of a run that produced nothing yet (stopped before its first checkpoint, or never
     // started: no folder) starts it from the beginning, so a requeued job may always pass
     // --resume; anything else without a checkpoint is not a run to continue (restarting would
     // overwrite its results, or it is not a samix run).
     let startable = is_empty || (held.is_some() && !has_results(out));
-    if resume && !out.join("checkpoints").join("latest").exists() && !startable {
+    // A whole checkpoint counts even without `latest` (a writer stopped between the two).
+    if resume && !startable && checkpoint::latest(out)?.is_none() {
         return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -78,48 +97,40 @@ fn has_results(out: &Path) -> bool {
     metrics || out.join("checkpoints").exists() || out.join("summary.json").exists()
 }
 
-/// Removes what a samix run writes, and nothing else.
-fn remove_run_entries(out: &Path) -> Result<()> {
-    for name in RUN_ENTRIES {
-        let path = out.join(name);
-        let result = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else if path.exists() {
-            std::fs::remove_file(&path)
-        } else {
-            continue;
-        };
-        result.map_err(|e| Error::io(&path, e))?;
+/// `--force`: removes what a samix run writes, and nothing else; says in one line what it kept.
+/// Refuses, deleting nothing, when a checkpoint folder holds something samix did not write (the
+/// new run writes its checkpoint folders anew).
+fn replace_run(out: &Path) -> Result<()> {
+    let relative = |p: &Path| p.strip_prefix(out).unwrap_or(p).display().to_string();
+    let foreign = checkpoint::foreign_entries(out)?;
+    if !foreign.is_empty() {
+        let msg = format!(
+            "--force refuses: {} in a checkpoint folder, which the new run writes anew; move it out of checkpoints/ first; nothing was deleted",
+            listing(foreign.iter().map(|p| relative(p)).collect())
+        );
+        return Err(Error::run(out, msg));
+    }
+    let kept: Vec<String> = remove_written(out, &is_written)?
+        .iter()
+        .map(|p| relative(p))
+        .filter(|name| name != MARKER && name != LOCK)
+        .collect();
+    if !kept.is_empty() {
+        let (count, noun) = (kept.len(), if kept.len() == 1 { "entry" } else { "entries" });
+        tracing::warn!("{}: --force kept {count} {noun} samix did not write: {}", out.display(), listing(kept));
     }
     Ok(())
 }
 
-/// An exclusive hold on a run directory for as long as it lives (released when dropped or when
-/// the process ends, however it ends).
-#[derive(Debug)]
-pub struct RunLock {
-    _file: std::fs::File,
-}
-
-/// Takes the run directory's lock without waiting: a second training process on the same
-/// directory is refused at once (nothing waits on it).
-pub fn lock(out: &Path) -> Result<RunLock> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let path = out.join(LOCK);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a descriptor this function owns; it only sets an advisory lock.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(Error::run(out, "another samix process is training in this run directory (its lock is held); wait for it or choose another --out"));
-        }
+/// Names for a one-line message: the first few, then how many more.
+fn listing(mut names: Vec<String>) -> String {
+    const SHOWN: usize = 8;
+    let more = names.len().saturating_sub(SHOWN);
+    names.truncate(SHOWN);
+    let list = names.join(", ");
+    if more > 0 {
+        format!("{list} and {more} more")
+    } else {
+        list
     }
-    Ok(RunLock { _file: file })
 }

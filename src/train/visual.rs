@@ -62,7 +62,7 @@ impl MaskVisuals {
         self.evolution_epochs.push(epoch);
         let dir = out.join("visuals");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join(format!("masks_epoch_{epoch:04}.png"));
+        let path = dir.join(format!("{SNAPSHOT_PREFIX}{epoch:04}.png"));
         let labels = GridLabels {
             rows: ["first", "second", "mask λ=0.3", "mixed λ=0.3", "mask λ=0.7", "mixed λ=0.7"]
                 .map(String::from)
@@ -90,6 +90,20 @@ impl MaskVisuals {
             columns: Vec::new(),
             legend: Some("masks at λ=0.5: black = first image, white = second".into()),
         };
-        write_grid(&self.evolution, &labels, &dir.join("masks_evolution.png"))
+        write_grid(&self.evolution, &labels, &dir.join(EVOLUTION_FILE))
     }
+}
+
+/// The start of a mask grid's file name in `visuals/` (`masks_epoch_NNNN.png`).
+const SNAPSHOT_PREFIX: &str = "masks_epoch_";
+/// The strip of masks over the run, in `visuals/`.
+const EVOLUTION_FILE: &str = "masks_evolution.png";
+
+/// Whether `name` is a file these visuals write into `visuals/` (or its temporary name).
+pub fn is_written_name(name: &str) -> bool {
+    let snapshot = |n: &str| {
+        let epoch = n.strip_prefix(SNAPSHOT_PREFIX).and_then(|r| r.strip_suffix(".png"));
+        epoch.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    crate::files::is_or_tmp_of(name, |n| n == EVOLUTION_FILE || snapshot(n))
 }

@@ -1,5 +1,7 @@
-//! Shared test helpers: where the real datasets live, and small tensors.
+//! Shared test helpers: where the real datasets live, small tensors, and the `samix` binary in a
+//! child process ([`training`]).
 #![allow(dead_code)]
+pub mod training;
 use std::path::PathBuf;
 
 /// The folder of real datasets the tests read: `$SAMIX_TEST_DATA` (scripts/test.sh sets it to
