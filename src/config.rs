@@ -185,7 +185,8 @@ impl MixConfig {
     /// `checkpoint`, a samix run or checkpoint folder.
     pub fn named(name: &str, alpha: Option<f64>, checkpoint: Option<&Path>) -> Result<MixConfig> {
         let alpha = alpha.unwrap_or_else(|| Self::default_alpha(name));
-        if !(alpha.is_finite() && alpha > 0.0) && !matches!(name, "none" | "mixup_cutmix") {
+        let (positive, takes_alpha) = (alpha.is_finite() && alpha > 0.0, !matches!(name, "none" | "mixup_cutmix"));
+        if takes_alpha && !positive {
             // Before the policy is looked at: a NaN α once surfaced as a TOML error on `--policy`.
             return Err(Error::config("--alpha", format!("{alpha} is not a positive number")));
         }
