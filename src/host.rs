@@ -61,6 +61,15 @@ pub fn bf16_cpu_warning(has_bf16: Option<bool>) -> Option<String> {
     })
 }
 
+/// Warns (one line) when a run or the bench asks for bf16 on a CPU that only emulates it.
+pub fn warn_if_bf16_emulated(precision: crate::native::Precision, device: tch::Device) {
+    if precision == crate::native::Precision::Bf16 && device == tch::Device::Cpu {
+        if let Some(w) = bf16_cpu_warning(cpu_has_bf16()) {
+            tracing::warn!("{w}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,7 +104,7 @@ pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
     if opts.cuda_graph && !device.is_cuda() {
         return Err(Error::Argument(format!("--cuda-graph needs a CUDA device, not {device:?}")));
     }
-    crate::train::run::warn_bf16_on_cpu(opts.precision, device);
+    crate::host::warn_if_bf16_emulated(opts.precision, device);
     synchronize(device);
     reset_peak_memory(device)?;
     // The SAMix step's EMA momentum follows the schedule of a run as long as the bench (a

@@ -57,6 +57,11 @@ impl MixerDraws {
         self.lambda.alpha()
     }
 
+    /// The probability of the area-adjust flag.
+    pub fn mask_adjust(&self) -> f64 {
+        self.mask_adjust
+    }
+
     /// The draws of a two-branch step for `n` images from the host stream, in the stream's
     /// order: two λ (`first` says whose is first), the backbone branch's pairing, the Mixer
     /// branch's pairing, the adjust flag.

@@ -139,13 +139,18 @@ impl PretrainedMixer {
 pub struct SamixP {
     mixer: PretrainedMixer,
     draws: MixerDraws,
-    mask_adjust: f64,
     lam_margin: f64,
 }
 
 impl std::fmt::Debug for SamixP {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SamixP(α {}, mask_adjust {}, lam_margin {})", self.draws.alpha(), self.mask_adjust, self.lam_margin)
+        write!(
+            f,
+            "SamixP(α {}, mask_adjust {}, lam_margin {})",
+            self.draws.alpha(),
+            self.draws.mask_adjust(),
+            self.lam_margin
+        )
     }
 }
 
@@ -157,7 +162,7 @@ impl SamixP {
             return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
         }
         crate::samix::config::check_lam_margin(lam_margin)?;
-        Ok(SamixP { draws: MixerDraws::new(alpha, mask_adjust)?, mixer, mask_adjust, lam_margin })
+        Ok(SamixP { draws: MixerDraws::new(alpha, mask_adjust)?, mixer, lam_margin })
     }
 
     pub fn pretrained(&self) -> &PretrainedMixer {
@@ -167,7 +172,7 @@ impl SamixP {
     /// The mixed batch for draws already made (λ and the adjust flag as 0-dim tensors).
     fn mix_with(&self, images: &Tensor, labels: &Tensor, perm: Tensor, lam: &Tensor, adjust: &Tensor) -> MixedBatch {
         let s = self.mixer.mask(images, &perm, lam);
-        let adjust = (self.mask_adjust > 0.0).then_some(adjust);
+        let adjust = (self.draws.mask_adjust() > 0.0).then_some(adjust);
         let s = backbone_mask(s, lam, adjust, self.lam_margin);
         let mixed = apply_mask(images, &images.index_select(0, &perm), &s);
         let targets = mix_targets_t(labels, &perm, lam);

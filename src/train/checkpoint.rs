@@ -322,7 +322,7 @@ pub const EXIT_POINT_VAR: &str = "SAMIX_TEST_EXIT_AT";
 /// The process exits here when [`EXIT_POINT_VAR`] names this point and checkpoint (a test hook).
 fn exit_point(point: &str, name: &str) {
     if std::env::var(EXIT_POINT_VAR).is_ok_and(|v| v.split_once(':') == Some((point, name))) {
-        eprintln!("{EXIT_POINT_VAR}: exiting at {point} of {name}");
+        tracing::warn!("{EXIT_POINT_VAR}: exiting at {point} of {name}");
         std::process::exit(137);
     }
 }

@@ -134,7 +134,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
         tch::set_num_threads(config.train.threads as i32);
     }
     crate::device::prepare(device);
-    warn_bf16_on_cpu(config.train.precision, device);
+    crate::host::warn_if_bf16_emulated(config.train.precision, device);
     let writes = group.as_ref().is_none_or(|g| g.is_main());
     let shard = group.as_ref().map_or(Shard::WHOLE, |g| Shard { rank: g.rank(), count: g.world_size() });
     let Setup { train_loader, test_loader, mut learner } = Setup::open(&mut config, device, shard)?;
@@ -198,15 +198,6 @@ fn check_start(start: &Start, iters: usize, out: &Path) -> Result<()> {
         return Err(Error::run(out, msg));
     }
     Ok(())
-}
-
-/// Warns (one line) when a run asks for bf16 on a CPU that only emulates it.
-pub fn warn_bf16_on_cpu(precision: crate::native::Precision, device: Device) {
-    if precision == crate::native::Precision::Bf16 && device == Device::Cpu {
-        if let Some(w) = crate::host::bf16_cpu_warning(crate::host::cpu_has_bf16()) {
-            tracing::warn!("{w}");
-        }
-    }
 }
 
 /// The epochs from `start` up to `end_epoch`, with a checkpoint every `train.checkpoint_every`
