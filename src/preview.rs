@@ -60,7 +60,7 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
     let loader = Loader::new(splits.test, pipeline, lc, Device::Cpu);
     let batch = loader.epoch(0).next().ok_or_else(|| Error::data(&req.data, "no test images"))??;
     let mut rng = stream(req.seed, Stream::Visual, 0, 0);
-    match Mixing::from_config(&req.mix, &info, dc.image_side(), Device::Cpu)? {
+    match Mixing::from_config(&req.mix, crate::samix::Scenario::Supervised, &info, dc.image_side(), Device::Cpu)? {
         Mixing::Input(policy) => {
             policy_grid(&policy, &batch.images, &batch.labels, &info.mean, &info.std, &mut rng, &req.out)
         }

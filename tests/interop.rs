@@ -158,9 +158,9 @@ fn attentivemix_scores_with_an_imagenet_resnet18_file_at_224() {
             file.display()
         );
         let cfg = samix::config::TrainConfig::parse(&text, &[]).unwrap();
-        match samix::train::input_policy(&cfg.mix, Device::Cpu).unwrap() {
-            samix::train::Policy::AttentiveMix(p) => p,
-            _ => panic!("not AttentiveMix"),
+        match &cfg.mix {
+            samix::config::MixConfig::Attentivemix(c) => samix::train::attentive_mix(c, Device::Cpu).unwrap(),
+            other => panic!("not AttentiveMix: {other:?}"),
         }
     };
     let images = Tensor::randn([4, 3, 32, 32], (tch::Kind::Float, Device::Cpu));

@@ -3,7 +3,7 @@
 use rand::SeedableRng;
 use samix::config::MixConfig;
 use samix::loss::{cross_entropy, mixup_cross_entropy, soft_cross_entropy};
-use samix::mix::{cutmix_box, paste_box, CutMix, MixPolicy, MixUp, MixedTargets};
+use samix::mix::{cutmix_box, paste_box, CutMix, CutmixConfig, MixPolicy, MixUp, MixedTargets, MixupConfig};
 use samix::optim::{CosineSchedule, Sgd};
 use samix::optim::{OptimConfig, ScheduleConfig};
 use samix::rng::SamixRng;
@@ -93,12 +93,13 @@ fn cutmix_lambda_is_the_kept_area_to_the_pixel() {
 #[test]
 fn policies_validate_alpha() {
     for alpha in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let err =
-            input_policy(&MixConfig::Mixup { alpha, per_sample: false }, tch::Device::Cpu).unwrap_err().to_string();
+        let err = input_policy(&MixConfig::Mixup(MixupConfig { alpha, per_sample: false }), tch::Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mix.alpha"), "{err}");
-        assert!(input_policy(&MixConfig::Cutmix { alpha, no_repeat: false }, tch::Device::Cpu).is_err());
+        assert!(input_policy(&MixConfig::Cutmix(CutmixConfig { alpha, no_repeat: false }), tch::Device::Cpu).is_err());
     }
-    assert!(input_policy(&MixConfig::None, tch::Device::Cpu).is_ok());
+    assert!(input_policy(&MixConfig::default(), tch::Device::Cpu).is_ok());
 }
 
 #[test]

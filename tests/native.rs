@@ -11,7 +11,7 @@ use samix::native::{self, CudaGraph, Precision};
 use samix::optim::OptimConfig;
 use samix::optim::{ParamGroup, Sgd};
 use samix::samix::{adjust_area, backbone_mask};
-use samix::samix::{MixerVariant, SamixConfig};
+use samix::samix::{MaskAdjust, MixerVariant, SamixConfig, Scenario};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -181,7 +181,7 @@ fn device_cutmix_box_area_is_lambda_to_the_pixel() {
     let x = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[0i64, 1, 2, 3]);
     let m = CutMix::new(1.0).unwrap().mix_on_device(&x, &y).unwrap();
-    let (first, perm) = (m.mask.unwrap(), m.pairing.unwrap());
+    let (first, perm) = (m.first_weight.unwrap(), m.pairing.unwrap());
     let want = &x * &first + x.index_select(0, &perm) * (1.0 - &first);
     assert!(m.images.allclose(&want, 0.0, 0.0, false), "pixels come whole from one image or the other");
     let kept = f64s(&m.targets.lam);
@@ -193,7 +193,8 @@ fn samix_step_with_device_draws_is_finite_and_trains_the_mixer() {
     let _rng = torch_rng_lock();
     tch::manual_seed(8);
     let resolved =
-        SamixConfig { mask_adjust: 0.5, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
+        SamixConfig { mask_adjust: Some(MaskAdjust::Probability(0.5)), ..toml::from_str::<SamixConfig>("").unwrap() }
+            .resolve(MixerVariant::Samix, Scenario::Supervised);
     let vs = VarStore::new(Device::Cpu);
     let model = tiny_resnet();
     let nets = common::online_samix(&vs, &model, resolved, 3, 10, 16);

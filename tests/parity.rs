@@ -83,7 +83,15 @@ fn named(vs: &tch::nn::VarStore, prefix: &str) -> Vec<(String, Tensor)> {
 fn samix_step(cfg: &TrainConfig, d: Draws, dir: &Path) {
     let _rng = common::torch_rng_lock();
     let info = cifar100_info();
-    let (config, options) = match Mixing::from_config(&cfg.mix, &info, Some(SIDE), Device::Cpu).unwrap() {
+    let (config, options) = match Mixing::from_config(
+        &cfg.mix,
+        samix::samix::Scenario::Supervised,
+        &info,
+        Some(SIDE),
+        Device::Cpu,
+    )
+    .unwrap()
+    {
         Mixing::Online { config, options } => (config, options),
         _ => panic!("the preset is not online SAMix"),
     };
@@ -132,7 +140,7 @@ fn samix_step(cfg: &TrainConfig, d: Draws, dir: &Path) {
         "mixer_weight_decay": mixer_optim.weight_decay,
         "ema_momentum": ema_momentum,
         "label_smoothing": cfg.train.label_smoothing,
-        "mix": match &cfg.mix { MixConfig::Samix(c) | MixConfig::Automix(c) => serde_json::to_value(c).unwrap(), _ => unreachable!() },
+        "mix": match &cfg.mix { MixConfig::Samix(c) => serde_json::to_value(c).unwrap(), MixConfig::Automix(c) => serde_json::to_value(c).unwrap(), _ => unreachable!() },
         "mixer_variant": format!("{:?}", options.mixer.variant).to_lowercase(),
     });
     std::fs::write(dir.join("step.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
@@ -204,7 +212,7 @@ fn samix_ssl_step(cfg: &TrainConfig, d: SslDraws, dir: &Path) {
         "mixer_weight_decay": mixer_optim.weight_decay,
         "key_momentum": ssl.momentum_at(0, 100),
         "queue_position": 0,
-        "ssl": serde_json::to_value(&ssl).unwrap(),
+        "ssl": ssl_settings(&ssl, &cfg.mix),
         "mix": serde_json::to_value(cfg.mix.online_config().unwrap().0).unwrap(),
     });
     std::fs::write(dir.join("step.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
@@ -387,4 +395,21 @@ fn samix_ssl_step_matches_the_pytorch_oracle() {
             "breaking `{detail}` in the oracle went unnoticed on {must_differ}* (differences: {bad:?})"
         );
     }
+}
+
+/// The oracle's `ssl` settings: MoCo's keys and SAMix-SSL's, the latter resolved from `[mix]`.
+fn ssl_settings(ssl: &samix::ssl::SslConfig, mix: &MixConfig) -> serde_json::Value {
+    let (c, variant) = mix.online_config().unwrap();
+    let o = c.resolve(variant, samix::samix::Scenario::SelfSupervised);
+    let mut json = serde_json::to_value(ssl).unwrap();
+    let (loss, eta) = match o.contrastive_loss {
+        samix::samix::ContrastiveLoss::Global => ("global", 0.0),
+        samix::samix::ContrastiveLoss::Local => ("local", 0.0),
+        samix::samix::ContrastiveLoss::LocalGlobal { eta } => ("local_global", eta),
+    };
+    json["mixer_loss"] = loss.into();
+    json["eta"] = eta.into();
+    json["mask_adjust"] = if o.area_margin.is_some() { "auto" } else { "probability" }.into();
+    json["mean_margin"] = o.area_margin.unwrap_or(0.0).into();
+    json
 }

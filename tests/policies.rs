@@ -4,7 +4,7 @@
 mod common;
 use rand::SeedableRng;
 use samix::config::MixConfig;
-use samix::mix::{fourier_mask, spectral_residual_saliency, MixPolicy};
+use samix::mix::{fourier_first_weight, spectral_residual_saliency, MixPolicy};
 use samix::rng::SamixRng;
 use samix::train::Policy;
 use tch::{Device, Kind, Tensor};
@@ -30,7 +30,7 @@ fn binary_mask_policies_label_the_kept_area() {
             let p = policy(name, 1.0);
             let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
             assert_eq!(out.images.size(), x.size(), "{name}");
-            let mask = out.mask.as_ref().expect("mask policies report their mask");
+            let mask = out.first_weight.as_ref().expect("mask policies report their mask");
             let m = f64s(mask);
             assert!(m.iter().all(|v| *v == 0.0 || *v == 1.0), "{name}: binary mask");
             let lam = f64s(&out.targets.lam);
@@ -70,7 +70,7 @@ fn binary_mask_policies_label_the_kept_area() {
 fn smoothmix_blends_with_its_blob_and_labels_the_first_image_area() {
     let (x, y) = indexed_batch(6, 32, 32);
     let out = policy("smoothmix", 0.2).mix(&x, &y, &mut SamixRng::seed_from_u64(4));
-    let m = out.mask.unwrap();
+    let m = out.first_weight.unwrap();
     let partner = x.index_select(0, out.pairing.as_ref().unwrap());
     let expected = &x * &m + &partner * (-&m + 1.0);
     assert!(out.images.allclose(&expected, 1e-6, 1e-6, false));
@@ -85,19 +85,19 @@ fn smoothmix_blends_with_its_blob_and_labels_the_first_image_area() {
 fn fmix_mask_keeps_exactly_k_pixels() {
     let mut rng = SamixRng::seed_from_u64(1);
     for keep in [0, 1, 300, 511, 1024] {
-        let m = fourier_mask(32, 32, keep, 3.0, &mut rng);
+        let m = fourier_first_weight(32, 32, keep, 3.0, &mut rng);
         assert_eq!(m.size(), [1, 1, 32, 32]);
         assert_eq!(m.sum(Kind::Int64).int64_value(&[]), keep);
     }
     // Low-frequency: the kept region is mostly connected blobs, so neighbouring pixels agree far
     // more often than for a random mask of the same area (≈ 50% for a random half mask).
-    let m = fourier_mask(32, 32, 512, 3.0, &mut SamixRng::seed_from_u64(2));
+    let m = fourier_first_weight(32, 32, 512, 3.0, &mut SamixRng::seed_from_u64(2));
     let right =
         m.narrow(3, 1, 31).eq_tensor(&m.narrow(3, 0, 31)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
     assert!(right > 0.85, "neighbour agreement {right}");
     // λ = 1 keeps the whole first image.
     let (x, y) = indexed_batch(4, 16, 16);
-    let all = fourier_mask(16, 16, 256, 3.0, &mut rng);
+    let all = fourier_first_weight(16, 16, 256, 3.0, &mut rng);
     assert!(samix::mix::blend(&x, &x.flip([0]), &all).equal(&x));
     let _ = y;
 }
@@ -112,7 +112,7 @@ fn resizemix_pastes_the_shrunk_partner() {
         .contiguous();
     let y = Tensor::arange(n, (Kind::Int64, Device::Cpu));
     let out = policy("resizemix", 1.0).mix(&x, &y, &mut SamixRng::seed_from_u64(7));
-    let first = out.mask.unwrap().squeeze();
+    let first = out.first_weight.unwrap().squeeze();
     let rows: Vec<i64> = (0..32).filter(|&r| f64s(&first.get(r)).contains(&0.0)).collect();
     let cols: Vec<i64> = (0..32).filter(|&c| f64s(&first.select(1, c)).contains(&0.0)).collect();
     let (y0, bh, x0, bw) = (rows[0], rows.len() as i64, cols[0], cols.len() as i64);
@@ -139,8 +139,10 @@ fn policy_names_and_alphas_are_validated() {
     assert!(MixConfig::from_name("supermix", None).unwrap_err().to_string().contains("unknown variant"));
     assert!(MixConfig::from_name("attentivemix", None).unwrap_err().to_string().contains("checkpoint"));
     assert!(MixConfig::from_name("cutmix", Some(-1.0)).is_err());
-    assert_eq!(MixConfig::from_name("mixup", None).unwrap(), MixConfig::Mixup { alpha: 1.0, per_sample: false });
-    assert_eq!(MixConfig::from_name("cutmix", None).unwrap(), MixConfig::Cutmix { alpha: 0.2, no_repeat: false });
+    let mixup = samix::mix::MixupConfig { alpha: 1.0, per_sample: false };
+    assert_eq!(MixConfig::from_name("mixup", None).unwrap(), MixConfig::Mixup(mixup));
+    let cutmix = samix::mix::CutmixConfig { alpha: 0.2, no_repeat: false };
+    assert_eq!(MixConfig::from_name("cutmix", None).unwrap(), MixConfig::Cutmix(cutmix));
 }
 
 mod feature {
@@ -385,7 +387,7 @@ mod puzzle {
         for seed in 0..8 {
             let sal = Tensor::rand([8, 32, 32], (Kind::Float, Device::Cpu));
             let out = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
-            let m = out.mask.as_ref().unwrap();
+            let m = out.first_weight.as_ref().unwrap();
             assert!(f64s(m).iter().all(|v| *v == 0.0 || *v == 0.5 || *v == 1.0), "three labels");
             let area = f64s(&m.mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
             let lam = f64s(&out.targets.lam);
@@ -413,7 +415,7 @@ mod puzzle {
         }
         for seed in 0..10 {
             let out = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
-            let m = out.mask.unwrap();
+            let m = out.first_weight.unwrap();
             let perm = Vec::<i64>::try_from(out.pairing.as_ref().unwrap()).unwrap();
             for n in 0..4usize {
                 if perm[n] == n as i64 {
@@ -440,7 +442,7 @@ fn puzzlemix_handles_28_pixel_images() {
         let sal = Tensor::rand([6, 28, 28], (Kind::Float, Device::Cpu));
         let out = p.mix_with_saliency(&x, &y, &sal, &mut SamixRng::seed_from_u64(seed));
         assert_eq!(out.images.size(), [6, 3, 28, 28]);
-        let area = f64s(&out.mask.unwrap().mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
+        let area = f64s(&out.first_weight.unwrap().mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
         assert!(f64s(&out.targets.lam).iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6));
     }
 }
@@ -459,7 +461,7 @@ fn smoothmix_reference_option_swaps_the_label_weight_and_moves_the_centre() {
     for (reference, seed) in [(false, 3u64), (true, 3), (false, 8), (true, 8)] {
         let p = policy_from(&format!("policy = \"smoothmix\"\nalpha = 0.2\nreference = {reference}"));
         let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
-        let first = out.mask.unwrap();
+        let first = out.first_weight.unwrap();
         let kept = first.mean(Kind::Float).double_value(&[]);
         let lam = f64s(&out.targets.lam);
         let want = if reference { 1.0 - kept } else { kept };
@@ -563,9 +565,45 @@ print(json.dumps(out))
     let (x, y) = indexed_batch(4, 32, 32);
     for seed in 0..20 {
         let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
-        let m = f64s(out.mask.as_ref().unwrap());
+        let m = f64s(out.first_weight.as_ref().unwrap());
         assert!(m.iter().all(|v| *v == 0.0 || *v == 1.0));
         let kept = m.iter().sum::<f64>() / m.len() as f64;
         assert!((f64s(&out.targets.lam)[0] - kept).abs() < 1e-9, "seed {seed}: λ is the kept area");
     }
+}
+
+/// Every policy `MixConfig` lists reads back from its own name, writes that name, and either
+/// builds as a per-batch policy from its table alone or says, naming `mix.policy`, who builds it.
+#[test]
+fn every_listed_policy_reads_writes_and_builds_by_its_name() {
+    assert_eq!(MixConfig::NAMES.len(), 16, "a policy was added or removed: update docs/DESIGN.md's count");
+    for &name in MixConfig::NAMES {
+        let text = match name {
+            "attentivemix" => format!("policy = \"{name}\"\nalpha = 1.0\ncheckpoint = \"run\""),
+            "samix_p" => format!("policy = \"{name}\"\nmixer = \"run\""),
+            "none" | "mixup_cutmix" | "puzzlemix" | "samix" | "automix" => format!("policy = \"{name}\""),
+            _ => format!("policy = \"{name}\"\nalpha = 1.0"),
+        };
+        let cfg: MixConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cfg.name(), name);
+        let written = toml::to_string(&cfg).unwrap();
+        assert!(written.starts_with(&format!("policy = \"{name}\"")), "{name} writes {written}");
+        assert_eq!(toml::from_str::<MixConfig>(&written).unwrap(), cfg, "{name} round trip");
+        cfg.check(4).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The trainer builds these (they hold a network, need the model or train a Mixer).
+        let trainer_built = ["attentivemix", "puzzlemix", "manifoldmix", "alignmix", "samix", "automix", "samix_p"];
+        match cfg.table().build_input() {
+            Ok(_) if trainer_built.contains(&name) => panic!("{name} built without the trainer"),
+            Err(e) if !trainer_built.contains(&name) => panic!("{name} did not build from its table: {e}"),
+            Ok(p) => {
+                let x = Tensor::rand([4, 1, 8, 8], (Kind::Float, Device::Cpu));
+                let y = Tensor::from_slice(&[0i64, 1, 2, 3]);
+                let mixed = p.mix(&x, &y, &mut SamixRng::seed_from_u64(0));
+                assert_eq!(mixed.images.size(), x.size(), "{name}");
+            }
+            Err(e) => assert!(e.to_string().contains("mix.policy"), "{name}: {e}"),
+        }
+    }
+    let unknown = toml::from_str::<MixConfig>("policy = \"supermix\"").unwrap_err().to_string();
+    assert!(MixConfig::NAMES.iter().all(|n| unknown.contains(n)), "{unknown}");
 }

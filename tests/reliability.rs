@@ -219,20 +219,17 @@ fn a_consulted_classifier_of_another_dataset_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     // A 1-channel Fashion-MNIST classifier scoring 3-channel CIFAR images (was a libtorch trace).
     run(&tiny(1, &[]), &tmp.path().join("teacher"), false, false).unwrap();
-    let mix = samix::config::MixConfig::Attentivemix {
-        alpha: 2.0,
-        checkpoint: tmp.path().join("teacher"),
-        upsample_to: None,
-        scorer_arch: None,
-        scorer_stem: None,
-    };
+    let mix =
+        samix::config::MixConfig::Attentivemix(samix::mix::AttentivemixConfig::new(2.0, tmp.path().join("teacher")));
     let dc = samix::data::DataConfig {
         train_limit: Some(1),
         test_limit: Some(1),
         ..samix::data::DataConfig::new(samix::data::DatasetKind::Cifar100, Some(common::cifar100_archive()))
     };
     let info = samix::data::open_splits(&dc).unwrap().train.info().clone();
-    let err = train::Mixing::from_config(&mix, &info, Some(32), Device::Cpu).err().map(|e| e.to_string());
+    let err = train::Mixing::from_config(&mix, samix::samix::Scenario::Supervised, &info, Some(32), Device::Cpu)
+        .err()
+        .map(|e| e.to_string());
     let err = err.unwrap_or_default();
     assert!(err.contains("1-channel") && err.contains("has 3"), "{err}");
     // PuzzleMix's saliency with a classifier of fewer classes than the images' labels (found

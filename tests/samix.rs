@@ -12,7 +12,7 @@ use samix::samix::{adjust_area, backbone_mask};
 use samix::samix::{
     apply_mask, lambda_encoding, mask_loss, MaskLossConfig, MaskLossMode, Mixer, MixerConfig, MixerShape, Upsample,
 };
-use samix::samix::{EmaConfig, MixerVariant, OnlineSamix, SamixConfig, SamixOptions};
+use samix::samix::{EmaConfig, MixerVariant, OnlineSamix, SamixConfig, SamixOptions, Scenario};
 use samix::train::metrics;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -117,8 +117,8 @@ fn grad_norms(vs: &VarStore, prefix: &str) -> Vec<(String, f64)> {
 #[test]
 fn gradients_flow_where_the_spec_says() {
     let _rng = common::torch_rng_lock();
-    let resolved =
-        SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }.resolve(MixerVariant::Samix);
+    let resolved = SamixConfig { alpha: 2.0, ..toml::from_str::<SamixConfig>("").unwrap() }
+        .resolve(MixerVariant::Samix, Scenario::Supervised);
     let (vs, nets) = tiny_samix(resolved);
     assert_eq!(nets.mixer.shape(), MixerShape { in_channels: 32, scale: 4 });
     let x = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
@@ -175,7 +175,7 @@ fn gradients_flow_where_the_spec_says() {
 #[test]
 fn ema_update_and_momentum_schedule() {
     let _rng = common::torch_rng_lock();
-    let resolved = toml::from_str::<SamixConfig>("").unwrap().resolve(MixerVariant::Samix);
+    let resolved = toml::from_str::<SamixConfig>("").unwrap().resolve(MixerVariant::Samix, Scenario::Supervised);
     let (vs, nets) = tiny_samix(resolved);
     let v = vs.variables();
     let (k0, q0) = (v["k.fc.weight"].copy(), v["q.fc.weight"].copy());

@@ -85,7 +85,7 @@ fn samix_p_reproduces_the_runs_masks_stays_frozen_and_accounts_lambda() {
     for _ in 0..4 {
         let mixed = policy.mix(&x, &y, &mut rng);
         // mask_adjust = 1: the first image covers exactly λ (or λ everywhere, within the margin).
-        let area = f64s(&mixed.mask.as_ref().unwrap().mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
+        let area = f64s(&mixed.first_weight.as_ref().unwrap().mean_dim(&[1i64, 2, 3][..], false, Kind::Double));
         let lam = f64s(&mixed.targets.lam);
         for (a, l) in area.iter().zip(&lam) {
             assert!((a - l).abs() < 1e-4, "mask area {a} vs λ {l}");
@@ -113,7 +113,7 @@ fn samix_p_trains_through_the_config_and_refuses_mismatched_artifacts() {
     // A run on another slice of the data, through `[mix] policy = "samix_p"`.
     let mix = format!("policy = \"samix_p\"\nmixer = \"{}\"\nmask_adjust = 0.5", dir.display());
     let cfg = TrainConfig::parse(&tiny_fashion_config(1500, 300, 2, &mix), &[]).unwrap();
-    assert!(matches!(cfg.mix, MixConfig::SamixP { .. }));
+    assert!(matches!(cfg.mix, MixConfig::SamixP(_)));
     let s = run(&cfg, &tmp.path().join("transfer"));
     assert!(s.final_acc1 > 30.0, "a tiny net learns with SAMix-P masks: {}", s.final_acc1);
 
@@ -127,7 +127,10 @@ fn samix_p_trains_through_the_config_and_refuses_mismatched_artifacts() {
     .train
     .info()
     .clone();
-    let err = Mixing::from_config(&cfg.mix, &info, Some(32), Device::Cpu).err().unwrap().to_string();
+    let err = Mixing::from_config(&cfg.mix, samix::samix::Scenario::Supervised, &info, Some(32), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("1-channel 28×28") && err.contains("3-channel 32×32"), "{err}");
     // An artifact whose metadata disagrees with its weights is refused, naming the problem.
     let bad = tmp.path().join("bad");

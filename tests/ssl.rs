@@ -9,7 +9,8 @@ use samix::config::TrainConfig;
 use samix::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
 use samix::model::{ModelConfig, Network};
 use samix::rng::SamixRng;
-use samix::ssl::{Bank, MocoPaths, SslConfig, SslMixerLoss, SslMixing, SslMixingChoice, SslModel};
+use samix::samix::{ContrastiveLoss, MixerVariant, SamixConfig, Scenario};
+use samix::ssl::{Bank, MocoPaths, SslConfig, SslMixing, SslMixingChoice, SslModel};
 use samix::SamixOptions;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -63,17 +64,22 @@ fn tiny_ssl() -> SslConfig {
 }
 
 /// MoCo (and SAMix-SSL when `samix`) over tiny ResNets for 16-pixel 3-channel images.
+/// SAMix-SSL's options as a run resolves them (auto area rule, local + 0.5·global), no λ margin.
+fn ssl_samix_options() -> SamixOptions {
+    let mut options = SamixConfig::default().resolve(MixerVariant::Samix, Scenario::SelfSupervised);
+    options.lam_margin = 0.0;
+    options
+}
+
 fn build(vs: &VarStore, cfg: SslConfig, queue: usize, samix: bool) -> SslModel<Network> {
+    build_with(vs, cfg, queue, samix.then(ssl_samix_options))
+}
+
+fn build_with(vs: &VarStore, cfg: SslConfig, queue: usize, samix: Option<SamixOptions>) -> SslModel<Network> {
     let paths = MocoPaths::standard(vs);
     let q = Network::new(&paths.query, &tiny_model(), 3, 10).unwrap();
     let k = Network::new(&paths.key, &tiny_model(), 3, 10).unwrap();
-    let choice = if samix {
-        let mut options = SamixOptions::samix();
-        options.lam_margin = 0.0;
-        SslMixingChoice::Samix(options)
-    } else {
-        SslMixingChoice::None
-    };
+    let choice = samix.map_or(SslMixingChoice::None, SslMixingChoice::Samix);
     SslModel::new(vs, &paths, (q, k), cfg, queue, choice, 16).unwrap()
 }
 
@@ -207,8 +213,8 @@ fn mixed_samples_are_matched_with_the_other_views_of_their_two_sources() {
     let _lock = torch_rng_lock();
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
-    let cfg = SslConfig { mixer_loss: SslMixerLoss::Global, ..tiny_ssl() };
-    let model = build(&vs, cfg, 16, true);
+    let options = SamixOptions { contrastive_loss: ContrastiveLoss::Global, ..ssl_samix_options() };
+    let model = build_with(&vs, tiny_ssl(), 16, Some(options));
     // Attention weights of a trained size (at initialisation the Mixer barely reads λ).
     tch::no_grad(|| {
         for (name, mut t) in vs.variables() {
@@ -296,7 +302,7 @@ fn baseline_mixes_are_matched_with_their_sources_other_views() {
         // the cross-view mix contains (the leak), or the unpaired key of the same-view case.
         let (images, pos_b, wrong_b) = match &k1 {
             Some(k1) => {
-                let first = mixed.mask.as_ref().unwrap();
+                let first = mixed.first_weight.as_ref().unwrap();
                 let images = &x1 * first + x2.index_select(0, partner) * (-first + 1.0);
                 (images, k1.index_select(0, partner), k2.index_select(0, partner))
             }
@@ -499,6 +505,10 @@ fn unused_settings_are_refused_and_the_default_queue_fits_the_batch() {
         ("train.label_smoothing=0.1", "train.label_smoothing"),
         ("train.channels_last=true", "train.channels_last"),
         ("mix.mixer_loss.kind=\"soft_ce\"", "mix.mixer_loss"),
+        ("ssl.mixer_loss=\"local\"", "mix.mixer_loss.kind"),
+        ("ssl.eta=0.5", "mix.mixer_loss.eta"),
+        ("ssl.mask_adjust=\"auto\"", "mix.mask_adjust"),
+        ("ssl.mean_margin=0.2", "mix.mean_margin"),
         ("mix.ema.momentum=0.99", "mix.ema"),
         ("ssl.cross_view=true", "ssl.cross_view"),
         ("ssl.queue_size=100", "ssl.queue_size"),

@@ -176,15 +176,15 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
             &batch.labels,
             &mut <samix::rng::SamixRng as rand::SeedableRng>::seed_from_u64(seed),
         );
-        let mask = out.mask.unwrap();
+        let first = out.first_weight.unwrap();
         let lam = Vec::<f64>::try_from(&out.targets.lam.to_kind(tch::Kind::Double)).unwrap();
-        let area = Vec::<f64>::try_from(&mask.mean_dim(&[1i64, 2, 3][..], false, tch::Kind::Double)).unwrap();
+        let area = Vec::<f64>::try_from(&first.mean_dim(&[1i64, 2, 3][..], false, tch::Kind::Double)).unwrap();
         assert_eq!(lam.len(), area.len());
         assert!(lam.iter().zip(&area).all(|(l, a)| (l - a).abs() < 1e-6), "per-sample λ = kept area");
         // The kept cells are the highest-scoring ones of the frozen network (4×4 grid, 7×7 px cells).
         let f = tch::no_grad(|| net.features(&batch.images, false, &[]).0);
         let scores = f.mean_dim(1, false, tch::Kind::Float).view([-1, 16]);
-        let cells = mask.view([-1, 1, 4, 7, 4, 7]).select(3, 0).select(4, 0).reshape([-1, 16]);
+        let cells = first.view([-1, 1, 4, 7, 4, 7]).select(3, 0).select(4, 0).reshape([-1, 16]);
         for n in 0..lam.len() as i64 {
             let k = cells.get(n).sum(tch::Kind::Int64).int64_value(&[]);
             assert!((1..=16).contains(&k));

@@ -144,11 +144,14 @@ fn time_runs(device: Device, runs: usize, mut run: impl FnMut() -> Result<()>) -
 }
 
 /// `samix bench --policies`: images per second of each handcrafted policy's `mix` alone on a
-/// random batch, by name; PuzzleMix with a random saliency (the saliency's cost not included).
+/// random batch, by name: every policy that mixes with nothing but its default table (not those
+/// needing a checkpoint, the model or a Mixer), then PuzzleMix with a random saliency (the
+/// saliency's cost not included).
 pub fn bench_policies(device: Device, batch: i64, steps: usize) -> Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
-    for name in ["mixup", "cutmix", "resizemix", "gridmix", "smoothmix", "fmix", "saliencymix", "mixup_cutmix"] {
-        let policy = input_policy(&MixConfig::from_name(name, None)?, device)?;
+    for &name in MixConfig::NAMES.iter().filter(|&&n| n != "none") {
+        // The policies that cannot be built from their name alone are skipped, by design.
+        let Ok(policy) = MixConfig::from_name(name, None).and_then(|c| input_policy(&c, device)) else { continue };
         out.push((name.to_string(), bench_policy_mix(&policy, device, batch, steps)));
     }
     let puzzle = crate::mix::PuzzleMix::new(Default::default(), vec![0.5; 3], vec![0.25; 3])?;

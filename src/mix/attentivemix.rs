@@ -8,8 +8,57 @@ use super::{blend, random_pairing, LambdaSampler, MixPolicy, MixedBatch, MixedTa
 use crate::model::{Network, StagedNet};
 use crate::rng::SamixRng;
 use crate::Result;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
+
+/// `policy = "attentivemix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AttentivemixConfig {
+    pub alpha: f64,
+    /// The scoring classifier: a samix run or checkpoint folder (its EMA classifier for SAMix
+    /// runs), or a samix weights file such as `samix convert` makes from torchvision's ImageNet
+    /// ResNet-18 (the reference's scorer; architecture from `scorer_arch` and `scorer_stem`).
+    pub checkpoint: PathBuf,
+    /// Resize the batch to this side before scoring (the reference: 224 for an ImageNet net).
+    #[serde(default)]
+    pub upsample_to: Option<usize>,
+    /// A weights file's architecture (default resnet18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorer_arch: Option<crate::model::Arch>,
+    /// A weights file's stem (default imagenet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorer_stem: Option<crate::model::Stem>,
+}
+
+impl AttentivemixConfig {
+    /// The scorer `alpha` and this table name, reading a samix run or checkpoint folder.
+    pub fn new(alpha: f64, checkpoint: PathBuf) -> Self {
+        AttentivemixConfig { alpha, checkpoint, upsample_to: None, scorer_arch: None, scorer_stem: None }
+    }
+
+    /// The architecture of a scorer given as a weights file.
+    pub fn scorer_model(&self) -> crate::model::ModelConfig {
+        let arch = self.scorer_arch.unwrap_or(crate::model::Arch::Resnet18);
+        crate::model::ModelConfig {
+            stem: self.scorer_stem.unwrap_or(crate::model::Stem::Imagenet),
+            ..crate::model::ModelConfig::new(arch)
+        }
+    }
+
+    /// The policy around the loaded scorer `net` (variables in `vs`).
+    pub fn build(&self, vs: VarStore, net: Network) -> Result<AttentiveMix> {
+        AttentiveMix::new(self.alpha, vs, net, self.upsample_to.map(|s| s as i64))
+    }
+}
+
+impl super::PolicyConfig for AttentivemixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+}
 
 pub struct AttentiveMix {
     lambda: LambdaSampler,
@@ -68,6 +117,6 @@ impl MixPolicy for AttentiveMix {
         let mixed = blend(images, &images.index_select(0, &perm), &first);
         let kept = first.mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
         let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam: kept };
-        MixedBatch { images: mixed, targets, mask: Some(first), pairing: Some(perm) }
+        MixedBatch { images: mixed, targets, first_weight: Some(first), pairing: Some(perm) }
     }
 }

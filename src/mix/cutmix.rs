@@ -7,7 +7,27 @@ use super::{
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+
+/// `policy = "cutmix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CutmixConfig {
+    pub alpha: f64,
+    /// Redraw a pairing that pairs an image with itself (up to 10 times), as the reference.
+    #[serde(default)]
+    pub no_repeat: bool,
+}
+
+impl super::PolicyConfig for CutmixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(CutMix::new(self.alpha)?.no_repeat(self.no_repeat)))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct CutMix {
@@ -124,11 +144,11 @@ impl MixPolicy for CutMix {
         let lam = self.lambda.sample(rng);
         let b = cutmix_box(h, w, lam, rng);
         let mixed = paste_box(images, &images.index_select(0, &perm), b);
-        let mask = Some(box_first_weight(h, w, b, images.device()));
+        let first_weight = Some(box_first_weight(h, w, b, images.device()));
         MixedBatch {
             images: mixed,
             targets: mix_targets(labels, &perm, b.keep_fraction(h, w)),
-            mask,
+            first_weight,
             pairing: Some(perm),
         }
     }
@@ -139,7 +159,12 @@ impl MixPolicy for CutMix {
         let perm = random_pairing_on_device(n, device);
         let (box_weight, kept) = cutmix_box_on_device(h, w, &self.lambda, device);
         let mixed = images * (1.0 - &box_weight) + images.index_select(0, &perm) * &box_weight;
-        let mask = Some(1.0 - box_weight);
-        Some(MixedBatch { images: mixed, targets: mix_targets_t(labels, &perm, &kept), mask, pairing: Some(perm) })
+        let first_weight = Some(1.0 - box_weight);
+        Some(MixedBatch {
+            images: mixed,
+            targets: mix_targets_t(labels, &perm, &kept),
+            first_weight,
+            pairing: Some(perm),
+        })
     }
 }

@@ -8,7 +8,95 @@ use crate::model::StagedNet;
 use crate::rng::SamixRng;
 use crate::{Error, Result};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// `policy = "manifoldmix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifoldmixConfig {
+    pub alpha: f64,
+    /// Mixing points drawn from: 0 = the input, k = after stage k.
+    #[serde(default = "ManifoldmixConfig::default_points")]
+    pub points: Vec<usize>,
+}
+
+impl ManifoldmixConfig {
+    /// The input and the outputs of stages 1 and 2 (also what AlignMix alternates with).
+    pub fn default_points() -> Vec<usize> {
+        vec![0, 1, 2]
+    }
+    pub fn build(&self) -> Result<FeatureMix> {
+        Ok(FeatureMix::Manifold(ManifoldMix::new(self.alpha, self.points.clone())?))
+    }
+}
+
+impl super::PolicyConfig for ManifoldmixConfig {
+    fn check(&self, num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)?;
+        if self.points.is_empty() || self.points.iter().any(|&p| p >= num_stages) {
+            return Err(Error::config(
+                "mix.points",
+                format!("must list mixing points in 0..{num_stages} (0 = input, k = after stage k)"),
+            ));
+        }
+        Ok(())
+    }
+    fn build_input(&self) -> Result<Box<dyn super::MixPolicy + Send>> {
+        Err(needs_the_model())
+    }
+}
+
+/// `policy = "alignmix"`: with `alternate_manifold` (the reference's CIFAR setting) each step is
+/// ManifoldMix or AlignMix with probability ½.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlignmixConfig {
+    pub alpha: f64,
+    #[serde(default = "AlignmixConfig::default_epsilon")]
+    pub epsilon: f64,
+    #[serde(default = "AlignmixConfig::default_sinkhorn_iterations")]
+    pub sinkhorn_iterations: usize,
+    #[serde(default = "AlignmixConfig::yes")]
+    pub alternate_manifold: bool,
+}
+
+impl AlignmixConfig {
+    fn default_epsilon() -> f64 {
+        0.1
+    }
+    fn default_sinkhorn_iterations() -> usize {
+        100
+    }
+    fn yes() -> bool {
+        true
+    }
+    pub fn build(&self) -> Result<FeatureMix> {
+        let align = AlignMix::new(self.alpha, self.epsilon, self.sinkhorn_iterations)?;
+        Ok(if self.alternate_manifold {
+            FeatureMix::ManifoldOrAlign(ManifoldMix::new(self.alpha, ManifoldmixConfig::default_points())?, align)
+        } else {
+            FeatureMix::Align(align)
+        })
+    }
+}
+
+impl super::PolicyConfig for AlignmixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn super::MixPolicy + Send>> {
+        Err(needs_the_model())
+    }
+}
+
+/// Why a policy that mixes through the model is not a per-batch input policy.
+pub(super) fn needs_the_model() -> Error {
+    Error::config(
+        "mix.policy",
+        "manifoldmix/alignmix/puzzlemix need the model (hidden features or input gradients); the trainer runs them",
+    )
+}
 
 /// Logits of a mixed forward pass, its label mix, and where it mixed (0 = input, k = after stage k).
 pub struct MixedForward {

@@ -7,7 +7,28 @@ use super::{blend, mix_targets, random_pairing, LambdaSampler, MixPolicy, MixedB
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// `policy = "gridmix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GridmixConfig {
+    pub alpha: f64,
+    /// The reference's crop: unclamped, at a possibly negative offset, holes written with
+    /// Python's slicing (see [`reference_grid_mask`]).
+    #[serde(default)]
+    pub reference: bool,
+}
+
+impl super::PolicyConfig for GridmixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(GridMix::new(self.alpha)?.reference(self.reference)))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct GridMix {
@@ -54,7 +75,7 @@ fn python_slice(start: i64, stop: i64, n: usize) -> std::ops::Range<usize> {
     }
 }
 
-/// The partner-image mask of the reference's GridMix (`h·w`, row-major, 1 = partner) for hole
+/// The mask (the partner image's weight) of the reference's GridMix (`h·w`, row-major, 1 = partner) for hole
 /// side ratio `ratio`: crop `w = ⌊√(⌊area⌋/ar)⌋`, `h = ⌊w·ar⌋` unclamped, its top-left at
 /// `⌊(H − h)·cy⌋` (truncated toward zero, so negative when the crop is taller than the image),
 /// square patches of side `⌈w/n_holes⌉`, holes written as `mask[top+y1 : top+y2, …] = 1`
@@ -89,7 +110,7 @@ pub fn reference_grid_mask(h: usize, w: usize, ratio: f64, g: ReferenceGrid) -> 
     mask
 }
 
-/// The partner-image mask (`h·w` values, row-major, 1 = partner) for hole side ratio `ratio`.
+/// The mask (the partner image's weight, `h·w` values, row-major, 1 = partner) for hole side ratio `ratio`.
 pub fn grid_mask(h: usize, w: usize, ratio: f64, rng: &mut SamixRng) -> Vec<f32> {
     let n_holes = rng.gen_range(2..=6usize);
     let area = rng.gen_range(0.5..=1.0) * (h * w) as f64;
@@ -137,9 +158,14 @@ impl MixPolicy for GridMix {
         };
         let kept = 1.0 - partner.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
         let first: Vec<f32> = partner.iter().map(|v| 1.0 - v).collect();
-        let mask =
+        let first_weight =
             Tensor::from_slice(&first).view([1, 1, h as i64, w as i64]).to_kind(Kind::Float).to_device(images.device());
-        let mixed = blend(images, &images.index_select(0, &perm), &mask);
-        MixedBatch { images: mixed, targets: mix_targets(labels, &perm, kept), mask: Some(mask), pairing: Some(perm) }
+        let mixed = blend(images, &images.index_select(0, &perm), &first_weight);
+        MixedBatch {
+            images: mixed,
+            targets: mix_targets(labels, &perm, kept),
+            first_weight: Some(first_weight),
+            pairing: Some(perm),
+        }
     }
 }

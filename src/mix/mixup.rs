@@ -5,7 +5,27 @@ use super::{
 };
 use crate::rng::SamixRng;
 use crate::Result;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
+
+/// `policy = "mixup"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixupConfig {
+    pub alpha: f64,
+    /// One λ per sample instead of one per batch.
+    #[serde(default)]
+    pub per_sample: bool,
+}
+
+impl super::PolicyConfig for MixupConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(MixUp::new(self.alpha, self.per_sample)?))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct MixUp {
@@ -36,11 +56,11 @@ impl MixPolicy for MixUp {
             let lam = crate::device::upload(&Tensor::from_slice(&lams), images.device());
             let images = mix_images(images, &partner, &lam);
             let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
-            MixedBatch { images, targets, mask: None, pairing: Some(perm) }
+            MixedBatch { images, targets, first_weight: None, pairing: Some(perm) }
         } else {
             let lam = self.lambda.sample(rng);
             let images = partner.lerp(images, lam);
-            MixedBatch { images, targets: mix_targets(labels, &perm, lam), mask: None, pairing: Some(perm) }
+            MixedBatch { images, targets: mix_targets(labels, &perm, lam), first_weight: None, pairing: Some(perm) }
         }
     }
 
@@ -56,6 +76,6 @@ impl MixPolicy for MixUp {
         } else {
             mix_targets_t(labels, &perm, &lam)
         };
-        Some(MixedBatch { images: mixed, targets, mask: None, pairing: Some(perm) })
+        Some(MixedBatch { images: mixed, targets, first_weight: None, pairing: Some(perm) })
     }
 }

@@ -2,6 +2,15 @@
 //! and returns the mixed images with the label mix (y_a, y_b, λ per sample). Scalars (λ, box
 //! position, the pairing) are drawn on the host; the pixels are mixed with tensor ops on the
 //! batch's device. A policy never sees the model.
+//!
+//! Words, crate-wide: a *mask* is the partner image's per-pixel weight (the paper's `s`, what the
+//! Mixer outputs and `mask_loss`/`mask_adjust` act on); the first image's weight, `1 − mask`, is a
+//! *first weight* (`MixedBatch::first_weight`, [`blend`]'s argument, `*_first_weight` maps).
+//!
+//! Each policy's file also holds its `[mix]` table (`XxxConfig`: fields, defaults, range checks,
+//! constructor) behind [`PolicyConfig`]; `crate::config::MixConfig` only lists them. Adding a
+//! policy: its file here (policy + config + `impl PolicyConfig`), its `mod`/`pub use` lines
+//! below, and one line in `MixConfig`'s list (see docs/DESIGN.md, "Adding a mixing policy").
 mod attentivemix;
 mod cutmix;
 mod feature;
@@ -15,25 +24,30 @@ mod saliencymix;
 mod smoothmix;
 mod switch;
 
-pub use attentivemix::AttentiveMix;
+pub use attentivemix::{AttentiveMix, AttentivemixConfig};
 pub use cutmix::{
     box_first_weight, centered_box, cutmix_box, cutmix_box_on_device, paste_box, random_box, CutBox, CutMix,
+    CutmixConfig,
 };
-pub use feature::{align, forward_mixing_at, sinkhorn_plan, AlignMix, FeatureMix, ManifoldMix, MixedForward};
-pub use fmix::{fourier_mask, FMix};
+pub use feature::{
+    align, forward_mixing_at, sinkhorn_plan, AlignMix, AlignmixConfig, FeatureMix, ManifoldMix, ManifoldmixConfig,
+    MixedForward,
+};
+pub use fmix::{fourier_first_weight, FMix, FmixConfig};
 pub use graphcut::GridMrf;
-pub use gridmix::{grid_mask, reference_grid_mask, GridMix, ReferenceGrid};
-pub use mixup::{mix_images, MixUp};
+pub use gridmix::{grid_mask, reference_grid_mask, GridMix, GridmixConfig, ReferenceGrid};
+pub use mixup::{mix_images, MixUp, MixupConfig};
 pub use puzzlemix::{input_saliency, transport_blocks, transport_plan, PuzzleMix, PuzzleMixConfig};
-pub use resizemix::ResizeMix;
-pub use saliencymix::{spectral_residual_saliency, SaliencyMix};
-pub use smoothmix::{gaussian_blob, SmoothMix};
-pub use switch::{LambdaMode, MixupCutmix};
+pub use resizemix::{ResizeMix, ResizemixConfig};
+pub use saliencymix::{spectral_residual_saliency, SaliencyMix, SaliencymixConfig};
+pub use smoothmix::{gaussian_blob, SmoothMix, SmoothmixConfig};
+pub use switch::{LambdaMode, MixupCutmix, MixupCutmixConfig};
 
 use crate::rng::SamixRng;
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
 use rand_distr::{Beta, Distribution};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// The label side of a mixed batch: sample n is `λ_n·onehot(y_a[n]) + (1−λ_n)·onehot(y_b[n])`.
@@ -69,9 +83,9 @@ impl MixedTargets {
 pub struct MixedBatch {
     pub images: Tensor,
     pub targets: MixedTargets,
-    /// For mask-based policies: the per-pixel weight of the first image, broadcastable to
+    /// For mask-based policies: the per-pixel weight of the first image (1 − the mask), broadcastable to
     /// `N×1×H×W` (for pictures and tests; `None` for global blends such as MixUp).
-    pub mask: Option<Tensor>,
+    pub first_weight: Option<Tensor>,
     /// The pairing: sample n was mixed with sample `pairing[n]` (`None` when nothing was mixed).
     pub pairing: Option<Tensor>,
 }
@@ -92,19 +106,60 @@ pub trait MixPolicy {
     }
 }
 
+/// What each policy's `[mix]` table offers a run: its checks and, for a policy that needs
+/// nothing but its table, its constructor. Implemented by every `XxxConfig` beside its policy.
+pub trait PolicyConfig {
+    /// Range checks for a backbone with `num_stages` stages; errors name the key under `mix`.
+    fn check(&self, num_stages: usize) -> Result<()>;
+
+    /// The per-batch policy this table describes. Policies that consult a network (loaded onto
+    /// a device), the model, or train a Mixer are built by the trainer and say so here.
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Err(Error::config("mix.policy", "needs a network or the model to mix; the trainer builds it"))
+    }
+}
+
+/// `α` of a Beta(α, α) as a `[mix]` table states it: a positive number.
+pub fn check_alpha(alpha: f64) -> Result<()> {
+    if alpha.is_finite() && alpha > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config("mix.alpha", "must be a positive number (Beta(α, α))"))
+    }
+}
+
 /// No mixing: images unchanged, λ = 1.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoMix;
 
+/// `policy = "none"`: no keys.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NoMixConfig {}
+
+impl PolicyConfig for NoMixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        Ok(())
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(NoMix))
+    }
+}
+
 impl MixPolicy for NoMix {
     fn mix(&self, images: &Tensor, labels: &Tensor, _rng: &mut SamixRng) -> MixedBatch {
-        MixedBatch { images: images.shallow_clone(), targets: MixedTargets::clean(labels), mask: None, pairing: None }
+        MixedBatch {
+            images: images.shallow_clone(),
+            targets: MixedTargets::clean(labels),
+            first_weight: None,
+            pairing: None,
+        }
     }
     fn mix_on_device(&self, images: &Tensor, labels: &Tensor) -> Option<MixedBatch> {
         Some(MixedBatch {
             images: images.shallow_clone(),
             targets: MixedTargets::clean(labels),
-            mask: None,
+            first_weight: None,
             pairing: None,
         })
     }

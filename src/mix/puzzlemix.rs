@@ -51,6 +51,15 @@ impl Default for PuzzleMixConfig {
     }
 }
 
+impl super::PolicyConfig for PuzzleMixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        self.check()
+    }
+    fn build_input(&self) -> Result<Box<dyn super::MixPolicy + Send>> {
+        Err(super::feature::needs_the_model())
+    }
+}
+
 impl PuzzleMixConfig {
     /// Range checks; errors name the key under `mix`.
     pub fn check(&self) -> Result<()> {
@@ -129,14 +138,14 @@ impl PuzzleMix {
         let perm = random_pairing(n as usize, rng, device);
         let grid = self.draw_grid(h, w, rng);
         let terms = self.mrf_terms(images, saliency, &perm, &grid);
-        let mask = self.solve_masks(&terms, prior, n as usize, grid.blocks);
-        let mask = Tensor::from_slice(&mask).view([n, 1, grid.blocks, grid.blocks]).to_device(device);
-        let (first, second, mask) = self.transport(images, saliency, &perm, mask, &terms.own, &grid);
-        let mask = mask.upsample_nearest2d([h, w], None, None);
-        let mixed = &first * &mask + &second * (-&mask + 1.0);
-        let lam = mask.mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+        let first_weight = self.solve_first_weights(&terms, prior, n as usize, grid.blocks);
+        let first_weight = Tensor::from_slice(&first_weight).view([n, 1, grid.blocks, grid.blocks]).to_device(device);
+        let (first, second, first_weight) = self.transport(images, saliency, &perm, first_weight, &terms.own, &grid);
+        let first_weight = first_weight.upsample_nearest2d([h, w], None, None);
+        let mixed = &first * &first_weight + &second * (-&first_weight + 1.0);
+        let lam = first_weight.mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
         let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
-        MixedBatch { images: mixed, targets, mask: Some(mask), pairing: Some(perm) }
+        MixedBatch { images: mixed, targets, first_weight: Some(first_weight), pairing: Some(perm) }
     }
 
     /// The block grid of this batch: 2, 4, 8 or 16 blocks a side (drawn), the pooling size that
@@ -190,7 +199,7 @@ impl PuzzleMix {
 
     /// Per sample, the 3-label MRF over the block grid solved by α-β swap: the first image's
     /// weight per block (`n × blocks²`, row-major).
-    fn solve_masks(&self, terms: &MrfTerms, prior: f64, n: usize, blocks: i64) -> Vec<f32> {
+    fn solve_first_weights(&self, terms: &MrfTerms, prior: f64, n: usize, blocks: i64) -> Vec<f32> {
         let cells = (blocks * blocks) as usize;
         let eps = 1e-8;
         let prior_cost: Vec<f64> = [prior * prior, 2.0 * prior * (1.0 - prior), (1.0 - prior) * (1.0 - prior)]
@@ -201,7 +210,7 @@ impl PuzzleMix {
             .map(|i| (0..N_LABELS).map(|j| ((i as f64 - j as f64) / (N_LABELS - 1) as f64).powi(2)).collect())
             .collect();
         let edges_down = ((blocks - 1) * blocks) as usize;
-        let mut mask = Vec::with_capacity(n * cells);
+        let mut first_weight = Vec::with_capacity(n * cells);
         for s in 0..n {
             let unary = (0..cells)
                 .map(|p| {
@@ -224,40 +233,40 @@ impl PuzzleMix {
                 w_right: terms.w_y[s * edges_down..(s + 1) * edges_down].iter().map(|v| v.max(0.0)).collect(),
             };
             let labels = mrf.alpha_beta_swap(vec![0; cells], 10);
-            mask.extend(labels.iter().map(|&l| 1.0 - l as f32 / (N_LABELS - 1) as f32));
+            first_weight.extend(labels.iter().map(|&l| 1.0 - l as f32 / (N_LABELS - 1) as f32));
         }
-        mask
+        first_weight
     }
 
     /// Transports each image's blocks towards where it stays visible (when enabled and the grid
-    /// has more than one block); returns both images and the mask on the transport grid.
+    /// has more than one block); returns both images and the first image's weight on the transport grid.
     fn transport(
         &self,
         images: &Tensor,
         saliency: &Tensor,
         perm: &Tensor,
-        mut mask: Tensor,
+        mut first_weight: Tensor,
         own: &Tensor,
         grid: &BlockGrid,
     ) -> (Tensor, Tensor, Tensor) {
         let (first, second) = (images.shallow_clone(), images.index_select(0, perm));
         if !self.cfg.transport || grid.blocks <= 1 {
-            return (first, second, mask);
+            return (first, second, first_weight);
         }
         // Finer transport cells must tile a block, and the transport grid stays at most 16 a side
         // as in the reference (its plans are grid⁴ per sample).
         let t_size = largest_divisor_up_to(grid.block, self.cfg.t_size as i64);
         let (cells, u1) = if t_size < grid.block && grid.side / t_size <= MAX_TRANSPORT_GRID {
             let cells = grid.side / t_size;
-            mask = mask.upsample_nearest2d([cells, cells], None, None);
+            first_weight = first_weight.upsample_nearest2d([cells, cells], None, None);
             (cells, Self::block_saliency(saliency, t_size))
         } else {
             (grid.blocks, own.shallow_clone())
         };
         let u2 = u1.index_select(0, perm);
-        let plan1 = transport_plan(&mask, &u1, self.cfg.t_eps);
-        let plan2 = transport_plan(&(-&mask + 1.0), &u2, self.cfg.t_eps);
-        (transport_blocks(&first, &plan1, cells), transport_blocks(&second, &plan2, cells), mask)
+        let plan1 = transport_plan(&first_weight, &u1, self.cfg.t_eps);
+        let plan2 = transport_plan(&(-&first_weight + 1.0), &u2, self.cfg.t_eps);
+        (transport_blocks(&first, &plan1, cells), transport_blocks(&second, &plan2, cells), first_weight)
     }
 }
 
@@ -320,16 +329,16 @@ fn border_penalty(a: &Tensor, b: &Tensor, k: i64, blocks: i64) -> (Tensor, Tenso
 /// source per destination) for a `T×T` grid: cost `ε·dist²(i, j)/(T−1)² − saliency_i·visible_j`;
 /// each source takes its cheapest destination, the cheapest claimant of a destination wins, and
 /// losers pay +1 on that destination; `T` rounds.
-pub fn transport_plan(mask: &Tensor, saliency: &Tensor, eps: f64) -> Tensor {
-    let n = mask.size()[0];
-    let t = mask.size()[3];
+pub fn transport_plan(first_weight: &Tensor, saliency: &Tensor, eps: f64) -> Tensor {
+    let n = first_weight.size()[0];
+    let t = first_weight.size()[3];
     let p = t * t;
-    let device = mask.device();
+    let device = first_weight.device();
     let idx = Tensor::arange(p, (Kind::Int64, device));
     let (r, c) = (idx.floor_divide_scalar(t).to_kind(Kind::Float), idx.remainder(t).to_kind(Kind::Float));
     let dist = ((r.unsqueeze(1) - r.unsqueeze(0)).square() + (c.unsqueeze(1) - c.unsqueeze(0)).square())
         / (((t - 1).max(1)) as f64).powi(2);
-    let visible = mask.view([n, 1, p]).gt(0.0).to_kind(Kind::Float);
+    let visible = first_weight.view([n, 1, p]).gt(0.0).to_kind(Kind::Float);
     let mut cost = dist.unsqueeze(0) * eps - saliency.view([n, p, 1]) * visible;
     let mut win = Tensor::zeros([n, p, p], (Kind::Float, device));
     for _ in 0..t {

@@ -5,7 +5,24 @@ use super::{box_first_weight, mix_targets, random_box, random_pairing, LambdaSam
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
+
+/// `policy = "resizemix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResizemixConfig {
+    pub alpha: f64,
+}
+
+impl super::PolicyConfig for ResizemixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(ResizeMix::new(self.alpha)?))
+    }
+}
 
 pub const SCALE: (f64, f64) = (0.1, 0.8);
 
@@ -41,11 +58,11 @@ impl MixPolicy for ResizeMix {
             let small = images.index_select(0, &perm).upsample_nearest2d([bh, bw], None, None);
             out.narrow(2, b.y0, bh).narrow(3, b.x0, bw).copy_(&small);
         }
-        let mask = Some(box_first_weight(h, w, b, images.device()));
+        let first_weight = Some(box_first_weight(h, w, b, images.device()));
         MixedBatch {
             images: out,
             targets: mix_targets(labels, &perm, b.keep_fraction(h, w)),
-            mask,
+            first_weight,
             pairing: Some(perm),
         }
     }

@@ -10,7 +10,24 @@ use super::{
 };
 use crate::rng::SamixRng;
 use crate::Result;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// `policy = "saliencymix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SaliencymixConfig {
+    pub alpha: f64,
+}
+
+impl super::PolicyConfig for SaliencymixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(SaliencyMix::new(self.alpha)?))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SaliencyMix {
@@ -60,11 +77,11 @@ impl MixPolicy for SaliencyMix {
         let ratio = (1.0 - lam).max(0.0).sqrt();
         let b = centered_box(h, w, (h as f64 * ratio) as i64, (w as f64 * ratio) as i64, peak / w, peak % w);
         let mixed = paste_box(images, &partner, b);
-        let mask = Some(box_first_weight(h, w, b, images.device()));
+        let first_weight = Some(box_first_weight(h, w, b, images.device()));
         MixedBatch {
             images: mixed,
             targets: mix_targets(labels, &perm, b.keep_fraction(h, w)),
-            mask,
+            first_weight,
             pairing: Some(perm),
         }
     }

@@ -7,7 +7,29 @@ use super::{blend, random_pairing, MixPolicy, MixedBatch, MixedTargets};
 use crate::rng::SamixRng;
 use crate::Result;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+
+/// `policy = "smoothmix"`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothmixConfig {
+    /// Not used by the mask (as the reference), but checked like every α.
+    pub alpha: f64,
+    /// The reference's label weight (the blob's mean, the partner's share, for the first label)
+    /// and blob centre (half a pixel off a pixel's centre).
+    #[serde(default)]
+    pub reference: bool,
+}
+
+impl super::PolicyConfig for SmoothmixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        super::check_alpha(self.alpha)
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(SmoothMix::new(self.alpha)?.reference(self.reference)))
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct SmoothMix {
@@ -52,6 +74,6 @@ impl MixPolicy for SmoothMix {
         let share = if self.reference { &g } else { &first };
         let lam = share.mean(Kind::Float).expand([n], false).contiguous();
         let targets = MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, &perm), lam };
-        MixedBatch { images: mixed, targets, mask: Some(first), pairing: Some(perm) }
+        MixedBatch { images: mixed, targets, first_weight: Some(first), pairing: Some(perm) }
     }
 }

@@ -21,6 +21,46 @@ pub enum LambdaMode {
     Elem,
 }
 
+/// `policy = "mixup_cutmix"` (timm's defaults).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixupCutmixConfig {
+    #[serde(default = "MixupCutmixConfig::default_mixup_alpha")]
+    pub mixup_alpha: f64,
+    #[serde(default = "MixupCutmixConfig::one")]
+    pub cutmix_alpha: f64,
+    #[serde(default = "MixupCutmixConfig::one")]
+    pub prob: f64,
+    #[serde(default = "MixupCutmixConfig::default_switch_prob")]
+    pub switch_prob: f64,
+    #[serde(default)]
+    pub mode: LambdaMode,
+}
+
+impl MixupCutmixConfig {
+    fn default_mixup_alpha() -> f64 {
+        0.8
+    }
+    fn one() -> f64 {
+        1.0
+    }
+    fn default_switch_prob() -> f64 {
+        0.5
+    }
+    fn build(&self) -> Result<MixupCutmix> {
+        MixupCutmix::new(self.mixup_alpha, self.cutmix_alpha, self.prob, self.switch_prob, self.mode)
+    }
+}
+
+impl super::PolicyConfig for MixupCutmixConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        self.build().map(|_| ())
+    }
+    fn build_input(&self) -> Result<Box<dyn MixPolicy + Send>> {
+        Ok(Box::new(self.build()?))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MixupCutmix {
     mixup: Option<LambdaSampler>,
@@ -87,8 +127,8 @@ impl MixPolicy for MixupCutmix {
         let device = images.device();
         let pairing = Tensor::arange(n, (Kind::Int64, device)).flip([0]);
         let partner = images.flip([0]);
-        let (mixed, lam, mask) = if self.mode == LambdaMode::Batch {
-            let (mixed, l, mask) = match self.draw(rng) {
+        let (mixed, lam, first_weight) = if self.mode == LambdaMode::Batch {
+            let (mixed, l, first_weight) = match self.draw(rng) {
                 Draw::Keep => (images.shallow_clone(), 1.0, None),
                 Draw::Blend(l) => (images * l + &partner * (1.0 - l), l, None),
                 Draw::Cut(l) => {
@@ -96,7 +136,7 @@ impl MixPolicy for MixupCutmix {
                     (paste_box(images, &partner, b), b.keep_fraction(h, w), Some(box_first_weight(h, w, b, device)))
                 }
             };
-            (mixed, vec![l as f32; n as usize], mask)
+            (mixed, vec![l as f32; n as usize], first_weight)
         } else {
             // One draw per element, or per pair (element i and its partner N−1−i share it).
             let units = if self.mode == LambdaMode::Pair { (n as usize).div_ceil(2) } else { n as usize };
@@ -129,14 +169,14 @@ impl MixPolicy for MixupCutmix {
                     (Draw::Cut(_), None) => {}
                 }
             }
-            let mask = Tensor::from_slice(&weights).view([n, 1, h, w]).to_device(device);
-            (blend(images, &partner, &mask), lams, Some(mask))
+            let first_weight = Tensor::from_slice(&weights).view([n, 1, h, w]).to_device(device);
+            (blend(images, &partner, &first_weight), lams, Some(first_weight))
         };
         let targets = MixedTargets {
             y_a: labels.shallow_clone(),
             y_b: labels.flip([0]),
             lam: Tensor::from_slice(&lam).to_device(device),
         };
-        MixedBatch { images: mixed, targets, mask, pairing: Some(pairing) }
+        MixedBatch { images: mixed, targets, first_weight, pairing: Some(pairing) }
     }
 }

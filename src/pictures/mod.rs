@@ -125,7 +125,7 @@ pub fn mixed_grid(out: MixedBatch, images: &Tensor, mean: &[f32], std: &[f32], p
         Some(p) => images.index_select(0, p),
         None => images.shallow_clone(),
     };
-    let partner_weight = match &out.mask {
+    let partner_weight = match &out.first_weight {
         Some(m) => (-m + 1.0).expand(shape, false).contiguous(),
         None => (-&out.targets.lam + 1.0).view([n, 1, 1, 1]).expand(shape, false).contiguous(),
     };

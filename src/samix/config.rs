@@ -1,7 +1,8 @@
 //! The `[mix]` options of online SAMix / AutoMix as a run file states them ([`SamixConfig`], with
 //! optional parts), and the same with every part decided ([`SamixOptions`]), which is what the
 //! algorithm reads. Defaults are the reference's CIFAR-100 ResNet-18 settings (docs/ALGORITHM.md
-//! §3.6–§3.7, §4), stated once here.
+//! §3.6–§3.7, §4), stated once here. Every SAMix key of a run, supervised or self-supervised,
+//! is in this one table and resolved once, for its [`Scenario`].
 use super::ema::EmaConfig;
 use super::mask_loss::MaskLossConfig;
 use super::mixer::{MixerConfig, MixerVariant};
@@ -20,15 +21,21 @@ pub struct SamixConfig {
     pub mask_stage: usize,
     /// Backbone branch falls back to plain mixup when λ or 1−λ is at most this.
     pub lam_margin: f64,
-    /// Probability of rescaling the backbone mask to its own λ's area (§3.3).
-    pub mask_adjust: f64,
+    /// Rescaling the backbone mask to its own λ's area: a probability per step (§3.3), or
+    /// `"auto"`, every sample further than `mean_margin` from λ (§6.3). Unset: 0 supervised,
+    /// `"auto"` self-supervised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_adjust: Option<MaskAdjust>,
+    /// `mask_adjust = "auto"`: the tolerated distance of a mask's area from λ.
+    pub mean_margin: f64,
     /// Mixer architecture (default: the variant's).
     pub mixer: Option<MixerConfig>,
     /// Mask regulariser (default: SAMix L1+Variance, AutoMix L1; margin 0.1, weight 0.1).
     pub mask_loss: Option<MaskLossConfig>,
-    /// Loss of the Mixer branch through the EMA critic (default: SAMix pair-local + 0.5·global,
-    /// AutoMix soft CE).
-    pub mixer_loss: Option<MixupLoss>,
+    /// Loss of the Mixer branch: through the EMA critic when supervised (default: SAMix
+    /// pair-local + 0.5·global, AutoMix soft CE), contrastive under `[ssl]` (default:
+    /// local + 0.5·global).
+    pub mixer_loss: Option<MixerLossConfig>,
     /// Optimiser settings of the Mixer's parameters (unset fields follow `[optim]`/`[schedule]`).
     pub mixer_optim: MixerOptimConfig,
     pub ema: EmaConfig,
@@ -43,7 +50,8 @@ impl Default for SamixConfig {
             alpha: o.alpha,
             mask_stage: o.mask_stage,
             lam_margin: o.lam_margin,
-            mask_adjust: o.mask_adjust,
+            mask_adjust: None,
+            mean_margin: DEFAULT_MEAN_MARGIN,
             mixer: None,
             mask_loss: None,
             mixer_loss: None,
@@ -54,32 +62,171 @@ impl Default for SamixConfig {
     }
 }
 
+/// Where a Mixer trains: beside a classifier, or in self-supervised pre-training (`[ssl]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Supervised,
+    SelfSupervised,
+}
+
 impl SamixConfig {
-    /// The options with the variant's defaults filled in where this config leaves a part unset.
-    pub fn resolve(&self, variant: MixerVariant) -> SamixOptions {
+    /// The options for `scenario` with the variant's defaults filled in where this config leaves
+    /// a part unset. A loss of the other scenario's kind resolves to this one's default; the
+    /// run's checks ([`SamixConfig::check_scenario`]) refuse it first.
+    pub fn resolve(&self, variant: MixerVariant, scenario: Scenario) -> SamixOptions {
         let defaults = match variant {
             MixerVariant::Samix => SamixOptions::samix(),
             MixerVariant::Automix => SamixOptions::automix(),
         };
         let mut mixer = self.mixer.clone().unwrap_or(defaults.mixer);
         mixer.variant = variant;
+        let adjust = self.mask_adjust.unwrap_or(match scenario {
+            Scenario::Supervised => MaskAdjust::Probability(defaults.mask_adjust),
+            Scenario::SelfSupervised => MaskAdjust::Rule(AreaRule::Auto),
+        });
+        let (mask_adjust, area_margin) = match adjust {
+            MaskAdjust::Probability(p) => (p, None),
+            MaskAdjust::Rule(AreaRule::Auto) => (0.0, Some(self.mean_margin)),
+        };
+        let (mixer_loss, contrastive_loss) = match &self.mixer_loss {
+            Some(MixerLossConfig::Supervised(l)) => (l.clone(), defaults.contrastive_loss),
+            Some(MixerLossConfig::Contrastive(l)) => (defaults.mixer_loss, *l),
+            None => (defaults.mixer_loss, defaults.contrastive_loss),
+        };
         SamixOptions {
             alpha: self.alpha,
             mask_stage: self.mask_stage,
             lam_margin: self.lam_margin,
-            mask_adjust: self.mask_adjust,
+            mask_adjust,
+            area_margin,
             mixer,
             mask_loss: self.mask_loss.clone().unwrap_or(defaults.mask_loss),
-            mixer_loss: self.mixer_loss.clone().unwrap_or(defaults.mixer_loss),
+            mixer_loss,
+            contrastive_loss,
             ema: self.ema.clone(),
         }
     }
 
     /// Range checks for a backbone with `num_stages` stages; errors name the key under `mix`.
     pub fn check(&self, variant: MixerVariant, num_stages: usize) -> Result<()> {
-        self.resolve(variant).check(num_stages)?;
+        if !(0.0..1.0).contains(&self.mean_margin) {
+            return Err(Error::config("mix.mean_margin", "must be in [0, 1)"));
+        }
+        if let Some(MaskAdjust::Probability(p)) = self.mask_adjust {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1], or \"auto\""));
+            }
+        }
+        self.resolve(variant, Scenario::Supervised).check(num_stages)?;
+        self.resolve(variant, Scenario::SelfSupervised).check(num_stages)?;
         self.mixer_optim.check()
     }
+
+    /// The keys that belong to the other scenario, refused by name.
+    pub fn check_scenario(&self, scenario: Scenario) -> Result<()> {
+        match (&self.mixer_loss, scenario) {
+            (Some(MixerLossConfig::Contrastive(_)), Scenario::Supervised) => Err(Error::config(
+                "mix.mixer_loss",
+                "global, local and local_global are SAMix-SSL's losses (with [ssl]); supervised: soft_ce, pair_local_global, bce_neg, decoupled",
+            )),
+            (Some(MixerLossConfig::Supervised(_)), Scenario::SelfSupervised) => Err(Error::config(
+                "mix.mixer_loss",
+                "is a supervised Mixer loss; under [ssl] kind is global, local or local_global",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `mix.mean_margin` unset.
+const DEFAULT_MEAN_MARGIN: f64 = 0.1;
+
+/// `mix.mask_adjust`: a probability, or a rule by name.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged, expecting = "a probability in [0, 1] or \"auto\"")]
+pub enum MaskAdjust {
+    Probability(f64),
+    Rule(AreaRule),
+}
+
+/// The named area rules of `mix.mask_adjust`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AreaRule {
+    /// Every sample whose first-image share is further than `mean_margin` from λ (§6.3).
+    Auto,
+}
+
+/// `mix.mixer_loss`: a supervised loss through the EMA critic, or a SAMix-SSL contrastive one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(
+    untagged,
+    expecting = "a table with `kind` = soft_ce, pair_local_global, bce_neg, decoupled (supervised) or global, local, local_global (SAMix-SSL), and `eta` for the η-weighted kinds"
+)]
+pub enum MixerLossConfig {
+    Supervised(MixupLoss),
+    Contrastive(ContrastiveLoss),
+}
+
+/// The Mixer branch's loss in SAMix-SSL (§5.5): the positives are the other views of the two
+/// source images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ContrastiveLoss {
+    /// `λ·InfoNCE(z, k_i) + (1 − λ)·InfoNCE(z, k_j)` against the queue.
+    Global,
+    /// A two-way softmax between the two positives only, fitted to (λ, 1 − λ).
+    Local,
+    /// `local + η·global` (the η-balanced loss; default, η = 0.5).
+    LocalGlobal { eta: f64 },
+}
+
+impl ContrastiveLoss {
+    /// The weight η of the kind that has one.
+    pub fn eta(&self) -> Option<f64> {
+        match *self {
+            ContrastiveLoss::LocalGlobal { eta } => Some(eta),
+            _ => None,
+        }
+    }
+}
+
+impl crate::mix::PolicyConfig for SamixConfig {
+    fn check(&self, num_stages: usize) -> Result<()> {
+        SamixConfig::check(self, MixerVariant::Samix, num_stages)
+    }
+    fn build_input(&self) -> Result<Box<dyn crate::mix::MixPolicy + Send>> {
+        Err(trained_online())
+    }
+}
+
+/// Online AutoMix as written in a run file (`policy = "automix"`): the same table as SAMix's,
+/// with AutoMix's defaults for the parts it leaves unset.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct AutomixConfig(pub SamixConfig);
+
+impl std::ops::Deref for AutomixConfig {
+    type Target = SamixConfig;
+    fn deref(&self) -> &SamixConfig {
+        &self.0
+    }
+}
+
+impl crate::mix::PolicyConfig for AutomixConfig {
+    fn check(&self, num_stages: usize) -> Result<()> {
+        self.0.check(MixerVariant::Automix, num_stages)
+    }
+    fn build_input(&self) -> Result<Box<dyn crate::mix::MixPolicy + Send>> {
+        Err(trained_online())
+    }
+}
+
+fn trained_online() -> Error {
+    Error::config(
+        "mix.policy",
+        "samix/automix train a Mixer online; they are run by the trainer, not as a per-batch policy",
+    )
 }
 
 /// Optimiser settings of the Mixer's parameters; unset fields follow `[optim]` / `[schedule]`.
@@ -139,12 +286,17 @@ pub struct SamixOptions {
     pub mask_stage: usize,
     /// Backbone branch falls back to plain mixup when λ or 1−λ is at most this.
     pub lam_margin: f64,
-    /// Probability of rescaling the backbone mask to its own λ's area.
+    /// Probability of rescaling the backbone mask to its own λ's area (0 under the auto rule).
     pub mask_adjust: f64,
+    /// The auto rule's margin: each sample whose first-image share is further than this from λ
+    /// is rescaled, every step. `None`: the probability rule.
+    pub area_margin: Option<f64>,
     pub mixer: MixerConfig,
     pub mask_loss: MaskLossConfig,
-    /// Loss of the Mixer branch through the EMA critic.
+    /// Loss of the Mixer branch through the EMA critic (supervised).
     pub mixer_loss: MixupLoss,
+    /// Loss of the Mixer branch through the key encoder (SAMix-SSL).
+    pub contrastive_loss: ContrastiveLoss,
     pub ema: EmaConfig,
 }
 
@@ -162,10 +314,22 @@ impl SamixOptions {
             mask_stage: 2,
             lam_margin: 0.08,
             mask_adjust: 0.0,
+            area_margin: None,
             mixer: MixerConfig::default(),
             mask_loss: MaskLossConfig::samix(),
             mixer_loss: MixupLoss::PairLocalGlobal { eta: 0.5 },
+            contrastive_loss: ContrastiveLoss::LocalGlobal { eta: 0.5 },
             ema: EmaConfig::default(),
+        }
+    }
+
+    /// How the backbone mask is rescaled to its λ's area this step; `flag` is the step's draw
+    /// for the probability rule.
+    pub fn area_adjust<'a>(&self, flag: &'a tch::Tensor) -> super::AreaAdjust<'a> {
+        match self.area_margin {
+            Some(margin) => super::AreaAdjust::Auto { margin },
+            None if self.mask_adjust > 0.0 => super::AreaAdjust::Flag(flag),
+            None => super::AreaAdjust::Off,
         }
     }
 
@@ -192,7 +356,7 @@ impl SamixOptions {
         self.ema.check()?;
         self.mixer.check()?;
         self.mask_loss.check()?;
-        if let Some(eta) = self.mixer_loss.eta() {
+        if let Some(eta) = self.mixer_loss.eta().or(self.contrastive_loss.eta()) {
             if !(eta.is_finite() && eta >= 0.0) {
                 return fail("mix.mixer_loss.eta", "must be a number >= 0".into());
             }

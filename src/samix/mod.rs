@@ -18,11 +18,14 @@ pub mod pretrained;
 
 pub use artifact::MixerArtifact;
 pub use branches::{backbone_branch, mixer_branch, AreaAdjust, PairInputs};
-pub use config::{MixerOptimConfig, SamixConfig, SamixOptions};
+pub use config::{
+    AreaRule, AutomixConfig, ContrastiveLoss, MaskAdjust, MixerLossConfig, MixerOptimConfig, SamixConfig, SamixOptions,
+    Scenario,
+};
 pub use draws::{BranchDraw, Draws, FirstLambda, MixerDraws};
 pub use ema::{Ema, EmaConfig};
 pub use mask::{adjust_area, apply_mask, backbone_mask};
 pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
 pub use online::{OnlineSamix, SamixLosses, SamixPaths, StepPlan, HEADS};
-pub use pretrained::{mixer_shape, PretrainedMixer, SamixP};
+pub use pretrained::{mixer_shape, PretrainedMixer, SamixP, SamixPConfig};

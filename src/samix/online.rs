@@ -4,7 +4,7 @@
 //! branch), trains the online network on clean images and on the detached learned masks
 //! (backbone branch); the caller then steps its optimiser and [`OnlineSamix::ema_update`]s.
 //! Touches only these networks; the optimiser, schedules and files belong to the caller.
-use super::branches::{backbone_branch, mixer_branch, AreaAdjust, PairInputs};
+use super::branches::{backbone_branch, mixer_branch, PairInputs};
 use super::config::SamixOptions;
 use super::draws::{Draws, FirstLambda, MixerDraws};
 use super::ema::Ema;
@@ -159,7 +159,7 @@ impl<N: StagedNet> OnlineSamix<N> {
         let f = self.mixer_features(x, true);
         let pair_mb = PairInputs::permuted(&f, x, &d.perm_mb);
         let (s_mb, mask, x_mb) = mixer_branch(&self.mixer, o, &pair_mb, &d.lam_mb);
-        let adjust = if o.mask_adjust > 0.0 { AreaAdjust::Flag(&d.adjust_bb) } else { AreaAdjust::Off };
+        let adjust = o.area_adjust(&d.adjust_bb);
         let pair_bb = PairInputs::permuted(&f, x, &d.perm_bb);
         let (s_bb, x_bb) = backbone_branch(&self.mixer, o, &pair_bb, &d.lam_bb, adjust);
         let (t_mb, t_bb) = (mix_targets_t(y, &d.perm_mb, &d.lam_mb), mix_targets_t(y, &d.perm_bb, &d.lam_bb));

@@ -14,7 +14,8 @@ use crate::mix::{mix_targets_t, MixPolicy, MixedBatch};
 use crate::model::{Network, StagedNet};
 use crate::rng::SamixRng;
 use crate::{Error, Result};
-use std::path::Path;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -135,6 +136,51 @@ impl PretrainedMixer {
     }
 }
 
+/// `policy = "samix_p"`: SAMix-P with the frozen Mixer (and the encoder it reads) of a finished
+/// SAMix run (docs/ALGORITHM.md §7).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamixPConfig {
+    /// The SAMix run folder, or a folder with its `mixer.json` and `mixer.safetensors`.
+    pub mixer: PathBuf,
+    #[serde(default = "SamixPConfig::default_alpha")]
+    pub alpha: f64,
+    /// Probability of rescaling a mask to cover exactly λ.
+    #[serde(default)]
+    pub mask_adjust: f64,
+    /// λ or 1−λ at most this gives plain mixup.
+    #[serde(default = "SamixPConfig::default_lam_margin")]
+    pub lam_margin: f64,
+}
+
+impl SamixPConfig {
+    /// The Mixer of `mixer` with online SAMix's α and margin, no area adjustment.
+    pub fn new(mixer: PathBuf, alpha: f64) -> Self {
+        SamixPConfig { mixer, alpha, mask_adjust: 0.0, lam_margin: Self::default_lam_margin() }
+    }
+    fn default_alpha() -> f64 {
+        super::SamixOptions::samix().alpha
+    }
+    fn default_lam_margin() -> f64 {
+        super::SamixOptions::samix().lam_margin
+    }
+
+    /// The policy, its Mixer and encoder loaded onto `device`.
+    pub fn build(&self, device: Device) -> Result<SamixP> {
+        SamixP::new(PretrainedMixer::load(&self.mixer, device)?, self.alpha, self.mask_adjust, self.lam_margin)
+    }
+}
+
+impl crate::mix::PolicyConfig for SamixPConfig {
+    fn check(&self, _num_stages: usize) -> Result<()> {
+        crate::mix::check_alpha(self.alpha)?;
+        if !(0.0..=1.0).contains(&self.mask_adjust) {
+            return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
+        }
+        crate::samix::config::check_lam_margin(self.lam_margin)
+    }
+}
+
 /// The SAMix-P mixing policy over a [`PretrainedMixer`].
 pub struct SamixP {
     mixer: PretrainedMixer,
@@ -176,7 +222,7 @@ impl SamixP {
         let s = backbone_mask(s, lam, adjust, self.lam_margin);
         let mixed = apply_mask(images, &images.index_select(0, &perm), &s);
         let targets = mix_targets_t(labels, &perm, lam);
-        MixedBatch { images: mixed, targets, mask: Some(-s + 1.0), pairing: Some(perm) }
+        MixedBatch { images: mixed, targets, first_weight: Some(-s + 1.0), pairing: Some(perm) }
     }
 }
 

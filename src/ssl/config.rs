@@ -4,29 +4,6 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// The loss of the Mixer branch in SAMix-SSL (§5.5): the positives are the other views of the
-/// two source images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SslMixerLoss {
-    /// `λ·InfoNCE(z, k_i) + (1 − λ)·InfoNCE(z, k_j)` against the queue.
-    Global,
-    /// A two-way softmax between the two positives only, fitted to (λ, 1 − λ).
-    Local,
-    /// `local + η·global` (the η-balanced loss; default).
-    LocalGlobal,
-}
-
-/// How SAMix-SSL rescales the backbone branch's mask to its λ's area (§6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SslMaskAdjust {
-    /// Every sample whose first-image share is further than `mean_margin` from λ (default).
-    Auto,
-    /// As supervised SAMix: the whole batch with probability `mix.mask_adjust`.
-    Probability,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SslConfig {
@@ -53,14 +30,16 @@ pub struct SslConfig {
     pub cross_view: bool,
     /// Weight of the mixed-sample loss beside MoCo's own.
     pub mix_weight: f64,
-    /// SAMix-SSL: the Mixer branch's loss.
-    pub mixer_loss: SslMixerLoss,
-    /// SAMix-SSL: η of `local_global`.
-    pub eta: f64,
-    /// SAMix-SSL: how the backbone mask is rescaled to λ.
-    pub mask_adjust: SslMaskAdjust,
-    /// SAMix-SSL with `mask_adjust = "auto"`: the tolerated distance of a mask's area from λ.
-    pub mean_margin: f64,
+    /// Keys of SAMix-SSL that moved to `[mix]` (the one table of SAMix keys): refused with
+    /// the new key's name, never written.
+    #[serde(skip_serializing)]
+    pub mixer_loss: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub eta: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub mask_adjust: Option<toml::Value>,
+    #[serde(skip_serializing)]
+    pub mean_margin: Option<toml::Value>,
     /// Neighbours of the weighted k-NN monitor (InstDisc / MoCo: 200).
     pub knn_k: usize,
     /// Temperature of the k-NN vote weights `exp(sim/τ)` (0.1).
@@ -79,10 +58,10 @@ impl Default for SslConfig {
             key_bn_groups: 4,
             cross_view: false,
             mix_weight: 1.0,
-            mixer_loss: SslMixerLoss::LocalGlobal,
-            eta: 0.5,
-            mask_adjust: SslMaskAdjust::Auto,
-            mean_margin: 0.1,
+            mixer_loss: None,
+            eta: None,
+            mask_adjust: None,
+            mean_margin: None,
             knn_k: 200,
             knn_temperature: 0.1,
         }
@@ -93,6 +72,23 @@ impl Default for SslConfig {
 pub const DEFAULT_QUEUE: usize = 65_536;
 
 impl SslConfig {
+    /// The SAMix-SSL keys that moved to `[mix]`: one error naming the new key.
+    fn check_moved_keys(&self) -> Result<()> {
+        let moved = [
+            (&self.mixer_loss, "mixer_loss", "mix.mixer_loss.kind (e.g. [mix.mixer_loss] kind = \"local_global\")"),
+            (&self.eta, "eta", "mix.mixer_loss.eta"),
+            (&self.mask_adjust, "mask_adjust", "mix.mask_adjust (\"auto\" or a probability)"),
+            (&self.mean_margin, "mean_margin", "mix.mean_margin"),
+        ];
+        match moved.into_iter().find(|(value, ..)| value.is_some()) {
+            Some((_, old, new)) => Err(Error::config(
+                format!("ssl.{old}"),
+                format!("has moved to [mix] with the other SAMix keys: set {new}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The queue size for a global batch of `batch` keys and `train_images` training images.
     pub fn queue_len(&self, batch: usize, train_images: usize) -> usize {
         self.queue_size.unwrap_or_else(|| {
@@ -137,12 +133,10 @@ impl SslConfig {
         if self.key_bn_groups == 0 {
             return fail("key_bn_groups", "must be at least 1".into());
         }
-        if !(self.mix_weight.is_finite() && self.mix_weight >= 0.0 && self.eta.is_finite() && self.eta >= 0.0) {
-            return fail("mix_weight", "mix_weight and eta must be numbers >= 0".into());
+        if !(self.mix_weight.is_finite() && self.mix_weight >= 0.0) {
+            return fail("mix_weight", "must be a number >= 0".into());
         }
-        if !(0.0..1.0).contains(&self.mean_margin) {
-            return fail("mean_margin", "must be in [0, 1)".into());
-        }
+        self.check_moved_keys()?;
         if self.knn_k == 0 {
             return fail("knn_k", "must be at least 1".into());
         }

@@ -9,7 +9,7 @@ pub mod knn;
 pub mod moco;
 pub mod step;
 
-pub use config::{SslConfig, SslMaskAdjust, SslMixerLoss};
+pub use config::SslConfig;
 pub use knn::Bank;
 pub use moco::{normalize_rows, Moco, MocoNeck, MocoPaths};
 pub use step::{SslDraws, SslLosses, SslMixing, SslMixingChoice, SslModel, SslSamix, SslStepPlan};

@@ -6,7 +6,7 @@
 //! `perm[n]`, and its positives are the *other* views of those two images — view 2 of n and
 //! view 1 of `perm[n]` — so no sample is ever matched with a key of the very view it contains.
 //! Touches only the networks it holds; the optimiser and the queue's writes belong to the caller.
-use super::config::{SslConfig, SslMaskAdjust, SslMixerLoss};
+use super::config::SslConfig;
 use super::moco::{Moco, MocoPaths};
 use crate::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
 use crate::mix::{random_pairing, MixPolicy};
@@ -14,7 +14,7 @@ use crate::model::StagedNet;
 use crate::native::Precision;
 use crate::rng::SamixRng;
 use crate::samix::{
-    backbone_branch, mixer_branch, AreaAdjust, FirstLambda, Mixer, MixerDraws, PairInputs, SamixOptions,
+    backbone_branch, mixer_branch, ContrastiveLoss, FirstLambda, Mixer, MixerDraws, PairInputs, SamixOptions,
 };
 use crate::Result;
 use tch::nn::VarStore;
@@ -43,7 +43,7 @@ pub struct SslDraws {
     /// The order in which the key encoder's sub-batches take the keys' images.
     pub key_shuffle: Tensor,
     /// SAMix-SSL: λ and pairing of the backbone branch, of the Mixer branch, and whether the
-    /// backbone mask is rescaled this step (`mask_adjust = "probability"`).
+    /// backbone mask is rescaled this step (`mix.mask_adjust` a probability).
     pub lam_bb: Tensor,
     pub lam_mb: Tensor,
     pub perm_bb: Tensor,
@@ -242,7 +242,7 @@ impl<N: StagedNet> SslModel<N> {
                 let partner = &mixed.targets.y_b;
                 let (images, pos_b) = match &k1 {
                     Some(k1) => {
-                        let first = match &mixed.mask {
+                        let first = match &mixed.first_weight {
                             Some(m) => m.shallow_clone(),
                             None => mixed.targets.lam.view([n, 1, 1, 1]),
                         };
@@ -281,13 +281,8 @@ impl<N: StagedNet> SslModel<N> {
             x: x1.shallow_clone(),
             x_pair: x2.index_select(0, perm),
         };
-        let cfg = &moco.cfg;
         // Backbone branch: the detached mask, the query side learns from it.
-        let adjust = match cfg.mask_adjust {
-            SslMaskAdjust::Auto => AreaAdjust::Auto { margin: cfg.mean_margin },
-            SslMaskAdjust::Probability if options.mask_adjust > 0.0 => AreaAdjust::Flag(&d.adjust_bb),
-            SslMaskAdjust::Probability => AreaAdjust::Off,
-        };
+        let adjust = options.area_adjust(&d.adjust_bb);
         let (s_bb, x_bb) = backbone_branch(mixer, options, &pair(&d.perm_bb), &d.lam_bb, adjust);
         let z_bb = moco.query(&x_bb, true);
         let mix = mixed_info_nce(&z_bb, &k2, &k1.index_select(0, &d.perm_bb), &d.lam_bb, queue, tau);
@@ -297,10 +292,10 @@ impl<N: StagedNet> SslModel<N> {
         let pos_b = k1.index_select(0, &d.perm_mb);
         let global = || mixed_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, queue, tau);
         let local = || pair_info_nce(&z_mb, &k2, &pos_b, &d.lam_mb, tau);
-        let mixer_loss = match cfg.mixer_loss {
-            SslMixerLoss::Global => global(),
-            SslMixerLoss::Local => local(),
-            SslMixerLoss::LocalGlobal => local() + global() * cfg.eta,
+        let mixer_loss = match options.contrastive_loss {
+            ContrastiveLoss::Global => global(),
+            ContrastiveLoss::Local => local(),
+            ContrastiveLoss::LocalGlobal { eta } => local() + global() * eta,
         };
         Ok(SslLosses {
             moco: info_nce(&q, &k2, queue, tau),

@@ -40,7 +40,7 @@ pub fn build_learner(
         }
         return Ok(Box::new(learner));
     }
-    match Mixing::from_config(&config.mix, info, config.image_side(), device)? {
+    match Mixing::from_config(&config.mix, crate::samix::Scenario::Supervised, info, config.image_side(), device)? {
         Mixing::Online { config: samix_config, options } => {
             let side =
                 config.image_side().ok_or_else(|| Error::config("data.augment.image_size", "needed for SAMix"))?;

@@ -28,7 +28,7 @@ pub mod visual;
 pub use build::build_learner;
 pub use learner::{Learner, StepContext};
 pub use loaders::{eval_loader, train_loader, train_pipeline};
-pub use mixing::{input_policy, Mixing, Policy};
+pub use mixing::{attentive_mix, input_policy, Mixing, Policy};
 pub use model::{seed_init, Model};
 pub use monitor::Progress;
 pub use run::{run, RunOptions};

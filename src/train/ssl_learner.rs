@@ -11,7 +11,7 @@ use super::mixing::Mixing;
 use super::model::seed_init;
 use super::samix_learner::sgd_with_mixer_group;
 use super::visual::MaskVisuals;
-use crate::config::TrainConfig;
+use crate::config::{MixConfig, TrainConfig};
 use crate::data::loader::{Batch, Loader};
 use crate::data::DatasetInfo;
 use crate::dist::ProcessGroup;
@@ -86,9 +86,10 @@ impl SslLearner {
         }
         let encoder_k = Network::new(&paths.key, &cfg.model, channels, classes)?;
         let side = cfg.image_side().unwrap_or(0);
-        let mixing = Mixing::from_config(&cfg.mix, info, cfg.image_side(), device)?;
+        let mixing =
+            Mixing::from_config(&cfg.mix, crate::samix::Scenario::SelfSupervised, info, cfg.image_side(), device)?;
         let (choice, samix_config) = match mixing {
-            Mixing::Input(super::Policy::None(_)) => (SslMixingChoice::None, None),
+            Mixing::Input(_) if matches!(cfg.mix, MixConfig::None(_)) => (SslMixingChoice::None, None),
             Mixing::Input(policy) => {
                 (SslMixingChoice::Input { policy: Box::new(policy), cross_view: ssl.cross_view }, None)
             }

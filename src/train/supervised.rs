@@ -31,7 +31,7 @@ pub struct SupervisedLearner {
 
 impl SupervisedLearner {
     pub fn new(cfg: &TrainConfig, info: &DatasetInfo, device: Device) -> Result<Self> {
-        let mixing = Mixing::from_config(&cfg.mix, info, cfg.image_side(), device)?;
+        let mixing = Mixing::from_config(&cfg.mix, crate::samix::Scenario::Supervised, info, cfg.image_side(), device)?;
         Self::with_mixing(cfg, info, device, mixing)
     }
 

@@ -356,8 +356,8 @@ fn bench_steps(methods: &[Method], opts: &BenchOptions) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct MixArgs {
-    /// none, mixup, cutmix, resizemix, gridmix, smoothmix, fmix, saliencymix, mixup_cutmix,
-    /// attentivemix, puzzlemix, samix_p (the last three with --checkpoint).
+    /// A per-batch policy by its config name (`[mix] policy`), e.g. mixup, cutmix, fmix;
+    /// attentivemix, puzzlemix and samix_p with --checkpoint. An unknown name lists them all.
     #[arg(long)]
     pub policy: String,
     /// A dataset archive or folder (its test split is used).
