@@ -91,8 +91,11 @@ fn the_main_chart_shows_the_best_head_beside_the_deployed_one() {
     assert!(top(best) < top(deployed) && top(deployed) < top(mixup), "{x}");
 }
 
-/// What each chart's series are, and which of them have a point to draw.
-fn cases() -> Vec<(&'static str, Vec<Vec<(f64, f64)>>)> {
+/// One chart's points: a list per series.
+type Lines = Vec<Vec<(f64, f64)>>;
+
+/// Each case's name and its series' points.
+fn cases() -> Vec<(&'static str, Lines)> {
     let nan = f64::NAN;
     vec![
         ("no series", vec![]),

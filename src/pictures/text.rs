@@ -66,5 +66,5 @@ pub fn draw(
 /// A plotters backend drawing straight into `canvas` (whose pixels are plotters' RGB layout).
 pub fn backend<'a>(canvas: &'a mut RgbImage, path: &Path) -> Result<BitMapBackend<'a, RGBPixel>> {
     let size = canvas.dimensions();
-    BitMapBackend::with_buffer_and_format(&mut **canvas, size).map_err(|e| Error::picture(path, e.to_string()))
+    BitMapBackend::with_buffer_and_format(canvas, size).map_err(|e| Error::picture(path, e.to_string()))
 }
