@@ -25,6 +25,9 @@ pub enum Error {
     /// A run stopped on request (a signal) after writing a checkpoint `--resume` continues from.
     #[error("{path}: {msg}")]
     Interrupted { path: PathBuf, msg: String },
+    /// A picture (chart, grid) that could not be drawn.
+    #[error("{path}: cannot draw: {msg}")]
+    Picture { path: PathBuf, msg: String },
     #[error("invalid argument: {0}")]
     Argument(String),
     #[error("torch: {0}")]
@@ -56,6 +59,9 @@ impl Error {
     }
     pub fn serialize(path: impl AsRef<Path>, msg: impl std::fmt::Display) -> Self {
         Error::Serialize { path: path.as_ref().to_path_buf(), msg: msg.to_string() }
+    }
+    pub fn picture(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Picture { path: path.as_ref().to_path_buf(), msg: msg.into() }
     }
     pub fn run(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         Error::Run { path: path.as_ref().to_path_buf(), msg: msg.into() }

@@ -1,8 +1,10 @@
 //! `samix report`: runs side by side. Charts (PNG) of train loss, test top-1 of every head and the
 //! learning rate against epochs, and a markdown table of the final, best and median-of-last-N
-//! top-1 of every head. Runs whose configs differ only by `seed` form one group, shown as
-//! mean ± sample standard deviation with the count. Reads run directories (`config.toml`,
-//! `metrics.jsonl`); writes only the report folder.
+//! top-1 of every head. The main chart (`top1.png`) shows each group's deployed head (`top-1`)
+//! and, for runs with several heads, the best of them beside it (the one with the highest
+//! median of the last N epochs, as `summary.json`'s `best_head`). Runs whose configs differ only
+//! by `seed` form one group, shown as mean ± sample standard deviation with the count. Reads run
+//! directories (`config.toml`, `metrics.jsonl`); writes only the report folder.
 use crate::config::TrainConfig;
 use crate::pictures::chart::{LineChart, Series};
 use crate::train::metrics::{median_of_last, read_metrics, EpochMetrics};
@@ -184,6 +186,34 @@ fn mean_curve(g: &Group, value: impl Fn(&EpochMetrics) -> f64) -> Vec<(f64, f64)
         .collect()
 }
 
+/// The further head of `g` (not `top-1`) with the highest median-of-last-N top-1, its mean over
+/// the group's runs: how `metrics::summarize` picks a run's `best_head`. None for one-head runs.
+pub fn best_head(g: &Group) -> Option<&HeadRow> {
+    g.heads.iter().skip(1).filter(|h| h.median.mean.is_finite()).max_by(|a, b| a.median.mean.total_cmp(&b.median.mean))
+}
+
+/// The lines of the main chart: per group its deployed head (`top-1`) and, where it has further
+/// heads, the best of them beside it (a single line when the two curves are the same).
+fn top1_series(groups: &[Group]) -> Vec<Series> {
+    let mut out = Vec::new();
+    for g in groups {
+        let deployed = mean_curve(g, |m| m.test_acc1);
+        let Some(best) = best_head(g) else {
+            out.push(Series { name: legend(g), points: deployed });
+            continue;
+        };
+        let points = mean_curve(g, |m| m.acc1_of(&best.head));
+        if points == deployed {
+            let name = format!("{}: top-1 (deployed) = {} (best head)", legend(g), best.head);
+            out.push(Series { name, points });
+        } else {
+            out.push(Series { name: format!("{}: top-1 (deployed)", legend(g)), points: deployed });
+            out.push(Series { name: format!("{}: {} (best head)", legend(g), best.head), points });
+        }
+    }
+    out
+}
+
 fn legend(g: &Group) -> String {
     if g.runs.len() > 1 {
         format!("{} (n={})", g.name, g.runs.len())
@@ -201,14 +231,18 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
     let groups = group(runs);
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut charts: Vec<(String, String)> = Vec::new();
-    let chart = |file: &str, title: &str, y: &str, value: &dyn Fn(&EpochMetrics) -> f64| -> Result<(String, String)> {
-        let series = groups.iter().map(|g| Series { name: legend(g), points: mean_curve(g, value) }).collect();
+    let draw = |file: &str, title: &str, y: &str, series: Vec<Series>| -> Result<(String, String)> {
         let c = LineChart { title: title.into(), x_label: "epoch".into(), y_label: y.into(), series };
         c.write_png(&out.join(file))?;
         Ok((title.to_string(), file.to_string()))
     };
+    let chart = |file: &str, title: &str, y: &str, value: &dyn Fn(&EpochMetrics) -> f64| {
+        draw(file, title, y, groups.iter().map(|g| Series { name: legend(g), points: mean_curve(g, value) }).collect())
+    };
     charts.push(chart("loss.png", "train loss", "loss", &|m| m.train_loss)?);
-    charts.push(chart("top1.png", "test top-1 (%)", "top-1", &|m| m.test_acc1)?);
+    let several_heads = groups.iter().any(|g| best_head(g).is_some());
+    let title = if several_heads { "test top-1 (%), deployed and best head" } else { "test top-1 (%)" };
+    charts.push(draw("top1.png", title, "top-1", top1_series(&groups))?);
     let mut extra_heads: Vec<String> =
         groups.iter().flat_map(|g| g.heads.iter().skip(1).map(|h| h.head.clone())).collect();
     extra_heads.sort();
@@ -228,6 +262,12 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
         .collect();
     md.push_str(&format!("Runs:\n{}\n\n", runs.join("\n")));
     md.push_str("Top-1 in %; a group (runs differing only by seed) shows mean ± sample standard deviation.\n\n");
+    if several_heads {
+        md.push_str(
+            "The first top-1 chart shows the deployed head (`top-1`) beside the best further head: the one \
+             with the highest median of the last N epochs.\n\n",
+        );
+    }
     md.push_str(&table);
     for (title, file) in &charts {
         md.push_str(&format!("\n![{title}]({file})\n"));

@@ -1,8 +1,16 @@
-//! Line charts as PNG (drawn here, with the built-in font: no plotting or font dependency): axes
-//! with rounded ticks, one coloured line per series with a dot per point, and a legend.
-use super::font;
-use crate::Result;
+//! Line charts as PNG, drawn with `plotters` in the bundled font of [`super::text`]: axes with
+//! rounded ticks, one coloured line per series with a dot per point, and a legend under the plot.
+//! Any values can be charted: points that are not finite are left out, and values beyond ±1e300
+//! are drawn at ±1e300, so the axes always span a finite range and every point lies on the
+//! canvas. Writes only the chart's file.
+use super::text;
+use crate::{Error, Result};
 use image::{Rgb, RgbImage};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::ops::Range;
 use std::path::Path;
 
 /// One line: its legend name and (x, y) points in order of x.
@@ -35,9 +43,20 @@ const PALETTE: [[u8; 3]; 10] = [
     [23, 190, 207],
 ];
 
-const WIDTH: u32 = 900;
-const HEIGHT: u32 = 560;
-const TEXT: u32 = 2;
+/// The chart's size in pixels.
+pub const WIDTH: u32 = 900;
+pub const HEIGHT: u32 = 560;
+/// Values beyond ±`LIMIT` are drawn at ±`LIMIT`: the span of the axes (and its 5% margin) stays a
+/// finite number.
+const LIMIT: f64 = 1e300;
+const TEXT_PX: f64 = 16.0;
+const TITLE_PX: f64 = 22.0;
+const MARGIN: u32 = 16;
+/// One legend row: its height, and the length of the line drawn before each name.
+const LEGEND_ROW: u32 = 24;
+const LEGEND_LINE: u32 = 24;
+const INK: RGBColor = RGBColor(30, 30, 30);
+const GRID: RGBColor = RGBColor(225, 225, 225);
 
 /// "Nice" tick positions covering [lo, hi]: about `n` steps of 1, 2 or 5 × 10^k (whole steps
 /// when `integer`, e.g. epochs).
@@ -59,54 +78,47 @@ pub fn ticks(lo: f64, hi: f64, n: usize, integer: bool) -> Vec<f64> {
 
 /// A tick's text: as few decimals as its step needs; scientific notation for values too large or
 /// too finely stepped to print in a few digits (a value of 1e100 would otherwise be 101 digits
-/// wide, wider than the chart).
+/// wide, wider than the chart), with the digits the step needs (at most 8 after the point).
 pub fn tick_text(v: f64, step: f64) -> String {
     let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
     if v.abs() >= 1e6 || decimals > 5 {
-        return format!("{v:.2e}");
+        // As many digits as tell neighbouring ticks apart: 2 to 8 after the point.
+        let digits = (v.abs().log10().floor() - step.abs().log10().floor()).clamp(2.0, 8.0) as usize;
+        return format!("{v:.digits$e}");
     }
     format!("{v:.decimals$}")
 }
 
-fn line(canvas: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), color: Rgb<u8>, width: i64) {
-    // One dot per pixel of length, at most a few canvas spans (a segment that long is mostly off
-    // the canvas; the bound keeps any coordinates from making this loop endless).
-    let (w, h) = canvas.dimensions();
-    let cap = 4.0 * f64::from(w + h);
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().clamp(1.0, cap) as i64;
-    for s in 0..=steps {
-        let t = s as f64 / steps as f64;
-        let (x, y) = ((x0 + t * (x1 - x0)).round() as i64, (y0 + t * (y1 - y0)).round() as i64);
-        dot(canvas, x, y, width, color);
-    }
+/// The colour (RGB) of the `k`-th series.
+pub fn colour(k: usize) -> [u8; 3] {
+    PALETTE[k % PALETTE.len()]
 }
 
-fn dot(canvas: &mut RgbImage, x: i64, y: i64, r: i64, color: Rgb<u8>) {
-    let (w, h) = canvas.dimensions();
-    for dy in -r / 2..=r / 2 {
-        for dx in -r / 2..=r / 2 {
-            let (px, py) = (x + dx, y + dy);
-            if px >= 0 && py >= 0 && (px as u32) < w && (py as u32) < h {
-                canvas.put_pixel(px as u32, py as u32, color);
-            }
-        }
-    }
+/// [`colour`] as plotters takes it.
+fn pen(k: usize) -> RGBColor {
+    let [r, g, b] = colour(k);
+    RGBColor(r, g, b)
 }
 
-impl LineChart {
-    /// Draws the chart and writes it as a PNG (atomically).
-    // Over 80 lines: one drawing pass over a fixed layout, to be replaced whole when the charts
-    // move to a plotting crate (issue 23, item 5).
-    pub fn write_png(&self, path: &Path) -> Result<()> {
-        let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255]));
-        let ink = Rgb([30, 30, 30]);
-        let grid = Rgb([225, 225, 225]);
-        let points: Vec<(f64, f64)> = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().copied())
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect();
+/// The points of `s` that can be drawn: finite ones, each value kept within ±[`LIMIT`].
+fn drawable(s: &Series) -> Vec<(f64, f64)> {
+    let clamp = |v: f64| v.clamp(-LIMIT, LIMIT);
+    s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&(x, y)| (clamp(x), clamp(y))).collect()
+}
+
+/// Where the axes run and where their ticks are.
+struct Axes {
+    x: (f64, f64),
+    y: (f64, f64),
+    x_ticks: Vec<f64>,
+    y_ticks: Vec<f64>,
+}
+
+impl Axes {
+    /// Axes around `points` (all within ±[`LIMIT`]): x exactly from the first to the last value
+    /// (a single one in the middle of a span of 1; whole ticks when all are whole, e.g. epochs), y with 5% to spare. Values
+    /// that are equal (to a millionth) get ±10% of their size around them, or ±1 around 0.
+    fn around(points: &[(f64, f64)]) -> Axes {
         let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = points
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), &(x, y)| {
@@ -116,76 +128,144 @@ impl LineChart {
             (x_lo, x_hi, y_lo, y_hi) = (0.0, 1.0, 0.0, 1.0);
         }
         if x_hi - x_lo < 1e-12 {
-            x_hi = x_lo + 1.0;
+            // One x value: in the middle of a span of 1.
+            (x_lo, x_hi) = (x_lo - 0.5, x_lo + 0.5);
         }
-        let pad = (y_hi - y_lo).abs().max(1e-6 * y_hi.abs().max(1.0)) * 0.05;
+        let size = y_hi.abs().max(y_lo.abs());
+        let pad = if y_hi - y_lo > 1e-6 * size {
+            (y_hi - y_lo) * 0.05
+        } else if size > 0.0 {
+            0.1 * size
+        } else {
+            1.0
+        };
         (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
-        let y_ticks = ticks(y_lo, y_hi, 6, false);
         let whole_x = points.iter().all(|(x, _)| x.fract() == 0.0);
         let x_ticks = ticks(x_lo, x_hi, 8, whole_x);
-        let y_step = y_ticks.get(1).zip(y_ticks.first()).map_or(1.0, |(b, a)| b - a);
-        let x_step = x_ticks.get(1).zip(x_ticks.first()).map_or(1.0, |(b, a)| b - a);
-        let y_label_w = y_ticks.iter().map(|t| font::text_width(&tick_text(*t, y_step), TEXT)).max().unwrap_or(0);
-        // The plot keeps at least half the width whatever the labels.
-        let y_label_w = y_label_w.min(WIDTH / 4);
-        let text_h = font::HEIGHT * TEXT;
-        // Plot area.
-        let (left, right) = (20 + text_h + 12 + y_label_w + 8, WIDTH - 24);
-        // Below the plot: tick labels, the x label, then the legend row.
-        let (top, bottom) = (20 + text_h + 16, HEIGHT - (20 + 3 * text_h + 36));
-        let sx = |x: f64| left as f64 + (x - x_lo) / (x_hi - x_lo) * (right - left) as f64;
-        let sy = |y: f64| bottom as f64 - (y - y_lo) / (y_hi - y_lo) * (bottom - top) as f64;
-        for &t in &y_ticks {
-            let y = sy(t);
-            line(&mut canvas, (left as f64, y), (right as f64, y), grid, 1);
-            let text = tick_text(t, y_step);
-            let x = left - 8 - font::text_width(&text, TEXT);
-            font::draw_text(&mut canvas, x, (y as u32).saturating_sub(text_h / 2), &text, TEXT, ink);
+        Axes { x: (x_lo, x_hi), y: (y_lo, y_hi), x_ticks, y_ticks: ticks(y_lo, y_hi, 6, false) }
+    }
+}
+
+/// One axis for plotters: the linear map of `range`, with ticks at `ticks` (samix's own, from
+/// [`ticks`], rather than plotters' choice, so that their labels can be [`tick_text`]) and no
+/// lighter lines between them.
+struct Axis {
+    range: Range<f64>,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for Axis {
+    // Each label is formatted by the mesh's formatter (`tick_text`); this only satisfies plotters.
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        RangedCoordf64::from(self.range.clone()).map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
         }
-        for &t in &x_ticks {
-            let x = sx(t);
-            line(&mut canvas, (x, top as f64), (x, bottom as f64), grid, 1);
-            let text = tick_text(t, x_step);
-            let tx = (x as u32).saturating_sub(font::text_width(&text, TEXT) / 2);
-            font::draw_text(&mut canvas, tx, bottom + 8, &text, TEXT, ink);
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+/// The step between the first two ticks (1 when there are fewer).
+fn step(ticks: &[f64]) -> f64 {
+    ticks.get(1).zip(ticks.first()).map_or(1.0, |(b, a)| b - a)
+}
+
+/// Where each legend entry goes: its left edge and row, entries side by side from `left`,
+/// wrapping onto a new row when the next would pass the right edge.
+fn legend_layout(names: &[&str], left: u32) -> Vec<(u32, u32)> {
+    let (mut x, mut row) = (left, 0);
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let entry_w = LEGEND_LINE + 8 + text::width(name, TEXT_PX) + 24;
+        if x + entry_w > WIDTH && x > left {
+            (x, row) = (left, row + 1);
         }
-        line(&mut canvas, (left as f64, top as f64), (left as f64, bottom as f64), ink, 2);
-        line(&mut canvas, (left as f64, bottom as f64), (right as f64, bottom as f64), ink, 2);
-        let title_x = (WIDTH.saturating_sub(font::text_width(&self.title, TEXT))) / 2;
-        font::draw_text(&mut canvas, title_x, 16, &self.title, TEXT, ink);
-        let x_label_x = (left + right).saturating_sub(font::text_width(&self.x_label, TEXT)) / 2;
-        font::draw_text(&mut canvas, x_label_x, bottom + 8 + text_h + 8, &self.x_label, TEXT, ink);
-        // The y label, one character per line (the font does not rotate).
-        let y_label: Vec<char> = self.y_label.chars().collect();
-        let y0 = ((top + bottom) / 2).saturating_sub(y_label.len() as u32 * (text_h + 2) / 2);
-        for (i, c) in y_label.iter().enumerate() {
-            font::draw_text(&mut canvas, 20, y0 + i as u32 * (text_h + 2), &c.to_string(), TEXT, ink);
-        }
-        for (k, s) in self.series.iter().enumerate() {
-            let [r, g, b] = PALETTE[k % PALETTE.len()];
-            let color = Rgb([r, g, b]);
-            let pts: Vec<(f64, f64)> =
-                s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&(x, y)| (sx(x), sy(y))).collect();
-            for pair in pts.windows(2) {
-                line(&mut canvas, pair[0], pair[1], color, 2);
-            }
-            for &(x, y) in &pts {
-                dot(&mut canvas, x as i64, y as i64, 5, color);
-            }
-        }
-        // The legend: one row under the chart, entries side by side (wrapping upwards if needed).
-        let (mut lx, mut ly) = (left, HEIGHT - 20 - text_h);
-        for (k, s) in self.series.iter().enumerate() {
-            let [r, g, b] = PALETTE[k % PALETTE.len()];
-            let entry_w = 28 + font::text_width(&s.name, TEXT) + 24;
-            if lx + entry_w > WIDTH && lx > left {
-                (lx, ly) = (left, ly.saturating_sub(text_h + 6));
-            }
-            let mid = (ly + text_h / 2) as f64;
-            line(&mut canvas, (lx as f64, mid), ((lx + 20) as f64, mid), Rgb([r, g, b]), 3);
-            font::draw_text(&mut canvas, lx + 28, ly, &s.name, TEXT, ink);
-            lx += entry_w;
-        }
+        out.push((x, row));
+        x += entry_w;
+    }
+    out
+}
+
+impl LineChart {
+    /// Draws the chart and writes it as a PNG (atomically).
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        text::register(path)?;
+        let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255]));
+        self.draw(&mut canvas, path)?;
         crate::files::write_png_atomic(path, &canvas)
     }
+
+    fn draw(&self, canvas: &mut RgbImage, path: &Path) -> Result<()> {
+        let err = |e: DrawingAreaErrorKind<_>| Error::picture(path, e.to_string());
+        let lines: Vec<Vec<(f64, f64)>> = self.series.iter().map(drawable).collect();
+        let axes = Axes::around(&lines.concat());
+        let (x_step, y_step) = (step(&axes.x_ticks), step(&axes.y_ticks));
+        // The tick labels' column keeps at most a quarter of the width, whatever the values.
+        let y_label_w = axes.y_ticks.iter().map(|t| text::width(&tick_text(*t, y_step), TEXT_PX)).max().unwrap_or(0);
+        let y_area = y_label_w.min(WIDTH / 4) + 16 + 2 * TEXT_PX as u32;
+        let names: Vec<&str> = self.series.iter().map(|s| s.name.as_str()).collect();
+        let legend = legend_layout(&names, MARGIN + y_area);
+        let legend_rows = legend.iter().map(|(_, row)| row + 1).max().unwrap_or(0).min(HEIGHT / 3 / LEGEND_ROW);
+        let root = text::backend(canvas, path)?.into_drawing_area();
+        let (upper, lower) = root.split_vertically(HEIGHT - legend_rows * LEGEND_ROW - MARGIN / 2);
+        let mut chart = ChartBuilder::on(&upper)
+            .caption(&self.title, text::style(TITLE_PX, INK))
+            .margin(MARGIN)
+            .x_label_area_size(2 * TEXT_PX as u32 + 24)
+            .y_label_area_size(y_area)
+            .build_cartesian_2d(
+                Axis { range: axes.x.0..axes.x.1, ticks: axes.x_ticks.clone() },
+                Axis { range: axes.y.0..axes.y.1, ticks: axes.y_ticks.clone() },
+            )
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .x_label_formatter(&|v| tick_text(*v, x_step))
+            .y_label_formatter(&|v| tick_text(*v, y_step))
+            .label_style(text::style(TEXT_PX, INK))
+            .axis_desc_style(text::style(TEXT_PX, INK))
+            .bold_line_style(GRID)
+            .axis_style(INK.stroke_width(2))
+            .draw()
+            .map_err(err)?;
+        for (k, points) in lines.iter().enumerate() {
+            let c = pen(k);
+            chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2))).map_err(err)?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(err)?;
+        }
+        draw_legend(&lower, &names, &legend).map_err(err)?;
+        root.present().map_err(err)
+    }
+}
+
+/// The legend in `area` (the strip under the plot): per series a short line in its colour and
+/// its name, at the places [`legend_layout`] gave.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    names: &[&str],
+    places: &[(u32, u32)],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for (k, (name, &(x, row))) in names.iter().zip(places).enumerate() {
+        let (x, top) = (x as i32, (row * LEGEND_ROW) as i32);
+        // The line at the middle of the capitals, which start at `top`.
+        let mid = top + (TEXT_PX * 0.73 / 2.0).round() as i32;
+        let line = [(x, mid), (x + LEGEND_LINE as i32, mid)];
+        area.draw(&PathElement::new(line, pen(k).stroke_width(3)))?;
+        let at = (x + LEGEND_LINE as i32 + 8, top + text::cap_offset(TEXT_PX));
+        area.draw_text(name, &text::style(TEXT_PX, INK), at)?;
+    }
+    Ok(())
 }

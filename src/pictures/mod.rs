@@ -1,8 +1,9 @@
 //! Pictures for people: PNG grids of image rows (cells upscaled to be seen, rows and columns
 //! labelled, a legend for masks) including the grid of a policy's mixed batch, line charts
-//! ([`chart`]), and the built-in font they are labelled with ([`font`]). Writes files only.
+//! ([`chart`], drawn with `plotters`), and the text both are labelled with ([`text`]: a bundled
+//! font, no system fonts). Writes files only.
 pub mod chart;
-pub mod font;
+pub mod text;
 
 use crate::data::transform::to_unit;
 use crate::mix::{MixPolicy, MixedBatch};
@@ -16,7 +17,10 @@ use tch::{Kind, Tensor};
 pub const MIN_CELL: usize = 96;
 const GAP: u32 = 4;
 const PAD: u32 = 10;
-const TEXT_SCALE: u32 = 2;
+/// Label text: its size, and the height a line of it takes in the layout.
+const TEXT_PX: f64 = 16.0;
+const TEXT_H: u32 = 16;
+const INK: plotters::style::RGBColor = plotters::style::RGBColor(20, 20, 20);
 
 /// What a grid says about itself: a label left of each row, one under each column, and a legend
 /// line under the grid (with a black-to-white bar, for grids showing masks or weights).
@@ -36,28 +40,29 @@ pub fn cell_scale(h: usize, w: usize) -> usize {
 /// least [`MIN_CELL`] pixels, with the labels of `labels`.
 pub fn write_grid(rows: &[Tensor], labels: &GridLabels, path: &Path) -> Result<()> {
     let s = rows.first().ok_or_else(|| Error::run(path, "no rows to draw"))?.size();
+    text::register(path)?;
     let (cols, h, w) = (s[0] as usize, s[2] as usize, s[3] as usize);
     let k = cell_scale(h, w);
     let (cell_w, cell_h) = ((w * k) as u32, (h * k) as u32);
-    let text_h = font::HEIGHT * TEXT_SCALE;
-    let label_w = labels.rows.iter().map(|l| font::text_width(l, TEXT_SCALE)).max().unwrap_or(0);
+    let text_h = TEXT_H;
+    let label_w = labels.rows.iter().map(|l| text::width(l, TEXT_PX)).max().unwrap_or(0);
     let left = PAD + if label_w > 0 { label_w + PAD } else { 0 };
     let grid_w = cols as u32 * (cell_w + GAP) - GAP;
     let grid_h = rows.len() as u32 * (cell_h + GAP) - GAP;
     let columns_h = if labels.columns.is_empty() { 0 } else { GAP + text_h };
     let legend_h = if labels.legend.is_some() { PAD + text_h } else { 0 };
-    let legend_w = labels.legend.as_ref().map_or(0, |l| 128 + PAD + font::text_width(l, TEXT_SCALE));
+    let legend_w = labels.legend.as_ref().map_or(0, |l| 128 + PAD + text::width(l, TEXT_PX));
     let width = (left + grid_w + PAD).max(PAD + legend_w + PAD);
     let height = PAD + grid_h + columns_h + legend_h + PAD;
     let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
-    let ink = image::Rgb([20, 20, 20]);
     for (r, row) in rows.iter().enumerate() {
         let row = row.to_device(tch::Device::Cpu).to_kind(Kind::Float);
         let c = row.size()[1] as usize;
         let data = Vec::<f32>::try_from(&row.flatten(0, -1)).map_err(|e| Error::run(path, e.to_string()))?;
         let top = PAD + r as u32 * (cell_h + GAP);
         if let Some(label) = labels.rows.get(r) {
-            font::draw_text(&mut canvas, PAD, top + (cell_h.saturating_sub(text_h)) / 2, label, TEXT_SCALE, ink);
+            let y = top + (cell_h.saturating_sub(text_h)) / 2;
+            text::draw(&mut canvas, (PAD as i32, y as i32), label, TEXT_PX, INK, path)?;
         }
         for i in 0..cols.min(row.size()[0] as usize) {
             let cell_left = left + i as u32 * (cell_w + GAP);
@@ -83,10 +88,10 @@ pub fn write_grid(rows: &[Tensor], labels: &GridLabels, path: &Path) -> Result<(
         }
     }
     let below = PAD + grid_h + GAP;
-    for (i, text) in labels.columns.iter().enumerate().take(cols) {
+    for (i, label) in labels.columns.iter().enumerate().take(cols) {
         let centre = left + i as u32 * (cell_w + GAP) + cell_w / 2;
-        let x = centre.saturating_sub(font::text_width(text, TEXT_SCALE) / 2);
-        font::draw_text(&mut canvas, x, below, text, TEXT_SCALE, ink);
+        let x = centre.saturating_sub(text::width(label, TEXT_PX) / 2);
+        text::draw(&mut canvas, (x as i32, below as i32), label, TEXT_PX, INK, path)?;
     }
     if let Some(legend) = &labels.legend {
         let y = PAD + grid_h + columns_h + PAD;
@@ -96,7 +101,7 @@ pub fn write_grid(rows: &[Tensor], labels: &GridLabels, path: &Path) -> Result<(
                 canvas.put_pixel(PAD + x, y + dy, image::Rgb([v, v, v]));
             }
         }
-        font::draw_text(&mut canvas, PAD + 128 + PAD, y, legend, TEXT_SCALE, ink);
+        text::draw(&mut canvas, ((PAD + 128 + PAD) as i32, y as i32), legend, TEXT_PX, INK, path)?;
     }
     crate::files::write_png_atomic(path, &canvas)
 }
