@@ -196,5 +196,5 @@ pub fn save(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("cannot read safetensors weights: {e}")))
+    crate::files::read_safetensors(path, "safetensors weights")
 }
