@@ -11,12 +11,23 @@ use tch::Tensor;
 /// never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    {
+    removing_on_error(&tmp, || {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// Runs `write`, which writes `tmp` and renames it into place; when it fails, `tmp` is removed
+/// (a failed write once left a 46 MB `.tmp` beside the output, issue 24 R11).
+fn removing_on_error(tmp: &Path, write: impl FnOnce() -> Result<()>) -> Result<()> {
+    let result = write();
+    if result.is_err() && tmp.is_file() {
+        let _ = std::fs::remove_file(tmp);
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    result
 }
 
 /// The temporary name a file is written under before it is renamed to `path`: `x.ext.tmp`, or
@@ -108,8 +119,11 @@ pub fn contiguous(named: impl IntoIterator<Item = (String, Tensor)>) -> Vec<(Str
 /// Writes named tensors as safetensors under a temporary name, then renames it to `path`.
 pub fn write_safetensors_atomic(path: &Path, named: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&contiguous(named), &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    removing_on_error(&tmp, || {
+        Tensor::write_safetensors(&contiguous(named), &tmp)
+            .map_err(|e| Error::data(path, format!("cannot write: {e}")))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })
 }
 
 /// Loads the variables of `vs` from a safetensors file, checking first that every variable is
