@@ -122,6 +122,9 @@ mod tests {
         assert!((20.0..37.0).contains(&mb(Arch::Wrn28_8)), "{}", mb(Arch::Wrn28_8));
         let huge = ModelConfig { base_width: Some(100_000_000), ..ModelConfig::new(Arch::Resnet18) };
         assert!(check(&huge, None, 32, 100, "train.batch_size").is_err());
-        assert!(check(&ModelConfig::new(Arch::Resnet50), None, 224, 1024, "train.batch_size").is_ok());
+        let imagenet = ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::Resnet50) };
+        assert!(check(&imagenet, None, 224, 1024, "train.batch_size").is_ok());
+        // The CIFAR stem keeps 224 px through the first stage: 52 GB at that batch.
+        assert!(check(&ModelConfig::new(Arch::Resnet50), None, 224, 1024, "train.batch_size").is_err());
     }
 }
