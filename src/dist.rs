@@ -52,6 +52,9 @@ impl DistConfig {
         if !(self.bucket_mb.is_finite() && self.bucket_mb > 0.0) {
             return Err(Error::config("dist.bucket_mb", "must be a positive number of MiB"));
         }
+        if self.bucket_mb > (crate::limits::MAX_TENSOR_BYTES >> 20) as f64 {
+            return Err(Error::config("dist.bucket_mb", "is above samix's limit of 32768 MiB for one tensor"));
+        }
         if !(self.timeout_s.is_finite() && self.timeout_s >= 1.0 && self.timeout_s <= 86_400.0) {
             return Err(Error::config("dist.timeout_s", "must be between 1 and 86400 seconds"));
         }

@@ -8,7 +8,8 @@
 //! recipe) → [`train`] (learners, the epoch loop, checkpoints) → [`preview`] / [`predict`] /
 //! [`report`] (runs side by side) / [`bench`] → the `samix` binary. Below them all: [`error`],
 //! [`rng`], [`device`], [`native`] (libtorch calls tch lacks), [`dist`] (c10d process groups for
-//! data-parallel training), `files` (atomic writes, internal) and [`host`].
+//! data-parallel training), `files` (atomic writes, validated safetensors reads, internal),
+//! [`host`] and [`limits`] (the size policy: every user-sized quantity's upper limit).
 //!
 //! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
 //! [`OnlineSamix`] over any [`StagedNet`] (see `examples/samix_loop.rs`); [`mixup_cross_entropy`]
@@ -21,6 +22,7 @@ pub mod dist;
 pub mod error;
 pub(crate) mod files;
 pub mod host;
+pub mod limits;
 pub mod loss;
 pub mod mix;
 pub mod model;

@@ -40,6 +40,11 @@ pub fn write_mix_grid(req: &MixGridRequest, checkpoint: Option<&Path>) -> Result
     if req.image_size == 0 {
         return Err(Error::Argument("--image-size must be at least 1".into()));
     }
+    use crate::limits::{check_size, MAX_GRID_IMAGES, MAX_IMAGE_SIDE};
+    check_size("--image-size", req.image_size, MAX_IMAGE_SIDE)?;
+    check_size("--n", req.n, MAX_GRID_IMAGES)?;
+    let batch_bytes = (req.n as u64) * 3 * (req.image_size as u64).pow(2) * 4;
+    crate::limits::check_tensor_bytes("--n, --image-size", "the batch of images", batch_bytes)?;
     let kind = detect(&req.data)?;
     let mut dc = DataConfig::new(kind, Some(req.data.clone()));
     if kind.native_size().is_none() {

@@ -20,6 +20,16 @@ mod steps;
 pub use method::Method;
 use steps::build_step;
 
+/// Refuses a `--batch` above [`crate::limits::MAX_BATCH`], or one whose first-stage feature map
+/// of the benchmarked ResNet-18 at 32 px is above [`crate::limits::MAX_TENSOR_BYTES`] (a batch of
+/// 10⁸ panicked inside libtorch's allocation).
+pub fn check_batch(batch: i64) -> Result<()> {
+    use crate::limits::{check_size, check_tensor_bytes, MAX_BATCH};
+    check_size("--batch", batch, MAX_BATCH)?;
+    let bytes = crate::model::size::largest_activation_bytes(&steps::cifar_resnet18(), 32, batch.max(0) as u64);
+    check_tensor_bytes("--batch", "one batch of ResNet-18's first-stage feature map", bytes)
+}
+
 /// How to run the timed steps.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -100,6 +110,7 @@ fn peak_memory(device: Device) -> Result<Option<PeakMemory>> {
 
 /// Times `opts.steps` training steps of `method` after `opts.warmup` untimed ones.
 pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
+    check_batch(opts.batch)?;
     let device = opts.device;
     if opts.cuda_graph && !device.is_cuda() {
         return Err(Error::Argument(format!("--cuda-graph needs a CUDA device, not {device:?}")));
@@ -148,6 +159,7 @@ fn time_runs(device: Device, runs: usize, mut run: impl FnMut() -> Result<()>) -
 /// needing a checkpoint, the model or a Mixer), then PuzzleMix with a random saliency (the
 /// saliency's cost not included).
 pub fn bench_policies(device: Device, batch: i64, steps: usize) -> Result<Vec<(String, f64)>> {
+    check_batch(batch)?;
     let mut out = Vec::new();
     for &name in MixConfig::NAMES.iter().filter(|&&n| n != "none") {
         // The policies that cannot be built from their name alone are skipped, by design.

@@ -24,7 +24,7 @@ pub(super) trait BenchStep {
     fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()>;
 }
 
-fn cifar_resnet18() -> ModelConfig {
+pub(super) fn cifar_resnet18() -> ModelConfig {
     ModelConfig::new(Arch::Resnet18)
 }
 

@@ -5,6 +5,7 @@
 //! `optim`, `mix`, `samix`); this module only puts them together and decides which mixing a
 //! run names.
 use crate::data::DataConfig;
+use crate::limits::{check_seconds, check_size, MAX_BATCH, MAX_EPOCHS};
 use crate::model::ModelConfig;
 use crate::native::Precision;
 use crate::optim::{OptimConfig, ScheduleConfig};
@@ -89,6 +90,9 @@ impl RunConfig {
         if self.batch_size < 1 {
             return fail("batch_size", "must be at least 1");
         }
+        check_size("train.epochs", self.epochs, MAX_EPOCHS)?;
+        check_size("train.batch_size", self.batch_size, MAX_BATCH)?;
+        self.eval_batch_size.map_or(Ok(()), |b| check_size("train.eval_batch_size", b, MAX_BATCH))?;
         if self.eval_batch_size.is_some_and(|b| b < 1) {
             return fail("eval_batch_size", "must be at least 1");
         }
@@ -159,6 +163,7 @@ impl LogConfig {
         if !(self.progress_every_s.is_finite() && self.progress_every_s >= 0.0) {
             return Err(Error::config("log.progress_every_s", "must be a number of seconds >= 0"));
         }
+        check_seconds("log.progress_every_s", self.progress_every_s)?;
         Ok(())
     }
 }
@@ -236,6 +241,7 @@ impl TrainConfig {
         if let Some(ssl) = &self.ssl {
             self.check_ssl(ssl)?;
         }
+        self.check_network_size()?;
         if self.train.linear_probe && self.mix.online_config().is_some() {
             return Err(Error::config(
                 "train.linear_probe",
@@ -250,6 +256,20 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The network these keys build, with its SSL neck, within the parameter limit, and its
+    /// largest activation for the larger of the training and evaluation batches within the
+    /// tensor limit (crate::limits).
+    fn check_network_size(&self) -> Result<()> {
+        let neck = self.ssl.as_ref().map(|s| s.neck_parameters(crate::model::size::feature_channels(&self.model)));
+        let (batch, key) = match self.train.eval_batch_size {
+            Some(e) if e > self.train.batch_size => (e, "train.eval_batch_size"),
+            _ => (self.train.batch_size, "train.batch_size"),
+        };
+        // Image folders without an image_size are refused by data.check().
+        let side = self.image_side().unwrap_or(1).max(1) as u64;
+        crate::model::size::check(&self.model, neck, side, batch as u64, key)
     }
 
     /// What self-supervised pre-training can run: MoCo v2 with no mixing, an input policy (across

@@ -8,7 +8,8 @@ use crate::{Error, Result};
 pub(super) fn blame_override(e: Error, overrides: &[String]) -> Error {
     let Error::Config { key, msg } = e else { return e };
     let related = |set: &str| {
-        let below = key == set || key.starts_with(&format!("{set}."));
+        // A size estimate names every key that sized it (`model.base_width, model.blocks`).
+        let below = key.split(", ").any(|k| k == set || k.starts_with(&format!("{set}.")));
         // serde names the field an error is about first, in backticks ("unknown field `x`,
         // expected one of `a`, `b`").
         let named = msg.split('`').nth(1);

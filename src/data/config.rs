@@ -1,6 +1,7 @@
 //! The `[data]` table of a run: which dataset, where it lives, how much of it, the loader's
 //! workers, and the training augmentations. Every default is stated once, in the `Default`
 //! impls; serde fills missing keys from them.
+use crate::limits::{check_size, MAX_IMAGE_SIDE, MAX_WORKERS};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -177,6 +178,11 @@ impl DataConfig {
             return Err(Error::config("data.classes", "must be [lo, hi] with lo < hi"));
         }
         let a = &self.augment;
+        for (key, side) in [("data.augment.image_size", a.image_size), ("data.augment.test_resize", a.test_resize)] {
+            side.map_or(Ok(()), |s| check_size(key, s, MAX_IMAGE_SIDE))?;
+        }
+        check_size("data.workers", self.workers, MAX_WORKERS)?;
+        check_size("data.prefetch", self.prefetch, MAX_WORKERS)?;
         if let (Some(side), true) = (self.image_side(), a.crop_padding > 0) {
             let side = side as usize;
             if a.crop_padding > side {

@@ -56,6 +56,8 @@ impl AttentivemixConfig {
 
 impl super::PolicyConfig for AttentivemixConfig {
     fn check(&self, _num_stages: usize) -> Result<()> {
+        let side = self.upsample_to;
+        side.map_or(Ok(()), |s| crate::limits::check_size("mix.upsample_to", s, crate::limits::MAX_IMAGE_SIDE))?;
         super::check_alpha(self.alpha)
     }
 }

@@ -83,6 +83,7 @@ impl AlignmixConfig {
 
 impl super::PolicyConfig for AlignmixConfig {
     fn check(&self, _num_stages: usize) -> Result<()> {
+        crate::limits::check_size("mix.sinkhorn_iterations", self.sinkhorn_iterations, crate::limits::MAX_ITERATIONS)?;
         super::check_alpha(self.alpha)
     }
     fn build_input(&self) -> Result<Box<dyn super::MixPolicy + Send>> {

@@ -76,6 +76,9 @@ impl PuzzleMixConfig {
         if self.neigh_size == 0 || self.t_size == 0 {
             return Err(Error::config("mix.neigh_size", "neigh_size and t_size must be at least 1"));
         }
+        use crate::limits::{check_size, MAX_IMAGE_SIDE};
+        check_size("mix.neigh_size", self.neigh_size, MAX_IMAGE_SIDE)?;
+        check_size("mix.t_size", self.t_size, MAX_IMAGE_SIDE)?;
         Ok(())
     }
 }

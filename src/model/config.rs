@@ -1,4 +1,5 @@
 //! The `[model]` table of a run: architecture, stem, width and depth overrides.
+use crate::limits::{check_size, check_sizes, MAX_BLOCKS_PER_STAGE, MAX_WIDTH};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,8 @@ impl ModelConfig {
         }
     }
 
-    /// Range checks of this table; errors name the key.
+    /// Range checks of this table; errors name the key. How big the network these make is checked
+    /// with the data and the batch ([`crate::model::size::check`]).
     pub fn check(&self) -> Result<()> {
         if self.norm_groups < 1 {
             return Err(Error::config("model.norm_groups", "must be at least 1"));
@@ -101,6 +103,10 @@ impl ModelConfig {
             if blocks.len() != stages || blocks.iter().any(|&b| b < 1) {
                 return Err(Error::config("model.blocks", format!("must list {stages} positive block counts")));
             }
+            check_sizes("model.blocks", blocks, MAX_BLOCKS_PER_STAGE)?;
+        }
+        if let Some(w) = self.base_width {
+            check_size("model.base_width", w, MAX_WIDTH)?;
         }
         Ok(())
     }

@@ -57,6 +57,8 @@ pub fn check_against(path: &Path, tensors: &BTreeMap<String, Tensor>, config: &M
         t.size().get(i).copied().ok_or_else(|| Error::data(path, format!("`{name}` has too few dimensions")))
     };
     let (in_channels, num_classes) = (dim("conv1.weight", 1)?, dim("fc.weight", 0)?);
+    check_counts(path, in_channels, num_classes)?;
+    check_finite(path, tensors)?;
     // The architecture as configs name it (`resnet50`).
     let arch = serde_json::to_value(config.arch).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     let vs = VarStore::new(Device::Cpu);
@@ -82,6 +84,31 @@ pub fn check_against(path: &Path, tensors: &BTreeMap<String, Tensor>, config: &M
     }
     let tensors = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     Ok(NetworkWeights { tensors, in_channels, num_classes })
+}
+
+/// Input channels and classes as a weights file states them: at least 1 (a network of 0
+/// classes was built and written), at most [`crate::limits::MAX_CLASSES`] (before it is built).
+fn check_counts(path: &Path, in_channels: i64, num_classes: i64) -> Result<()> {
+    use crate::limits::MAX_CLASSES;
+    for (name, what, n) in [("conv1.weight", "input channels", in_channels), ("fc.weight", "classes", num_classes)] {
+        if n < 1 || n as u64 > MAX_CLASSES {
+            let msg = format!("`{name}` gives {n} {what}; a network has 1 to {MAX_CLASSES}");
+            return Err(Error::data(path, msg));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses weights holding NaN or an infinity, naming the first such tensor: they would be
+/// written out, or trained from, as if they were weights.
+fn check_finite(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    for (name, t) in tensors {
+        let floating = matches!(t.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+        if floating && t.numel() > 0 && t.isfinite().all().int64_value(&[]) == 0 {
+            return Err(Error::data(path, format!("`{name}` holds non-finite values (NaN or infinity)")));
+        }
+    }
+    Ok(())
 }
 
 /// What [`network_part`] left out of a checkpoint: each part (`q.*`, `k.head_mix.*`, `mixer.*`)
@@ -196,5 +223,5 @@ pub fn save(path: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("cannot read safetensors weights: {e}")))
+    crate::files::read_safetensors(path, "safetensors weights")
 }

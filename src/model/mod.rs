@@ -6,6 +6,7 @@ pub mod config;
 pub mod interop;
 pub mod layers;
 pub mod resnet;
+pub mod size;
 pub mod staged;
 pub mod wrn;
 

@@ -1,6 +1,7 @@
 //! The `[ssl]` table: self-supervised pre-training with MoCo v2 (docs/ALGORITHM.md §6), with the
 //! run's `[mix]` policy applied in its self-supervised form (none: MoCo v2; an input policy: the
 //! SSL mixup baselines of §6.6; `samix`: SAMix-SSL of §6.2). Defaults are MoCo v2's CIFAR recipe.
+use crate::limits::{check_size, check_tensor_bytes, MAX_FEATURE_DIM, MAX_QUEUE};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -109,12 +110,24 @@ impl SslConfig {
         }
     }
 
+    /// Parameters of the MLP neck over `features` backbone channels (two linear layers).
+    pub fn neck_parameters(&self, features: u64) -> u64 {
+        let (hidden, out) = (self.hidden_dim.max(0) as u64, self.feature_dim.max(0) as u64);
+        hidden.saturating_mul(features + 1).saturating_add(out.saturating_mul(hidden + 1))
+    }
+
     /// Range checks for a global batch of `batch` images; errors name the key under `ssl`.
     pub fn check(&self, batch: usize) -> Result<()> {
         let fail = |key: &str, msg: String| Err(Error::config(format!("ssl.{key}"), msg));
         if self.hidden_dim < 1 || self.feature_dim < 1 {
             return fail("feature_dim", "hidden_dim and feature_dim must be at least 1".into());
         }
+        check_size("ssl.hidden_dim", self.hidden_dim, MAX_FEATURE_DIM)?;
+        check_size("ssl.feature_dim", self.feature_dim, MAX_FEATURE_DIM)?;
+        let queue = self.queue_size.unwrap_or(DEFAULT_QUEUE);
+        check_size("ssl.queue_size", queue, MAX_QUEUE)?;
+        let queue_bytes = (queue as u64).saturating_mul(self.feature_dim as u64).saturating_mul(4);
+        check_tensor_bytes("ssl.queue_size, ssl.feature_dim", "the key queue", queue_bytes)?;
         for (key, v) in [("temperature", self.temperature), ("knn_temperature", self.knn_temperature)] {
             if !(v.is_finite() && v > 0.0) {
                 return fail(key, format!("{v} is not a positive number"));

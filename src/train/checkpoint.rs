@@ -450,7 +450,7 @@ impl Checkpoint {
     fn read_checked(&self, file: &str, what: &str) -> Result<Vec<(String, Tensor)>> {
         self.verify(file)?;
         let path = self.dir.join(file);
-        Tensor::read_safetensors(&path).map_err(|e| Error::data(&path, format!("cannot read {what}: {e}")))
+        crate::files::read_safetensors(&path, what)
     }
 
     /// Compares a file's SHA-256 with the one recorded when the checkpoint was written.

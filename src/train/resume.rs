@@ -19,8 +19,8 @@ pub(super) struct Start {
 }
 
 /// A fresh metrics log, or the state of the latest checkpoint (weights, optimiser, counters, the
-/// metrics up to it) loaded into `learner`.
-pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool) -> Result<Start> {
+/// metrics up to it) loaded into `learner`, after [`check_state`] (`seed`: the run's).
+pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bool, seed: u64) -> Result<Start> {
     let metrics_path = out.join("metrics.jsonl");
     let ckpt = if resume { checkpoint::latest(out)? } else { None };
     let Some(ckpt) = ckpt else {
@@ -31,6 +31,7 @@ pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bo
         metrics::write_metrics(&metrics_path, &[])?;
         return Ok(Start { epoch: 0, global_step: 0, history: Vec::new(), partial: None });
     };
+    check_state(&ckpt.state, seed, &ckpt.dir.join(checkpoint::STATE_FILE))?;
     ckpt.load_model(learner.var_store_mut())?;
     let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
     let optimizer_state = ckpt.optimizer_state()?;
@@ -55,6 +56,24 @@ pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bo
         tracing::info!("resumed from {} (epoch {epoch})", ckpt.dir.display());
     }
     Ok(Start { epoch, global_step: ckpt.state.global_step, history, partial })
+}
+
+/// The parts of a checkpoint's `state.json` (which its checksums do not cover) that the run's
+/// counters (`run::check_start`) do not: its seed is the run's, and an interrupted epoch's
+/// learner sums count no more steps than the epoch took (issue 24, R11). Errors name the file.
+fn check_state(state: &checkpoint::CheckpointState, seed: u64, path: &Path) -> Result<()> {
+    if state.seed != seed {
+        let msg = format!("says seed {}, but the run's seed is {seed} (a damaged or edited state.json)", state.seed);
+        return Err(Error::data(path, msg));
+    }
+    if let Some(p) = state.partial.as_ref().filter(|p| p.learner.steps > p.steps) {
+        let msg = format!(
+            "says the interrupted epoch took {} steps, but its sums count {} (a damaged or edited state.json)",
+            p.steps, p.learner.steps
+        );
+        return Err(Error::data(path, msg));
+    }
+    Ok(())
 }
 
 impl Start {

@@ -81,7 +81,7 @@ fn prepare_run_dir(
     }
     // Everything that can fail on the user's input has been checked: now the run directory.
     let lock = run_dir::prepare(out, resume, force)?;
-    let start = restore_or_start(learner, out, resume)?;
+    let start = restore_or_start(learner, out, resume, config.seed)?;
     Ok((Some(lock), start))
 }
 

@@ -290,6 +290,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.batch < 1 || args.steps < 1 {
         bail!("--batch and --steps must be at least 1");
     }
+    bench::check_batch(args.batch)?;
     if let Some(config) = &args.loader {
         let (r, cfg) = bench::bench_config_loader(config, args.data, device, args.steps)?;
         println!(
