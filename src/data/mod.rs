@@ -9,6 +9,7 @@ pub mod download;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+mod transfer;
 pub mod transform;
 pub mod verify;
 

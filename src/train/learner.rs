@@ -1,7 +1,7 @@
 //! What the common training loop needs from a way of training: the [`Learner`] trait, and where
 //! a step is in the run ([`StepContext`]). Touches nothing.
-use super::checkpoint::EpochSums;
 use super::eval;
+use super::loss_sums::EpochSums;
 use crate::data::loader::{Batch, Loader};
 use crate::dist::ProcessGroup;
 use crate::optim::Sgd;

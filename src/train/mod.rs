@@ -10,6 +10,7 @@ mod epoch;
 pub mod eval;
 mod learner;
 pub mod loaders;
+pub mod loss_sums;
 pub mod metrics;
 pub mod mixing;
 pub mod model;

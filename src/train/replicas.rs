@@ -3,9 +3,10 @@
 //! BatchNorm statistics broadcast after each step, figures reduced over the ranks, replicas
 //! compared bit for bit before each checkpoint, a recipe every rank must share). The loop calls
 //! [`Replicas`] the same way in both cases. Touches the learner's variables and the group only.
-use super::checkpoint::{EpochSums, PartialEpoch};
+use super::checkpoint::PartialEpoch;
 use super::eval;
 use super::learner::Learner;
+use super::loss_sums::EpochSums;
 use super::resume::{diff_keys, Start};
 use super::run_dir::RunLock;
 use crate::config::TrainConfig;

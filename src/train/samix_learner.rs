@@ -2,9 +2,9 @@
 //! samix's VarStore layout (`q.*`, `k.*`, `mixer.*`), gives the Mixer its own SGD group and
 //! schedule, steps the EMA, sums the loss terms per epoch, evaluates the four heads, and writes
 //! the mask visuals and the Mixer artifact into the run directory.
-use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{self, Evaluation};
 use super::learner::{Learner, StepContext};
+use super::loss_sums::{EpochSums, LossSums};
 use super::model::seed_init;
 use super::visual::MaskVisuals;
 use crate::config::TrainConfig;

@@ -4,9 +4,9 @@
 //! the queue after it (keys of every process, under data parallelism), gives a Mixer its own SGD
 //! group, sums the loss terms per epoch, evaluates with the weighted k-NN monitor, and writes the
 //! query backbone (`backbone.safetensors`, for `model.init_from`) and the mask visuals.
-use super::checkpoint::{EpochSums, LossSums};
 use super::eval::{EvalResult, Evaluation};
 use super::learner::{Learner, StepContext};
+use super::loss_sums::{EpochSums, LossSums};
 use super::mixing::Mixing;
 use super::model::seed_init;
 use super::samix_learner::sgd_with_mixer_group;

@@ -136,3 +136,15 @@ pub fn venv_python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
 pub fn oracle_script(name: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle").join(name)
 }
+
+/// A batch of `n` constant images (image k has value k + 1 everywhere) labelled 0..n.
+pub fn indexed_batch(n: i64, h: i64, w: i64) -> (tch::Tensor, tch::Tensor) {
+    use tch::{Device, Kind, Tensor};
+    let vals = Tensor::arange(n, (Kind::Float, Device::Cpu)) + 1.0;
+    (vals.view([n, 1, 1, 1]).expand([n, 3, h, w], false).contiguous(), Tensor::arange(n, (Kind::Int64, Device::Cpu)))
+}
+
+/// A tensor's values as f64, flattened.
+pub fn f64s(t: &tch::Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(&t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap()
+}
