@@ -126,11 +126,11 @@ impl SamixConfig {
     pub fn check_scenario(&self, scenario: Scenario) -> Result<()> {
         match (&self.mixer_loss, scenario) {
             (Some(MixerLossConfig::Contrastive(_)), Scenario::Supervised) => Err(Error::config(
-                "mix.mixer_loss",
+                "mix.mixer_loss.kind",
                 "global, local and local_global are SAMix-SSL's losses (with [ssl]); supervised: soft_ce, pair_local_global, bce_neg, decoupled",
             )),
             (Some(MixerLossConfig::Supervised(_)), Scenario::SelfSupervised) => Err(Error::config(
-                "mix.mixer_loss",
+                "mix.mixer_loss.kind",
                 "is a supervised Mixer loss; under [ssl] kind is global, local or local_global",
             )),
             _ => Ok(()),
