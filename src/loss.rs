@@ -41,7 +41,7 @@ pub fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
 ///   Σ_{c∉{a,b}} e^{z_c}) )`; rows with a = b keep only the soft CE.
 ///
 /// All are means over the batch.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MixupLoss {
     SoftCe,

@@ -82,7 +82,7 @@ pub fn predict(
         return Err(Error::Argument("--top must be at least 1".into()));
     }
     let ckpt = checkpoint::open(checkpoint)?;
-    let mut cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+    let mut cfg = TrainConfig::load_stored(&ckpt.config_path(), &[])?;
     if let Some(d) = data {
         cfg.data.path = Some(d);
     }

@@ -69,7 +69,7 @@ pub struct Group {
 /// Reads a run directory.
 pub fn load_run(dir: &Path) -> Result<Run> {
     let config_path = dir.join("config.toml");
-    let config = TrainConfig::load(&config_path, &[])?;
+    let config = TrainConfig::load_stored(&config_path, &[])?;
     let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
     if metrics.is_empty() {
         return Err(Error::run(dir, "has no finished epoch in metrics.jsonl yet"));

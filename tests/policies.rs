@@ -22,8 +22,8 @@ fn binary_mask_policies_label_the_kept_area() {
             let p = policy(name, 1.0);
             let out = p.mix(&x, &y, &mut SamixRng::seed_from_u64(seed));
             assert_eq!(out.images.size(), x.size(), "{name}");
-            let mask = out.first_weight.as_ref().expect("mask policies report their mask");
-            let m = f64s(mask);
+            let first = out.first_weight.as_ref().expect("mask policies report their first weight");
+            let m = f64s(first);
             assert!(m.iter().all(|v| *v == 0.0 || *v == 1.0), "{name}: binary mask");
             let lam = f64s(&out.targets.lam);
             let yb = Vec::<i64>::try_from(&out.targets.y_b).unwrap();
@@ -311,7 +311,11 @@ print(json.dumps(out))
 /// builds as a per-batch policy from its table alone or says, naming `mix.policy`, who builds it.
 #[test]
 fn every_listed_policy_reads_writes_and_builds_by_its_name() {
-    assert_eq!(MixConfig::NAMES.len(), 16, "a policy was added or removed: update docs/DESIGN.md's count");
+    assert_eq!(
+        MixConfig::NAMES.len(),
+        16,
+        "a policy was added or removed: update the test's list of trainer-built policies if needed"
+    );
     for &name in MixConfig::NAMES {
         let text = match name {
             "attentivemix" => format!("policy = \"{name}\"\nalpha = 1.0\ncheckpoint = \"run\""),

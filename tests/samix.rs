@@ -359,23 +359,23 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     assert_eq!(get_classes(&names, "pretrain_samix_c00_49"), Some([0, 50]));
     assert_eq!(get_classes(&names, "c50_99_samix_p"), Some([50, 100]));
     let get = |n: &str| names.iter().find(|(name, _)| name == n).map(|(_, c)| c.clone()).unwrap();
-    let r = get("cifar100_r18_samix").mix.online_mixer().unwrap();
+    let r = get("cifar100_r18_samix").mix.online_mixer(Scenario::Supervised).unwrap();
     assert_eq!(r.mixer, MixerConfig { upsample: Some(Upsample::Bilinear), ..MixerConfig::default() });
     assert_eq!(r.mixer.upsample_mode(), MixerConfig::default().upsample_mode());
     assert_eq!(r.mask_loss, MaskLossConfig::samix());
     assert_eq!(r.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 });
     assert_eq!(get("cifar100_r18_samix").schedule.min_lr, 0.05);
-    let a = get("cifar100_r18_automix").mix.online_mixer().unwrap();
+    let a = get("cifar100_r18_automix").mix.online_mixer(Scenario::Supervised).unwrap();
     assert_eq!(
         (a.mixer.variant, a.mixer.upsample_mode(), a.mask_loss.mode),
         (MixerVariant::Automix, Upsample::Nearest, MaskLossMode::L1)
     );
     assert_eq!(a.mixer_loss, MixupLoss::SoftCe);
     let w = get("cifar100_wrn28_8_samix");
-    let wr = w.mix.online_mixer().unwrap();
+    let wr = w.mix.online_mixer(Scenario::Supervised).unwrap();
     let (wc, _) = w.mix.online_config().unwrap();
     assert_eq!((wr.mask_stage, wc.mixer_optim.momentum), (1, Some(0.0)));
-    assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer().unwrap().mixer.lam_mul_k, -1.0);
+    assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer(Scenario::Supervised).unwrap().mixer.lam_mul_k, -1.0);
     for n in [
         "quickstart",
         "quickstart_mixup",
@@ -420,7 +420,10 @@ fn reference_presets_differ_from_ours_only_in_the_mixer_loss() {
     for name in ["cifar100_r18_samix", "cifar100_rx50_samix", "cifar100_wrn28_8_samix", "tiny_imagenet_r18_samix"] {
         let ours = TrainConfig::load(&dir.join(format!("{name}.toml")), &[]).unwrap();
         let reference = TrainConfig::load(&dir.join(format!("{name}_reference.toml")), &[]).unwrap();
-        let (o, r) = (ours.mix.online_mixer().unwrap(), reference.mix.online_mixer().unwrap());
+        let (o, r) = (
+            ours.mix.online_mixer(Scenario::Supervised).unwrap(),
+            reference.mix.online_mixer(Scenario::Supervised).unwrap(),
+        );
         assert_eq!(r.mixer_loss, MixupLoss::SoftCe, "{name}");
         assert_eq!(o.mixer_loss, MixupLoss::PairLocalGlobal { eta: 0.5 }, "{name}");
         let mut same = reference.clone();

@@ -59,7 +59,7 @@ fn samix_p_reproduces_the_runs_masks_stays_frozen_and_accounts_lambda() {
     let ckpt = checkpoint::latest(&dir).unwrap().unwrap();
     let cfg = TrainConfig::load(&ckpt.config_path(), &[]).unwrap();
     let mut vs = VarStore::new(Device::Cpu);
-    let options = cfg.mix.online_mixer().unwrap();
+    let options = cfg.mix.online_mixer(samix::samix::Scenario::Supervised).unwrap();
     let online = common::online_samix(&vs, &cfg.model, options, 1, 10, 28);
     ckpt.load_model(&mut vs).unwrap();
     let (x, y) = a_batch(16);

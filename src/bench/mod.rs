@@ -162,8 +162,13 @@ pub fn bench_policies(device: Device, batch: i64, steps: usize) -> Result<Vec<(S
     check_batch(batch)?;
     let mut out = Vec::new();
     for &name in MixConfig::NAMES.iter().filter(|&&n| n != "none") {
-        // The policies that cannot be built from their name alone are skipped, by design.
-        let Ok(policy) = MixConfig::from_name(name, None).and_then(|c| input_policy(&c, device)) else { continue };
+        let policy = match MixConfig::from_name(name, None).and_then(|c| input_policy(&c, device)) {
+            Ok(p) => p,
+            // Needs a checkpoint (Argument), or the model or a Mixer (mix.policy): not timed here.
+            Err(Error::Argument(_)) => continue,
+            Err(Error::Config { key, .. }) if key == "mix.policy" || key == "--policy" => continue,
+            Err(e) => return Err(e),
+        };
         out.push((name.to_string(), bench_policy_mix(&policy, device, batch, steps)));
     }
     let puzzle = crate::mix::PuzzleMix::new(Default::default(), vec![0.5; 3], vec![0.25; 3])?;

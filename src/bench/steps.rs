@@ -226,7 +226,10 @@ fn build_moco(
     let q = Network::new(&paths.query, &cifar_resnet18(), 3, 100)?;
     let k = Network::new(&paths.key, &cifar_resnet18(), 3, 100)?;
     let cfg = SslConfig::default();
-    let choice = if samix { SslMixingChoice::Samix(SamixOptions::samix()) } else { SslMixingChoice::None };
+    // SAMix-SSL as a run resolves it: the "auto" area rule, local + 0.5·global.
+    let options = crate::samix::SamixConfig::default()
+        .resolve(crate::samix::MixerVariant::Samix, crate::samix::Scenario::SelfSupervised);
+    let choice = if samix { SslMixingChoice::Samix(options) } else { SslMixingChoice::None };
     let queue = crate::ssl::config::DEFAULT_QUEUE;
     let model = SslModel::new(vs, &paths, (q, k), cfg, queue, choice, 32)?;
     crate::ssl::moco::freeze_query_classifier(vs, &paths);

@@ -54,7 +54,7 @@ mix_policies! {
     Gridmix(GridmixConfig) = "gridmix",
     /// Gaussian blob of the paired image; α is not used by the mask (as the reference).
     Smoothmix(SmoothmixConfig) = "smoothmix",
-    /// Binarised low-frequency Fourier mask keeping ~λ of the first image.
+    /// Binarised low-frequency Fourier map: the first image keeps ~λ of the pixels.
     Fmix(FmixConfig) = "fmix",
     /// CutMix box centred on the saliency peak (spectral residual) of one paired image.
     Saliencymix(SaliencymixConfig) = "saliencymix",
@@ -143,10 +143,20 @@ impl MixConfig {
         }
     }
 
-    /// The online-Mixer options of a supervised run, with the variant's defaults filled in, if
-    /// this is one.
-    pub fn online_mixer(&self) -> Option<SamixOptions> {
-        self.online_config().map(|(c, v)| c.resolve(v, Scenario::Supervised))
+    /// The online-Mixer options for `scenario` with the variant's defaults filled in, if this is
+    /// online SAMix or AutoMix.
+    pub fn online_mixer(&self, scenario: Scenario) -> Option<SamixOptions> {
+        self.online_config().map(|(c, v)| c.resolve(v, scenario))
+    }
+
+    /// Online SAMix/AutoMix: writes `scenario`'s defaults into the keys whose default depends on
+    /// it (see [`SamixConfig::settle`]).
+    pub fn settle(&mut self, scenario: Scenario) {
+        match self {
+            MixConfig::Samix(c) => c.settle(scenario),
+            MixConfig::Automix(c) => c.0.settle(scenario),
+            _ => {}
+        }
     }
 
     /// Range checks of the policy's arguments for a backbone with `num_stages` stages.

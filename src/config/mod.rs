@@ -2,8 +2,8 @@
 //! schedule, the mixing, and the training loop's own settings (`[train]`), with strict keys (an
 //! unknown key is an error naming it), dotted `--set key=value` overrides, and the cross-field
 //! checks. Each table's type and defaults live beside what it configures (`data`, `model`,
-//! `optim`, `mix`, `samix`); this module only puts them together and decides which mixing a
-//! run names.
+//! `optim`, `mix`, `samix`); this module only puts them together, with the list of mixing
+//! policies in `config::mix`, and reads older run directories' keys (`config::stored`).
 use crate::data::DataConfig;
 use crate::limits::{check_seconds, check_size, MAX_BATCH, MAX_EPOCHS};
 use crate::model::ModelConfig;
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 mod mix;
 mod overrides;
+mod stored;
 
 pub use mix::MixConfig;
 pub use overrides::apply_override;
@@ -172,18 +173,38 @@ impl TrainConfig {
     /// Reads a TOML file, applies `key.path=value` overrides, and validates the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&text, overrides).map_err(|e| match e {
+        Self::parse(&text, overrides).map_err(|e| Self::in_file(e, path))
+    }
+
+    /// An error of a file's keys, naming the file.
+    fn in_file(e: Error, path: &Path) -> Error {
+        match e {
             Error::ConfigFile { msg, .. } => Error::ConfigFile { path: path.to_path_buf(), msg },
             Error::Config { key, msg } => {
                 Error::ConfigFile { path: path.to_path_buf(), msg: format!("key `{key}`: {msg}") }
             }
             other => other,
-        })
+        }
+    }
+
+    /// A run or checkpoint folder's `config.toml` (as [`TrainConfig::load`]), with the keys of
+    /// older samix versions moved to where they live now (see `config::stored`).
+    pub fn load_stored(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut table = Self::read_table(&text)?;
+        stored::migrate(&mut table);
+        Self::parse_table(table, overrides).map_err(|e| Self::in_file(e, path))
     }
 
     pub fn parse(text: &str, overrides: &[String]) -> Result<TrainConfig> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| Error::ConfigFile { path: PathBuf::new(), msg: e.to_string() })?;
+        Self::parse_table(Self::read_table(text)?, overrides)
+    }
+
+    fn read_table(text: &str) -> Result<toml::Table> {
+        toml::from_str(text).map_err(|e| Error::ConfigFile { path: PathBuf::new(), msg: e.to_string() })
+    }
+
+    fn parse_table(mut table: toml::Table, overrides: &[String]) -> Result<TrainConfig> {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
@@ -195,8 +216,21 @@ impl TrainConfig {
                 let msg = msg.lines().next().unwrap_or("").to_string();
                 Error::config(if key == "." { "(top level)".into() } else { key }, msg)
             })
-            .and_then(|cfg: TrainConfig| cfg.validate().map(|()| cfg));
+            .and_then(|mut cfg: TrainConfig| {
+                cfg.validate()?;
+                cfg.mix.settle(cfg.scenario());
+                Ok(cfg)
+            });
         checked.map_err(|e| blame_override(e, overrides))
+    }
+
+    /// Supervised, or self-supervised when the run has `[ssl]`.
+    pub fn scenario(&self) -> Scenario {
+        if self.ssl.is_some() {
+            Scenario::SelfSupervised
+        } else {
+            Scenario::Supervised
+        }
     }
 
     /// The resolved config as TOML (what a run directory's `config.toml` holds).
@@ -236,7 +270,11 @@ impl TrainConfig {
         self.model.check()?;
         self.data.check()?;
         if let Some((c, _)) = self.mix.online_config() {
-            c.check_scenario(if self.ssl.is_some() { Scenario::SelfSupervised } else { Scenario::Supervised })?;
+            c.check_scenario(self.scenario())?;
+            if self.ssl.is_some() && c.mask_adjust == Some(crate::samix::MaskAdjust::Probability(0.0)) {
+                // Before [mix] held SAMix-SSL's keys, [ssl] ignored this one and ran "auto".
+                tracing::warn!("mix.mask_adjust = 0 turns SAMix-SSL's area adjustment off; its default is \"auto\"");
+            }
         }
         if let Some(ssl) = &self.ssl {
             self.check_ssl(ssl)?;

@@ -132,9 +132,9 @@ pub fn check_alpha(alpha: f64) -> Result<()> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoMix;
 
-/// `policy = "none"`: no keys.
+/// `policy = "none"`: no keys of its own; another policy's keys are ignored, so switching a
+/// config to the unmixed baseline is `--set mix.policy=none` alone.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct NoMixConfig {}
 
 impl PolicyConfig for NoMixConfig {

@@ -37,7 +37,8 @@ pub enum AreaAdjust<'a> {
     Off,
     /// Every sample when the flag (a 0-dim 0/1 tensor, drawn with probability `mask_adjust`) is 1.
     Flag(&'a Tensor),
-    /// Each sample whose first-image share is further than `margin` from λ (SSL's "auto").
+    /// Each sample whose first-image share is further than `margin` from λ (`mask_adjust =
+    /// "auto"`, SAMix-SSL's default).
     Auto {
         margin: f64,
     },

@@ -80,17 +80,14 @@ impl SamixConfig {
         };
         let mut mixer = self.mixer.clone().unwrap_or(defaults.mixer);
         mixer.variant = variant;
-        let adjust = self.mask_adjust.unwrap_or(match scenario {
-            Scenario::Supervised => MaskAdjust::Probability(defaults.mask_adjust),
-            Scenario::SelfSupervised => MaskAdjust::Rule(AreaRule::Auto),
-        });
+        let adjust = self.mask_adjust.unwrap_or_else(|| default_mask_adjust(scenario));
         let (mask_adjust, area_margin) = match adjust {
             MaskAdjust::Probability(p) => (p, None),
             MaskAdjust::Rule(AreaRule::Auto) => (0.0, Some(self.mean_margin)),
         };
-        let (mixer_loss, contrastive_loss) = match &self.mixer_loss {
-            Some(MixerLossConfig::Supervised(l)) => (l.clone(), defaults.contrastive_loss),
-            Some(MixerLossConfig::Contrastive(l)) => (defaults.mixer_loss, *l),
+        let (mixer_loss, contrastive_loss) = match self.mixer_loss.map(MixerLossConfig::split) {
+            Some(ScenarioLoss::Supervised(l)) => (l, defaults.contrastive_loss),
+            Some(ScenarioLoss::Contrastive(l)) => (defaults.mixer_loss, l),
             None => (defaults.mixer_loss, defaults.contrastive_loss),
         };
         SamixOptions {
@@ -122,19 +119,33 @@ impl SamixConfig {
         self.mixer_optim.check()
     }
 
+    /// Writes the scenario's choice into the keys left unset whose default depends on it, so a
+    /// run directory's `config.toml` states what ran (`mask_adjust`).
+    pub fn settle(&mut self, scenario: Scenario) {
+        self.mask_adjust.get_or_insert_with(|| default_mask_adjust(scenario));
+    }
+
     /// The keys that belong to the other scenario, refused by name.
     pub fn check_scenario(&self, scenario: Scenario) -> Result<()> {
-        match (&self.mixer_loss, scenario) {
-            (Some(MixerLossConfig::Contrastive(_)), Scenario::Supervised) => Err(Error::config(
+        match (self.mixer_loss.map(MixerLossConfig::split), scenario) {
+            (Some(ScenarioLoss::Contrastive(_)), Scenario::Supervised) => Err(Error::config(
                 "mix.mixer_loss.kind",
                 "global, local and local_global are SAMix-SSL's losses (with [ssl]); supervised: soft_ce, pair_local_global, bce_neg, decoupled",
             )),
-            (Some(MixerLossConfig::Supervised(_)), Scenario::SelfSupervised) => Err(Error::config(
+            (Some(ScenarioLoss::Supervised(_)), Scenario::SelfSupervised) => Err(Error::config(
                 "mix.mixer_loss.kind",
                 "is a supervised Mixer loss; under [ssl] kind is global, local or local_global",
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// `mix.mask_adjust` unset: off (probability 0) supervised, "auto" self-supervised (§3.3, §6.3).
+fn default_mask_adjust(scenario: Scenario) -> MaskAdjust {
+    match scenario {
+        Scenario::Supervised => MaskAdjust::Probability(SamixOptions::samix().mask_adjust),
+        Scenario::SelfSupervised => MaskAdjust::Rule(AreaRule::Auto),
     }
 }
 
@@ -157,15 +168,54 @@ pub enum AreaRule {
     Auto,
 }
 
-/// `mix.mixer_loss`: a supervised loss through the EMA critic, or a SAMix-SSL contrastive one.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(
-    untagged,
-    expecting = "a table with `kind` = soft_ce, pair_local_global, bce_neg, decoupled (supervised) or global, local, local_global (SAMix-SSL), and `eta` for the η-weighted kinds"
-)]
+/// `mix.mixer_loss`: a supervised loss through the EMA critic (`soft_ce`, `pair_local_global`,
+/// `bce_neg`, `decoupled`; see [`MixupLoss`]) or a SAMix-SSL contrastive one (`global`, `local`,
+/// `local_global`; see [`ContrastiveLoss`]), by `kind`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MixerLossConfig {
+    SoftCe,
+    PairLocalGlobal {
+        eta: f64,
+    },
+    BceNeg {
+        eta: f64,
+    },
+    Decoupled {
+        eta: f64,
+    },
+    Global,
+    Local,
+    LocalGlobal {
+        #[serde(default = "MixerLossConfig::default_eta")]
+        eta: f64,
+    },
+}
+
+/// A `mix.mixer_loss` as the scenario it belongs to reads it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScenarioLoss {
     Supervised(MixupLoss),
     Contrastive(ContrastiveLoss),
+}
+
+impl MixerLossConfig {
+    fn default_eta() -> f64 {
+        0.5
+    }
+
+    /// The loss, as the scenario that has it.
+    pub fn split(self) -> ScenarioLoss {
+        match self {
+            MixerLossConfig::SoftCe => ScenarioLoss::Supervised(MixupLoss::SoftCe),
+            MixerLossConfig::PairLocalGlobal { eta } => ScenarioLoss::Supervised(MixupLoss::PairLocalGlobal { eta }),
+            MixerLossConfig::BceNeg { eta } => ScenarioLoss::Supervised(MixupLoss::BceNeg { eta }),
+            MixerLossConfig::Decoupled { eta } => ScenarioLoss::Supervised(MixupLoss::Decoupled { eta }),
+            MixerLossConfig::Global => ScenarioLoss::Contrastive(ContrastiveLoss::Global),
+            MixerLossConfig::Local => ScenarioLoss::Contrastive(ContrastiveLoss::Local),
+            MixerLossConfig::LocalGlobal { eta } => ScenarioLoss::Contrastive(ContrastiveLoss::LocalGlobal { eta }),
+        }
+    }
 }
 
 /// The Mixer branch's loss in SAMix-SSL (§5.5): the positives are the other views of the two
@@ -356,7 +406,7 @@ impl SamixOptions {
         self.ema.check()?;
         self.mixer.check()?;
         self.mask_loss.check()?;
-        if let Some(eta) = self.mixer_loss.eta().or(self.contrastive_loss.eta()) {
+        for eta in [self.mixer_loss.eta(), self.contrastive_loss.eta()].into_iter().flatten() {
             if !(eta.is_finite() && eta >= 0.0) {
                 return fail("mix.mixer_loss.eta", "must be a number >= 0".into());
             }

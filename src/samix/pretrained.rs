@@ -4,8 +4,8 @@
 //! checked; [`SamixP`] is the mixing policy over it: per step λ ~ Beta(α, α), a pairing, the frozen
 //! encoder's stage features (eval mode, no grad), the frozen Mixer's mask (eval mode: dropout
 //! off, no grad), the backbone-branch post-processing of online SAMix (optional area adjustment,
-//! the plain-mixup fallback for extreme λ), and the blend. Touches no parameter of the model it
-//! mixes for, and never updates its own.
+//! the plain-mixup fallback for extreme λ), and the blend; [`SamixPConfig`] is its `[mix]` table.
+//! Touches no parameter of the model it mixes for, and never updates its own.
 use super::artifact::{MixerArtifact, WEIGHTS_FILE};
 use super::draws::MixerDraws;
 use super::mask::{apply_mask, backbone_mask};

@@ -72,7 +72,7 @@ pub fn evaluate_heads(
 /// result and the epochs the checkpoint had completed.
 pub fn evaluate_checkpoint(path: &Path, data: Option<PathBuf>, device: Device) -> Result<(EvalResult, usize)> {
     let ckpt = checkpoint::open(path)?;
-    let mut cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+    let mut cfg = TrainConfig::load_stored(&ckpt.config_path(), &[])?;
     if let Some(d) = data {
         cfg.data.path = Some(d);
     }

@@ -65,9 +65,11 @@ impl Mixing {
     ) -> Result<Mixing> {
         Ok(match cfg {
             MixConfig::Samix(c) => {
+                c.check_scenario(scenario)?;
                 Mixing::Online { config: c.clone(), options: c.resolve(MixerVariant::Samix, scenario) }
             }
             MixConfig::Automix(c) => {
+                c.check_scenario(scenario)?;
                 Mixing::Online { config: c.0.clone(), options: c.resolve(MixerVariant::Automix, scenario) }
             }
             MixConfig::Puzzlemix(p) => {

@@ -58,7 +58,7 @@ impl Model {
     /// the saved weights (read once, checksum checked).
     pub fn load_frozen(dir: &Path, device: Device) -> Result<(VarStore, Network)> {
         let ckpt = checkpoint::open(dir)?;
-        let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+        let cfg = TrainConfig::load_stored(&ckpt.config_path(), &[])?;
         let weights = ckpt.dir.join(checkpoint::MODEL_FILE);
         let tensors = ckpt.model_tensors()?;
         let prefix = Self::deployed_prefix(&cfg)?;
@@ -90,7 +90,7 @@ impl Model {
     /// else the checkpoint holds, left out.
     pub fn deployed_weights(dir: &Path) -> Result<Deployed> {
         let ckpt = checkpoint::open(dir)?;
-        let cfg = TrainConfig::load(&ckpt.config_path(), &[])?;
+        let cfg = TrainConfig::load_stored(&ckpt.config_path(), &[])?;
         let prefix = Self::deployed_prefix(&cfg)?;
         let heads: &[&str] = if prefix.is_some() { &[crate::samix::online::MIX_HEAD] } else { &[] };
         let prefix = prefix.map_or(String::new(), |p| format!("{p}."));

@@ -104,7 +104,7 @@ pub(super) fn check_resume_config(config: &TrainConfig, out: &Path) -> Result<()
     if !path.is_file() {
         return Ok(());
     }
-    let stored = TrainConfig::load(&path, &[])?.table_without(RESUMABLE_CHANGES)?;
+    let stored = TrainConfig::load_stored(&path, &[])?.table_without(RESUMABLE_CHANGES)?;
     let given = config.table_without(RESUMABLE_CHANGES)?;
     let mut changed = Vec::new();
     diff_keys("", &toml::Value::Table(stored), &toml::Value::Table(given), &mut changed);

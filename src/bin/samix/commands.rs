@@ -130,7 +130,7 @@ fn run_dir_of(args: &TrainArgs) -> Result<PathBuf> {
 fn train_config(args: &TrainArgs, out: &Path, mode: TrainMode) -> Result<TrainConfig> {
     let mut config = match (&args.config, args.resume) {
         (Some(path), _) => TrainConfig::load(path, &args.set)?,
-        (None, true) => TrainConfig::load(&out.join("config.toml"), &args.set)
+        (None, true) => TrainConfig::load_stored(&out.join("config.toml"), &args.set)
             .with_context(|| format!("--resume without --config reads {}", out.join("config.toml").display()))?,
         (None, false) => bail!("--config is required (or --resume with an existing --out)"),
     };
