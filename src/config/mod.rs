@@ -9,7 +9,7 @@ use crate::limits::{check_seconds, check_size, MAX_BATCH, MAX_EPOCHS};
 use crate::model::ModelConfig;
 use crate::native::Precision;
 use crate::optim::{OptimConfig, ScheduleConfig};
-use crate::samix::Scenario;
+use crate::samix::{AutomixConfig, MixerVariant, Scenario};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -202,6 +202,23 @@ impl TrainConfig {
     /// The resolved config as TOML (what a run directory's `config.toml` holds).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::serialize("config.toml", e))
+    }
+
+    /// [`TrainConfig::to_toml`] with online SAMix/AutoMix's sub-tables (`mix.mixer`,
+    /// `mix.mask_loss`, `mix.mixer_loss`, `mix.mixer_optim`, `mix.mask_adjust`) written out with
+    /// the defaults the run resolves them to (`samix config show`; they were left out or empty,
+    /// issue 24 R13).
+    pub fn to_toml_resolved(&self) -> Result<String> {
+        let scenario = if self.ssl.is_some() { Scenario::SelfSupervised } else { Scenario::Supervised };
+        let (optim, schedule) = (&self.optim, &self.schedule);
+        let mix = match &self.mix {
+            MixConfig::Samix(c) => MixConfig::Samix(c.resolved(MixerVariant::Samix, scenario, optim, schedule)),
+            MixConfig::Automix(c) => {
+                MixConfig::Automix(AutomixConfig(c.0.resolved(MixerVariant::Automix, scenario, optim, schedule)))
+            }
+            other => other.clone(),
+        };
+        TrainConfig { mix, ..self.clone() }.to_toml()
     }
 
     /// The resolved config as a TOML table without `keys`: a top-level key or table (`seed`,

@@ -107,6 +107,34 @@ impl SamixConfig {
         }
     }
 
+    /// This table with every part it leaves unset written out as [`SamixConfig::resolve`] and
+    /// the Mixer's optimiser (from `[optim]`/`[schedule]`) decide it for `scenario`: what
+    /// `samix config show` prints, so the sub-tables it promises are there with their values.
+    pub fn resolved(&self, variant: MixerVariant, scenario: Scenario, optim: &OptimConfig, schedule: &ScheduleConfig) -> Self {
+        let o = self.resolve(variant, scenario);
+        let mixer_loss = match scenario {
+            Scenario::Supervised => MixerLossConfig::Supervised(o.mixer_loss),
+            Scenario::SelfSupervised => MixerLossConfig::Contrastive(o.contrastive_loss),
+        };
+        let mixer_optim = self.mixer_optim.optim(optim);
+        SamixConfig {
+            mask_adjust: Some(match o.area_margin {
+                Some(_) => MaskAdjust::Rule(AreaRule::Auto),
+                None => MaskAdjust::Probability(o.mask_adjust),
+            }),
+            mixer: Some(o.mixer),
+            mask_loss: Some(o.mask_loss),
+            mixer_loss: Some(mixer_loss),
+            mixer_optim: MixerOptimConfig {
+                lr: Some(mixer_optim.lr),
+                min_lr: Some(self.mixer_optim.schedule(optim, schedule).min_lr),
+                momentum: Some(mixer_optim.momentum),
+                weight_decay: Some(mixer_optim.weight_decay),
+            },
+            ..self.clone()
+        }
+    }
+
     /// Range checks for a backbone with `num_stages` stages; errors name the key under `mix`.
     pub fn check(&self, variant: MixerVariant, num_stages: usize) -> Result<()> {
         if !(0.0..1.0).contains(&self.mean_margin) {
