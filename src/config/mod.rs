@@ -187,16 +187,20 @@ impl TrainConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
+        let mix = table.get("mix").and_then(|m| m.as_table()).cloned();
         let checked = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
-                let key = e.path().to_string();
+                let key = match e.path().to_string() {
+                    k if k == "mix" => mix.as_ref().and_then(MixConfig::error_path).map_or(k, |p| format!("mix.{p}")),
+                    k => k,
+                };
                 // toml appends "in `table`" on a second line; the key path already says where.
                 let msg = e.into_inner().to_string();
                 let msg = msg.lines().next().unwrap_or("").to_string();
                 Error::config(if key == "." { "(top level)".into() } else { key }, msg)
             })
             .and_then(|cfg: TrainConfig| cfg.validate().map(|()| cfg));
-        checked.map_err(|e| blame_override(e, overrides))
+        checked.map_err(|e| blame_override(e, overrides, || Self::parse(text, &[]).err().map(|e| e.to_string())))
     }
 
     /// The resolved config as TOML (what a run directory's `config.toml` holds).
