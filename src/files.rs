@@ -178,7 +178,9 @@ pub fn read_safetensors(path: &Path, what: &str) -> Result<Vec<(String, Tensor)>
 pub(crate) fn safetensors_error(path: &Path, doing: &str, e: tch::TchError) -> Error {
     match e {
         tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => Error::io(path, io),
-        tch::TchError::SafeTensorError { err, .. } => Error::data(path, format!("{doing}: {}", safetensors_message(&err))),
+        tch::TchError::SafeTensorError { err, .. } => {
+            Error::data(path, format!("{doing}: {}", safetensors_message(&err)))
+        }
         e => Error::data(path, format!("{doing}: {e}")),
     }
 }

@@ -6,8 +6,8 @@ use common::http::{mnist_files, read_request, Server};
 use common::*;
 use samix::data::download::{self, DatasetSource, DownloadOptions, Fetched, RemoteFile};
 use samix::data::DatasetKind;
-use std::io::Write;
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 

@@ -110,7 +110,13 @@ impl SamixConfig {
     /// This table with every part it leaves unset written out as [`SamixConfig::resolve`] and
     /// the Mixer's optimiser (from `[optim]`/`[schedule]`) decide it for `scenario`: what
     /// `samix config show` prints, so the sub-tables it promises are there with their values.
-    pub fn resolved(&self, variant: MixerVariant, scenario: Scenario, optim: &OptimConfig, schedule: &ScheduleConfig) -> Self {
+    pub fn resolved(
+        &self,
+        variant: MixerVariant,
+        scenario: Scenario,
+        optim: &OptimConfig,
+        schedule: &ScheduleConfig,
+    ) -> Self {
         let o = self.resolve(variant, scenario);
         let mixer_loss = match scenario {
             Scenario::Supervised => MixerLossConfig::Supervised(o.mixer_loss),

@@ -169,7 +169,8 @@ fn write_folder(
     }
     for (file, tensors) in &files {
         let path = dir.join(file);
-        Tensor::write_safetensors(tensors, &path).map_err(|e| crate::files::safetensors_error(&path, "cannot write", e))?;
+        Tensor::write_safetensors(tensors, &path)
+            .map_err(|e| crate::files::safetensors_error(&path, "cannot write", e))?;
         std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
         state.files.insert(file.to_string(), sha256_file(&path)?);
     }

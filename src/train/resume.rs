@@ -62,7 +62,12 @@ pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bo
 /// before it loads anything: [`check_state`], the counters against `steps_per_epoch` (as
 /// `run::check_start` checks them) and rank 0's mixing stream position. Errors name the file
 /// (`path`). What the `state` fuzz target feeds.
-pub fn check_resumable(state: &checkpoint::CheckpointState, seed: u64, steps_per_epoch: usize, path: &Path) -> Result<()> {
+pub fn check_resumable(
+    state: &checkpoint::CheckpointState,
+    seed: u64,
+    steps_per_epoch: usize,
+    path: &Path,
+) -> Result<()> {
     check_state(state, seed, path)?;
     let within = state.partial.as_ref().map_or(0, |p| p.steps);
     check_counters(state.epoch, state.global_step, within, steps_per_epoch).map_err(|msg| Error::data(path, msg))?;
@@ -74,7 +79,12 @@ pub fn check_resumable(state: &checkpoint::CheckpointState, seed: u64, steps_per
 
 /// Whether `epoch` epochs of `iters` steps and `within` steps of the next give `global_step`
 /// (and `within` lies inside an epoch); otherwise what is wrong, for a message naming the file.
-pub(super) fn check_counters(epoch: usize, global_step: u64, within: usize, iters: usize) -> std::result::Result<(), String> {
+pub(super) fn check_counters(
+    epoch: usize,
+    global_step: u64,
+    within: usize,
+    iters: usize,
+) -> std::result::Result<(), String> {
     let expected = (epoch as u64).checked_mul(iters as u64).and_then(|s| s.checked_add(within as u64));
     if within > iters || expected != Some(global_step) {
         return Err(format!(

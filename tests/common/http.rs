@@ -92,4 +92,3 @@ pub fn mnist_files(prefix: &str) -> HashMap<String, Vec<u8>> {
         .map(|p| (format!("/{prefix}/{}", p.file_name().unwrap().to_string_lossy()), std::fs::read(&p).unwrap()))
         .collect()
 }
-
