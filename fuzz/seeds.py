@@ -49,6 +49,17 @@ def main():
     if datasets:
         real_data_seeds(corpus, datasets)
     image_and_archive_seeds(corpus)
+    checkpoint_file_seeds(corpus, Path(__file__).parent / "seeds")
+
+
+def checkpoint_file_seeds(corpus, seeds):
+    """Real files of a tiny run (fuzz/seeds/README.md): its state.json files behind the `state`
+    target's steps per epoch and seed, its safetensors files as they are."""
+    state = [("state_epoch.json", 60, 3), ("state_partial.json", 600, 3)]
+    for name, iters, seed in state:
+        write(corpus, "state", name, struct.pack("<HB", iters, seed) + (seeds / name).read_bytes())
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        write(corpus, "safetensors", name, (seeds / name).read_bytes())
 
 
 def real_data_seeds(corpus, datasets):

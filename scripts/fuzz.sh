@@ -2,7 +2,8 @@
 # Coverage-guided fuzzing of samix's input readers with libFuzzer on the stable toolchain (the
 # flags cargo-fuzz passes, minus its nightly-only sanitizer). Usage:
 #   scripts/fuzz.sh [RUNS] [TARGET...]      RUNS per target (default 1000000); targets: config idx
-#                                            cifar image_folder checkpoint extract (default: all)
+#                                            cifar image_folder checkpoint extract state
+#                                            safetensors (default: all)
 # Crashes, hangs (-timeout) and huge allocations (the targets' allocator aborts) are failures: the
 # input is saved under $SAMIX_FUZZ_WORK/artifacts/<target>/ (default target/fuzz) and the script
 # exits non-zero. Corpora and logs live there too.
@@ -13,7 +14,7 @@ source scripts/env.sh
 runs="${1:-1000000}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config idx cifar image_folder checkpoint extract)
+[ ${#targets[@]} -gt 0 ] || targets=(config idx cifar image_folder checkpoint extract state safetensors)
 data="${SAMIX_TEST_DATA:-../shared/datasets}"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR=target/fuzz

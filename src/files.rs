@@ -120,8 +120,7 @@ pub fn contiguous(named: impl IntoIterator<Item = (String, Tensor)>) -> Vec<(Str
 pub fn write_safetensors_atomic(path: &Path, named: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
     removing_on_error(&tmp, || {
-        Tensor::write_safetensors(&contiguous(named), &tmp)
-            .map_err(|e| Error::data(path, format!("cannot write: {e}")))?;
+        Tensor::write_safetensors(&contiguous(named), &tmp).map_err(|e| safetensors_error(&tmp, "cannot write", e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })
 }
@@ -170,7 +169,26 @@ pub fn load_tensors_checked(vs: &mut tch::nn::VarStore, path: &Path, stored: Vec
 /// name the file and the tensor.
 pub fn read_safetensors(path: &Path, what: &str) -> Result<Vec<(String, Tensor)>> {
     check_safetensors_header(path).map_err(|msg| Error::data(path, format!("not a valid {what} file: {msg}")))?;
-    Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("cannot read {what}: {e}")))
+    Tensor::read_safetensors(path).map_err(|e| safetensors_error(path, &format!("cannot read {what}"), e))
+}
+
+/// A safetensors error of tch as one line naming the file: an I/O error (a full disk) as the
+/// OS's message, not the safetensors crate's `Display`, which prints its `Debug` form
+/// (`IoError(Os { code: 28, kind: StorageFull, .. })`, issue 24 R13).
+pub(crate) fn safetensors_error(path: &Path, doing: &str, e: tch::TchError) -> Error {
+    match e {
+        tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(io), .. } => Error::io(path, io),
+        tch::TchError::SafeTensorError { err, .. } => {
+            Error::data(path, format!("{doing}: {}", safetensors_message(&err)))
+        }
+        e => Error::data(path, format!("{doing}: {e}")),
+    }
+}
+
+/// The variant's name and fields without Rust's `Debug` punctuation (`InvalidOffset("x")` →
+/// `InvalidOffset x`): the crate gives no other text.
+fn safetensors_message(err: &safetensors::SafeTensorError) -> String {
+    format!("{err:?}").replace(['(', ')', '"', '{', '}'], " ").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The bytes of one element of a safetensors dtype that libtorch can hold.

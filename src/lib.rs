@@ -41,6 +41,8 @@ pub mod train;
 pub use config::{MixConfig, TrainConfig};
 pub use data::{DataConfig, DatasetInfo};
 pub use error::{Error, Result};
+/// The validated safetensors reader every weights file goes through (public for the fuzz target).
+pub use files::read_safetensors;
 pub use loss::{cross_entropy, mixup_cross_entropy, MixupLoss};
 pub use mix::{LambdaSampler, MixPolicy, MixedBatch, MixedTargets};
 pub use model::{ModelConfig, Network, StagedNet};

@@ -209,3 +209,42 @@ fn a_kill_as_a_checkpoint_appears_loses_nothing() {
         }
     }
 }
+
+/// `samix config show` prints the SAMix sub-tables it promises — `mix.mixer`, `mix.mask_loss`,
+/// `mix.mixer_loss`, `mix.ema`, `mix.mixer_optim` — with the values the run resolves them to,
+/// supervised and under `[ssl]`, for SAMix and AutoMix; what it prints reads back to itself
+/// (issue 24 R13; before: a config that left them unset showed no `mix.mixer`, `mix.mask_loss`
+/// or `mix.mixer_loss` and an empty `[mix.mixer_optim]`).
+#[test]
+fn config_show_prints_the_samix_sub_tables_resolved() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("configs/quickstart.toml", "samix", "pair_local_global"),
+        ("configs/quickstart.toml", "automix", "soft_ce"),
+        ("configs/cifar100_r18_samix.toml", "samix", "pair_local_global"),
+        ("configs/cifar100_moco_samix_cpu_smoke.toml", "samix", "local_global"),
+    ];
+    for (config, policy, loss) in cases {
+        let set = format!("mix.policy={policy}");
+        let o = samix_cli(&["config", "show", "--config", config, "--set", &set], root);
+        assert!(o.status.success(), "{config}: {}", stderr(&o));
+        let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+        let table = |name: &str| -> toml::Table {
+            let all: toml::Table = toml::from_str(&shown).unwrap();
+            let mix = all["mix"].as_table().unwrap();
+            mix.get(name).and_then(|t| t.as_table()).cloned().unwrap_or_else(|| panic!("{config}: no mix.{name}"))
+        };
+        assert!(table("mixer").contains_key("reduction"), "{config} {policy}: {shown}");
+        assert!(table("mask_loss").contains_key("weight"), "{config} {policy}: {shown}");
+        assert_eq!(table("mixer_loss")["kind"].as_str(), Some(loss), "{config} {policy}");
+        assert!(table("ema").contains_key("momentum"), "{config} {policy}");
+        for key in ["lr", "min_lr", "momentum", "weight_decay"] {
+            assert!(table("mixer_optim").contains_key(key), "{config} {policy}: no mix.mixer_optim.{key}: {shown}");
+        }
+        let path = tmp.path().join("shown.toml");
+        std::fs::write(&path, &shown).unwrap();
+        let again = samix_cli(&["config", "show", "--config", path.to_str().unwrap()], root);
+        assert_eq!(String::from_utf8_lossy(&again.stdout), shown, "{config} {policy}: {}", stderr(&again));
+    }
+}

@@ -124,3 +124,21 @@ fn resume_refuses_a_state_json_of_another_seed() {
     let _rng = common::torch_rng_lock();
     train_run(&cfg, &out, true, false, None).unwrap();
 }
+
+/// A full disk while weights are written is one line naming the file with the OS's message, not
+/// the safetensors crate's `Debug` dump (`IoError(Os { code: 28, kind: StorageFull, .. })`,
+/// issue 24 R13): the temporary file is a link to `/dev/full`, whose writes fail with ENOSPC.
+#[test]
+fn a_full_disk_is_named_by_the_os_message_not_a_debug_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_resnet18(&dir.join("good.safetensors"), 10, false);
+    std::os::unix::fs::symlink("/dev/full", dir.join("full.safetensors.tmp")).unwrap();
+    let args = ["convert", "--from", "torchvision", "--to", "samix", "--arch", "resnet18", "--stem", "cifar"];
+    let o = samix_cli(&[&args[..], &["good.safetensors", "full.safetensors"]].concat(), dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("full.safetensors") && err.contains("No space left on device"), "{err}");
+    assert!(!err.contains("Os {") && !err.contains("IoError") && !err.contains("kind:"), "a Debug dump: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -32,6 +32,19 @@ macro_rules! mix_policies {
                 }
             }
 
+            /// Where in a `[mix]` table (below `mix`) it fails to read as its policy's table:
+            /// serde's tagged enum reads the table through a buffer and names only `mix`.
+            pub fn error_path(table: &toml::Table) -> Option<String> {
+                let mut table = table.clone();
+                let name = table.remove("policy")?;
+                let value = toml::Value::Table(table);
+                let path = match name.as_str()? {
+                    $($name => serde_path_to_error::deserialize::<_, $table>(value).err()?.path().to_string(),)+
+                    _ => return None,
+                };
+                (path != ".").then_some(path)
+            }
+
             /// The policy's own table: its checks and, for most, its constructor.
             pub fn table(&self) -> &dyn PolicyConfig {
                 match self {

@@ -9,7 +9,7 @@ use crate::limits::{check_seconds, check_size, MAX_BATCH, MAX_EPOCHS};
 use crate::model::ModelConfig;
 use crate::native::Precision;
 use crate::optim::{OptimConfig, ScheduleConfig};
-use crate::samix::Scenario;
+use crate::samix::{AutomixConfig, MixerVariant, Scenario};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -205,12 +205,18 @@ impl TrainConfig {
     }
 
     fn parse_table(mut table: toml::Table, overrides: &[String]) -> Result<TrainConfig> {
+        // The file alone, to tell whether an error is the file's or a --set's.
+        let original = if overrides.is_empty() { toml::Table::new() } else { table.clone() };
         for o in overrides {
             apply_override(&mut table, o)?;
         }
+        let mix = table.get("mix").and_then(|m| m.as_table()).cloned();
         let checked = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
-                let key = e.path().to_string();
+                let key = match e.path().to_string() {
+                    k if k == "mix" => mix.as_ref().and_then(MixConfig::error_path).map_or(k, |p| format!("mix.{p}")),
+                    k => k,
+                };
                 // toml appends "in `table`" on a second line; the key path already says where.
                 let msg = e.into_inner().to_string();
                 let msg = msg.lines().next().unwrap_or("").to_string();
@@ -221,7 +227,8 @@ impl TrainConfig {
                 cfg.mix.settle(cfg.scenario());
                 Ok(cfg)
             });
-        checked.map_err(|e| blame_override(e, overrides))
+        checked
+            .map_err(|e| blame_override(e, overrides, || Self::parse_table(original, &[]).err().map(|e| e.to_string())))
     }
 
     /// Supervised, or self-supervised when the run has `[ssl]`.
@@ -236,6 +243,23 @@ impl TrainConfig {
     /// The resolved config as TOML (what a run directory's `config.toml` holds).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::serialize("config.toml", e))
+    }
+
+    /// [`TrainConfig::to_toml`] with online SAMix/AutoMix's sub-tables (`mix.mixer`,
+    /// `mix.mask_loss`, `mix.mixer_loss`, `mix.mixer_optim`, `mix.mask_adjust`) written out with
+    /// the defaults the run resolves them to (`samix config show`; they were left out or empty,
+    /// issue 24 R13).
+    pub fn to_toml_resolved(&self) -> Result<String> {
+        let scenario = if self.ssl.is_some() { Scenario::SelfSupervised } else { Scenario::Supervised };
+        let (optim, schedule) = (&self.optim, &self.schedule);
+        let mix = match &self.mix {
+            MixConfig::Samix(c) => MixConfig::Samix(c.resolved(MixerVariant::Samix, scenario, optim, schedule)),
+            MixConfig::Automix(c) => {
+                MixConfig::Automix(AutomixConfig(c.0.resolved(MixerVariant::Automix, scenario, optim, schedule)))
+            }
+            other => other.clone(),
+        };
+        TrainConfig { mix, ..self.clone() }.to_toml()
     }
 
     /// The resolved config as a TOML table without `keys`: a top-level key or table (`seed`,

@@ -3,9 +3,11 @@
 use crate::{Error, Result};
 
 /// A key error caused by a `--set` names that `--set`, not the config file: the error is at the
-/// key it set or inside it, or at a table above it and about the key it set (e.g. an unknown
-/// field of that name).
-pub(super) fn blame_override(e: Error, overrides: &[String]) -> Error {
+/// key it set or inside it, at a table above it and about the key it set (e.g. an unknown field
+/// of that name), or at a table above it that the file alone reads without this error (a check
+/// of a whole table, `mix.ema`; a table the `--set` made, missing a field). `file_error`: the
+/// error of the file without the `--set`s, if any (asked only when a `--set` is in question).
+pub(super) fn blame_override(e: Error, overrides: &[String], file_error: impl FnOnce() -> Option<String>) -> Error {
     let Error::Config { key, msg } = e else { return e };
     let related = |set: &str| {
         // A size estimate names every key that sized it (`model.base_width, model.blocks`).
@@ -13,12 +15,22 @@ pub(super) fn blame_override(e: Error, overrides: &[String]) -> Error {
         // serde names the field an error is about first, in backticks ("unknown field `x`,
         // expected one of `a`, `b`").
         let named = msg.split('`').nth(1);
-        let above = set.strip_prefix(&format!("{key}.")).is_some_and(|rest| rest.split('.').next() == named);
-        below || above
+        let inside = set.strip_prefix(&format!("{key}."));
+        let above = inside.is_some_and(|rest| rest.split('.').next() == named);
+        (below || above, inside.is_some())
     };
-    match overrides.iter().find(|o| o.split_once('=').is_some_and(|(k, _)| related(k.trim()))) {
-        Some(spec) => Error::Argument(format!("--set `{spec}`: key `{key}`: {msg}")),
-        None => Error::Config { key, msg },
+    let key_of = |o: &String| o.split_once('=').map(|(k, _)| k.trim().to_string()).unwrap_or_default();
+    let direct = overrides.iter().find(|o| related(&key_of(o)).0);
+    let spec = direct.or_else(|| overrides.iter().find(|o| related(&key_of(o)).1)).cloned();
+    let blame = match &spec {
+        Some(_) if direct.is_some() => true,
+        // A table-level error blames the `--set` inside it only when the file alone is free of it.
+        Some(_) => file_error().as_deref() != Some(&Error::config(key.clone(), msg.clone()).to_string()),
+        None => false,
+    };
+    match spec {
+        Some(spec) if blame => Error::Argument(format!("--set `{spec}`: key `{key}`: {msg}")),
+        _ => Error::Config { key, msg },
     }
 }
 

@@ -185,13 +185,18 @@ impl DataConfig {
         check_size("data.prefetch", self.prefetch, MAX_WORKERS)?;
         if let (Some(side), true) = (self.image_side(), a.crop_padding > 0) {
             let side = side as usize;
+            // Both keys, where `image_size` set the side, so a `--set` of either is named.
+            let key = match a.image_size {
+                Some(_) => "data.augment.crop_padding, data.augment.image_size",
+                None => "data.augment.crop_padding",
+            };
             if a.crop_padding > side {
                 let msg = format!("{} is more than the {side} px image side", a.crop_padding);
-                return Err(Error::config("data.augment.crop_padding", msg));
+                return Err(Error::config(key, msg));
             }
             if a.padding_mode == PaddingMode::Reflect && a.crop_padding >= side {
                 let msg = format!("reflect padding must be smaller than the {side} px image side");
-                return Err(Error::config("data.augment.crop_padding", msg));
+                return Err(Error::config(key, msg));
             }
         }
         if a.image_size.is_some_and(|s| s < 1) {

@@ -150,15 +150,21 @@ pub enum Fetched {
 
 /// Makes the dataset available under `data_dir`, downloading only what is missing or invalid.
 /// A failed call removes only what it created: files that were there before stay (a file whose
-/// md5 is not known is kept as it is and judged by the final validation), and an archive's
+/// md5 is not known is kept as it is and judged by the final validation, unless the loaders
+/// named it corrupt: then it is fetched again, and replaced by what is fetched), and an archive's
 /// target folder that already exists is never replaced.
 pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) -> Result<Fetched> {
     let target = dataset_path(data_dir, source.kind)
         .ok_or_else(|| Error::Argument("image folders are not downloaded".into()))?;
     let target_existed = target.exists();
-    if target_existed && validate(source.kind, &target).is_ok() {
-        return Ok(Fetched::AlreadyPresent(target));
-    }
+    // The file the loaders found corrupt (an md5 that differs from the official one), if any:
+    // fetched again even where the source knows no md5 of its own (issue 24 R13: it was kept, and
+    // every later call failed on it).
+    let corrupt = match target_existed.then(|| validate(source.kind, &target)) {
+        Some(Ok(())) => return Ok(Fetched::AlreadyPresent(target)),
+        Some(Err(Error::Data { path, .. })) => Some(path),
+        _ => None,
+    };
     if target_existed && source.unzip.is_some() {
         let msg = "exists but is not a valid copy of the dataset; samix does not replace a folder it did not create — move it away and download again";
         return Err(Error::data(&target, msg));
@@ -180,7 +186,7 @@ pub fn fetch(source: &DatasetSource, data_dir: &Path, opts: &DownloadOptions) ->
             let existed = dest.exists();
             match file.md5.as_deref() {
                 Some(m) if existed && md5_file(&dest).ok().as_deref() == Some(m) => continue,
-                None if existed => continue,
+                None if existed && !corrupt.as_ref().is_some_and(|p| p.starts_with(&dest)) => continue,
                 _ => {}
             }
             fetch_file(file, &dest, opts)?;

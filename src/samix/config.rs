@@ -6,6 +6,7 @@
 use super::ema::EmaConfig;
 use super::mask_loss::MaskLossConfig;
 use super::mixer::{MixerConfig, MixerVariant};
+use super::scenario::{AreaRule, ContrastiveLoss, MaskAdjust, MixerLossConfig, Scenario, ScenarioLoss};
 use crate::loss::MixupLoss;
 use crate::optim::{OptimConfig, ScheduleConfig};
 use crate::{Error, Result};
@@ -62,13 +63,6 @@ impl Default for SamixConfig {
     }
 }
 
-/// Where a Mixer trains: beside a classifier, or in self-supervised pre-training (`[ssl]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scenario {
-    Supervised,
-    SelfSupervised,
-}
-
 impl SamixConfig {
     /// The options for `scenario` with the variant's defaults filled in where this config leaves
     /// a part unset. A loss of the other scenario's kind resolves to this one's default; the
@@ -101,6 +95,40 @@ impl SamixConfig {
             mixer_loss,
             contrastive_loss,
             ema: self.ema.clone(),
+        }
+    }
+
+    /// This table with every part it leaves unset written out as [`SamixConfig::resolve`] and
+    /// the Mixer's optimiser (from `[optim]`/`[schedule]`) decide it for `scenario`: what
+    /// `samix config show` prints, so the sub-tables it promises are there with their values.
+    pub fn resolved(
+        &self,
+        variant: MixerVariant,
+        scenario: Scenario,
+        optim: &OptimConfig,
+        schedule: &ScheduleConfig,
+    ) -> Self {
+        let o = self.resolve(variant, scenario);
+        let mixer_loss = match scenario {
+            Scenario::Supervised => MixerLossConfig::from(ScenarioLoss::Supervised(o.mixer_loss)),
+            Scenario::SelfSupervised => MixerLossConfig::from(ScenarioLoss::Contrastive(o.contrastive_loss)),
+        };
+        let mixer_optim = self.mixer_optim.optim(optim);
+        SamixConfig {
+            mask_adjust: Some(match o.area_margin {
+                Some(_) => MaskAdjust::Rule(AreaRule::Auto),
+                None => MaskAdjust::Probability(o.mask_adjust),
+            }),
+            mixer: Some(o.mixer),
+            mask_loss: Some(o.mask_loss),
+            mixer_loss: Some(mixer_loss),
+            mixer_optim: MixerOptimConfig {
+                lr: Some(mixer_optim.lr),
+                min_lr: Some(self.mixer_optim.schedule(optim, schedule).min_lr),
+                momentum: Some(mixer_optim.momentum),
+                weight_decay: Some(mixer_optim.weight_decay),
+            },
+            ..self.clone()
         }
     }
 
@@ -151,95 +179,6 @@ fn default_mask_adjust(scenario: Scenario) -> MaskAdjust {
 
 /// `mix.mean_margin` unset.
 const DEFAULT_MEAN_MARGIN: f64 = 0.1;
-
-/// `mix.mask_adjust`: a probability, or a rule by name.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(untagged, expecting = "a probability in [0, 1] or \"auto\"")]
-pub enum MaskAdjust {
-    Probability(f64),
-    Rule(AreaRule),
-}
-
-/// The named area rules of `mix.mask_adjust`.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum AreaRule {
-    /// Every sample whose first-image share is further than `mean_margin` from λ (§6.3).
-    Auto,
-}
-
-/// `mix.mixer_loss`: a supervised loss through the EMA critic (`soft_ce`, `pair_local_global`,
-/// `bce_neg`, `decoupled`; see [`MixupLoss`]) or a SAMix-SSL contrastive one (`global`, `local`,
-/// `local_global`; see [`ContrastiveLoss`]), by `kind`.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum MixerLossConfig {
-    SoftCe,
-    PairLocalGlobal {
-        eta: f64,
-    },
-    BceNeg {
-        eta: f64,
-    },
-    Decoupled {
-        eta: f64,
-    },
-    Global,
-    Local,
-    LocalGlobal {
-        #[serde(default = "MixerLossConfig::default_eta")]
-        eta: f64,
-    },
-}
-
-/// A `mix.mixer_loss` as the scenario it belongs to reads it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ScenarioLoss {
-    Supervised(MixupLoss),
-    Contrastive(ContrastiveLoss),
-}
-
-impl MixerLossConfig {
-    fn default_eta() -> f64 {
-        0.5
-    }
-
-    /// The loss, as the scenario that has it.
-    pub fn split(self) -> ScenarioLoss {
-        match self {
-            MixerLossConfig::SoftCe => ScenarioLoss::Supervised(MixupLoss::SoftCe),
-            MixerLossConfig::PairLocalGlobal { eta } => ScenarioLoss::Supervised(MixupLoss::PairLocalGlobal { eta }),
-            MixerLossConfig::BceNeg { eta } => ScenarioLoss::Supervised(MixupLoss::BceNeg { eta }),
-            MixerLossConfig::Decoupled { eta } => ScenarioLoss::Supervised(MixupLoss::Decoupled { eta }),
-            MixerLossConfig::Global => ScenarioLoss::Contrastive(ContrastiveLoss::Global),
-            MixerLossConfig::Local => ScenarioLoss::Contrastive(ContrastiveLoss::Local),
-            MixerLossConfig::LocalGlobal { eta } => ScenarioLoss::Contrastive(ContrastiveLoss::LocalGlobal { eta }),
-        }
-    }
-}
-
-/// The Mixer branch's loss in SAMix-SSL (§5.5): the positives are the other views of the two
-/// source images.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ContrastiveLoss {
-    /// `λ·InfoNCE(z, k_i) + (1 − λ)·InfoNCE(z, k_j)` against the queue.
-    Global,
-    /// A two-way softmax between the two positives only, fitted to (λ, 1 − λ).
-    Local,
-    /// `local + η·global` (the η-balanced loss; default, η = 0.5).
-    LocalGlobal { eta: f64 },
-}
-
-impl ContrastiveLoss {
-    /// The weight η of the kind that has one.
-    pub fn eta(&self) -> Option<f64> {
-        match *self {
-            ContrastiveLoss::LocalGlobal { eta } => Some(eta),
-            _ => None,
-        }
-    }
-}
 
 impl crate::mix::PolicyConfig for SamixConfig {
     fn check(&self, num_stages: usize) -> Result<()> {

@@ -15,13 +15,11 @@ pub mod mask_loss;
 pub mod mixer;
 pub mod online;
 pub mod pretrained;
+pub mod scenario;
 
 pub use artifact::MixerArtifact;
 pub use branches::{backbone_branch, mixer_branch, AreaAdjust, PairInputs};
-pub use config::{
-    AreaRule, AutomixConfig, ContrastiveLoss, MaskAdjust, MixerLossConfig, MixerOptimConfig, SamixConfig, SamixOptions,
-    Scenario,
-};
+pub use config::{AutomixConfig, MixerOptimConfig, SamixConfig, SamixOptions};
 pub use draws::{BranchDraw, Draws, FirstLambda, MixerDraws};
 pub use ema::{Ema, EmaConfig};
 pub use mask::{adjust_area, apply_mask, backbone_mask};
@@ -29,3 +27,4 @@ pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
 pub use online::{OnlineSamix, SamixLosses, SamixPaths, StepPlan, HEADS};
 pub use pretrained::{mixer_shape, PretrainedMixer, SamixP, SamixPConfig};
+pub use scenario::{AreaRule, ContrastiveLoss, MaskAdjust, MixerLossConfig, Scenario, ScenarioLoss};

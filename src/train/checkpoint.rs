@@ -120,17 +120,24 @@ pub fn save(
     // without one appears with its `latest` in one rename.
     if root.exists() {
         let tmp = root.join(format!("{name}.tmp"));
-        write_folder(&tmp, vs, optimizer_state, state, config_toml)?;
+        write_folder(&tmp, vs, optimizer_state, state, config_toml).inspect_err(|_| {
+            let _ = remove_folder(&tmp);
+        })?;
         remove_folder(&final_dir)?;
         std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
         exit_point("checkpoint-visible", &name);
         write_atomic(&root.join(LATEST), name.as_bytes())?;
     } else {
+        // A failed write (a full disk) leaves no staging folder behind: it holds only what was
+        // just written here (issue 24 R13).
         let staging = run_dir.join(FIRST_STAGING);
         remove_dir_if_there(&staging)?;
-        write_folder(&staging.join(&name), vs, optimizer_state, state, config_toml)?;
-        write_atomic(&staging.join(LATEST), name.as_bytes())?;
-        std::fs::rename(&staging, &root).map_err(|e| Error::io(&root, e))?;
+        write_folder(&staging.join(&name), vs, optimizer_state, state, config_toml)
+            .and_then(|()| write_atomic(&staging.join(LATEST), name.as_bytes()))
+            .and_then(|()| std::fs::rename(&staging, &root).map_err(|e| Error::io(&root, e)))
+            .inspect_err(|_| {
+                let _ = remove_dir_if_there(&staging);
+            })?;
         exit_point("checkpoint-visible", &name);
     }
     // Older checkpoints are removed only once `latest` names the new one.
@@ -162,10 +169,12 @@ fn write_folder(
     }
     for (file, tensors) in &files {
         let path = dir.join(file);
-        Tensor::write_safetensors(tensors, &path)?;
+        Tensor::write_safetensors(tensors, &path)
+            .map_err(|e| crate::files::safetensors_error(&path, "cannot write", e))?;
         std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
         state.files.insert(file.to_string(), sha256_file(&path)?);
     }
+    fail_point(dir)?;
     write_json_atomic(&dir.join(STATE_FILE), &state)?;
     write_atomic(&dir.join(CONFIG_FILE), config_toml.as_bytes())
 }
@@ -257,6 +266,17 @@ fn remove_folder(dir: &Path) -> Result<()> {
 /// leaves, for the tests of what a resume makes of it. `checkpoint-visible`: the folder has just
 /// appeared under its final name.
 pub const EXIT_POINT_VAR: &str = "SAMIX_TEST_EXIT_AT";
+
+/// With [`EXIT_POINT_VAR`] set to `checkpoint-disk-full:FOLDER`, writing that checkpoint fails
+/// after its tensor files, as on a full disk (ENOSPC), naming its `state.json` (a test hook).
+fn fail_point(dir: &Path) -> Result<()> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    if std::env::var(EXIT_POINT_VAR).is_ok_and(|v| v.split_once(':') == Some(("checkpoint-disk-full", name))) {
+        return Err(Error::io(dir.join(STATE_FILE), std::io::Error::from_raw_os_error(28)));
+    }
+    Ok(())
+}
 
 /// The process exits here when [`EXIT_POINT_VAR`] names this point and checkpoint (a test hook).
 fn exit_point(point: &str, name: &str) {

@@ -32,6 +32,7 @@ pub use loaders::{eval_loader, train_loader, train_pipeline};
 pub use mixing::{attentive_mix, input_policy, Mixing, Policy};
 pub use model::{seed_init, Model};
 pub use monitor::Progress;
+pub use resume::check_resumable;
 pub use run::{run, RunOptions};
 pub use samix_learner::SamixLearner;
 pub use ssl_learner::SslLearner;

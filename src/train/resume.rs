@@ -58,6 +58,42 @@ pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bo
     Ok(Start { epoch, global_step: ckpt.state.global_step, history, partial })
 }
 
+/// Every check a resume makes of a checkpoint's `state.json` (which its checksums do not cover)
+/// before it loads anything: [`check_state`], the counters against `steps_per_epoch` (as
+/// `run::check_start` checks them) and rank 0's mixing stream position. Errors name the file
+/// (`path`). What the `state` fuzz target feeds.
+pub fn check_resumable(
+    state: &checkpoint::CheckpointState,
+    seed: u64,
+    steps_per_epoch: usize,
+    path: &Path,
+) -> Result<()> {
+    check_state(state, seed, path)?;
+    let within = state.partial.as_ref().map_or(0, |p| p.steps);
+    check_counters(state.epoch, state.global_step, within, steps_per_epoch).map_err(|msg| Error::data(path, msg))?;
+    if let Some(p) = &state.partial {
+        p.stream_pos_of(0).map_err(|e| Error::data(path, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Whether `epoch` epochs of `iters` steps and `within` steps of the next give `global_step`
+/// (and `within` lies inside an epoch); otherwise what is wrong, for a message naming the file.
+pub(super) fn check_counters(
+    epoch: usize,
+    global_step: u64,
+    within: usize,
+    iters: usize,
+) -> std::result::Result<(), String> {
+    let expected = (epoch as u64).checked_mul(iters as u64).and_then(|s| s.checked_add(within as u64));
+    if within > iters || expected != Some(global_step) {
+        return Err(format!(
+            "the latest checkpoint's state.json says epoch {epoch}, step {within} of it and global step {global_step}, which {iters} steps per epoch cannot give (a damaged or edited state.json; start the run again with --force)"
+        ));
+    }
+    Ok(())
+}
+
 /// The parts of a checkpoint's `state.json` (which its checksums do not cover) that the run's
 /// counters (`run::check_start`) do not: its seed is the run's, and an interrupted epoch's
 /// learner sums count no more steps than the epoch took (issue 24, R11). Errors name the file.

@@ -10,7 +10,7 @@ use super::metrics::{self, EpochMetrics, Summary};
 use super::monitor::Monitor;
 use super::monitor::Progress;
 use super::replicas::Replicas;
-use super::resume::{check_resume_config, restore_or_start, Start};
+use super::resume::{check_counters, check_resume_config, restore_or_start, Start};
 use super::run_dir;
 use super::stop::{interrupted, stop_requested, StopSignal};
 use crate::config::TrainConfig;
@@ -189,15 +189,7 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
 /// `partial.steps = 1000000` and `global_step = u64::MAX` were accepted).
 fn check_start(start: &Start, iters: usize, out: &Path) -> Result<()> {
     let within = start.partial.as_ref().map_or(0, |p| p.steps);
-    let expected = (start.epoch as u64).checked_mul(iters as u64).and_then(|s| s.checked_add(within as u64));
-    if within > iters || expected != Some(start.global_step) {
-        let msg = format!(
-            "the latest checkpoint's state.json says epoch {}, step {within} of it and global step {}, which {iters} steps per epoch cannot give (a damaged or edited state.json; start the run again with --force)",
-            start.epoch, start.global_step
-        );
-        return Err(Error::run(out, msg));
-    }
-    Ok(())
+    check_counters(start.epoch, start.global_step, within, iters).map_err(|msg| Error::run(out, msg))
 }
 
 /// The epochs from `start` up to `end_epoch`, with a checkpoint every `train.checkpoint_every`

@@ -75,7 +75,9 @@ pub fn prepare(out: &Path, resume: bool, force: bool) -> Result<RunLock> {
     let startable = is_empty || (held.is_some() && !has_results(out));
     // A whole checkpoint counts even without `latest` (a writer stopped between the two).
     if resume && !startable && checkpoint::latest(out)?.is_none() {
-        return Err(Error::run(out, "--resume: no checkpoint found (checkpoints/latest)"));
+        // Also after a first checkpoint that failed (a full disk): say what is safe (issue 24 R13).
+        let msg = "--resume: no checkpoint was completed in this run (no checkpoints/latest), so there is nothing to continue from; `--force` starts it afresh safely (it removes only what samix wrote)";
+        return Err(Error::run(out, msg));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let held = match held {

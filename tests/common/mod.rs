@@ -1,6 +1,7 @@
 //! Shared test helpers: where the real datasets live, small tensors, and the `samix` binary in a
 //! child process ([`training`]).
 #![allow(dead_code)]
+pub mod http;
 pub mod training;
 use std::path::PathBuf;
 

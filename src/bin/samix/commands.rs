@@ -234,9 +234,9 @@ pub fn report(runs: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `samix config show`: the resolved config as TOML on stdout.
+/// `samix config show`: the resolved config as TOML on stdout, SAMix's sub-tables included.
 pub fn config_show(path: &Path, set: &[String]) -> Result<()> {
-    print!("{}", TrainConfig::load(path, set)?.to_toml()?);
+    print!("{}", TrainConfig::load(path, set)?.to_toml_resolved()?);
     Ok(())
 }
 

@@ -81,8 +81,10 @@ pub(crate) enum Command {
 
 #[derive(Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Print the fully resolved config — every key, defaults included — as a run would use it
-    /// (and as its run directory's config.toml will hold it).
+    /// Print the fully resolved config — every key, defaults included — as a run would use it.
+    /// Online SAMix/AutoMix's sub-tables (mix.mixer, mix.mask_loss, mix.mixer_loss, mix.ema,
+    /// mix.mixer_optim) are written out with the values the run resolves them to; the run
+    /// directory's config.toml keeps them as given.
     Show {
         #[arg(long)]
         config: PathBuf,
