@@ -174,11 +174,16 @@ impl SamixPConfig {
 impl crate::mix::PolicyConfig for SamixPConfig {
     fn check(&self, _num_stages: usize) -> Result<()> {
         crate::mix::check_alpha(self.alpha)?;
-        if !(0.0..=1.0).contains(&self.mask_adjust) {
-            return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
-        }
-        crate::samix::config::check_lam_margin(self.lam_margin)
+        check_post_processing(self.mask_adjust, self.lam_margin)
     }
+}
+
+/// The ranges of SAMix-P's mask post-processing: `mask_adjust` a probability, `lam_margin` below ½.
+fn check_post_processing(mask_adjust: f64, lam_margin: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&mask_adjust) {
+        return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
+    }
+    crate::samix::config::check_lam_margin(lam_margin)
 }
 
 /// The SAMix-P mixing policy over a [`PretrainedMixer`].
@@ -204,10 +209,7 @@ impl SamixP {
     /// λ ~ Beta(`alpha`, `alpha`); with probability `mask_adjust` the mask is rescaled to cover
     /// exactly λ; λ or 1−λ at most `lam_margin` gives plain mixup.
     pub fn new(mixer: PretrainedMixer, alpha: f64, mask_adjust: f64, lam_margin: f64) -> Result<Self> {
-        if !(0.0..=1.0).contains(&mask_adjust) {
-            return Err(Error::config("mix.mask_adjust", "is a probability in [0, 1]"));
-        }
-        crate::samix::config::check_lam_margin(lam_margin)?;
+        check_post_processing(mask_adjust, lam_margin)?;
         Ok(SamixP { draws: MixerDraws::new(alpha, mask_adjust)?, mixer, lam_margin })
     }
 
