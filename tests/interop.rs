@@ -256,10 +256,8 @@ fn convert_exports_the_deployed_network_of_an_online_samix_run() {
     let mut tensors: Vec<(String, Tensor)> = stored.into_iter().collect();
     tensors.push(("k.layer1.0.extra".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
     Tensor::write_safetensors(&tensors, &model).unwrap();
-    let state_path = model.with_file_name("state.json");
-    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    state["files"]["model.safetensors"] = samix::train::checkpoint::sha256_file(&model).unwrap().into();
-    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let sha = samix::train::checkpoint::sha256_file(&model).unwrap();
+    common::edit_state(&model.with_file_name("state.json"), |s| s["files"]["model.safetensors"] = sha.into());
     let (ok, _, err) = convert_from_samix("run", "extra.safetensors", dir.path());
     assert!(!ok && err.contains("layer1.0.extra"), "{err}");
     assert!(!dir.path().join("extra.safetensors").exists());

@@ -69,10 +69,9 @@ fn replace_tensor(path: &Path, name: &str, t: Tensor) {
     let slot = all.iter_mut().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}"));
     slot.1 = t;
     Tensor::write_safetensors(&all, path).unwrap();
-    let state = path.parent().unwrap().join("state.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    json.as_object_mut().unwrap().remove("files");
-    std::fs::write(&state, json.to_string()).unwrap();
+    common::edit_state(&path.parent().unwrap().join("state.json"), |s| {
+        s.as_object_mut().unwrap().remove("files");
+    });
 }
 
 #[test]

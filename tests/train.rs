@@ -226,15 +226,13 @@ fn resume_refuses_counters_the_run_cannot_have_made() {
     run(&cfg, &out, false, false, Some(1)).unwrap();
     let state_path = out.join("checkpoints/epoch-0001/state.json");
     let good = std::fs::read_to_string(&state_path).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&good).unwrap();
     for (key, value) in [
         ("epoch", serde_json::json!(100)),
         ("global_step", serde_json::json!(u64::MAX)),
         ("global_step", serde_json::json!(3)),
     ] {
-        let mut bad = state.clone();
-        bad[key] = value.clone();
-        std::fs::write(&state_path, serde_json::to_string(&bad).unwrap()).unwrap();
+        std::fs::write(&state_path, &good).unwrap();
+        common::edit_state(&state_path, |s| s[key] = value.clone());
         let err = run(&cfg, &out, true, false, None).unwrap_err().to_string();
         assert!(err.contains("state.json") && err.contains("cannot give"), "{key} = {value}: {err}");
     }

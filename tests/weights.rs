@@ -2,7 +2,8 @@
 //! cannot take (a dimension of 2⁶³ with no data) is refused in one line naming the file and the
 //! tensor by every reader (`convert`, `eval`, `--resume`); `convert` refuses weights of 0
 //! channels or classes and non-finite weights, naming the tensor, and a failed write leaves no
-//! temporary file; a checkpoint's `state.json` with another seed is refused.
+//! temporary file; a checkpoint's `state.json` with another seed, or changed after it was written,
+//! is refused.
 mod common;
 
 use common::{samix_cli, tiny_fashion_config, train_run};
@@ -33,10 +34,8 @@ fn tiny_run(dir: &Path) -> (TrainConfig, std::path::PathBuf) {
 fn replace_checked(ckpt: &Path, file: &str, write: impl FnOnce(&Path)) {
     let path = ckpt.join(file);
     write(&path);
-    let state_path = ckpt.join("state.json");
-    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    state["files"][file] = samix::train::checkpoint::sha256_file(&path).unwrap().into();
-    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let sha = samix::train::checkpoint::sha256_file(&path).unwrap();
+    common::edit_state(&ckpt.join("state.json"), |s| s["files"][file] = sha.into());
 }
 
 /// The error is one line naming the file and the tensor (no libtorch trace).
@@ -115,12 +114,43 @@ fn resume_refuses_a_state_json_of_another_seed() {
     let (cfg, out) = tiny_run(tmp.path());
     let state_path = out.join("checkpoints/epoch-0001/state.json");
     let good = std::fs::read_to_string(&state_path).unwrap();
-    let mut state: serde_json::Value = serde_json::from_str(&good).unwrap();
-    state["seed"] = serde_json::json!(cfg.seed + 1);
-    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    common::edit_state(&state_path, |s| s["seed"] = serde_json::json!(cfg.seed + 1));
     let err = train_run(&cfg, &out, true, false, None).unwrap_err().to_string();
     assert!(err.contains("state.json") && err.contains("seed"), "{err}");
     std::fs::write(&state_path, good).unwrap();
+    let _rng = common::torch_rng_lock();
+    train_run(&cfg, &out, true, false, None).unwrap();
+}
+
+/// A `state.json` changed after it was written is refused by every reader of the checkpoint,
+/// naming the file and its seal, even where the change stays in range (epoch 0 at global step 0
+/// reads as a run not yet started, with the trained weights: issue 24, R11); the same content
+/// written in another layout keeps its seal.
+#[test]
+fn a_state_json_changed_after_it_was_written_is_refused_by_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, out) = tiny_run(tmp.path());
+    let state_path = out.join("checkpoints/epoch-0001/state.json");
+    let good = std::fs::read_to_string(&state_path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&good).unwrap();
+    state["epoch"] = serde_json::json!(0);
+    state["global_step"] = serde_json::json!(0);
+    std::fs::write(&state_path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    let refused = |err: &str| err.contains("state.json") && err.contains("checksum mismatch");
+    let err = train_run(&cfg, &out, true, false, None).unwrap_err().to_string();
+    assert!(refused(&err), "resume: {err}");
+    for args in [
+        &["eval", "--checkpoint", "run", "--device", "cpu"][..],
+        &["convert", "--from", "samix", "--to", "torchvision", "run", "out.safetensors"][..],
+    ] {
+        let o = samix_cli(args, tmp.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && refused(&err), "{}: {err}", args[0]);
+    }
+    assert!(!tmp.path().join("out.safetensors").exists());
+    // Compact JSON of the state as written: the seal covers content, not layout.
+    let compact = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&good).unwrap()).unwrap();
+    std::fs::write(&state_path, compact).unwrap();
     let _rng = common::torch_rng_lock();
     train_run(&cfg, &out, true, false, None).unwrap();
 }

@@ -3,66 +3,13 @@
 //! checkpoint folder is usable on its own (`samix eval`). A folder is written under a temporary
 //! name and renamed; `checkpoints/latest` then names it (also replaced atomically), so a crash
 //! never leaves a half checkpoint in use, nor a whole one unused (see [`save`], [`latest`]).
-//! Every read of a checkpoint's tensors checks the SHA-256 its `state.json` recorded.
-use super::loss_sums::EpochSums;
-use crate::files::{contiguous, write_atomic, write_json_atomic};
+//! Every read of a checkpoint's tensors checks the SHA-256 its `state.json` recorded, and every
+//! read of `state.json` its own (see [`super::state_file`]).
+pub use super::state_file::{read_state, write_state, CheckpointState, PartialEpoch};
+use crate::files::{contiguous, write_atomic};
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CheckpointState {
-    /// Epochs completed when the checkpoint was taken.
-    pub epoch: usize,
-    pub global_step: u64,
-    pub seed: u64,
-    pub samix_version: String,
-    /// SHA-256 of each tensor file of the checkpoint, verified when it is loaded (absent in
-    /// checkpoints written before this was recorded).
-    #[serde(default)]
-    pub files: std::collections::BTreeMap<String, String>,
-    /// Set when the run was interrupted inside epoch `epoch + 1`: how far that epoch got.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partial: Option<PartialEpoch>,
-}
-
-/// How far an interrupted epoch got: what a resume needs to continue it exactly as the
-/// uninterrupted run would have (the loader restarts at batch `steps`; the mixing stream at its
-/// word position; the sums where they were).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PartialEpoch {
-    /// Training steps of the epoch already taken.
-    pub steps: usize,
-    /// The sum of those steps' losses (f32 sums, exact as f64).
-    pub loss_sum: f64,
-    /// The word position of the epoch's mixing stream, in decimal (a u128: too wide for a JSON
-    /// number).
-    pub mix_stream_pos: String,
-    /// Data-parallel runs: the stream positions of ranks 1, 2, ... (rank 0's is `mix_stream_pos`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rank_mix_stream_pos: Vec<String>,
-    /// The learner's per-epoch sums so far (see `Learner::epoch_progress`).
-    #[serde(default)]
-    pub learner: EpochSums,
-}
-
-impl PartialEpoch {
-    /// Where rank `rank`'s mixing stream was; `None` when the checkpoint has no position for it
-    /// (written by fewer processes: that rank's draws for the rest of the epoch start afresh).
-    pub fn stream_pos_of(&self, rank: usize) -> Result<Option<u128>> {
-        let text = match rank {
-            0 => &self.mix_stream_pos,
-            r => match self.rank_mix_stream_pos.get(r - 1) {
-                Some(t) => t,
-                None => return Ok(None),
-            },
-        };
-        text.parse::<u128>()
-            .map(Some)
-            .map_err(|e| Error::Argument(format!("checkpoint state: mixing stream position `{text}`: {e}")))
-    }
-}
 
 /// A checkpoint folder's name: `epoch-NNNN`, or `epoch-NNNN.step-NNNNNN` mid-epoch.
 pub fn folder_name(state: &CheckpointState) -> String {
@@ -175,7 +122,7 @@ fn write_folder(
         state.files.insert(file.to_string(), sha256_file(&path)?);
     }
     fail_point(dir)?;
-    write_json_atomic(&dir.join(STATE_FILE), &state)?;
+    write_state(&dir.join(STATE_FILE), &state)?;
     write_atomic(&dir.join(CONFIG_FILE), config_toml.as_bytes())
 }
 
@@ -359,9 +306,7 @@ pub fn open(dir: &Path) -> Result<Checkpoint> {
         }
         return Err(Error::run(dir, format!("not a checkpoint folder (no {STATE_FILE})")));
     }
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let state = serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))?;
+    let state = read_state(&dir.join(STATE_FILE))?;
     Ok(Checkpoint { dir: dir.to_path_buf(), state })
 }
 

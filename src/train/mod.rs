@@ -22,6 +22,7 @@ pub mod run_dir;
 pub mod run_lock;
 pub mod samix_learner;
 pub mod ssl_learner;
+mod state_file;
 mod stop;
 pub mod supervised;
 pub mod visual;

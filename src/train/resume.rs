@@ -94,7 +94,8 @@ pub(super) fn check_counters(
     Ok(())
 }
 
-/// The parts of a checkpoint's `state.json` (which its checksums do not cover) that the run's
+/// The parts of a checkpoint's `state.json` (checked beside its seal, which a state written
+/// before seals were recorded does not carry, and which a deliberate edit re-seals) that the run's
 /// counters (`run::check_start`) do not: its seed is the run's, and an interrupted epoch's
 /// learner sums count no more steps than the epoch took (issue 24, R11). Errors name the file.
 fn check_state(state: &checkpoint::CheckpointState, seed: u64, path: &Path) -> Result<()> {

@@ -117,6 +117,7 @@ impl Checkpointer<'_> {
             samix_version: env!("CARGO_PKG_VERSION").into(),
             files: Default::default(),
             partial,
+            state_sha256: None,
         };
         let optimizer = learner.optimizer().state();
         checkpoint::save(self.out, learner.var_store(), &optimizer, &state, self.config_toml).map(Some)

@@ -119,6 +119,15 @@ pub fn train_run(
     })
 }
 
+/// Edits a checkpoint's `state.json` as JSON and seals it again (as a deliberate edit through
+/// `checkpoint::write_state` would), so that a test reaches the checks behind the seal.
+pub fn edit_state(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut json);
+    let state: samix::train::checkpoint::CheckpointState = serde_json::from_value(json).unwrap();
+    samix::train::checkpoint::write_state(path, &state).unwrap();
+}
+
 /// Runs the `samix` binary with `args` in `cwd` and returns what it did.
 pub fn samix_cli(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_samix")).args(args).current_dir(cwd).output().unwrap()
