@@ -2,7 +2,8 @@
 //! loader (`checkpoint::open`, the `CheckpointState` parse), then every check a resume makes of
 //! it before loading anything (`train::check_resumable`: seed, counters against the epoch's
 //! steps, the interrupted epoch's sums and stream position). Never a panic; a state that passes
-//! has counters the run can have made and survives its JSON round trip unchanged.
+//! has counters the run can have made, survives its JSON round trip unchanged, and reads back
+//! through `checkpoint::read_state` once sealed by `checkpoint::write_state`.
 #![no_main]
 mod common;
 use libfuzzer_sys::fuzz_target;
@@ -32,4 +33,9 @@ fuzz_target!(|data: &[u8]| {
     let text = serde_json::to_string(&ckpt.state).expect("serialise");
     let again: checkpoint::CheckpointState = serde_json::from_str(&text).expect("the written state reads back");
     assert_eq!(serde_json::to_string(&again).expect("serialise"), text, "the round trip changed the state");
+    // A state written through the sealing writer reads back through the checking reader.
+    let sealed = dir.join("sealed.json");
+    checkpoint::write_state(&sealed, &ckpt.state).expect("write the sealed state");
+    let back = checkpoint::read_state(&sealed).expect("a sealed state reads back");
+    assert_eq!(back.content_sha256().ok(), ckpt.state.content_sha256().ok(), "the seal changed the content");
 });
