@@ -1,13 +1,20 @@
 // The few libtorch entry points samix needs that tch 0.24 does not expose: the fused multi-tensor
-// SGD and lerp kernels, autocast with an explicit dtype, channels-last memory order, the CUDA caching allocator's statistics,
+// SGD, AdamW and lerp kernels, gradient-norm clipping in multi-tensor kernels, autocast with an explicit dtype, channels-last memory order, the CUDA caching allocator's statistics,
 // and CUDA-graph capture. Each function catches every C++ exception and returns it as a malloc'd
 // message (NULL on success) that the caller frees with samix_free_error; tensors come in as the
 // `at::Tensor*` handles tch hands out. Compiled by build.rs; the CUDA half only when libtorch has
 // CUDA and the CUDA headers are found (SAMIX_WITH_CUDA).
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_foreach_lerp.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/_fused_sgd.h>
+#include <ATen/ops/clamp_max.h>
+#include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/stack.h>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -57,6 +64,38 @@ char *samix_fused_sgd(at::Tensor **params, at::Tensor **grads, size_t n, at::Ten
   return guarded([&] {
     at::_fused_sgd_(tensor_list(params, n), tensor_list(grads, n), tensor_list(buffers, n_buffers), weight_decay, momentum, *lr,
                     /*dampening=*/0.0, nesterov, /*maximize=*/false, /*is_first_step=*/false);
+  });
+}
+
+// AdamW over one parameter group in a few multi-tensor kernels (torch.optim.AdamW(fused=True)):
+// the step counters (0-dim float tensors on the parameters' device) are advanced first, as
+// torch's `_fused_adamw` does before the kernel, which then reads them for the bias corrections.
+char *samix_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_avgs, at::Tensor **exp_avg_sqs,
+                        at::Tensor **steps, size_t n, at::Tensor *lr, double beta1, double beta2, double weight_decay,
+                        double eps) {
+  return guarded([&] {
+    auto step_list = tensor_list(steps, n);
+    at::_foreach_add_(step_list, at::Scalar(1));
+    at::_fused_adamw_(tensor_list(params, n), tensor_list(grads, n), tensor_list(exp_avgs, n), tensor_list(exp_avg_sqs, n),
+                      /*max_exp_avg_sqs=*/{}, step_list, *lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
+  });
+}
+
+// Scales the gradients so their joint 2-norm is at most `max_norm`, as
+// torch.nn.utils.clip_grad_norm_ (foreach path): the norm over the per-tensor norms, the
+// factor max_norm / (norm + 1e-6) capped at 1. Stays on the device (no host sync); the joint
+// norm before clipping comes back as a new 0-dim tensor through `total`.
+char *samix_clip_grad_norm(at::Tensor **grads, size_t n, double max_norm, at::Tensor **total) {
+  return guarded([&] {
+    auto list = tensor_list(grads, n);
+    auto norms = at::_foreach_norm(list, 2);
+    at::Tensor norm = at::linalg_vector_norm(at::stack(norms), 2);
+    // torch writes `max_norm / (norm + 1e-6)`, which Tensor.__rdiv__ computes as a reciprocal
+    // times max_norm: the same here, to the last bit.
+    at::Tensor factor = at::clamp_max((norm + 1e-6).reciprocal() * max_norm, 1.0);
+    at::_foreach_mul_(list, factor);
+    *total = new at::Tensor(std::move(norm));
   });
 }
 

@@ -13,7 +13,7 @@
 //!
 //! In your own tch training loop: any handcrafted policy is a [`MixPolicy`]; online SAMix is an
 //! [`OnlineSamix`] over any [`StagedNet`] (see `examples/samix_loop.rs`); [`mixup_cross_entropy`]
-//! and [`Sgd`] are the loss and optimiser the trainer uses.
+//! and [`Optimizer`] are the loss and optimiser the trainer uses.
 pub mod bench;
 pub mod config;
 pub mod data;
@@ -46,7 +46,7 @@ pub use files::read_safetensors;
 pub use loss::{cross_entropy, mixup_cross_entropy, MixupLoss};
 pub use mix::{LambdaSampler, MixPolicy, MixedBatch, MixedTargets};
 pub use model::{ModelConfig, Network, StagedNet};
-pub use optim::{CosineSchedule, OptimConfig, Sgd};
+pub use optim::{CosineSchedule, OptimConfig, Optimizer};
 pub use rng::{stream, SamixRng, Stream};
 pub use samix::{
     Mixer, MixerConfig, OnlineSamix, PretrainedMixer, SamixLosses, SamixOptions, SamixP, SamixPaths, StepPlan,

@@ -1,5 +1,5 @@
 //! Safe wrappers over csrc/shim.cpp: the libtorch entry points tch 0.24 lacks — fused
-//! multi-tensor SGD and lerp, autocast with an explicit reduced dtype, channels-last memory
+//! multi-tensor SGD, AdamW and lerp, gradient-norm clipping, autocast with an explicit reduced dtype, channels-last memory
 //! order, the CUDA caching
 //! allocator's statistics, and CUDA-graph capture/replay. Touches only the tensors it is given
 //! and libtorch's thread-local autocast state; every libtorch exception becomes an `Error`.
@@ -21,6 +21,25 @@ extern "C" {
         momentum: f64,
         lr: *mut C_tensor,
         nesterov: bool,
+    ) -> *mut c_char;
+    fn samix_fused_adamw(
+        params: *const *mut C_tensor,
+        grads: *const *mut C_tensor,
+        exp_avgs: *const *mut C_tensor,
+        exp_avg_sqs: *const *mut C_tensor,
+        steps: *const *mut C_tensor,
+        n: usize,
+        lr: *mut C_tensor,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> *mut c_char;
+    fn samix_clip_grad_norm(
+        grads: *const *mut C_tensor,
+        n: usize,
+        max_norm: f64,
+        total: *mut *mut C_tensor,
     ) -> *mut c_char;
     fn samix_foreach_lerp(
         target: *const *mut C_tensor,
@@ -112,6 +131,74 @@ pub fn fused_sgd(
             nesterov,
         )
     })
+}
+
+/// AdamW's constants for one parameter group (torch.optim.AdamW's `betas`, `eps`, `weight_decay`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamwHyper {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+/// The state AdamW keeps per parameter: the moving averages of the gradient and of its square,
+/// and the step counter (a 0-dim float tensor on the parameter's device).
+pub struct AdamwState<'a> {
+    pub exp_avgs: &'a [&'a Tensor],
+    pub exp_avg_sqs: &'a [&'a Tensor],
+    pub steps: &'a [&'a Tensor],
+}
+
+/// One torch.optim.AdamW(fused=True) update of every parameter: each step counter advances by
+/// one, then `p ← p·(1 − lr·wd)`, the moments move by `β₁`/`β₂`, and `p` steps by the
+/// bias-corrected `m̂ / (√v̂ + eps)` times `lr` (a 0-dim float tensor on any device).
+pub fn fused_adamw(
+    params: &[&Tensor],
+    grads: &[&Tensor],
+    state: &AdamwState,
+    lr: &Tensor,
+    h: AdamwHyper,
+) -> Result<()> {
+    let n = params.len();
+    if [grads.len(), state.exp_avgs.len(), state.exp_avg_sqs.len(), state.steps.len()].iter().any(|&m| m != n) {
+        return Err(Error::Native(format!("fused_adamw: {n} parameters, {} gradients, unequal state", grads.len())));
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let (p, g) = (handles(params), handles(grads));
+    let (m, v, t) = (handles(state.exp_avgs), handles(state.exp_avg_sqs), handles(state.steps));
+    // SAFETY: as in `fused_sgd`.
+    check("fused AdamW", unsafe {
+        samix_fused_adamw(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            t.as_ptr(),
+            n,
+            lr.as_ptr() as *mut C_tensor,
+            h.beta1,
+            h.beta2,
+            h.weight_decay,
+            h.eps,
+        )
+    })
+}
+
+/// Scales `grads` in place so that their joint 2-norm is at most `max_norm`, exactly as
+/// torch.nn.utils.clip_grad_norm_ does; returns the joint norm before clipping (a 0-dim tensor
+/// on the gradients' device, read without a host sync only when the caller wants it).
+pub fn clip_grad_norm(grads: &[&Tensor], max_norm: f64) -> Result<Option<Tensor>> {
+    if grads.is_empty() {
+        return Ok(None);
+    }
+    let g = handles(grads);
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    // SAFETY: as in `fused_sgd`; on success `out` is a new tensor handle owned by the result.
+    check("gradient clipping", unsafe { samix_clip_grad_norm(g.as_ptr(), g.len(), max_norm, &mut out) })?;
+    Ok(Some(unsafe { Tensor::from_ptr(out) }))
 }
 
 /// `target[i] ← target[i] + weight·(other[i] − target[i])` for all i, in multi-tensor kernels.

@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use samix::config::MixConfig;
 use samix::loss::{cross_entropy, mixup_cross_entropy, soft_cross_entropy};
 use samix::mix::{cutmix_box, paste_box, CutMix, CutmixConfig, MixPolicy, MixUp, MixedTargets, MixupConfig};
-use samix::optim::{CosineSchedule, Sgd};
+use samix::optim::{CosineSchedule, Optimizer};
 use samix::optim::{OptimConfig, ScheduleConfig};
 use samix::rng::SamixRng;
 use samix::train::input_policy;
@@ -156,8 +156,8 @@ fn sgd_matches_torch_update_rule() {
     for nesterov in [false, true] {
         let vs = VarStore::new(Device::Cpu);
         let p = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0]));
-        let cfg = OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.01, nesterov };
-        let mut sgd = Sgd::new(&vs, &cfg);
+        let cfg = OptimConfig::sgd(0.1, 0.9, 0.01, nesterov);
+        let mut sgd = Optimizer::new(&vs, &cfg);
         // loss = Σ w² → grad = 2w. Reference by hand (torch.optim.SGD semantics).
         let (mut w, mut buf): ([f64; 2], Option<[f64; 2]>) = ([1.0, -2.0], None);
         for _ in 0..3 {

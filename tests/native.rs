@@ -9,7 +9,7 @@ use samix::model::Network;
 use samix::model::{Arch, ModelConfig};
 use samix::native::{self, CudaGraph, Precision};
 use samix::optim::OptimConfig;
-use samix::optim::{ParamGroup, Sgd};
+use samix::optim::{Optimizer, ParamGroup};
 use samix::samix::{adjust_area, backbone_mask};
 use samix::samix::{MaskAdjust, MixerVariant, SamixConfig, Scenario};
 use tch::nn::{ModuleT, VarStore};
@@ -30,9 +30,9 @@ fn fused_sgd_keeps_groups_rates_and_untouched_parameters() {
     let a = vs.root().var_copy("a", &Tensor::from_slice(&[1.0f32, -2.0]));
     let b = vs.root().sub("mixer").var_copy("b", &Tensor::from_slice(&[3.0f32]));
     let idle = vs.root().var_copy("idle", &Tensor::from_slice(&[5.0f32]));
-    let default = OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false };
-    let plain = OptimConfig { lr: 0.1, momentum: 0.0, weight_decay: 0.5, nesterov: false };
-    let mut sgd = Sgd::with_groups(&vs, &default, &[ParamGroup { prefix: "mixer.".into(), cfg: plain }]);
+    let default = OptimConfig::sgd(0.1, 0.9, 0.0, false);
+    let plain = OptimConfig::sgd(0.1, 0.0, 0.5, false);
+    let mut sgd = Optimizer::with_groups(&vs, &default, &[ParamGroup { prefix: "mixer.".into(), cfg: plain }]);
     // loss = Σa² + b² (idle unused) → grads 2a, 2b.
     let (mut wa, mut va, mut wb) = ([1.0f64, -2.0], [0.0f64; 2], 3.0f64);
     for (step, lrs) in [[0.1, 0.01], [0.05, 0.02], [0.2, 0.03]].iter().enumerate() {
@@ -79,7 +79,7 @@ fn bf16_autocast_casts_inside_the_region_only_and_still_learns() {
         Kind::Float
     );
 
-    let mut sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 0.0, nesterov: false });
+    let mut sgd = Optimizer::new(&vs, &OptimConfig::sgd(0.05, 0.9, 0.0, false));
     let mut losses = Vec::new();
     for _ in 0..25 {
         let loss = native::with_precision(Precision::Bf16, Device::Cpu, true, || {
@@ -289,12 +289,12 @@ fn cuda_graph_replays_match_eager_steps() {
         let vs = VarStore::new(device);
         let model = tiny_resnet();
         let net = Network::new(&vs.root(), &model, 3, 10).unwrap();
-        let sgd = Sgd::new(&vs, &OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nesterov: false });
+        let sgd = Optimizer::new(&vs, &OptimConfig::sgd(0.05, 0.9, 1e-4, false));
         (vs, net, sgd)
     };
     let x = Tensor::randn([16, 3, 16, 16], (Kind::Float, device));
     let y = Tensor::arange(16, (Kind::Int64, device)).remainder(10);
-    let step = |net: &Network, sgd: &mut Sgd| -> samix::Result<()> {
+    let step = |net: &Network, sgd: &mut Optimizer| -> samix::Result<()> {
         let loss = samix::loss::cross_entropy(&net.forward_t(&x, true), &y, 0.0);
         sgd.zero_grad();
         loss.backward();

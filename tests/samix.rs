@@ -161,7 +161,7 @@ fn gradients_flow_where_the_spec_says() {
     assert!(!l.s_bb.requires_grad() && l.s_mb.requires_grad());
     // The Mixer's parameters, and only they, form the optimiser group with its own schedule.
     let optim = samix::optim::OptimConfig::default();
-    let sgd = samix::optim::Sgd::with_groups(
+    let sgd = samix::optim::Optimizer::with_groups(
         &vs,
         &optim,
         &[samix::optim::ParamGroup { prefix: "mixer.".into(), cfg: optim.clone() }],

@@ -7,7 +7,7 @@ use samix::config::{MixConfig, TrainConfig};
 use samix::data::{open_splits, DataConfig, DatasetKind};
 use samix::mix::MixPolicy;
 use samix::model::{Network, StagedNet};
-use samix::optim::{OptimConfig, Sgd};
+use samix::optim::{OptimConfig, Optimizer};
 use samix::rng::SamixRng;
 use samix::samix::{PretrainedMixer, SamixP};
 use samix::train::{checkpoint, eval_loader, metrics, Mixing};
@@ -79,7 +79,7 @@ fn samix_p_reproduces_the_runs_masks_stays_frozen_and_accounts_lambda() {
     let policy = SamixP::new(pretrained, 2.0, 1.0, 0.08).unwrap();
     let net_vs = VarStore::new(Device::Cpu);
     let net = Network::new(&net_vs.root(), &cfg.model, 1, 10).unwrap();
-    let mut sgd = Sgd::new(&net_vs, &OptimConfig::default());
+    let mut sgd = Optimizer::new(&net_vs, &OptimConfig::default());
     let mut rng = SamixRng::seed_from_u64(3);
     let mut checked_area = 0;
     for _ in 0..4 {

@@ -7,7 +7,7 @@ use crate::loss::mixup_cross_entropy;
 use crate::mix::MixPolicy;
 use crate::model::{Arch, ModelConfig, Network};
 use crate::native::{self, Precision};
-use crate::optim::{OptimConfig, ParamGroup, Sgd};
+use crate::optim::{OptimConfig, Optimizer, ParamGroup};
 use crate::rng::{stream, SamixRng, Stream};
 use crate::samix::ema::path_prefix;
 use crate::samix::{mixer_shape, Mixer, OnlineSamix, PretrainedMixer, SamixOptions, SamixP, SamixPaths, StepPlan};
@@ -35,7 +35,7 @@ fn reference_sgd() -> OptimConfig {
 
 struct PolicyStep {
     net: Network,
-    sgd: Sgd,
+    sgd: Optimizer,
     policy: Box<dyn MixPolicy>,
     x: Tensor,
     y: Tensor,
@@ -46,7 +46,7 @@ impl PolicyStep {
     /// ResNet-18 CIFAR with the reference's SGD, trained on `x`, `y` mixed by `policy`.
     fn new(vs: &VarStore, policy: Box<dyn MixPolicy>, x: Tensor, y: Tensor, rng: SamixRng) -> Result<Self> {
         let net = Network::new(&vs.root(), &cifar_resnet18(), 3, 100)?;
-        let sgd = Sgd::new(vs, &reference_sgd());
+        let sgd = Optimizer::new(vs, &reference_sgd());
         Ok(PolicyStep { net, sgd, policy, x, y, rng })
     }
 }
@@ -72,7 +72,7 @@ impl BenchStep for PolicyStep {
 
 struct SamixStep {
     samix: OnlineSamix<Network>,
-    sgd: Sgd,
+    sgd: Optimizer,
     x: Tensor,
     y: Tensor,
     rng: SamixRng,
@@ -169,13 +169,14 @@ fn build_samix(vs: &VarStore, x: Tensor, y: Tensor, rng: SamixRng, total_steps: 
     let ema = Network::new(&paths.ema, &cifar_resnet18(), 3, 100)?;
     let samix = OnlineSamix::new(vs, &paths, online, ema, SamixOptions::samix(), 32)?;
     let optim = reference_sgd();
-    let sgd = Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }]);
+    let sgd =
+        Optimizer::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }]);
     Ok(SamixStep { samix, sgd, x, y, rng, step: 0, total_steps })
 }
 
 struct MocoStep {
     model: SslModel<Network>,
-    sgd: Sgd,
+    sgd: Optimizer,
     x1: Tensor,
     x2: Tensor,
     rng: SamixRng,
@@ -235,9 +236,9 @@ fn build_moco(
     crate::ssl::moco::freeze_query_classifier(vs, &paths);
     let optim = OptimConfig { lr: 0.03, ..reference_sgd() };
     let sgd = if samix {
-        Sgd::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }])
+        Optimizer::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }])
     } else {
-        Sgd::new(vs, &optim)
+        Optimizer::new(vs, &optim)
     };
     Ok(MocoStep { model, sgd, x1, x2, rng, step: 0, total_steps })
 }

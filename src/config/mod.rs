@@ -225,6 +225,7 @@ impl TrainConfig {
             .and_then(|mut cfg: TrainConfig| {
                 cfg.validate()?;
                 cfg.mix.settle(cfg.scenario());
+                cfg.optim = cfg.optim.clone().settled();
                 Ok(cfg)
             });
         checked
@@ -295,6 +296,10 @@ impl TrainConfig {
         self.data.check()?;
         if let Some((c, _)) = self.mix.online_config() {
             c.check_scenario(self.scenario())?;
+            if self.optim.kind == crate::optim::OptimKind::Adamw && c.mixer_optim.momentum.is_some() {
+                let msg = "is SGD's; under optim.kind = \"adamw\" the Mixer's group uses AdamW too";
+                return Err(Error::config("mix.mixer_optim.momentum", msg));
+            }
             if self.ssl.is_some() && c.mask_adjust == Some(crate::samix::MaskAdjust::Probability(0.0)) {
                 // Before [mix] held SAMix-SSL's keys, [ssl] ignored this one and ran "auto".
                 tracing::warn!("mix.mask_adjust = 0 turns SAMix-SSL's area adjustment off; its default is \"auto\"");

@@ -125,7 +125,7 @@ impl SamixConfig {
             mixer_optim: MixerOptimConfig {
                 lr: Some(mixer_optim.lr),
                 min_lr: Some(self.mixer_optim.schedule(optim, schedule).min_lr),
-                momentum: Some(mixer_optim.momentum),
+                momentum: mixer_optim.momentum,
                 weight_decay: Some(mixer_optim.weight_decay),
             },
             ..self.clone()
@@ -229,16 +229,21 @@ pub struct MixerOptimConfig {
 }
 
 impl MixerOptimConfig {
-    /// The Mixer's SGD settings: this table's values where set, the backbone's elsewhere.
-    /// Nesterov follows the backbone, and only where the Mixer keeps a momentum.
+    /// The Mixer's optimiser settings: the backbone's rule, with this table's values where set
+    /// and the backbone's elsewhere. Under SGD, Nesterov follows the backbone, and only where the
+    /// Mixer keeps a momentum (`momentum` is SGD's: refused under AdamW by the config check).
     pub fn optim(&self, backbone: &OptimConfig) -> OptimConfig {
-        let momentum = self.momentum.unwrap_or(backbone.momentum);
-        OptimConfig {
+        let mut optim = OptimConfig {
             lr: self.lr.unwrap_or(backbone.lr),
-            momentum,
             weight_decay: self.weight_decay.unwrap_or(backbone.weight_decay),
-            nesterov: backbone.nesterov && momentum > 0.0,
+            ..backbone.clone()
+        };
+        if backbone.kind == crate::optim::OptimKind::Sgd {
+            let momentum = self.momentum.unwrap_or(backbone.momentum());
+            optim.momentum = Some(momentum);
+            optim.nesterov = Some(backbone.nesterov() && momentum > 0.0);
         }
+        optim
     }
 
     /// The Mixer's schedule: the backbone's, with its own floor (never above its own rate).

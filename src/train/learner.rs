@@ -4,7 +4,7 @@ use super::eval;
 use super::loss_sums::EpochSums;
 use crate::data::loader::{Batch, Loader};
 use crate::dist::ProcessGroup;
-use crate::optim::Sgd;
+use crate::optim::Optimizer;
 use crate::rng::SamixRng;
 use crate::Result;
 use std::collections::BTreeMap;
@@ -28,8 +28,8 @@ pub struct StepContext {
 pub trait Learner {
     fn var_store(&self) -> &VarStore;
     fn var_store_mut(&mut self) -> &mut VarStore;
-    fn optimizer(&self) -> &Sgd;
-    fn optimizer_mut(&mut self) -> &mut Sgd;
+    fn optimizer(&self) -> &Optimizer;
+    fn optimizer_mut(&mut self) -> &mut Optimizer;
     /// One optimisation step; returns the detached scalar loss (on the device) and the
     /// backbone's learning rate.
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)>;

@@ -35,7 +35,7 @@ pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bo
     ckpt.load_model(learner.var_store_mut())?;
     let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
     let optimizer_state = ckpt.optimizer_state()?;
-    if optimizer_state.is_empty() && ckpt.state.global_step > 0 && learner.optimizer().uses_momentum() {
+    if optimizer_state.is_empty() && ckpt.state.global_step > 0 && learner.optimizer().keeps_state() {
         let msg =
             "is missing: SGD with momentum would resume from zero momentum; restore the file or start the run again";
         return Err(Error::data(&state_path, msg));

@@ -12,7 +12,7 @@ use crate::data::loader::{Batch, Loader};
 use crate::data::DatasetInfo;
 use crate::model::Network;
 use crate::native::Precision;
-use crate::optim::{CosineSchedule, ParamGroup, Sgd};
+use crate::optim::{CosineSchedule, Optimizer, ParamGroup};
 use crate::rng::SamixRng;
 use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
@@ -37,11 +37,11 @@ pub(super) fn sgd_with_mixer_group(
     cfg: &TrainConfig,
     mixer: &MixerOptimConfig,
     mixer_prefix: String,
-) -> (Sgd, CosineSchedule) {
+) -> (Optimizer, CosineSchedule) {
     let mixer_optim = mixer.optim(&cfg.optim);
     let schedule = CosineSchedule::new(mixer_optim.lr, cfg.train.epochs, &mixer.schedule(&cfg.optim, &cfg.schedule));
     let group = ParamGroup { prefix: mixer_prefix, cfg: mixer_optim };
-    (Sgd::with_groups(vs, &cfg.optim, &[group]), schedule)
+    (Optimizer::with_groups(vs, &cfg.optim, &[group]), schedule)
 }
 
 /// The SAMix learner plugged into the common training loop.
@@ -50,7 +50,7 @@ pub struct SamixLearner {
     pub samix: OnlineSamix<Network>,
     visual_every: usize,
     seed: u64,
-    sgd: Sgd,
+    sgd: Optimizer,
     backbone_lr: CosineSchedule,
     mixer_lr: CosineSchedule,
     smoothing: f64,
@@ -161,10 +161,10 @@ impl Learner for SamixLearner {
     fn var_store_mut(&mut self) -> &mut VarStore {
         &mut self.vs
     }
-    fn optimizer(&self) -> &Sgd {
+    fn optimizer(&self) -> &Optimizer {
         &self.sgd
     }
-    fn optimizer_mut(&mut self) -> &mut Sgd {
+    fn optimizer_mut(&mut self) -> &mut Optimizer {
         &mut self.sgd
     }
 

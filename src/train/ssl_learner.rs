@@ -17,7 +17,7 @@ use crate::data::DatasetInfo;
 use crate::dist::ProcessGroup;
 use crate::model::{Network, StagedNet};
 use crate::native::Precision;
-use crate::optim::{CosineSchedule, Sgd};
+use crate::optim::{CosineSchedule, Optimizer};
 use crate::rng::SamixRng;
 use crate::samix::ema::path_prefix;
 use crate::ssl::moco::freeze_query_classifier;
@@ -58,7 +58,7 @@ pub fn linear_evaluation(mut config: TrainConfig, backbone: &Path) -> Result<Tra
 pub struct SslLearner {
     pub vs: VarStore,
     pub model: SslModel<Network>,
-    sgd: Sgd,
+    sgd: Optimizer,
     lr: CosineSchedule,
     mixer_lr: Option<CosineSchedule>,
     /// The training split without augmentation: the k-NN monitor's memory bank.
@@ -110,7 +110,7 @@ impl SslLearner {
                 let (sgd, schedule) = sgd_with_mixer_group(&vs, cfg, &sc.mixer_optim, path_prefix(&paths.mixer));
                 (sgd, Some(schedule))
             }
-            None => (Sgd::new(&vs, &cfg.optim), None),
+            None => (Optimizer::new(&vs, &cfg.optim), None),
         };
         Ok(SslLearner {
             vs,
@@ -219,10 +219,10 @@ impl Learner for SslLearner {
     fn var_store_mut(&mut self) -> &mut VarStore {
         &mut self.vs
     }
-    fn optimizer(&self) -> &Sgd {
+    fn optimizer(&self) -> &Optimizer {
         &self.sgd
     }
-    fn optimizer_mut(&mut self) -> &mut Sgd {
+    fn optimizer_mut(&mut self) -> &mut Optimizer {
         &mut self.sgd
     }
 

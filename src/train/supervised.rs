@@ -10,7 +10,7 @@ use crate::data::DatasetInfo;
 use crate::loss::mixup_cross_entropy;
 use crate::mix::{input_saliency, MixPolicy};
 use crate::native::Precision;
-use crate::optim::{CosineSchedule, Sgd};
+use crate::optim::{CosineSchedule, Optimizer};
 use crate::rng::SamixRng;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use tch::{Device, Tensor};
 pub struct SupervisedLearner {
     model: Model,
     mixing: Mixing,
-    sgd: Sgd,
+    sgd: Optimizer,
     schedule: CosineSchedule,
     smoothing: f64,
     precision: Precision,
@@ -49,7 +49,7 @@ impl SupervisedLearner {
                 }
             }
         }
-        let sgd = Sgd::new(&model.vs, &cfg.optim);
+        let sgd = Optimizer::new(&model.vs, &cfg.optim);
         let schedule = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
         Ok(SupervisedLearner {
             model,
@@ -96,10 +96,10 @@ impl Learner for SupervisedLearner {
     fn var_store_mut(&mut self) -> &mut VarStore {
         &mut self.model.vs
     }
-    fn optimizer(&self) -> &Sgd {
+    fn optimizer(&self) -> &Optimizer {
         &self.sgd
     }
-    fn optimizer_mut(&mut self) -> &mut Sgd {
+    fn optimizer_mut(&mut self) -> &mut Optimizer {
         &mut self.sgd
     }
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
