@@ -139,11 +139,8 @@ fn cosine_schedule_and_warmup() {
     assert!(
         (s.lr(399, 0, 1) - (0.05 + 0.05 * (1.0 + (std::f64::consts::PI * 399.0 / 400.0).cos()) / 2.0)).abs() < 1e-12
     );
-    let s = CosineSchedule::new(
-        0.1,
-        10,
-        &ScheduleConfig { warmup_epochs: 2.0, warmup_start_lr: 0.0, ..Default::default() },
-    );
+    let s =
+        CosineSchedule::new(0.1, 10, &ScheduleConfig { warmup_epochs: 2.0, warmup_ratio: 0.0, ..Default::default() });
     assert_eq!(s.lr(0, 0, 100), 0.0);
     let mid = s.lr(1, 0, 100); // halfway through warm-up, towards the epoch-1 cosine value
     let cos1 = 0.1 * (1.0 + (std::f64::consts::PI / 10.0).cos()) / 2.0;

@@ -189,3 +189,66 @@ fn an_adamw_run_resumes_exactly() {
         }
     }
 }
+
+/// mmcv's `CosineAnnealingLrUpdaterHook` with a linear warm-up, as the reference's transformer
+/// recipe configures it, stated here the way mmcv computes it: the regular rate anneals from the
+/// base to `min_lr` over the steps (`by_epoch = false`) or the epochs; for step `t < W` it is
+/// multiplied by `1 − k`, `k = (1 − t/W)(1 − ratio)`.
+fn mmcv_lr(base: f64, min: f64, by_epoch: bool, (epoch, t): (usize, usize), (e_total, t_total): (usize, usize)) -> f64 {
+    let f = if by_epoch { epoch as f64 / e_total as f64 } else { t as f64 / t_total as f64 };
+    min + 0.5 * (base - min) * (1.0 + (std::f64::consts::PI * f).cos())
+}
+
+#[test]
+fn the_schedule_follows_mmcvs_warm_up_and_cosine_at_chosen_steps() {
+    use samix::optim::{CosineSchedule, ScheduleConfig};
+    let (base, min, epochs, iters, ratio) = (7.5e-4, 1e-4, 10, 50, 1e-5);
+    for (by_epoch, warmup) in [(false, (2.0, 0)), (true, (0.0, 75)), (false, (0.0, 0))] {
+        let cfg = ScheduleConfig {
+            min_lr: min,
+            by_epoch,
+            warmup_epochs: warmup.0,
+            warmup_steps: warmup.1,
+            warmup_ratio: ratio,
+        };
+        let s = CosineSchedule::new(base, epochs, &cfg);
+        let w = if warmup.1 > 0 { warmup.1 as f64 } else { warmup.0 * iters as f64 };
+        for t in [0, 1, 37, 74, 75, 99, 100, 101, 250, 499] {
+            let regular = mmcv_lr(base, min, by_epoch, (t / iters, t), (epochs, epochs * iters));
+            let want = if (t as f64) < w { regular * (1.0 - (1.0 - t as f64 / w) * (1.0 - ratio)) } else { regular };
+            let got = s.lr(t / iters, t % iters, iters);
+            assert!(
+                (got - want).abs() <= 1e-15 * base,
+                "by_epoch {by_epoch}, warm-up {warmup:?}, step {t}: {got} vs {want}"
+            );
+        }
+    }
+    assert_eq!(
+        CosineSchedule::new(base, epochs, &ScheduleConfig::default()).lr(3, 17, iters),
+        mmcv_lr(base, 0.0, true, (3, 0), (10, 1))
+    );
+    let both = common::tiny_fashion_config(10, 10, 3, "policy = \"none\"")
+        + "[schedule]\nwarmup_epochs = 1\nwarmup_steps = 5\n";
+    let err = TrainConfig::parse(&both, &[]).unwrap_err().to_string();
+    assert!(err.contains("schedule.warmup_steps"), "{err}");
+}
+
+/// A run directory written before `warmup_ratio` (its `config.toml` has `warmup_start_lr`) loads
+/// as it ran: a start of 0 is a ratio of 0; a warm-up from another rate is refused by name.
+#[test]
+fn an_old_run_directory_keeps_its_warm_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let old = |start: f64, epochs: f64| {
+        let text = common::tiny_fashion_config(10, 10, 3, "policy = \"none\"");
+        format!("{text}[schedule]\nmin_lr = 0.0\nwarmup_epochs = {epochs:?}\nwarmup_start_lr = {start:?}\n")
+    };
+    std::fs::write(&path, old(0.0, 1.0)).unwrap();
+    let cfg = TrainConfig::load_stored(&path, &[]).unwrap();
+    assert_eq!((cfg.schedule.warmup_epochs, cfg.schedule.warmup_ratio), (1.0, 0.0));
+    std::fs::write(&path, old(0.01, 0.0)).unwrap();
+    assert_eq!(TrainConfig::load_stored(&path, &[]).unwrap().schedule.warmup_epochs, 0.0);
+    std::fs::write(&path, old(0.01, 1.0)).unwrap();
+    let err = TrainConfig::load_stored(&path, &[]).unwrap_err().to_string();
+    assert!(err.contains("warmup_start_lr"), "{err}");
+}

@@ -6,9 +6,31 @@ use toml::{Table, Value};
 /// SAMix-SSL's keys that lived in `[ssl]` (written there for every self-supervised run).
 const MOVED_FROM_SSL: [&str; 4] = ["mixer_loss", "eta", "mask_adjust", "mean_margin"];
 
+/// Rewrites an older run's keys as they ran: see [`migrate_ssl`], [`migrate_warmup`].
+pub(super) fn migrate(table: &mut Table) {
+    migrate_warmup(table);
+    migrate_ssl(table);
+}
+
+/// `[schedule] warmup_start_lr` (an absolute first rate, the ramp running to the annealed one)
+/// became `warmup_ratio` (mmcv's: the ramp multiplies the annealed rate). Every run directory
+/// wrote the key; a start of 0 is a ratio of 0 exactly, and without a warm-up the key did
+/// nothing. A run that warmed up from another rate keeps the key, which is then refused by name.
+fn migrate_warmup(table: &mut Table) {
+    let Some(Value::Table(schedule)) = table.get_mut("schedule") else { return };
+    let Some(start) = schedule.get("warmup_start_lr").and_then(Value::as_float) else { return };
+    let warms_up = schedule.get("warmup_epochs").and_then(Value::as_float).is_some_and(|e| e > 0.0);
+    if start == 0.0 || !warms_up {
+        schedule.remove("warmup_start_lr");
+        if warms_up {
+            schedule.insert("warmup_ratio".into(), Value::Float(0.0));
+        }
+    }
+}
+
 /// Moves `[ssl]`'s SAMix keys into `[mix]` for samix/automix runs (where they applied) and drops
 /// them elsewhere (where they were written but unused).
-pub(super) fn migrate(table: &mut Table) {
+fn migrate_ssl(table: &mut Table) {
     let Some(Value::Table(ssl)) = table.get_mut("ssl") else { return };
     let old: Table = MOVED_FROM_SSL.iter().filter_map(|k| ssl.remove(*k).map(|v| (k.to_string(), v))).collect();
     let Some(Value::Table(mix)) = table.get_mut("mix") else { return };

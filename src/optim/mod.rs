@@ -6,7 +6,7 @@ pub mod optimizer;
 pub mod schedule;
 
 pub use optimizer::{Optimizer, ParamGroup};
-pub use schedule::CosineSchedule;
+pub use schedule::{CosineSchedule, ScheduleConfig};
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -176,33 +176,6 @@ impl OptimConfig {
         }
         if !(h.eps.is_finite() && h.eps > 0.0) {
             return Err(Error::config(key("eps"), "must be a positive number"));
-        }
-        Ok(())
-    }
-}
-
-/// Cosine annealing per epoch from `optim.lr` to `min_lr` (mmcv's by-epoch rule), after an
-/// optional linear warm-up counted in iterations (`[schedule]`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ScheduleConfig {
-    pub min_lr: f64,
-    pub warmup_epochs: f64,
-    /// Learning rate at the first warm-up iteration.
-    pub warmup_start_lr: f64,
-}
-
-impl ScheduleConfig {
-    /// Range checks against the base learning rate and the run's length.
-    pub fn check(&self, base_lr: f64, epochs: usize) -> Result<()> {
-        if !(self.min_lr >= 0.0 && self.min_lr <= base_lr) {
-            return Err(Error::config("schedule.min_lr", "must be in [0, optim.lr]"));
-        }
-        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs < epochs as f64) {
-            return Err(Error::config("schedule.warmup_epochs", "must be in [0, train.epochs)"));
-        }
-        if !(self.warmup_start_lr >= 0.0 && self.warmup_start_lr <= base_lr) {
-            return Err(Error::config("schedule.warmup_start_lr", "must be in [0, optim.lr]"));
         }
         Ok(())
     }

@@ -246,10 +246,11 @@ impl MixerOptimConfig {
         optim
     }
 
-    /// The Mixer's schedule: the backbone's, with its own floor (never above its own rate).
+    /// The Mixer's schedule: the backbone's annealing with its own floor (never above its own
+    /// rate) and no warm-up, as the reference's separate Mixer scheduler runs it.
     pub fn schedule(&self, backbone_optim: &OptimConfig, backbone: &ScheduleConfig) -> ScheduleConfig {
         let lr = self.optim(backbone_optim).lr;
-        ScheduleConfig { min_lr: self.min_lr.unwrap_or(backbone.min_lr).min(lr), ..backbone.clone() }
+        ScheduleConfig { min_lr: self.min_lr.unwrap_or(backbone.min_lr).min(lr), ..backbone.without_warmup() }
     }
 
     pub fn check(&self) -> Result<()> {
