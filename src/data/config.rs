@@ -15,6 +15,10 @@ pub enum DatasetKind {
     FashionMnist,
     ImageFolder,
     TinyImagenet,
+    /// CUB-200-2011 in its official layout (`data.path` required).
+    Cub200,
+    /// FGVC-Aircraft 2013b, variants, trainval/test (`data.path` required).
+    Aircraft,
 }
 
 impl DatasetKind {
@@ -26,6 +30,8 @@ impl DatasetKind {
             DatasetKind::FashionMnist => "fashion_mnist",
             DatasetKind::ImageFolder => "image_folder",
             DatasetKind::TinyImagenet => "tiny_imagenet",
+            DatasetKind::Cub200 => "cub200",
+            DatasetKind::Aircraft => "aircraft",
         }
     }
     /// Native image side of the fixed-size datasets.
@@ -34,7 +40,7 @@ impl DatasetKind {
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(32),
             DatasetKind::Mnist | DatasetKind::FashionMnist => Some(28),
             DatasetKind::TinyImagenet => Some(64),
-            DatasetKind::ImageFolder => None,
+            DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft => None,
         }
     }
 }

@@ -15,6 +15,11 @@ pub struct FolderDataset {
 }
 
 impl FolderDataset {
+    /// A dataset of these (image file, label) pairs, decoded when read.
+    pub(super) fn new(info: DatasetInfo, items: Vec<(PathBuf, i64)>) -> Self {
+        FolderDataset { info, items }
+    }
+
     pub fn items(&self) -> &[(PathBuf, i64)] {
         &self.items
     }
@@ -113,7 +118,8 @@ fn non_empty(class_dir: &Path, images: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
     Ok(images)
 }
 
-fn info(name: &str, class_names: Vec<String>) -> DatasetInfo {
+/// The description of a decoded-RGB dataset: 3 channels, ImageNet's mean and std.
+pub(super) fn folder_info(name: &str, class_names: Vec<String>) -> DatasetInfo {
     DatasetInfo {
         name: name.into(),
         num_classes: class_names.len(),
@@ -162,8 +168,8 @@ pub fn load_image_folder(root: &Path) -> Result<(FolderDataset, FolderDataset)> 
     };
     let (train_items, eval_items) = (list(&train_dir)?, list(&eval_dir)?);
     drop(index);
-    let train = FolderDataset { info: info("image_folder", classes.clone()), items: train_items };
-    let eval = FolderDataset { info: info("image_folder", classes), items: eval_items };
+    let train = FolderDataset { info: folder_info("image_folder", classes.clone()), items: train_items };
+    let eval = FolderDataset { info: folder_info("image_folder", classes), items: eval_items };
     Ok((train, eval))
 }
 
@@ -217,7 +223,7 @@ pub fn load_tiny_imagenet(root: &Path) -> Result<(FolderDataset, FolderDataset)>
         val_items.push((path, label));
     }
     Ok((
-        FolderDataset { info: info("tiny_imagenet", classes.clone()), items: train_items },
-        FolderDataset { info: info("tiny_imagenet", classes), items: val_items },
+        FolderDataset { info: folder_info("tiny_imagenet", classes.clone()), items: train_items },
+        FolderDataset { info: folder_info("tiny_imagenet", classes), items: val_items },
     ))
 }

@@ -6,6 +6,7 @@ pub mod color;
 pub mod config;
 pub mod dataset;
 pub mod download;
+pub mod fine_grained;
 pub mod folder;
 pub mod idx;
 pub mod loader;
@@ -73,6 +74,14 @@ pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
         }
         DatasetKind::TinyImagenet => {
             let (tr, te) = folder::load_tiny_imagenet(&path)?;
+            (Arc::new(tr), Arc::new(te))
+        }
+        DatasetKind::Cub200 => {
+            let (tr, te) = fine_grained::load_cub200(&path)?;
+            (Arc::new(tr), Arc::new(te))
+        }
+        DatasetKind::Aircraft => {
+            let (tr, te) = fine_grained::load_aircraft(&path)?;
             (Arc::new(tr), Arc::new(te))
         }
     };

@@ -74,6 +74,12 @@ pub fn detect(path: &Path) -> Result<DatasetKind> {
     if path.join("val").join("val_annotations.txt").is_file() {
         return Ok(DatasetKind::TinyImagenet);
     }
+    if ["", "CUB_200_2011"].iter().any(|d| path.join(d).join("train_test_split.txt").is_file()) {
+        return Ok(DatasetKind::Cub200);
+    }
+    if ["", "data", "fgvc-aircraft-2013b/data"].iter().any(|d| path.join(d).join("images_variant_test.txt").is_file()) {
+        return Ok(DatasetKind::Aircraft);
+    }
     Ok(DatasetKind::ImageFolder)
 }
 
@@ -106,6 +112,14 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         DatasetKind::ImageFolder => {
             let (tr, te) = folder::load_image_folder(path)?;
             verify_folder("image_folder", tr, te)
+        }
+        DatasetKind::Cub200 => {
+            let (tr, te) = super::fine_grained::load_cub200(path)?;
+            verify_folder("cub200", tr, te)
+        }
+        DatasetKind::Aircraft => {
+            let (tr, te) = super::fine_grained::load_aircraft(path)?;
+            verify_folder("aircraft", tr, te)
         }
     }
 }
