@@ -57,8 +57,15 @@ pub fn decode_rgb(path: &Path) -> Result<RawImage> {
     use image::ImageDecoder;
     // The format is read from the bytes (a JPEG saved as `.png` decodes), the extension only
     // picks the files.
-    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
     let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(&bytes) {
+        // The JPEG decoder fills what is missing with grey and reports nothing; Pillow (and so
+        // torchvision) refuses such a file.
+        let msg = "JPEG data ends before its end-of-image marker (a truncated file: fetch it again or remove it)";
+        return Err(Error::data(path, msg));
+    }
     let cannot = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
     let decoder = reader.into_decoder().map_err(cannot)?;
     let (w, h) = decoder.dimensions();
@@ -81,6 +88,46 @@ pub fn decode_rgb(path: &Path) -> Result<RawImage> {
         }
     }
     Ok(RawImage::new(3, h, w, data))
+}
+
+/// Whether a JPEG's marker segments reach its end-of-image marker: each segment is skipped by
+/// its length, each scan's entropy-coded data up to the next marker (inside it an FF byte is
+/// followed by 00 or a restart marker), so what an APP segment (a thumbnail) or bytes after the
+/// end (a camera's trailer) hold cannot mislead it.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    let length = |i: usize| (i + 2 <= n).then(|| usize::from(bytes[i]) << 8 | usize::from(bytes[i + 1]));
+    let mut i = 2; // after SOI
+    loop {
+        // At a marker: FF (fill FFs allowed), then its code.
+        while i < n && bytes[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&code) = bytes.get(i) else { return false };
+        if bytes.get(i.wrapping_sub(1)) != Some(&0xFF) {
+            return false; // not at a marker: a damaged file
+        }
+        i += 1;
+        match code {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => {}
+            _ => match length(i) {
+                Some(len) if len >= 2 => i += len,
+                _ => return false,
+            },
+        }
+        if code == 0xDA {
+            // Entropy-coded data up to the next marker that is not stuffing or a restart.
+            loop {
+                match (bytes.get(i), bytes.get(i + 1)) {
+                    (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => i += 2,
+                    (Some(0xFF), Some(_)) => break,
+                    (Some(_), _) => i += 1,
+                    (None, _) => return false,
+                }
+            }
+        }
+    }
 }
 
 fn is_image(path: &Path) -> bool {
