@@ -59,31 +59,16 @@ pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
             "does not exist (data.path; a relative path is read from the current directory, see README \"Datasets\")",
         ));
     }
-    let (train, test): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match cfg.dataset {
-        DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
-            let (tr, te) = cifar::load(&path, cfg.dataset, cfg.verify_checksums)?;
-            (Arc::new(tr), Arc::new(te))
-        }
-        DatasetKind::Mnist | DatasetKind::FashionMnist => {
-            let (tr, te) = idx::load(&path, cfg.dataset, cfg.verify_checksums)?;
-            (Arc::new(tr), Arc::new(te))
-        }
-        DatasetKind::ImageFolder => {
-            let (tr, te) = folder::load_image_folder(&path)?;
-            (Arc::new(tr), Arc::new(te))
-        }
-        DatasetKind::TinyImagenet => {
-            let (tr, te) = folder::load_tiny_imagenet(&path)?;
-            (Arc::new(tr), Arc::new(te))
-        }
-        DatasetKind::Cub200 => {
-            let (tr, te) = fine_grained::load_cub200(&path)?;
-            (Arc::new(tr), Arc::new(te))
-        }
-        DatasetKind::Aircraft => {
-            let (tr, te) = fine_grained::load_aircraft(&path)?;
-            (Arc::new(tr), Arc::new(te))
-        }
+    fn shared<D: Dataset + 'static>((train, test): (D, D)) -> (Arc<dyn Dataset>, Arc<dyn Dataset>) {
+        (Arc::new(train), Arc::new(test))
+    }
+    let (train, test) = match cfg.dataset {
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => shared(cifar::load(&path, cfg.dataset, cfg.verify_checksums)?),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => shared(idx::load(&path, cfg.dataset, cfg.verify_checksums)?),
+        DatasetKind::ImageFolder => shared(folder::load_image_folder(&path)?),
+        DatasetKind::TinyImagenet => shared(folder::load_tiny_imagenet(&path)?),
+        DatasetKind::Cub200 => shared(fine_grained::load_cub200(&path)?),
+        DatasetKind::Aircraft => shared(fine_grained::load_aircraft(&path)?),
     };
     if let Some([lo, hi]) = cfg.classes {
         if hi > train.info().num_classes {
