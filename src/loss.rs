@@ -1,5 +1,5 @@
 //! Losses: classification on logits (cross-entropy with label smoothing, the mixup cross-entropy
-//! over (y_a, y_b, λ) with per-sample λ, the Mixer's η-balanced family) and the contrastive
+//! over (y_a, y_b, λ) with per-sample λ, timm's binary cross-entropy on mixed targets, the Mixer's η-balanced family) and the contrastive
 //! InfoNCE family of self-supervised training ([`contrastive`]). All are batch means.
 use crate::mix::MixedTargets;
 use crate::native::compute_kind;
@@ -20,6 +20,33 @@ pub fn mixup_cross_entropy(logits: &Tensor, t: &MixedTargets, smoothing: f64) ->
     let ce_b = cross_entropy_per_sample(logits, &t.y_b, smoothing);
     // ce_b + λ·(ce_a − ce_b) = λ·ce_a + (1−λ)·ce_b, as one fused kernel.
     ce_b.lerp_tensor(&ce_a, &t.lam.to_kind(ce_b.kind())).mean(None)
+}
+
+/// The classification loss of a supervised run (`train.loss`): the reference's cross-entropy,
+/// or timm's binary cross-entropy on the mixed targets (its "ResNet strikes back" recipe).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassLoss {
+    #[default]
+    Ce,
+    Bce,
+}
+
+/// timm's `BinaryCrossEntropy` on mixed targets: the dense target `λ·t(y_a) + (1−λ)·t(y_b)`,
+/// `t(y)` the one-hot smoothed as timm's mixup smooths it (off = ε/K, on = 1 − ε + ε/K), made 0/1
+/// above `threshold` where one is given (timm's `target_threshold`), then BCE with logits averaged
+/// over every sample and class.
+pub fn mixup_binary_cross_entropy(logits: &Tensor, t: &MixedTargets, smoothing: f64, threshold: Option<f64>) -> Tensor {
+    let kind = compute_kind(logits.kind());
+    let classes = logits.size().last().copied().unwrap_or(1);
+    let off = smoothing / classes as f64;
+    let smoothed = |y: &Tensor| y.one_hot(classes).to_kind(kind) * (1.0 - smoothing) + off;
+    let lam = t.lam.to_kind(kind).unsqueeze(-1);
+    let mut target = smoothed(&t.y_b).lerp_tensor(&smoothed(&t.y_a), &lam);
+    if let Some(th) = threshold {
+        target = target.gt(th).to_kind(kind);
+    }
+    logits.to_kind(kind).binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean)
 }
 
 /// `−mean_n Σ_c target[n,c]·log softmax(z_n)_c` for dense (soft) targets.

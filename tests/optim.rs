@@ -1,7 +1,8 @@
-//! The optimiser beyond SGD (issue 25): AdamW and gradient-norm clipping against
+//! The 224-pixel recipe's optimiser, schedule and loss (issue 25): AdamW and gradient-norm clipping against
 //! `torch.optim.AdamW(fused=True)` and `torch.nn.utils.clip_grad_norm_` run by the venv's
 //! PyTorch on the same parameters and losses, parameter-wise weight decay, the state a checkpoint
-//! keeps, and the `[optim]` keys of each rule.
+//! keeps, and the `[optim]` keys of each rule; mmcv's warm-up and cosine; timm's BCE on mixed
+//! targets against its definition in torch.
 mod common;
 use samix::config::TrainConfig;
 use samix::optim::{OptimConfig, Optimizer, ParamGroup};
@@ -251,4 +252,49 @@ fn an_old_run_directory_keeps_its_warm_up() {
     std::fs::write(&path, old(0.01, 1.0)).unwrap();
     let err = TrainConfig::load_stored(&path, &[]).unwrap_err().to_string();
     assert!(err.contains("warmup_start_lr"), "{err}");
+}
+
+/// timm's BCE on mixed targets, stated independently in torch: smoothed one-hots mixed per
+/// sample by λ, optionally thresholded, `binary_cross_entropy_with_logits` (mean).
+const BCE_ORACLE: &str = r#"
+import json, sys, torch
+import torch.nn.functional as F
+s = json.loads(sys.argv[1])
+z = torch.tensor(s["logits"], dtype=torch.float32)
+k = z.shape[1]
+def t(y):  # timm's one_hot(y, k, on_value, off_value)
+    off = s["smoothing"] / k
+    on = 1.0 - s["smoothing"] + off
+    return torch.full((len(y), k), off).scatter_(1, torch.tensor(y)[:, None], on)
+lam = torch.tensor(s["lam"], dtype=torch.float32)[:, None]
+target = lam * t(s["y_a"]) + (1 - lam) * t(s["y_b"])
+if s["threshold"] is not None:
+    target = target.gt(s["threshold"]).float()
+print(json.dumps(F.binary_cross_entropy_with_logits(z, target).item()))
+"#;
+
+#[test]
+fn bce_on_mixed_targets_matches_timms_definition() {
+    let logits: Vec<f32> = (0..15).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.4).collect();
+    let (y_a, y_b, lam) = ([0i64, 2, 4], [1i64, 2, 0], [0.7f32, 0.25, 1.0]);
+    let z = Tensor::from_slice(&logits).reshape([3, 5]);
+    let targets = samix::mix::MixedTargets {
+        y_a: Tensor::from_slice(&y_a),
+        y_b: Tensor::from_slice(&y_b),
+        lam: Tensor::from_slice(&lam),
+    };
+    for (smoothing, threshold) in [(0.0, None), (0.1, None), (0.1, Some(0.2))] {
+        let got = samix::loss::mixup_binary_cross_entropy(&z, &targets, smoothing, threshold).double_value(&[]);
+        let spec = json!({"logits": [&logits[0..5], &logits[5..10], &logits[10..15]], "y_a": y_a, "y_b": y_b,
+                          "lam": lam, "smoothing": smoothing, "threshold": threshold});
+        let out = common::venv_python(&[std::ffi::OsStr::new("-c"), BCE_ORACLE.as_ref(), spec.to_string().as_ref()]);
+        let want: f64 = serde_json::from_slice(&out).unwrap();
+        assert!((got - want).abs() < 1e-6, "smoothing {smoothing}, threshold {threshold:?}: {got} vs {want}");
+    }
+    let err = parse("").and_then(|_| {
+        let text =
+            common::tiny_fashion_config(10, 10, 1, "policy = \"samix\"").replace("[train]", "[train]\nloss = \"bce\"");
+        TrainConfig::parse(&text, &[]).map_err(|e| e.to_string())
+    });
+    assert!(err.unwrap_err().contains("train.loss"), "online SAMix keeps the reference's CE");
 }

@@ -33,6 +33,14 @@ pub struct RunConfig {
     pub eval_batch_size: Option<usize>,
     #[serde(default)]
     pub label_smoothing: f64,
+    /// `ce` (the reference's) or `bce` (timm's binary cross-entropy on the mixed targets), for
+    /// input and feature policies.
+    #[serde(default)]
+    pub loss: crate::loss::ClassLoss,
+    /// With `loss = "bce"`: targets above this become 1, the rest 0 (timm's `target_threshold`,
+    /// 0.2 in its "ResNet strikes back" recipe). Unset: the soft targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bce_threshold: Option<f64>,
     /// Save a checkpoint every N epochs (the last epoch always).
     #[serde(default = "RunConfig::default_checkpoint_every")]
     pub checkpoint_every: usize,
@@ -74,6 +82,8 @@ impl RunConfig {
             batch_size: Self::default_batch_size(),
             eval_batch_size: None,
             label_smoothing: 0.0,
+            loss: crate::loss::ClassLoss::Ce,
+            bce_threshold: None,
             checkpoint_every: Self::default_checkpoint_every(),
             median_of_last: Self::default_median_of_last(),
             threads: 0,
@@ -99,6 +109,13 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return fail("label_smoothing", "must be in [0, 1)");
+        }
+        match self.bce_threshold {
+            Some(_) if self.loss != crate::loss::ClassLoss::Bce => {
+                return fail("bce_threshold", "needs train.loss = \"bce\"")
+            }
+            Some(t) if !(t > 0.0 && t < 1.0) => return fail("bce_threshold", "must be in (0, 1)"),
+            _ => {}
         }
         if self.checkpoint_every < 1 {
             return fail("checkpoint_every", "must be at least 1");
@@ -296,6 +313,11 @@ impl TrainConfig {
         self.data.check()?;
         if let Some((c, _)) = self.mix.online_config() {
             c.check_scenario(self.scenario())?;
+            if self.train.loss != crate::loss::ClassLoss::Ce {
+                let msg =
+                    "is for input and feature policies; online SAMix/AutoMix train with the reference's cross-entropy";
+                return Err(Error::config("train.loss", msg));
+            }
             if self.optim.kind == crate::optim::OptimKind::Adamw && c.mixer_optim.momentum.is_some() {
                 let msg = "is SGD's; under optim.kind = \"adamw\" the Mixer's group uses AdamW too";
                 return Err(Error::config("mix.mixer_optim.momentum", msg));
@@ -355,6 +377,9 @@ impl TrainConfig {
         }
         if self.train.label_smoothing != 0.0 {
             return Err(Error::config("train.label_smoothing", "has no meaning without labels ([ssl])"));
+        }
+        if self.train.loss != crate::loss::ClassLoss::Ce {
+            return Err(Error::config("train.loss", "has no meaning without labels ([ssl])"));
         }
         if let Some((c, _)) = self.mix.online_config() {
             if c.ema != crate::samix::EmaConfig::default() {

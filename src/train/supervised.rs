@@ -7,7 +7,7 @@ use super::model::Model;
 use crate::config::TrainConfig;
 use crate::data::loader::{Batch, Loader};
 use crate::data::DatasetInfo;
-use crate::loss::mixup_cross_entropy;
+use crate::loss::{mixup_binary_cross_entropy, mixup_cross_entropy, ClassLoss};
 use crate::mix::{input_saliency, MixPolicy};
 use crate::native::Precision;
 use crate::optim::{CosineSchedule, Optimizer};
@@ -24,6 +24,8 @@ pub struct SupervisedLearner {
     sgd: Optimizer,
     schedule: CosineSchedule,
     smoothing: f64,
+    loss: ClassLoss,
+    bce_threshold: Option<f64>,
     precision: Precision,
     /// Linear evaluation: only the classifier trains; the backbone runs in eval mode.
     linear_probe: bool,
@@ -57,6 +59,8 @@ impl SupervisedLearner {
             sgd,
             schedule,
             smoothing: cfg.train.label_smoothing,
+            loss: cfg.train.loss,
+            bce_threshold: cfg.train.bce_threshold,
             precision: cfg.train.precision,
             linear_probe: cfg.train.linear_probe,
         })
@@ -85,7 +89,10 @@ impl SupervisedLearner {
                 return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"))
             }
         };
-        Ok(mixup_cross_entropy(&logits, &targets, self.smoothing))
+        Ok(match self.loss {
+            ClassLoss::Ce => mixup_cross_entropy(&logits, &targets, self.smoothing),
+            ClassLoss::Bce => mixup_binary_cross_entropy(&logits, &targets, self.smoothing, self.bce_threshold),
+        })
     }
 }
 
