@@ -235,7 +235,7 @@ fn the_schedule_follows_mmcvs_warm_up_and_cosine_at_chosen_steps() {
 }
 
 /// A run directory written before `warmup_ratio` (its `config.toml` has `warmup_start_lr`) loads
-/// as it ran: a start of 0 is a ratio of 0; a warm-up from another rate is refused by name.
+/// as it ran: a start of 0 is a ratio of 0; a warm-up from another rate starts from that rate.
 #[test]
 fn an_old_run_directory_keeps_its_warm_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,8 +250,10 @@ fn an_old_run_directory_keeps_its_warm_up() {
     std::fs::write(&path, old(0.01, 0.0)).unwrap();
     assert_eq!(TrainConfig::load_stored(&path, &[]).unwrap().schedule.warmup_epochs, 0.0);
     std::fs::write(&path, old(0.01, 1.0)).unwrap();
-    let err = TrainConfig::load_stored(&path, &[]).unwrap_err().to_string();
-    assert!(err.contains("warmup_start_lr"), "{err}");
+    let cfg = TrainConfig::load_stored(&path, &[]).unwrap();
+    assert_eq!(cfg.schedule.warmup_ratio, 0.01 / 0.05, "the same first rate, as a ratio of optim.lr");
+    let err = TrainConfig::load(&path, &[]).unwrap_err().to_string();
+    assert!(err.contains("warmup_start_lr"), "a user's own config names the old key: {err}");
 }
 
 /// timm's BCE on mixed targets, stated independently in torch: smoothed one-hots mixed per

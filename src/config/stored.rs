@@ -14,17 +14,23 @@ pub(super) fn migrate(table: &mut Table) {
 
 /// `[schedule] warmup_start_lr` (an absolute first rate, the ramp running to the annealed one)
 /// became `warmup_ratio` (mmcv's: the ramp multiplies the annealed rate). Every run directory
-/// wrote the key; a start of 0 is a ratio of 0 exactly, and without a warm-up the key did
-/// nothing. A run that warmed up from another rate keeps the key, which is then refused by name.
+/// wrote the key; without a warm-up it did nothing, and a start of 0 is a ratio of 0 (the same
+/// rates in f32). A warm-up from another rate becomes the ratio of that rate to `optim.lr`, the
+/// same first rate, with a warning that the ramp now differs.
 fn migrate_warmup(table: &mut Table) {
+    let number = |v: Option<&Value>| v.and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
+    let lr = number(table.get("optim").and_then(|o| o.get("lr"))).unwrap_or(0.1);
     let Some(Value::Table(schedule)) = table.get_mut("schedule") else { return };
-    let Some(start) = schedule.get("warmup_start_lr").and_then(Value::as_float) else { return };
-    let warms_up = schedule.get("warmup_epochs").and_then(Value::as_float).is_some_and(|e| e > 0.0);
-    if start == 0.0 || !warms_up {
-        schedule.remove("warmup_start_lr");
-        if warms_up {
-            schedule.insert("warmup_ratio".into(), Value::Float(0.0));
+    let Some(start) = number(schedule.get("warmup_start_lr")) else { return };
+    schedule.remove("warmup_start_lr");
+    if number(schedule.get("warmup_epochs")).is_some_and(|e| e > 0.0) {
+        if start != 0.0 {
+            tracing::warn!(
+                "this run warmed up from schedule.warmup_start_lr = {start}; samix now warms up by schedule.warmup_ratio (mmcv's rule), read as {}",
+                start / lr
+            );
         }
+        schedule.insert("warmup_ratio".into(), Value::Float((start / lr).clamp(0.0, 1.0)));
     }
 }
 

@@ -1,6 +1,6 @@
 //! The optimiser and its schedule: SGD with momentum or AdamW, run by torch's fused kernels, with
-//! parameter-wise weight decay and gradient-norm clipping ([`Optimizer`]), the per-epoch cosine
-//! learning rate with linear warm-up ([`CosineSchedule`]), and their config tables `[optim]` and
+//! parameter-wise weight decay and gradient-norm clipping ([`Optimizer`]), the cosine learning
+//! rate per epoch or per step with mmcv's linear warm-up ([`CosineSchedule`]), and their config tables `[optim]` and
 //! `[schedule]`. Touches parameters, their gradients and its own buffers.
 pub mod optimizer;
 pub mod schedule;
@@ -23,7 +23,7 @@ pub enum OptimKind {
 
 /// Optimiser settings (`[optim]`); the defaults are the reference's CIFAR recipe (SGD, lr 0.1,
 /// momentum 0.9, weight decay 1e-4). Fields of the other rule are refused, naming them;
-/// [`OptimConfig::settle`] writes the chosen rule's defaults out, so a run's `config.toml` says
+/// [`OptimConfig::settled`] writes the chosen rule's defaults out, so a run's `config.toml` says
 /// what ran: SGD's `momentum` 0.9 and `nesterov` false, AdamW's `betas` [0.9, 0.999] and `eps`
 /// 1e-8 (torch's defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -68,12 +68,14 @@ impl CosineSchedule {
     pub fn lr(&self, epoch: usize, iter: usize, iters_per_epoch: usize) -> f64 {
         let iters = iters_per_epoch.max(1) as f64;
         let step = epoch as f64 * iters + iter as f64;
-        let progress = match self.cfg.by_epoch {
-            true => epoch as f64 / self.epochs as f64,
-            false => step / (self.epochs as f64 * iters),
+        // π·done/total in this order: the values (and so `metrics.jsonl`'s `lr`) of earlier
+        // versions' by-epoch cosine, to the last bit.
+        let (done, total) = match self.cfg.by_epoch {
+            true => (epoch as f64, self.epochs as f64),
+            false => (step, self.epochs as f64 * iters),
         };
         let (base, min) = (self.base_lr, self.cfg.min_lr);
-        let annealed = min + (base - min) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0;
+        let annealed = min + (base - min) * (1.0 + (std::f64::consts::PI * done / total).cos()) / 2.0;
         let warmup = match self.cfg.warmup_steps {
             0 => self.cfg.warmup_epochs * iters,
             steps => steps as f64,

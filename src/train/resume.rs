@@ -36,8 +36,7 @@ pub(super) fn restore_or_start(learner: &mut dyn Learner, out: &Path, resume: bo
     let state_path = ckpt.dir.join(checkpoint::OPTIMIZER_FILE);
     let optimizer_state = ckpt.optimizer_state()?;
     if optimizer_state.is_empty() && ckpt.state.global_step > 0 && learner.optimizer().keeps_state() {
-        let msg =
-            "is missing: SGD with momentum would resume from zero momentum; restore the file or start the run again";
+        let msg = "is missing: the optimiser would resume from zeros (SGD's momentum, AdamW's moments and step counts); restore the file or start the run again";
         return Err(Error::data(&state_path, msg));
     }
     learner.optimizer_mut().load_state(optimizer_state).map_err(|e| match e {

@@ -21,7 +21,7 @@ pub struct CheckpointState {
     /// Set when the run was interrupted inside epoch `epoch + 1`: how far that epoch got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialEpoch>,
-    /// SHA-256 of the state's own content (its compact JSON without this field), set by
+    /// SHA-256 of the state's own content (its JSON without this field, keys sorted), set by
     /// [`write_state`] and verified by [`read_state`] (absent in checkpoints written before it
     /// was recorded, which are read on their range checks alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,15 +65,26 @@ impl PartialEpoch {
     }
 }
 
+/// The key of a state's seal.
+const SEAL_KEY: &str = "state_sha256";
+
+/// The SHA-256 (lowercase hex) of a JSON object's content without its seal: its compact form
+/// with keys in sorted order (serde_json's map), so the seal covers what was written — whatever
+/// fields the reading version of samix knows — and not the file's layout.
+fn seal_of(mut value: serde_json::Value) -> String {
+    use sha2::Digest;
+    if let Some(map) = value.as_object_mut() {
+        map.remove(SEAL_KEY);
+    }
+    sha2::Sha256::digest(value.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl CheckpointState {
-    /// The SHA-256 (lowercase hex) of the state's compact JSON with `state_sha256` left out:
-    /// what [`write_state`] records and [`read_state`] compares. Formatting-independent, so a
-    /// state read back and written again keeps its seal (floats round-trip bit for bit).
+    /// The seal [`write_state`] records and [`read_state`] compares (floats round-trip bit for
+    /// bit, so a state read back and written again keeps it).
     pub fn content_sha256(&self) -> Result<String> {
-        use sha2::Digest;
-        let unsealed = CheckpointState { state_sha256: None, ..self.clone() };
-        let json = serde_json::to_vec(&unsealed).map_err(|e| Error::Argument(format!("checkpoint state: {e}")))?;
-        Ok(sha2::Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect())
+        let value = serde_json::to_value(self).map_err(|e| Error::Argument(format!("checkpoint state: {e}")))?;
+        Ok(seal_of(value))
     }
 }
 
@@ -84,18 +95,22 @@ pub fn write_state(path: &Path, state: &CheckpointState) -> Result<()> {
 }
 
 /// Reads a `state.json`, refusing (naming the file) one whose content no longer matches the seal
-/// it was written with.
+/// it was written with, or whose seal is not a string.
 pub fn read_state(path: &Path) -> Result<CheckpointState> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::data(path, e.to_string()))?;
-    if let Some(want) = &state.state_sha256 {
-        let got = state.content_sha256()?;
-        if &got != want {
-            return Err(Error::data(
-                path,
-                format!("checksum mismatch (sha256 {got} of its content, recorded {want}): the file changed after it was written"),
-            ));
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::data(path, e.to_string()))?;
+    match value.get(SEAL_KEY) {
+        Some(serde_json::Value::String(want)) => {
+            let got = seal_of(value.clone());
+            if &got != want {
+                let msg = format!(
+                    "checksum mismatch (sha256 {got} of its content, recorded {want}): the file changed after it was written"
+                );
+                return Err(Error::data(path, msg));
+            }
         }
+        Some(other) => return Err(Error::data(path, format!("`{SEAL_KEY}` is {other}, not a checksum"))),
+        None => {}
     }
-    Ok(state)
+    serde_json::from_value(value).map_err(|e| Error::data(path, e.to_string()))
 }
