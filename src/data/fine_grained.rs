@@ -31,12 +31,19 @@ fn id_table(path: &Path) -> Result<HashMap<String, String>> {
     Ok(out)
 }
 
-/// The folder holding `marker`: `root` itself or the one sub-folder `inner` the archive unpacks to.
-fn layout_dir(root: &Path, inner: &str, marker: &str, what: &str) -> Result<PathBuf> {
-    [root.to_path_buf(), root.join(inner)]
-        .into_iter()
-        .find(|d| d.join(marker).is_file())
-        .ok_or_else(|| Error::data(root, format!("not the {what} layout: no `{marker}` here or in `{inner}/`")))
+/// Where CUB-200-2011's files may sit below the given path: itself, or the folder its archive
+/// unpacks to.
+pub(super) const CUB_FOLDERS: [&str; 2] = ["", "CUB_200_2011"];
+/// Where FGVC-Aircraft's list files may sit: the path itself, `data/`, or the archive's folder.
+pub(super) const AIRCRAFT_FOLDERS: [&str; 3] = ["", "data", "fgvc-aircraft-2013b/data"];
+
+/// The first of `folders` below `root` that holds `marker`.
+fn layout_dir(root: &Path, folders: &[&str], marker: &str, what: &str) -> Result<PathBuf> {
+    folders.iter().map(|f| root.join(f)).find(|d| d.join(marker).is_file()).ok_or_else(|| {
+        let places = folders.iter().map(|f| if f.is_empty() { "this folder".to_string() } else { format!("`{f}/`") });
+        let msg = format!("not the {what} layout: no `{marker}` in {}", places.collect::<Vec<_>>().join(", "));
+        Error::data(root, msg)
+    })
 }
 
 fn existing(path: PathBuf, list: &Path, n: usize) -> Result<PathBuf> {
@@ -49,7 +56,7 @@ fn existing(path: PathBuf, list: &Path, n: usize) -> Result<PathBuf> {
 /// CUB-200-2011 at `root` (the `CUB_200_2011/` folder or the folder holding it): the official
 /// split, labels 0-based in `classes.txt` order.
 pub fn load_cub200(root: &Path) -> Result<(FolderDataset, FolderDataset)> {
-    let dir = layout_dir(root, "CUB_200_2011", "images.txt", "CUB-200-2011")?;
+    let dir = layout_dir(root, &CUB_FOLDERS, "images.txt", "CUB-200-2011")?;
     let class_file = dir.join("classes.txt");
     let classes: Vec<String> = lines(&class_file)?
         .into_iter()
@@ -89,15 +96,7 @@ pub fn load_cub200(root: &Path) -> Result<(FolderDataset, FolderDataset)> {
 /// holding it): variants, `trainval` for training and `test` for evaluation (as the reference),
 /// labels 0-based in `variants.txt` order.
 pub fn load_aircraft(root: &Path) -> Result<(FolderDataset, FolderDataset)> {
-    let dir = [root.to_path_buf(), root.join("data"), root.join("fgvc-aircraft-2013b").join("data")]
-        .into_iter()
-        .find(|d| d.join("variants.txt").is_file())
-        .ok_or_else(|| {
-            Error::data(
-                root,
-                "not the FGVC-Aircraft layout: no `variants.txt` here, in `data/` or in `fgvc-aircraft-2013b/data/`",
-            )
-        })?;
+    let dir = layout_dir(root, &AIRCRAFT_FOLDERS, "variants.txt", "FGVC-Aircraft")?;
     let classes: Vec<String> = lines(&dir.join("variants.txt"))?.into_iter().map(|(_, l)| l).collect();
     let index: HashMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
     let split = |name: &str| -> Result<Vec<(PathBuf, i64)>> {

@@ -3,7 +3,7 @@
 use super::checksum::{known_md5, md5_hex};
 use super::config::DatasetKind;
 use super::dataset::Dataset;
-use super::{cifar, folder, idx};
+use super::{cifar, fine_grained, folder, idx};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -74,10 +74,10 @@ pub fn detect(path: &Path) -> Result<DatasetKind> {
     if path.join("val").join("val_annotations.txt").is_file() {
         return Ok(DatasetKind::TinyImagenet);
     }
-    if ["", "CUB_200_2011"].iter().any(|d| path.join(d).join("train_test_split.txt").is_file()) {
+    if fine_grained::CUB_FOLDERS.iter().any(|d| path.join(d).join("train_test_split.txt").is_file()) {
         return Ok(DatasetKind::Cub200);
     }
-    if ["", "data", "fgvc-aircraft-2013b/data"].iter().any(|d| path.join(d).join("images_variant_test.txt").is_file()) {
+    if fine_grained::AIRCRAFT_FOLDERS.iter().any(|d| path.join(d).join("images_variant_test.txt").is_file()) {
         return Ok(DatasetKind::Aircraft);
     }
     Ok(DatasetKind::ImageFolder)
@@ -114,11 +114,11 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
             verify_folder("image_folder", tr, te)
         }
         DatasetKind::Cub200 => {
-            let (tr, te) = super::fine_grained::load_cub200(path)?;
+            let (tr, te) = fine_grained::load_cub200(path)?;
             verify_folder("cub200", tr, te)
         }
         DatasetKind::Aircraft => {
-            let (tr, te) = super::fine_grained::load_aircraft(path)?;
+            let (tr, te) = fine_grained::load_aircraft(path)?;
             verify_folder("aircraft", tr, te)
         }
     }
