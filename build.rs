@@ -27,6 +27,43 @@ fn cuda_includes(torch_dir: &Path) -> Option<Vec<PathBuf>> {
     Some(if runtime == crt { vec![runtime.clone()] } else { vec![runtime.clone(), crt.clone()] })
 }
 
+/// The folder holding jpeglib.h (`SAMIX_LIBJPEG_INCLUDE`, else the system's), if any.
+fn libjpeg_include() -> Option<PathBuf> {
+    let dirs = std::env::var("SAMIX_LIBJPEG_INCLUDE").map(|d| vec![PathBuf::from(d)]);
+    let dirs = dirs.unwrap_or_else(|_| vec![PathBuf::from("/usr/include"), PathBuf::from("/usr/local/include")]);
+    dirs.into_iter().find(|d| d.join("jpeglib.h").exists())
+}
+
+/// Compiles csrc/jpeg.c (partial, downscaled JPEG decoding) against libjpeg-turbo when its header
+/// is found, linking the static library where there is one so the binary runs on machines without
+/// it, and sets `samix_libjpeg`; without it samix decodes JPEGs in full with `image` and says so.
+/// `SAMIX_REQUIRE_LIBJPEG=1` (CI) turns the fallback into a build error.
+fn build_jpeg() {
+    println!("cargo:rustc-check-cfg=cfg(samix_libjpeg)");
+    println!("cargo:rerun-if-env-changed=SAMIX_LIBJPEG_INCLUDE");
+    println!("cargo:rerun-if-env-changed=SAMIX_REQUIRE_LIBJPEG");
+    let Some(include) = libjpeg_include() else {
+        if std::env::var("SAMIX_REQUIRE_LIBJPEG").is_ok_and(|v| v == "1") {
+            panic!("SAMIX_REQUIRE_LIBJPEG=1 but no jpeglib.h was found: install libjpeg-turbo's development files (Debian: libjpeg62-turbo-dev) or set SAMIX_LIBJPEG_INCLUDE");
+        }
+        println!("cargo:warning=no jpeglib.h found (install libjpeg62-turbo-dev): JPEGs will be decoded in full, without partial or downscaled decoding");
+        return;
+    };
+    cc::Build::new().pic(true).include(&include).file("csrc/jpeg.c").compile("samix_jpeg");
+    let static_lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("libjpeg.a").exists());
+    match static_lib {
+        Some(dir) => {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+            println!("cargo:rustc-link-lib=static=jpeg");
+        }
+        None => println!("cargo:rustc-link-lib=dylib=jpeg"),
+    }
+    println!("cargo:rustc-cfg=samix_libjpeg");
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -57,6 +94,7 @@ fn main() {
         println!("cargo:warning=libtorch has CUDA but no CUDA headers were found (set CUDA_HOME): building without CUDA graphs and GPU memory statistics");
     }
     shim.compile("samix_shim");
+    build_jpeg();
 
     println!("cargo:rustc-link-search=native={}", lib.display());
     if has_cuda {

@@ -99,19 +99,21 @@ pub fn predict(
         &info.mean,
         &info.std,
     );
+    let normalizer = pipeline.normalizer(info.channels, device);
     let k = k.min(info.num_classes);
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(64) {
-        let mut pixels = vec![0f32; chunk.len() * info.channels * side * side];
+        let mut pixels = vec![0u8; chunk.len() * info.channels * side * side];
         for (n, path) in chunk.iter().enumerate() {
             let img = to_input(decode_rgb(path)?, info.channels, side, resize);
             let size = img.channels * side * side;
-            pipeline.normalize_into(&img, &mut pixels[n * size..(n + 1) * size]);
+            pixels[n * size..(n + 1) * size].copy_from_slice(&img.data);
         }
-        let x = Tensor::from_slice(&pixels)
+        let bytes = Tensor::from_slice(&pixels)
             .view([chunk.len() as i64, info.channels as i64, side as i64, side as i64])
             .to_device(device);
+        let x = normalizer.apply(&bytes);
         let probs = model.net.forward_t(&x, false).to_kind(Kind::Float).softmax(-1, Kind::Float);
         let (p, idx) = probs.topk(k as i64, -1, true, true);
         let (p, idx) = (p.to_device(Device::Cpu), idx.to_device(Device::Cpu));

@@ -57,3 +57,150 @@ fn jpegs_decode_as_pillow_decodes_them() {
     let err = decode_rgb(&truncated).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("truncated.jpg"), "{err}");
 }
+
+/// A 901×703 photo-like image (odd sizes: the last iMCU and the scaled sizes round up) as
+/// 4:2:0, progressive, 4:4:4 and grey JPEGs, and for each 1/s in 1, 1/2, 1/4, 1/8 Pillow's
+/// `draft` decode (libjpeg's DCT scaling, the same as samix's) as `<name>_<s>.rgb`.
+const WRITE_LARGE: &str = r#"
+import sys, numpy as np
+from PIL import Image
+d = sys.argv[1]
+yy, xx = np.mgrid[0:703, 0:901]
+rng = np.random.default_rng(1)
+img = np.stack([128 + 90 * np.sin(xx / 23.0 + yy / 31.0), 128 + 90 * np.cos(yy / 17.0), (xx // 3 + yy // 5) % 256], -1)
+img = img + rng.normal(0, 12, img.shape)
+im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+variants = {"sub420": (im, dict(quality=90)), "progressive": (im, dict(quality=85, progressive=True)),
+            "sub444": (im, dict(quality=95, subsampling=0)), "grey": (im.convert("L"), dict(quality=90))}
+for name, (v, kw) in variants.items():
+    v.save(f"{d}/{name}.jpg", **kw)
+    for s in (1, 2, 4, 8):
+        p = Image.open(f"{d}/{name}.jpg")
+        p.draft("RGB" if p.mode != "L" else "L", (901 // s, 703 // s))
+        p = p.convert("RGB")
+        assert p.size == ((901 + s - 1) // s, (703 + s - 1) // s), (name, s, p.size)
+        open(f"{d}/{name}_{s}.rgb", "wb").write(np.asarray(p).tobytes())
+"#;
+
+/// Whether this build decodes JPEGs in part; a build without libjpeg-turbo fails the tests that
+/// need it unless `SAMIX_ALLOW_NO_LIBJPEG=1` says that is expected (then they say they skipped).
+fn built_with_libjpeg() -> bool {
+    if samix::data::jpeg::PARTIAL_DECODING {
+        return true;
+    }
+    let allowed = std::env::var("SAMIX_ALLOW_NO_LIBJPEG").is_ok_and(|v| v == "1");
+    assert!(allowed, "this build has no libjpeg-turbo (install libjpeg62-turbo-dev, see build.rs)");
+    eprintln!("skipped: built without libjpeg-turbo and SAMIX_ALLOW_NO_LIBJPEG=1");
+    false
+}
+
+/// Mean and largest absolute difference between a decoded region and the same pixels of a
+/// Pillow decode (HWC bytes of width `full_w`), the region starting at (`top`, `left`).
+fn region_vs_pillow(img: &samix::data::RawImage, pil: &[u8], full_w: usize, top: usize, left: usize) -> (f64, u8) {
+    let (mut total, mut worst) = (0u64, 0u8);
+    for y in 0..img.height {
+        for x in 0..img.width {
+            for c in 0..3 {
+                let d = img.pixel(c, y, x).abs_diff(pil[((top + y) * full_w + left + x) * 3 + c]);
+                total += u64::from(d);
+                worst = worst.max(d);
+            }
+        }
+    }
+    (total as f64 / (3 * img.height * img.width) as f64, worst)
+}
+
+#[test]
+fn partial_and_downscaled_jpeg_regions_match_pillows_draft_decode() {
+    use samix::data::jpeg::{decode_region, header, ScaledRegion};
+    if !built_with_libjpeg() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    common::venv_python(&[std::ffi::OsStr::new("-c"), WRITE_LARGE.as_ref(), tmp.path().as_os_str()]);
+    for name in ["sub420", "progressive", "sub444", "grey"] {
+        let bytes = std::fs::read(tmp.path().join(format!("{name}.jpg"))).unwrap();
+        let h = header(&bytes).unwrap();
+        assert_eq!((h.width, h.height), (901, 703), "{name}");
+        for scale in [1usize, 2, 4, 8] {
+            let pil = std::fs::read(tmp.path().join(format!("{name}_{scale}.rgb"))).unwrap();
+            let (sw, sh) = (901usize.div_ceil(scale), 703usize.div_ceil(scale));
+            // The whole image, a region in the middle off every iMCU boundary, one touching the
+            // bottom-right corner, one row.
+            let regions =
+                [(0, 0, sh, sw), (sh / 3 + 1, sw / 4 + 3, sh / 3, sw / 3), (sh - 5, sw - 7, 5, 7), (9, 0, 1, sw)];
+            for (top, left, height, width) in regions {
+                let region = ScaledRegion { scale, top, left, height, width };
+                let got = decode_region(&bytes, region).unwrap_or_else(|e| panic!("{name} {region:?}: {e}"));
+                assert_eq!((got.channels, got.height, got.width), (3, height, width), "{name} {region:?}");
+                let (mean, worst) = region_vs_pillow(&got, &pil, sw, top, left);
+                assert!(mean < 0.05 && worst <= 1, "{name} 1/{scale} {region:?}: mean {mean:.4}, largest {worst}");
+            }
+        }
+    }
+    let bad =
+        decode_region(b"\xFF\xD8\xFF\xE0 not a jpeg", ScaledRegion { scale: 1, top: 0, left: 0, height: 1, width: 1 });
+    assert!(bad.is_err());
+}
+
+/// Mean absolute difference of two images of one size.
+fn mean_difference(a: &samix::data::RawImage, b: &samix::data::RawImage) -> f64 {
+    assert_eq!((a.channels, a.height, a.width), (b.channels, b.height, b.width));
+    a.data.iter().zip(&b.data).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.data.len() as f64
+}
+
+#[test]
+fn the_training_pipeline_decodes_only_its_crop_and_gives_the_full_decodes_pixels() {
+    use rand::SeedableRng;
+    use samix::data::folder::load_image_folder;
+    use samix::data::transform::Pipeline;
+    use samix::data::{AugmentConfig, Dataset, Interpolation};
+    if !built_with_libjpeg() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    common::venv_python(&[std::ffi::OsStr::new("-c"), WRITE_LARGE.as_ref(), tmp.path().as_os_str()]);
+    for split in ["train/a", "val/a"] {
+        let dir = tmp.path().join(split);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["sub420", "progressive", "sub444", "grey"] {
+            std::fs::copy(tmp.path().join(format!("{name}.jpg")), dir.join(format!("{name}.jpg"))).unwrap();
+        }
+    }
+    let (train, _) = load_image_folder(tmp.path()).unwrap();
+    let (mut worst_full, mut worst_scaled) = (0f64, 0f64);
+    for interpolation in [Interpolation::Bilinear, Interpolation::Bicubic] {
+        for scaled_decode in [false, true] {
+            let augment = AugmentConfig {
+                image_size: Some(224),
+                random_resized_crop: true,
+                rrc_interpolation: interpolation,
+                hflip: true,
+                scaled_decode,
+                ..Default::default()
+            };
+            let pipeline = Pipeline::train(&augment, None, &[0.5; 3], &[0.5; 3]);
+            for index in 0..train.len() {
+                for seed in 0..6 {
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                    let part = pipeline.load_and_apply(&train, index, &mut rng).unwrap();
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                    let whole = pipeline.apply(train.load(index).unwrap(), &mut rng);
+                    let d = mean_difference(&part, &whole);
+                    if scaled_decode {
+                        worst_scaled = worst_scaled.max(d);
+                    } else {
+                        worst_full = worst_full.max(d);
+                    }
+                }
+            }
+        }
+    }
+    // Full resolution: the same window and resampling, only the decoders differ (libjpeg-turbo
+    // against zune-jpeg's whole-image decode, each within a grey level of Pillow's).
+    assert!(worst_full < 1.0, "partial decode at full resolution vs whole decode: mean difference {worst_full:.3}");
+    // Downscaled in the DCT: a box-filtered image resampled, against the full image resampled
+    // without antialiasing; the bound is what a 6× shrink of this noisy image gives.
+    assert!(worst_scaled < 8.0, "scaled decode vs whole decode: mean difference {worst_scaled:.3}");
+    eprintln!("mean difference from the whole-image path: full resolution {worst_full:.3}, scaled {worst_scaled:.3}");
+}

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use rand::SeedableRng;
 use samix::data::loader::{Loader, LoaderConfig, Shard};
+use samix::data::resample;
 use samix::data::transform::{self, Pipeline, Step};
 use samix::data::{cifar, idx, Dataset, InMemoryDataset, RawImage};
 use samix::data::{AugmentConfig, DatasetKind, PaddingMode};
@@ -36,7 +37,7 @@ fn transforms_keep_their_invariants() {
     assert_eq!(transform::hflip(&transform::hflip(&img)), img);
     assert_eq!(transform::hflip(&img).pixel(0, 3, 0), img.pixel(0, 3, 5));
     // Resampling a window onto its own size is the identity.
-    assert_eq!(transform::resize_window(&img, 0.0, 0.0, 8.0, 6.0, 8, 6), img);
+    assert_eq!(resample::resize_window(&img, 0.0, 0.0, 8.0, 6.0, 8, 6), img);
     let rrc = Step::RandomResizedCrop {
         size: 5,
         scale: (0.08, 1.0),
@@ -50,12 +51,16 @@ fn transforms_keep_their_invariants() {
     let rc = transform::apply_step(&Step::ResizeCenterCrop { resize: 12, crop: 10 }, ramp(3, 20, 30), &mut rng);
     assert_eq!((rc.height, rc.width), (10, 10));
     // Normalisation: (p/255 − mean)/std per channel.
-    let pipe = Pipeline { steps: vec![], mean: vec![0.5, 0.25, 0.0], std: vec![0.5, 0.25, 1.0] };
-    let mut out = vec![0f32; 3 * 8 * 6];
-    pipe.normalize_into(&img, &mut out);
-    let (c, y, x) = (1, 3, 2);
-    let expected = (img.pixel(c, y, x) as f32 / 255.0 - 0.25) / 0.25;
-    assert!((out[(c * 8 + y) * 6 + x] - expected).abs() < 1e-6);
+    let pipe = Pipeline { steps: vec![], mean: vec![0.5, 0.25, 0.0], std: vec![0.5, 0.25, 1.0], max_decode_scale: 1 };
+    // On the device, from bytes: the same f32 values, bit for bit, as this formula in f32 (what
+    // the workers computed before they handed over bytes).
+    let every = RawImage::new(3, 16, 16, (0..768).map(|i| (i % 256) as u8).collect());
+    let bytes = tch::Tensor::from_slice(&every.data).view([1, 3, 16, 16]);
+    let out = Vec::<f32>::try_from(pipe.normalizer(3, tch::Device::Cpu).apply(&bytes).flatten(0, -1)).unwrap();
+    for (i, (&p, &o)) in every.data.iter().zip(&out).enumerate() {
+        let c = i / 256;
+        assert_eq!(o.to_bits(), ((p as f32 / 255.0 - pipe.mean[c]) / pipe.std[c]).to_bits(), "pixel {i}");
+    }
     // The CIFAR recipe pipeline: crop with reflect padding 4, then flip.
     let cfg = AugmentConfig { crop_padding: 4, hflip: true, ..Default::default() };
     let train = Pipeline::train(&cfg, Some(32), &[0.5; 3], &[0.5; 3]);
@@ -179,7 +184,7 @@ fn bicubic_resampling_reproduces_quadratics_and_is_selectable() {
     let img = RawImage::new(1, h, w, data);
     // The window [4, 16) × [4, 16) at twice the resolution: every tap stays inside the image.
     let (top, left, side, out) = (4.0, 4.0, 12.0, 24usize);
-    let up = transform::resize_window_bicubic(&img, top, left, side, side, out, out);
+    let up = resample::resize_window_bicubic(&img, top, left, side, side, out, out);
     let s = side / out as f64;
     for oy in 0..out {
         for ox in 0..out {
@@ -188,7 +193,7 @@ fn bicubic_resampling_reproduces_quadratics_and_is_selectable() {
             assert!((got - q(cy, cx)).abs() <= 0.5 + 1e-6, "({oy}, {ox}): {got} vs {}", q(cy, cx));
         }
     }
-    let bilinear = transform::resize_window(&img, top, left, side, side, out, out);
+    let bilinear = resample::resize_window(&img, top, left, side, side, out, out);
     let worst = (0..out)
         .flat_map(|oy| (0..out).map(move |ox| (oy, ox)))
         .map(|(oy, ox)| {

@@ -95,6 +95,11 @@ pub struct AugmentConfig {
     pub blur_p: f64,
     /// Range of the blur's standard deviation in pixels, drawn uniformly.
     pub blur_sigma: [f64; 2],
+    /// Decode a JPEG at 1/2, 1/4 or 1/8 of its size (in the DCT, as Pillow's `draft`) when the
+    /// crop it is resized from is at least that many times larger than `image_size` on both
+    /// sides: less decoding, and the DCT's averaging stands in for the antialiasing the resize
+    /// lacks. Off: every pixel is decoded at full resolution first, as torchvision does.
+    pub scaled_decode: bool,
 }
 
 impl Default for AugmentConfig {
@@ -113,6 +118,18 @@ impl Default for AugmentConfig {
             grayscale_p: 0.0,
             blur_p: 0.0,
             blur_sigma: [0.1, 2.0],
+            scaled_decode: true,
+        }
+    }
+}
+
+impl AugmentConfig {
+    /// The largest JPEG decoding downscale `scaled_decode` allows.
+    pub fn max_decode_scale(&self) -> usize {
+        if self.scaled_decode {
+            super::jpeg::MAX_SCALE
+        } else {
+            1
         }
     }
 }

@@ -35,6 +35,28 @@ pub struct DatasetInfo {
     pub class_names: Vec<String>,
 }
 
+/// A source window, in the pixels of an image, that a transform resamples to `out_h × out_w`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub top: f64,
+    pub left: f64,
+    pub height: f64,
+    pub width: f64,
+    pub out_h: usize,
+    pub out_w: usize,
+    /// Pixels around the window the resampling reads (its filter's reach).
+    pub margin: usize,
+    /// The largest downscale (1, 2, 4 or 8) a decoder may apply while it decodes (1: none).
+    pub max_scale: usize,
+}
+
+/// A decoded image, or the part of it a [`Window`] needs, with the window in its pixels.
+#[derive(Clone, Debug)]
+pub struct WindowedImage {
+    pub image: RawImage,
+    pub window: Window,
+}
+
 /// A labelled image collection. `load` may decode from disk, so it returns a `Result`.
 pub trait Dataset: Send + Sync {
     fn len(&self) -> usize;
@@ -44,6 +66,14 @@ pub trait Dataset: Send + Sync {
     fn label(&self, index: usize) -> i64;
     fn load(&self, index: usize) -> Result<RawImage>;
     fn info(&self) -> &DatasetInfo;
+    /// Image `index`, or only what `pick` (given its height and width, called once) says a
+    /// transform will read of it. This default decodes the whole image; a dataset of files can
+    /// decode less.
+    fn load_window(&self, index: usize, pick: &mut dyn FnMut(usize, usize) -> Window) -> Result<WindowedImage> {
+        let image = self.load(index)?;
+        let window = pick(image.height, image.width);
+        Ok(WindowedImage { image, window })
+    }
 }
 
 /// Images held in memory as one contiguous CHW byte array (CIFAR, MNIST).
@@ -129,6 +159,9 @@ impl Dataset for Prefix {
     fn load(&self, index: usize) -> Result<RawImage> {
         self.inner.load(index)
     }
+    fn load_window(&self, index: usize, pick: &mut dyn FnMut(usize, usize) -> Window) -> Result<WindowedImage> {
+        self.inner.load_window(index, pick)
+    }
     fn info(&self) -> &DatasetInfo {
         self.inner.info()
     }
@@ -162,6 +195,9 @@ impl Dataset for ClassRange {
     }
     fn load(&self, index: usize) -> Result<RawImage> {
         self.inner.load(self.indices[index])
+    }
+    fn load_window(&self, index: usize, pick: &mut dyn FnMut(usize, usize) -> Window) -> Result<WindowedImage> {
+        self.inner.load_window(self.indices[index], pick)
     }
     fn info(&self) -> &DatasetInfo {
         &self.info

@@ -1,7 +1,8 @@
 //! Image-folder datasets decoded on demand: `root/{train,val|test}/<class>/*.{png,jpg,jpeg}` and the
 //! Tiny-ImageNet-200 layout (`train/<wnid>/images/*`, `val/images/*` + `val/val_annotations.txt`).
 //! Listing validates the layout; decoding errors name the file when the image is read.
-use super::dataset::{Dataset, DatasetInfo, RawImage};
+use super::dataset::{Dataset, DatasetInfo, RawImage, Window, WindowedImage};
+use super::jpeg;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,17 @@ impl Dataset for FolderDataset {
     fn load(&self, index: usize) -> Result<RawImage> {
         decode_rgb(&self.items[index].0)
     }
+    fn load_window(&self, index: usize, pick: &mut dyn FnMut(usize, usize) -> Window) -> Result<WindowedImage> {
+        let path = &self.items[index].0;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if let Some(header) = partially_decodable(&bytes) {
+            let window = pick(header.height, header.width);
+            return decode_window(path, &bytes, header, window);
+        }
+        let image = decode_rgb_bytes(path, &bytes)?;
+        let window = pick(image.height, image.width);
+        Ok(WindowedImage { image, window })
+    }
     fn info(&self) -> &DatasetInfo {
         &self.info
     }
@@ -54,23 +66,15 @@ pub const DECODE_BUDGET_BYTES: u64 = 512 << 20;
 /// Decodes any PNG/JPEG into 3-channel CHW bytes (grey images are replicated), refusing one
 /// whose decoding would pass [`DECODE_BUDGET_BYTES`] before any pixel is decoded.
 pub fn decode_rgb(path: &Path) -> Result<RawImage> {
-    use image::ImageDecoder;
-    // The format is read from the bytes (a JPEG saved as `.png` decodes), the extension only
-    // picks the files.
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
-    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(&bytes) {
-        // The JPEG decoder fills what is missing with grey and reports nothing; Pillow (and so
-        // torchvision) refuses such a file.
-        let msg = "JPEG data ends before its end-of-image marker (a truncated file: fetch it again or remove it)";
-        return Err(Error::data(path, msg));
-    }
-    let cannot = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
-    let decoder = reader.into_decoder().map_err(cannot)?;
-    let (w, h) = decoder.dimensions();
-    let pixels = u64::from(w) * u64::from(h);
-    let need = decoder.total_bytes().saturating_add(pixels.saturating_mul(6));
+    decode_rgb_bytes(path, &bytes)
+}
+
+const TRUNCATED_JPEG: &str =
+    "JPEG data ends before its end-of-image marker (a truncated file: fetch it again or remove it)";
+
+/// Refuses an image of `w × h` pixels whose decoding would take `need` bytes, past the budget.
+fn within_budget(path: &Path, w: u64, h: u64, need: u64) -> Result<()> {
     if need > DECODE_BUDGET_BYTES {
         let msg = format!(
             "{w}×{h} pixels would take {} MiB to decode, more than the {} MiB one image may (a decompression bomb, or far larger than training needs; downscale it)",
@@ -79,6 +83,26 @@ pub fn decode_rgb(path: &Path) -> Result<RawImage> {
         );
         return Err(Error::data(path, msg));
     }
+    Ok(())
+}
+
+/// [`decode_rgb`] on the file's bytes, read already.
+fn decode_rgb_bytes(path: &Path, bytes: &[u8]) -> Result<RawImage> {
+    use image::ImageDecoder;
+    // The format is read from the bytes (a JPEG saved as `.png` decodes), the extension only
+    // picks the files.
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg::has_end(bytes) {
+        // The JPEG decoder fills what is missing with grey and reports nothing; Pillow (and so
+        // torchvision) refuses such a file.
+        return Err(Error::data(path, TRUNCATED_JPEG));
+    }
+    let cannot = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
+    let decoder = reader.into_decoder().map_err(cannot)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    within_budget(path, w.into(), h.into(), decoder.total_bytes().saturating_add(pixels.saturating_mul(6)))?;
     let img = image::DynamicImage::from_decoder(decoder).map_err(cannot)?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut data = vec![0u8; 3 * h * w];
@@ -90,44 +114,48 @@ pub fn decode_rgb(path: &Path) -> Result<RawImage> {
     Ok(RawImage::new(3, h, w, data))
 }
 
-/// Whether a JPEG's marker segments reach its end-of-image marker: each segment is skipped by
-/// its length, each scan's entropy-coded data up to the next marker (inside it an FF byte is
-/// followed by 00 or a restart marker), so what an APP segment (a thumbnail) or bytes after the
-/// end (a camera's trailer) hold cannot mislead it.
-fn jpeg_has_end(bytes: &[u8]) -> bool {
-    let n = bytes.len();
-    let length = |i: usize| (i + 2 <= n).then(|| usize::from(bytes[i]) << 8 | usize::from(bytes[i + 1]));
-    let mut i = 2; // after SOI
-    loop {
-        // At a marker: FF (fill FFs allowed), then its code.
-        while i < n && bytes[i] == 0xFF {
-            i += 1;
-        }
-        let Some(&code) = bytes.get(i) else { return false };
-        if bytes.get(i.wrapping_sub(1)) != Some(&0xFF) {
-            return false; // not at a marker: a damaged file
-        }
-        i += 1;
-        match code {
-            0xD9 => return true,
-            0x01 | 0xD0..=0xD7 => {}
-            _ => match length(i) {
-                Some(len) if len >= 2 => i += len,
-                _ => return false,
-            },
-        }
-        if code == 0xDA {
-            // Entropy-coded data up to the next marker that is not stuffing or a restart.
-            loop {
-                match (bytes.get(i), bytes.get(i + 1)) {
-                    (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => i += 2,
-                    (Some(0xFF), Some(_)) => break,
-                    (Some(_), _) => i += 1,
-                    (None, _) => return false,
-                }
-            }
-        }
+/// The header of a JPEG this build can decode in part (libjpeg-turbo present, grey or colour,
+/// complete); anything else goes through [`decode_rgb_bytes`], which also names what is wrong.
+fn partially_decodable(bytes: &[u8]) -> Option<jpeg::Header> {
+    if !jpeg::PARTIAL_DECODING || !jpeg::is_jpeg(bytes) || !jpeg::has_end(bytes) {
+        return None;
     }
+    jpeg::header(bytes).ok().filter(|h| matches!(h.components, 1 | 3) && h.width > 0 && h.height > 0)
+}
+
+/// Decodes the part of a JPEG that `window` (plus its margin) covers, at the largest DCT
+/// downscale the window allows, and returns the window in the decoded pixels.
+fn decode_window(path: &Path, bytes: &[u8], header: jpeg::Header, window: Window) -> Result<WindowedImage> {
+    let (w, h) = (header.width as u64, header.height as u64);
+    // libjpeg holds a progressive file's coefficients for the whole image: the same budget as a
+    // full decode.
+    within_budget(path, w, h, (w * h).saturating_mul(header.components as u64 + 6))?;
+    let limit = jpeg::scale_for(window.height, window.width, window.out_h, window.out_w).min(window.max_scale);
+    let scale = [8, 4, 2].into_iter().find(|&s| s <= limit).unwrap_or(1);
+    // The scaled pixels `[lo, hi)` the resampling of source span `[start, start+len)` reads: its
+    // own, plus the filter's margin (in scaled pixels: the resampling runs on the scaled grid).
+    let (s, margin) = (scale as f64, window.margin as f64);
+    let span = |start: f64, len: f64, n: usize| -> (usize, usize) {
+        let scaled_n = n.div_ceil(scale);
+        let lo = ((start / s).floor() - margin).max(0.0) as usize;
+        let hi = ((((start + len) / s).ceil() + margin).max(0.0) as usize).min(scaled_n);
+        let lo = lo.min(scaled_n - 1);
+        (lo, hi.max(lo + 1))
+    };
+    let (top, bottom) = span(window.top, window.height, header.height);
+    let (left, right) = span(window.left, window.width, header.width);
+    let region =
+        jpeg::ScaledRegion { scale, top, left, height: bottom.saturating_sub(top), width: right.saturating_sub(left) };
+    let image =
+        jpeg::decode_region(bytes, region).map_err(|e| Error::data(path, format!("cannot decode JPEG: {e}")))?;
+    let window = Window {
+        top: window.top / s - top as f64,
+        left: window.left / s - left as f64,
+        height: window.height / s,
+        width: window.width / s,
+        ..window
+    };
+    Ok(WindowedImage { image, window })
 }
 
 fn is_image(path: &Path) -> bool {

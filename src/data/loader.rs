@@ -4,7 +4,7 @@
 //! w, w+W, ...), and each image's augmentation draws from its own (seed, epoch, index) stream, so
 //! a run is reproducible. Records how long the consumer waited. In data-parallel training each
 //! rank's loader reads its [`Shard`] of the same epoch order.
-use super::transform::Pipeline;
+use super::transform::{Normalizer, Pipeline};
 use super::{Dataset, RawImage};
 use crate::rng::{stream, Stream};
 use crate::{Error, Result};
@@ -197,11 +197,55 @@ impl Loader {
             });
             receivers.push(rx);
         }
-        EpochIter { receivers, first, next: first, num_batches, device: self.device, waited: Duration::ZERO }
+        EpochIter {
+            receivers,
+            first,
+            next: first,
+            num_batches,
+            device: self.device,
+            pipeline: self.pipeline.clone(),
+            normalizer: None,
+            waited: Duration::ZERO,
+        }
     }
 }
 
-/// Loads, augments and normalises `indices` into one CPU batch (`views` copies of each image).
+/// The pixels of a batch being filled, image by image (bytes: the device normalises them).
+struct BatchPixels {
+    pixels: Vec<u8>,
+    /// The shape every image must have: the first one's.
+    shape: Option<(usize, usize, usize)>,
+    filled: usize,
+    capacity: usize,
+}
+
+impl BatchPixels {
+    /// Copies `img` into the next slot; `item` names it if its size differs from the first.
+    fn push(&mut self, img: &RawImage, dataset: &dyn Dataset, item: usize) -> Result<()> {
+        let this = (img.channels, img.height, img.width);
+        let capacity = self.capacity;
+        let pixels = &mut self.pixels;
+        let (c, h, w) = *self.shape.get_or_insert_with(|| {
+            *pixels = vec![0u8; capacity * this.0 * this.1 * this.2];
+            this
+        });
+        if this != (c, h, w) {
+            return Err(Error::Data {
+                path: format!("{} item {item}", dataset.info().name).into(),
+                msg: format!(
+                    "image is {}×{}×{} after transforms but the batch is {c}×{h}×{w}; set data.augment.image_size so all images share one size",
+                    this.0, this.1, this.2
+                ),
+            });
+        }
+        let size = c * h * w;
+        self.pixels[self.filled * size..(self.filled + 1) * size].copy_from_slice(&img.data);
+        self.filled += 1;
+        Ok(())
+    }
+}
+
+/// Loads and augments `indices` into one CPU batch of bytes (`views` copies of each image).
 fn build_batch(
     dataset: &dyn Dataset,
     pipeline: &Pipeline,
@@ -210,49 +254,36 @@ fn build_batch(
     epoch: u64,
     views: usize,
 ) -> Result<(Tensor, Tensor)> {
-    let mut pixels: Vec<f32> = Vec::new();
-    let mut shape: Option<(usize, usize, usize)> = None;
+    let capacity = indices.len() * views;
+    let mut batch = BatchPixels { pixels: Vec::new(), shape: None, filled: 0, capacity };
     let mut labels = Vec::with_capacity(indices.len());
-    let mut filled = 0;
     for &i in indices {
         let mut rng = stream(seed, Stream::Augment, epoch, i as u64);
-        let mut raw = dataset.load(i)?;
-        for v in 0..views {
-            // The last view takes the decoded image itself (one view: no copy).
-            let source = if v + 1 < views {
-                raw.clone()
-            } else {
-                std::mem::replace(&mut raw, RawImage::new(0, 0, 0, Vec::new()))
-            };
-            let img = pipeline.apply(source, &mut rng);
-            let this = (img.channels, img.height, img.width);
-            let (c, h, w) = *shape.get_or_insert_with(|| {
-                pixels = vec![0f32; indices.len() * views * this.0 * this.1 * this.2];
-                this
-            });
-            if this != (c, h, w) {
-                return Err(Error::Data {
-                    path: format!("{} item {i}", dataset.info().name).into(),
-                    msg: format!(
-                        "image is {}×{}×{} after transforms but the batch is {c}×{h}×{w}; set data.augment.image_size so all images share one size",
-                        this.0, this.1, this.2
-                    ),
-                });
+        if views == 1 {
+            // One view: the pipeline may decode only the part of the image its crop reads.
+            batch.push(&pipeline.load_and_apply(dataset, i, &mut rng)?, dataset, i)?;
+        } else {
+            let mut raw = dataset.load(i)?;
+            for v in 0..views {
+                // The last view takes the decoded image itself.
+                let source = if v + 1 < views {
+                    raw.clone()
+                } else {
+                    std::mem::replace(&mut raw, RawImage::new(0, 0, 0, Vec::new()))
+                };
+                batch.push(&pipeline.apply(source, &mut rng), dataset, i)?;
             }
-            let size = c * h * w;
-            pipeline.normalize_into(&img, &mut pixels[filled * size..(filled + 1) * size]);
-            filled += 1;
         }
         labels.push(dataset.label(i));
     }
-    let (c, h, w) = shape.unwrap_or((0, 0, 0));
+    let (c, h, w) = batch.shape.unwrap_or((0, 0, 0));
     let n = labels.len() as i64;
     let dims: Vec<i64> = if views > 1 {
         vec![n, views as i64, c as i64, h as i64, w as i64]
     } else {
         vec![n, c as i64, h as i64, w as i64]
     };
-    let images = Tensor::from_slice(&pixels).view(dims.as_slice());
+    let images = Tensor::from_slice(&batch.pixels).view(dims.as_slice());
     Ok((images, Tensor::from_slice(&labels)))
 }
 
@@ -263,6 +294,9 @@ pub struct EpochIter {
     next: usize,
     num_batches: usize,
     device: Device,
+    pipeline: Arc<Pipeline>,
+    /// Made at the first batch, when its channel count is known.
+    normalizer: Option<Normalizer>,
     waited: Duration,
 }
 
@@ -289,10 +323,15 @@ impl Iterator for EpochIter {
         let received = rx.recv();
         self.waited += start.elapsed();
         let result = match received {
-            Ok(Ok((images, labels))) => Ok(Batch {
-                images: crate::device::upload(&images, self.device),
-                labels: crate::device::upload(&labels, self.device),
-            }),
+            Ok(Ok((bytes, labels))) => {
+                let channels = bytes.size().get(bytes.dim().saturating_sub(3)).copied().unwrap_or(1) as usize;
+                let (pipeline, device) = (&self.pipeline, self.device);
+                let normalizer = self.normalizer.get_or_insert_with(|| pipeline.normalizer(channels, device));
+                Ok(Batch {
+                    images: normalizer.apply(&crate::device::upload(&bytes, device)),
+                    labels: crate::device::upload(&labels, device),
+                })
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Argument("a loader worker stopped unexpectedly".into())),
         };

@@ -9,14 +9,18 @@ pub mod download;
 pub mod fine_grained;
 pub mod folder;
 pub mod idx;
+pub mod jpeg;
 pub mod loader;
+pub mod resample;
 mod transfer;
 pub mod transform;
 pub mod verify;
 
 use crate::Result;
 pub use config::{AugmentConfig, DataConfig, DatasetKind, Interpolation, PaddingMode};
-pub use dataset::{ClassRange, Dataset, DatasetInfo, InMemoryDataset, Prefix, RawImage, Split, Splits};
+pub use dataset::{
+    ClassRange, Dataset, DatasetInfo, InMemoryDataset, Prefix, RawImage, Split, Splits, Window, WindowedImage,
+};
 use std::sync::Arc;
 
 /// The dataset's path: `data.path` when set; else its place in the data directory, downloading

@@ -2,10 +2,13 @@
 //! resize + centre crop, the photometric steps of [`super::color`]) and normalisation into f32. Pure functions of the image and an RNG.
 use super::color::{Jitter, Planes};
 use super::config::{AugmentConfig, Interpolation, PaddingMode};
+use super::dataset::{Dataset, Window};
+use super::resample::{resize_window, resize_window_bicubic};
 use super::RawImage;
+use crate::Result;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -33,6 +36,9 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// The largest downscale (1, 2, 4, 8) a JPEG may be decoded at when a first resampling step
+    /// shrinks it at least that much anyway (`data.augment.scaled_decode`); 1: full resolution.
+    pub max_decode_scale: usize,
 }
 
 impl Pipeline {
@@ -71,7 +77,7 @@ impl Pipeline {
         if cfg.hflip {
             steps.push(Step::HorizontalFlip);
         }
-        Pipeline { steps, mean: mean.to_vec(), std: std.to_vec() }
+        Pipeline { steps, mean: mean.to_vec(), std: std.to_vec(), max_decode_scale: cfg.max_decode_scale() }
     }
 
     /// Evaluation pipeline: deterministic resize + centre crop when an image size is set.
@@ -80,7 +86,28 @@ impl Pipeline {
             Some(size) => vec![Step::ResizeCenterCrop { resize: cfg.test_resize.unwrap_or(size), crop: size }],
             None => Vec::new(),
         };
-        Pipeline { steps, mean: mean.to_vec(), std: std.to_vec() }
+        Pipeline { steps, mean: mean.to_vec(), std: std.to_vec(), max_decode_scale: cfg.max_decode_scale() }
+    }
+
+    /// Loads image `index` and applies the steps. A first step that resamples a window (a
+    /// random-resized crop, resize + centre crop) picks it from the image's size before the pixels
+    /// are decoded, so a dataset of JPEGs decodes only that window, downscaled where allowed; the
+    /// random numbers drawn are those of [`Pipeline::apply`].
+    pub fn load_and_apply<R: Rng>(&self, dataset: &dyn Dataset, index: usize, rng: &mut R) -> Result<RawImage> {
+        let Some((first, rest)) = self.steps.split_first().filter(|(first, _)| first.resamples()) else {
+            return Ok(self.apply(dataset.load(index)?, rng));
+        };
+        let max_scale = self.max_decode_scale;
+        let loaded = dataset.load_window(index, &mut |h, w| {
+            let mut window = first.window(h, w, rng);
+            window.max_scale = max_scale;
+            window
+        })?;
+        let mut img = first.resample(&loaded.image, &loaded.window);
+        for step in rest {
+            img = apply_step(step, img, rng);
+        }
+        Ok(img)
     }
 
     pub fn apply<R: Rng>(&self, mut img: RawImage, rng: &mut R) -> RawImage {
@@ -90,16 +117,32 @@ impl Pipeline {
         img
     }
 
-    /// Writes `(pixel/255 − mean[c]) / std[c]` into `out` (length C·H·W).
-    pub fn normalize_into(&self, img: &RawImage, out: &mut [f32]) {
-        let plane = img.height * img.width;
-        for c in 0..img.channels {
-            let (m, s) = (self.mean[c % self.mean.len()], self.std[c % self.std.len()]);
-            let src = &img.data[c * plane..(c + 1) * plane];
-            for (o, &p) in out[c * plane..(c + 1) * plane].iter_mut().zip(src) {
-                *o = (p as f32 / 255.0 - m) / s;
-            }
-        }
+    /// The per-channel normalisation of this pipeline for `channels`-channel batches on `device`.
+    pub fn normalizer(&self, channels: usize, device: Device) -> Normalizer {
+        let take = |v: &[f32]| (0..channels).map(|c| v[c % v.len()]).collect::<Vec<f32>>();
+        let column = |v: &[f32]| Tensor::from_slice(&take(v)).view([channels as i64, 1, 1]).to_device(device);
+        Normalizer { mean: column(&self.mean), std: column(&self.std) }
+    }
+}
+
+/// `(pixel/255 − mean[c]) / std[c]` of byte batches (`N×C×H×W` or `N×V×C×H×W`) on the device
+/// they are on, in f32: the loader's workers hand over bytes (a quarter of the floats' size to
+/// build, copy and upload) and the device normalises them, one elementwise pass each.
+#[derive(Debug)]
+pub struct Normalizer {
+    /// `C×1×1`, so they broadcast over any leading dimensions.
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Normalizer {
+    pub fn apply(&self, bytes: &Tensor) -> Tensor {
+        // In place on the one f32 copy: each step a new batch-sized tensor would otherwise be.
+        let mut x = bytes.to_kind(Kind::Float);
+        let _ = x.g_div_scalar_(255.0);
+        let _ = x.g_sub_(&self.mean);
+        let _ = x.g_div_(&self.std);
+        x
     }
 }
 
@@ -118,21 +161,9 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
                 img
             }
         }
-        Step::RandomResizedCrop { size, scale, ratio, interpolation } => {
-            let (top, left, h, w) = random_resized_window(img.height, img.width, scale, ratio, rng);
-            let (top, left, h, w) = (top as f64, left as f64, h as f64, w as f64);
-            match interpolation {
-                Interpolation::Bilinear => resize_window(&img, top, left, h, w, size, size),
-                Interpolation::Bicubic => resize_window_bicubic(&img, top, left, h, w, size, size),
-            }
-        }
-        Step::ResizeCenterCrop { resize, crop: out } => {
-            // Scale so the shorter side becomes `resize`, then take the centre `out × out` of that
-            // virtual image, sampled directly from the source.
-            let s = resize as f64 / img.height.min(img.width) as f64;
-            let (vh, vw) = (img.height as f64 * s, img.width as f64 * s);
-            let (top, left) = (((vh - out as f64) / 2.0).round() / s, ((vw - out as f64) / 2.0).round() / s);
-            resize_window(&img, top, left, out as f64 / s, out as f64 / s, out, out)
+        Step::RandomResizedCrop { .. } | Step::ResizeCenterCrop { .. } => {
+            let window = step.window(img.height, img.width, rng);
+            step.resample(&img, &window)
         }
         Step::ColorJitter { strength, p } => {
             if !rng.gen_bool(p) {
@@ -159,6 +190,58 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
             let mut planes = Planes::from_image(&img);
             planes.blur(rng.gen_range(sigma.0..=sigma.1) as f32);
             planes.to_image()
+        }
+    }
+}
+
+impl Step {
+    /// Whether this step resamples a window of the image ([`Step::window`]).
+    pub fn resamples(&self) -> bool {
+        matches!(self, Step::RandomResizedCrop { .. } | Step::ResizeCenterCrop { .. })
+    }
+
+    /// The source window a resampling step reads of an `h × w` image (drawing its random
+    /// numbers); for any other step, the whole image at its size.
+    pub fn window<R: Rng>(&self, h: usize, w: usize, rng: &mut R) -> Window {
+        // Bicubic reads 2 pixels beyond the window, bilinear 1.
+        let whole = |out_h, out_w| Window {
+            top: 0.0,
+            left: 0.0,
+            height: h as f64,
+            width: w as f64,
+            out_h,
+            out_w,
+            margin: 2,
+            max_scale: 1,
+        };
+        match *self {
+            Step::RandomResizedCrop { size, scale, ratio, .. } => {
+                let (top, left, ch, cw) = random_resized_window(h, w, scale, ratio, rng);
+                let (top, left, height, width) = (top as f64, left as f64, ch as f64, cw as f64);
+                Window { top, left, height, width, ..whole(size, size) }
+            }
+            Step::ResizeCenterCrop { resize, crop: out } => {
+                // Scale so the shorter side becomes `resize`, then take the centre `out × out` of
+                // that virtual image, sampled directly from the source.
+                let s = resize as f64 / h.min(w) as f64;
+                let (vh, vw) = (h as f64 * s, w as f64 * s);
+                let (top, left) = (((vh - out as f64) / 2.0).round() / s, ((vw - out as f64) / 2.0).round() / s);
+                let side = out as f64 / s;
+                Window { top, left, height: side, width: side, ..whole(out, out) }
+            }
+            _ => whole(h, w),
+        }
+    }
+
+    /// Resamples `window` of `img` to the window's output size with this step's interpolation
+    /// (bilinear unless a random-resized crop says bicubic).
+    pub fn resample(&self, img: &RawImage, window: &Window) -> RawImage {
+        let Window { top, left, height, width, out_h, out_w, .. } = *window;
+        match self {
+            Step::RandomResizedCrop { interpolation: Interpolation::Bicubic, .. } => {
+                resize_window_bicubic(img, top, left, height, width, out_h, out_w)
+            }
+            _ => resize_window(img, top, left, height, width, out_h, out_w),
         }
     }
 }
@@ -265,86 +348,6 @@ fn random_resized_window<R: Rng>(
         (h, w)
     };
     ((h - ch) / 2, (w - cw) / 2, ch, cw)
-}
-
-/// Bilinear resampling (half-pixel centres, as `align_corners=False`) of the source window
-/// `[top, top+h) × [left, left+w)` onto an `out_h × out_w` grid; coordinates clamp at the borders.
-pub fn resize_window(img: &RawImage, top: f64, left: f64, h: f64, w: f64, out_h: usize, out_w: usize) -> RawImage {
-    let (sy, sx) = (h / out_h as f64, w / out_w as f64);
-    let coords = |o: usize, s: f64, off: f64, n: usize| -> (usize, usize, f32) {
-        let c = (off + (o as f64 + 0.5) * s - 0.5).clamp(0.0, (n - 1) as f64);
-        let i0 = c.floor() as usize;
-        (i0, (i0 + 1).min(n - 1), (c - i0 as f64) as f32)
-    };
-    let ys: Vec<_> = (0..out_h).map(|o| coords(o, sy, top, img.height)).collect();
-    let xs: Vec<_> = (0..out_w).map(|o| coords(o, sx, left, img.width)).collect();
-    let mut data = Vec::with_capacity(img.channels * out_h * out_w);
-    for c in 0..img.channels {
-        for &(y0, y1, fy) in &ys {
-            for &(x0, x1, fx) in &xs {
-                let p = |y, x| img.pixel(c, y, x) as f32;
-                let top_row = p(y0, x0) * (1.0 - fx) + p(y0, x1) * fx;
-                let bottom = p(y1, x0) * (1.0 - fx) + p(y1, x1) * fx;
-                data.push((top_row * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8);
-            }
-        }
-    }
-    RawImage::new(img.channels, out_h, out_w, data)
-}
-
-/// Keys' cubic convolution kernel with a = −0.5 (PIL's bicubic).
-fn cubic(t: f64) -> f64 {
-    const A: f64 = -0.5;
-    let t = t.abs();
-    if t < 1.0 {
-        ((A + 2.0) * t - (A + 3.0)) * t * t + 1.0
-    } else if t < 2.0 {
-        (((t - 5.0) * t + 8.0) * t - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// As [`resize_window`] with bicubic resampling: each output pixel weighs the 4×4 source pixels
-/// around its centre by [`cubic`] (indices clamped at the borders), rounded and clamped to bytes.
-pub fn resize_window_bicubic(
-    img: &RawImage,
-    top: f64,
-    left: f64,
-    h: f64,
-    w: f64,
-    out_h: usize,
-    out_w: usize,
-) -> RawImage {
-    // Per output coordinate: the 4 source indices and their weights (which sum to 1).
-    let taps = |o: usize, s: f64, off: f64, n: usize| -> [(usize, f32); 4] {
-        let c = off + (o as f64 + 0.5) * s - 0.5;
-        let base = c.floor();
-        let mut out = [(0usize, 0f32); 4];
-        for (k, tap) in out.iter_mut().enumerate() {
-            let i = base + k as f64 - 1.0;
-            *tap = (i.clamp(0.0, (n - 1) as f64) as usize, cubic(c - i) as f32);
-        }
-        out
-    };
-    let (sy, sx) = (h / out_h as f64, w / out_w as f64);
-    let ys: Vec<_> = (0..out_h).map(|o| taps(o, sy, top, img.height)).collect();
-    let xs: Vec<_> = (0..out_w).map(|o| taps(o, sx, left, img.width)).collect();
-    let mut data = Vec::with_capacity(img.channels * out_h * out_w);
-    for c in 0..img.channels {
-        for ty in &ys {
-            for tx in &xs {
-                let mut v = 0f32;
-                for &(y, wy) in ty {
-                    for &(x, wx) in tx {
-                        v += img.pixel(c, y, x) as f32 * wy * wx;
-                    }
-                }
-                data.push(v.round().clamp(0.0, 255.0) as u8);
-            }
-        }
-    }
-    RawImage::new(img.channels, out_h, out_w, data)
 }
 
 /// Undoes the per-channel normalisation for display, clamped to [0, 1].

@@ -1,0 +1,159 @@
+// Partial, downscaled JPEG decoding over the libjpeg API of libjpeg-turbo (>= 2.0: it has
+// jpeg_crop_scanline and jpeg_skip_scanlines): what a random-resized crop needs of an image and
+// nothing more. Rows below the region are never entropy-decoded, rows above it are
+// entropy-decoded only, columns outside it get no IDCT, upsampling or colour conversion, and a
+// scale of 1/2, 1/4 or 1/8 is applied inside the IDCT. Errors come back as a return code and a
+// message (libjpeg's error_exit longjmps here instead of exiting); nothing is kept between calls.
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+// A progressive file may hold any number of scans, each a pass over the whole image: more than
+// this is a crafted file (libjpeg-turbo's djpeg uses the same kind of limit).
+#define SAMIX_MAX_SCANS 500
+
+struct samix_jpeg_error {
+  struct jpeg_error_mgr pub;
+  jmp_buf jump;
+  char* msg;
+  size_t msg_len;
+};
+
+struct samix_jpeg_progress {
+  struct jpeg_progress_mgr pub;
+  char* msg;
+  size_t msg_len;
+};
+
+static void samix_jpeg_error_exit(j_common_ptr cinfo) {
+  struct samix_jpeg_error* err = (struct samix_jpeg_error*)cinfo->err;
+  char text[JMSG_LENGTH_MAX];
+  (*cinfo->err->format_message)(cinfo, text);
+  snprintf(err->msg, err->msg_len, "%s", text);
+  longjmp(err->jump, 1);
+}
+
+// Warnings (corrupt data the decoder recovers from) are not printed to stderr from a loader
+// thread; Pillow ignores them too. A truncated file is refused before decoding by the caller.
+static void samix_jpeg_quiet(j_common_ptr cinfo, int level) {
+  (void)cinfo;
+  (void)level;
+}
+
+static void samix_jpeg_scan_limit(j_common_ptr cinfo) {
+  j_decompress_ptr d = (j_decompress_ptr)cinfo;
+  if (d->input_scan_number > SAMIX_MAX_SCANS) {
+    struct samix_jpeg_error* err = (struct samix_jpeg_error*)cinfo->err;
+    snprintf(err->msg, err->msg_len, "more than %d progressive scans (a crafted file)", SAMIX_MAX_SCANS);
+    longjmp(err->jump, 1);
+  }
+}
+
+// Reads the header: the image's size and number of colour components (1 grey, 3 YCbCr/RGB,
+// 4 CMYK/YCCK). Returns 0, or -1 with `msg` filled.
+int samix_jpeg_header(const uint8_t* data, size_t len, int* width, int* height, int* components, char* msg,
+                      size_t msg_len) {
+  struct jpeg_decompress_struct cinfo;
+  struct samix_jpeg_error err;
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = samix_jpeg_error_exit;
+  err.pub.emit_message = samix_jpeg_quiet;
+  err.msg = msg;
+  err.msg_len = msg_len;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)len);
+  jpeg_read_header(&cinfo, TRUE);
+  *width = (int)cinfo.image_width;
+  *height = (int)cinfo.image_height;
+  *components = cinfo.num_components;
+  jpeg_destroy_decompress(&cinfo);
+  return 0;
+}
+
+// Decodes rows [y, y+h) and columns [x, x+w) of the image scaled by 1/scale (1, 2, 4 or 8;
+// coordinates are in the scaled image) into `out` as planar RGB: 3 planes of h × w bytes, so
+// `capacity` must be at least 3·h·w. Grey images come out as three equal planes. The pixels are
+// those of a full decode at that scale. Returns 0, or -1 with `msg` filled.
+int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, int y, int w, int h, uint8_t* out,
+                             size_t capacity, char* msg, size_t msg_len) {
+  struct jpeg_decompress_struct cinfo;
+  struct samix_jpeg_error err;
+  struct samix_jpeg_progress progress;
+  JSAMPROW row = NULL;
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = samix_jpeg_error_exit;
+  err.pub.emit_message = samix_jpeg_quiet;
+  err.msg = msg;
+  err.msg_len = msg_len;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  jpeg_create_decompress(&cinfo);
+  progress.pub.progress_monitor = samix_jpeg_scan_limit;
+  cinfo.progress = &progress.pub;
+  jpeg_mem_src(&cinfo, data, (unsigned long)len);
+  jpeg_read_header(&cinfo, TRUE);
+  if (cinfo.num_components != 1 && cinfo.num_components != 3) {
+    snprintf(msg, msg_len, "%d colour components (only grey and RGB/YCbCr decode partially)", cinfo.num_components);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  cinfo.scale_num = 1;
+  cinfo.scale_denom = (unsigned int)scale;
+  cinfo.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  if (x < 0 || y < 0 || w <= 0 || h <= 0 || (JDIMENSION)(x + w) > cinfo.output_width ||
+      (JDIMENSION)(y + h) > cinfo.output_height) {
+    snprintf(msg, msg_len, "region %d,%d %dx%d outside the %ux%u image at 1/%d", x, y, w, h, cinfo.output_width,
+             cinfo.output_height, scale);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  // libjpeg widens a cropped decode leftwards to a whole iMCU, and upsamples chroma at the crop's
+  // first and last columns as if they were the image's edges (libjpeg-turbo 2.1: up to ~50 grey
+  // levels off a full decode), so one column more is decoded on each side where the image has one
+  // and only columns [x, x+w) are kept.
+  JDIMENSION xoffset = (JDIMENSION)(x > 0 ? x - 1 : 0);
+  JDIMENSION width = (JDIMENSION)(x + w) - xoffset;
+  if ((JDIMENSION)(x + w) < cinfo.output_width) width += 1;
+  if (width < cinfo.output_width) jpeg_crop_scanline(&cinfo, &xoffset, &width);
+  size_t plane = (size_t)h * (size_t)w;
+  if (3 * plane > capacity || xoffset > (JDIMENSION)x || xoffset + width < (JDIMENSION)(x + w)) {
+    snprintf(msg, msg_len, "decoded columns %u..%u do not cover %d..%d, or the buffer is too small", xoffset,
+             xoffset + width, x, x + w);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  row = (JSAMPROW)(*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, width * 3, 1)[0];
+  if (y > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)y);
+  JDIMENSION skip = (JDIMENSION)x - xoffset;
+  for (int r = 0; r < h; r++) {
+    if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
+      snprintf(msg, msg_len, "the decoder stopped at row %d of the region", r);
+      jpeg_destroy_decompress(&cinfo);
+      return -1;
+    }
+    const JSAMPLE* src = row + 3 * skip;
+    uint8_t* red = out + (size_t)r * (size_t)w;
+    uint8_t* green = red + plane;
+    uint8_t* blue = green + plane;
+    for (int c = 0; c < w; c++) {
+      red[c] = src[3 * c];
+      green[c] = src[3 * c + 1];
+      blue[c] = src[3 * c + 2];
+    }
+  }
+  // The rows below are never read: aborting frees the decoder without decoding them.
+  jpeg_abort_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return 0;
+}
