@@ -35,4 +35,11 @@ if [ "$have_tv" != "$torchvision_version $safetensors_version" ]; then
   echo "setup: installing torchvision==$torchvision_version and safetensors==$safetensors_version into $venv (the interop tests' reference models)"
   "$venv/bin/python" -m pip install --quiet "torchvision==$torchvision_version" "safetensors==$safetensors_version"
 fi
+# timm (the RandAugment tests compare samix's operations with timm's on Pillow), pinned.
+timm_version="1.0.28"
+have_timm="$("$venv/bin/python" -c 'import timm; print(timm.__version__)' 2>/dev/null || true)"
+if [ "$have_timm" != "$timm_version" ]; then
+  echo "setup: installing timm==$timm_version into $venv (the RandAugment tests' reference)"
+  "$venv/bin/python" -m pip install --quiet "timm==$timm_version"
+fi
 "$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "at", torch.__path__[0])' 2>/dev/null

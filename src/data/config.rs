@@ -100,6 +100,8 @@ pub struct AugmentConfig {
     /// sides: less decoding, and the DCT's averaging stands in for the antialiasing the resize
     /// lacks. Off: every pixel is decoded at full resolution first, as torchvision does.
     pub scaled_decode: bool,
+    /// RandAugment after the flip (`[data.augment.randaugment]`; absent: off).
+    pub randaugment: Option<super::randaug::RandAugmentConfig>,
 }
 
 impl Default for AugmentConfig {
@@ -119,6 +121,7 @@ impl Default for AugmentConfig {
             blur_p: 0.0,
             blur_sigma: [0.1, 2.0],
             scaled_decode: true,
+            randaugment: None,
         }
     }
 }
@@ -259,6 +262,9 @@ impl DataConfig {
         }
         if !(a.blur_sigma[0] > 0.0 && a.blur_sigma[0] <= a.blur_sigma[1] && a.blur_sigma[1].is_finite()) {
             return Err(Error::config("data.augment.blur_sigma", "must be [lo, hi] with 0 < lo <= hi"));
+        }
+        if let Some(r) = &a.randaugment {
+            r.check()?;
         }
         if a.image_size.is_none() && self.dataset.native_size().is_none() {
             return Err(Error::config(

@@ -11,6 +11,8 @@ pub mod folder;
 pub mod idx;
 pub mod jpeg;
 pub mod loader;
+pub mod pil_ops;
+pub mod randaug;
 pub mod resample;
 mod transfer;
 pub mod transform;

@@ -3,6 +3,7 @@
 use super::color::{Jitter, Planes};
 use super::config::{AugmentConfig, Interpolation, PaddingMode};
 use super::dataset::{Dataset, Window};
+use super::randaug::RandAugmentConfig;
 use super::resample::{resize_window, resize_window_bicubic};
 use super::RawImage;
 use crate::Result;
@@ -28,6 +29,8 @@ pub enum Step {
     Grayscale { p: f64 },
     /// With probability `p`: a Gaussian blur with σ drawn uniformly from `sigma` (pixels).
     GaussianBlur { sigma: (f64, f64), p: f64 },
+    /// RandAugment ([`super::randaug`]).
+    RandAugment(RandAugmentConfig),
 }
 
 /// A sequence of steps followed by per-channel normalisation.
@@ -76,6 +79,10 @@ impl Pipeline {
         }
         if cfg.hflip {
             steps.push(Step::HorizontalFlip);
+        }
+        // timm's and the reference's order: crop, flip, then RandAugment.
+        if let Some(r) = &cfg.randaugment {
+            steps.push(Step::RandAugment(r.clone()));
         }
         Pipeline { steps, mean: mean.to_vec(), std: std.to_vec(), max_decode_scale: cfg.max_decode_scale() }
     }
@@ -183,6 +190,7 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
             planes.grayscale();
             planes.to_image()
         }
+        Step::RandAugment(ref cfg) => super::randaug::rand_augment(img, cfg, rng),
         Step::GaussianBlur { sigma, p } => {
             if !rng.gen_bool(p) {
                 return img;
