@@ -1,8 +1,8 @@
 """torchvision's side of the loader benchmark (bench/loader.sh): ImageFolder + DataLoader over PIL
 with the transforms samix's training pipeline applies (random-resized crop to 224, flip, to tensor,
-normalise with ImageNet's statistics), batches of 100, shuffled. One warm-up epoch, then EPOCHS
-timed ones. Prints `torchvision workers images seconds images/s` (and `randaug` in front of the
-workers when RandAugment is on).
+normalise with ImageNet's statistics), batches of 100, shuffled; `--randaug` adds timm's
+`rand-m9-mstd0.5-inc1` RandAugment after the flip (as timm's create_transform does). One warm-up
+epoch, then EPOCHS timed ones. Prints `torchvision workers images seconds images/s`.
 
     python3 bench/torchvision_loader.py ROOT WORKERS [EPOCHS] [--randaug]
 """
@@ -21,7 +21,17 @@ def main():
     randaug = "--randaug" in sys.argv
     steps = [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip()]
     if randaug:
-        steps.append(transforms.RandAugment(num_ops=2, magnitude=9))
+        from PIL import Image, ImageOps
+        from timm.data.auto_augment import rand_augment_transform
+
+        # Pillow 13 refuses posterize(img, 0), which timm asks for when a magnitude clips to 10
+        # (2.3% of its posterize draws): the DataLoader dies within the first epoch. Give the
+        # black image earlier Pillows (and samix) give.
+        posterize = ImageOps.posterize
+        ImageOps.posterize = lambda img, bits: posterize(img, bits) if bits > 0 else Image.new(img.mode, img.size)
+
+        hparams = dict(translate_const=100, img_mean=(124, 116, 104), interpolation=Image.BICUBIC)
+        steps.append(rand_augment_transform("rand-m9-mstd0.5-inc1", hparams))
     steps += [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
     data = datasets.ImageFolder(f"{root}/train", transforms.Compose(steps))
     torch.manual_seed(0)
@@ -33,7 +43,7 @@ def main():
         for x, _ in loader:
             images += x.shape[0]
     secs = time.perf_counter() - start
-    name = "torchvision-randaug" if randaug else "torchvision"
+    name = "torchvision+randaug" if randaug else "torchvision"
     print(f"{name} {workers} {images} {secs:.2f} {images / secs:.1f}")
 
 

@@ -2,15 +2,17 @@
 //! (random-resized crop to 224, flip, normalise, batches of 100), the half of issue 25's loader
 //! benchmark that `bench/torchvision_loader.py` is the other half of (`bench/loader.sh` runs both).
 //!
-//!     cargo run --release --example loader_speed -- ROOT WORKERS [MODE] [EPOCHS]
+//!     cargo run --release --example loader_speed -- ROOT WORKERS [MODE] [EPOCHS] [--randaug]
 //!
 //! ROOT holds `train/<class>/*.JPEG` (and a `val/` folder). MODE: `scaled` (the default: partial
 //! decoding, DCT downscaling allowed), `partial` (partial decoding at full resolution), `full`
-//! (every image decoded whole by `image`, as before partial decoding). Prints one line:
+//! (every image decoded whole by `image`, as before partial decoding). `--randaug` adds timm's
+//! `rand-m9-mstd0.5-inc1` RandAugment after the flip. Prints one line:
 //! `mode workers images seconds images/s`.
 use anyhow::{bail, Context, Result};
 use samix::data::folder::load_image_folder;
 use samix::data::loader::{Loader, LoaderConfig};
+use samix::data::randaug::RandAugmentConfig;
 use samix::data::transform::Pipeline;
 use samix::data::{AugmentConfig, Dataset, DatasetInfo, RawImage};
 use std::sync::Arc;
@@ -36,7 +38,8 @@ impl Dataset for WholeImages {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let randaug = std::env::args().any(|a| a == "--randaug");
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let [root, workers, rest @ ..] = args.as_slice() else {
         bail!("usage: loader_speed ROOT WORKERS [scaled|partial|full] [EPOCHS]");
     };
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         random_resized_crop: true,
         hflip: true,
         scaled_decode: mode == "scaled",
+        randaugment: randaug.then(RandAugmentConfig::default),
         ..Default::default()
     };
     let dataset = match mode {
@@ -72,6 +76,7 @@ fn main() -> Result<()> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let mode = if randaug { format!("{mode}+randaug") } else { mode.to_string() };
     println!("{mode} {workers} {images} {secs:.2} {:.1}", images as f64 / secs);
     Ok(())
 }

@@ -215,3 +215,62 @@ fn zero_bit_posterize_is_black_and_the_config_is_checked() {
     assert!(matches!(fixmatch.op(Kind::Rotate, 0.7, true), Op::Rotate(d) if (d + 21.0).abs() < 1e-12));
     assert_eq!(fixmatch.op(Kind::Solarize, 0.7, false), Op::Solarize(77));
 }
+
+/// timm's RandomErasing(0.25, mode='pixel') on 4,000 sentinel images of 3×224×224: how often it
+/// erases, the erased area fraction and log aspect (height/width) on average, and the noise's
+/// mean and std in normalised units.
+const ERASING_ORACLE: &str = r#"
+import json, math, random, torch
+from timm.data.random_erasing import RandomErasing
+random.seed(0); torch.manual_seed(0)
+er = RandomErasing(probability=0.25, mode="pixel", max_count=1, device="cpu")
+n, erased, areas, aspects, noise = 4000, 0, [], [], []
+for _ in range(n):
+    x = torch.full((3, 224, 224), 1000.0)
+    er(x)
+    hit = (x[0] != 1000.0)
+    if hit.any():
+        erased += 1
+        rows, cols = hit.any(1).nonzero(), hit.any(0).nonzero()
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        areas.append(h * w / 224 / 224); aspects.append(math.log(h / w))
+        noise.append(x[:, hit].flatten())
+z = torch.cat(noise)
+print(json.dumps({"rate": erased / n, "area": sum(areas) / len(areas), "log_aspect": sum(aspects) / len(aspects),
+                  "noise_mean": z.mean().item(), "noise_std": z.std().item()}))
+"#;
+
+#[test]
+fn random_erasing_draws_as_timms_and_fills_with_the_datasets_noise() {
+    use samix::data::erasing::{draw_rectangle, erase, RandomErasingConfig};
+    let out = common::venv_python(&["-c", ERASING_ORACLE]);
+    let timm: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let cfg = RandomErasingConfig::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let n = 40_000;
+    let rects: Vec<_> = (0..n).filter_map(|_| draw_rectangle(&cfg, 224, 224, &mut rng)).collect();
+    let rate = rects.len() as f64 / n as f64;
+    let area = rects.iter().map(|r| (r.2 * r.3) as f64 / 224.0 / 224.0).sum::<f64>() / rects.len() as f64;
+    let log_aspect = rects.iter().map(|r| (r.2 as f64 / r.3 as f64).ln()).sum::<f64>() / rects.len() as f64;
+    let near = |ours: f64, key: &str, tol: f64| {
+        let theirs = timm[key].as_f64().unwrap();
+        assert!((ours - theirs).abs() < tol, "{key}: samix {ours:.4}, timm {theirs:.4}");
+    };
+    near(rate, "rate", 0.025);
+    near(area, "area", 0.015);
+    near(log_aspect, "log_aspect", 0.1);
+    assert!(rects.iter().all(|&(t, l, h, w)| h < 224 && w < 224 && t + h <= 224 && l + w <= 224));
+    // The noise: timm's N(0, 1) in normalised units is, in pixels, N(255·mean, 255·std) per channel.
+    let (mean, std) = ([0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0], [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0]);
+    let always = RandomErasingConfig { p: 1.0, area: [0.3, 0.3], aspect: [1.0, 1.0], ..Default::default() };
+    let img = erase(RawImage::new(3, 224, 224, vec![0; 3 * 224 * 224]), &always, &mean, &std, &mut rng);
+    let red: Vec<f64> = img.data[..224 * 224].iter().filter(|&&v| v > 0).map(|&v| f64::from(v)).collect();
+    let m = red.iter().sum::<f64>() / red.len() as f64;
+    let s = (red.iter().map(|v| (v - m).powi(2)).sum::<f64>() / red.len() as f64).sqrt();
+    assert!((red.len() as f64 / (224.0 * 224.0) - 0.3).abs() < 0.01, "erased area {}", red.len());
+    near((m / 255.0 - 0.485) / 0.229, "noise_mean", 0.05);
+    // Bytes clip the tails (below 0 and above 255, here 3% of the draws): a narrower spread than
+    // timm's unclipped floats, the one difference of erasing before normalising.
+    let spread = s / 255.0 / 0.229 / timm["noise_std"].as_f64().unwrap();
+    assert!((0.9..1.0).contains(&spread), "noise std {spread:.3} of timm's");
+}

@@ -102,6 +102,8 @@ pub struct AugmentConfig {
     pub scaled_decode: bool,
     /// RandAugment after the flip (`[data.augment.randaugment]`; absent: off).
     pub randaugment: Option<super::randaug::RandAugmentConfig>,
+    /// Random erasing, the last step (`[data.augment.random_erasing]`; absent: off).
+    pub random_erasing: Option<super::erasing::RandomErasingConfig>,
 }
 
 impl Default for AugmentConfig {
@@ -122,6 +124,7 @@ impl Default for AugmentConfig {
             blur_sigma: [0.1, 2.0],
             scaled_decode: true,
             randaugment: None,
+            random_erasing: None,
         }
     }
 }
@@ -265,6 +268,9 @@ impl DataConfig {
         }
         if let Some(r) = &a.randaugment {
             r.check()?;
+        }
+        if let Some(e) = &a.random_erasing {
+            e.check()?;
         }
         if a.image_size.is_none() && self.dataset.native_size().is_none() {
             return Err(Error::config(

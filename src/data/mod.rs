@@ -6,6 +6,7 @@ pub mod color;
 pub mod config;
 pub mod dataset;
 pub mod download;
+pub mod erasing;
 pub mod fine_grained;
 pub mod folder;
 pub mod idx;

@@ -3,6 +3,7 @@
 use super::color::{Jitter, Planes};
 use super::config::{AugmentConfig, Interpolation, PaddingMode};
 use super::dataset::{Dataset, Window};
+use super::erasing::RandomErasingConfig;
 use super::randaug::RandAugmentConfig;
 use super::resample::{resize_window, resize_window_bicubic};
 use super::RawImage;
@@ -31,6 +32,8 @@ pub enum Step {
     GaussianBlur { sigma: (f64, f64), p: f64 },
     /// RandAugment ([`super::randaug`]).
     RandAugment(RandAugmentConfig),
+    /// Random erasing ([`super::erasing`]) with noise of this mean and std per channel (pixels).
+    RandomErasing { cfg: RandomErasingConfig, mean: Vec<f64>, std: Vec<f64> },
 }
 
 /// A sequence of steps followed by per-channel normalisation.
@@ -83,6 +86,13 @@ impl Pipeline {
         // timm's and the reference's order: crop, flip, then RandAugment.
         if let Some(r) = &cfg.randaugment {
             steps.push(Step::RandAugment(r.clone()));
+        }
+        // Last, as timm erases after normalising: noise around the dataset's statistics.
+        if let Some(e) = &cfg.random_erasing {
+            let pixels = |v: &[f32]| v.iter().map(|&x| f64::from(x) * 255.0).collect::<Vec<f64>>();
+            let mean = e.fill_mean.map(|m| m.to_vec()).unwrap_or_else(|| pixels(mean));
+            let std = e.fill_std.map(|s| s.to_vec()).unwrap_or_else(|| pixels(std));
+            steps.push(Step::RandomErasing { cfg: e.clone(), mean, std });
         }
         Pipeline { steps, mean: mean.to_vec(), std: std.to_vec(), max_decode_scale: cfg.max_decode_scale() }
     }
@@ -191,6 +201,7 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
             planes.to_image()
         }
         Step::RandAugment(ref cfg) => super::randaug::rand_augment(img, cfg, rng),
+        Step::RandomErasing { ref cfg, ref mean, ref std } => super::erasing::erase(img, cfg, mean, std, rng),
         Step::GaussianBlur { sigma, p } => {
             if !rng.gen_bool(p) {
                 return img;
