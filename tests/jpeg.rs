@@ -204,3 +204,42 @@ fn the_training_pipeline_decodes_only_its_crop_and_gives_the_full_decodes_pixels
     assert!(worst_scaled < 8.0, "scaled decode vs whole decode: mean difference {worst_scaled:.3}");
     eprintln!("mean difference from the whole-image path: full resolution {worst_full:.3}, scaled {worst_scaled:.3}");
 }
+
+#[test]
+fn unreadable_images_stop_the_epoch_or_are_skipped_and_named_as_the_config_says() {
+    use samix::data::folder::load_image_folder;
+    use samix::data::loader::{Loader, LoaderConfig};
+    use samix::data::transform::Pipeline;
+    use samix::data::{AugmentConfig, BadImages};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    common::venv_python(&[std::ffi::OsStr::new("-c"), WRITE.as_ref(), tmp.path().as_os_str()]);
+    for split in ["train/a", "train/b", "val/a"] {
+        std::fs::create_dir_all(tmp.path().join(split)).unwrap();
+    }
+    let put = |from: &str, to: &str| std::fs::copy(tmp.path().join(from), tmp.path().join(to)).map(drop).unwrap();
+    for (i, name) in ["baseline", "progressive", "sub444", "grey", "cmyk"].iter().enumerate() {
+        put(&format!("{name}.jpg"), &format!("train/{}/{name}.jpg", ["a", "b"][i % 2]));
+    }
+    put("truncated.jpg", "train/a/truncated.jpg");
+    std::fs::write(tmp.path().join("train/b/notes.jpg"), "not an image, a text file named .jpg").unwrap();
+    put("baseline.jpg", "val/a/baseline.jpg");
+    let (train, _) = load_image_folder(tmp.path()).unwrap();
+    let train: Arc<dyn samix::data::Dataset> = Arc::new(train);
+    let augment = AugmentConfig { image_size: Some(32), random_resized_crop: true, ..Default::default() };
+    let loader = |bad| {
+        let pipeline = Pipeline::train(&augment, None, &[0.5; 3], &[0.5; 3]);
+        let lc = LoaderConfig { batch_size: 4, workers: 2, prefetch: 1, shuffle: true, drop_last: false, seed: 1 };
+        Loader::new(train.clone(), pipeline, lc, tch::Device::Cpu).with_bad_images(bad)
+    };
+    // Stop (the default): the epoch ends at the first bad file, naming it.
+    let err = loader(BadImages::Stop).epoch(0).find_map(|b| b.err()).map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("truncated.jpg") || err.contains("notes.jpg"), "{err}");
+    // Skip: every good image arrives (the grey and CMYK ones included), the two bad ones are named.
+    let mut epoch = loader(BadImages::Skip).epoch(0);
+    let images: usize = (&mut epoch).map(|b| b.unwrap().len()).sum();
+    assert_eq!(images, 5);
+    let skipped = epoch.skipped();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped.iter().any(|e| e.contains("truncated.jpg")) && skipped.iter().any(|e| e.contains("notes.jpg")));
+}

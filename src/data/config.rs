@@ -165,8 +165,21 @@ pub struct DataConfig {
     pub workers: usize,
     #[serde(default = "DataConfig::default_prefetch")]
     pub prefetch: usize,
+    /// What an image that cannot be read or decoded does: `stop` the run naming it (the
+    /// default), or `skip` it (its batch is one image short) and say which and how many at the
+    /// end of the epoch.
+    #[serde(default)]
+    pub bad_images: BadImages,
     #[serde(default)]
     pub augment: AugmentConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadImages {
+    #[default]
+    Stop,
+    Skip,
 }
 
 impl DataConfig {
@@ -191,6 +204,7 @@ impl DataConfig {
             verify_checksums: Self::default_verify_checksums(),
             workers: Self::default_workers(),
             prefetch: Self::default_prefetch(),
+            bad_images: BadImages::Stop,
             augment: AugmentConfig::default(),
         }
     }

@@ -5,12 +5,12 @@
 //! a run is reproducible. Records how long the consumer waited. In data-parallel training each
 //! rank's loader reads its [`Shard`] of the same epoch order.
 use super::transform::{Normalizer, Pipeline};
-use super::{Dataset, RawImage};
+use super::{BadImages, Dataset, RawImage};
 use crate::rng::{stream, Stream};
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
@@ -67,11 +67,27 @@ pub struct Loader {
     device: Device,
     shard: Shard,
     views: usize,
+    bad_images: BadImages,
 }
 
 impl Loader {
     pub fn new(dataset: Arc<dyn Dataset>, pipeline: Pipeline, cfg: LoaderConfig, device: Device) -> Self {
-        Loader { dataset, pipeline: Arc::new(pipeline), cfg, device, shard: Shard::WHOLE, views: 1 }
+        Loader {
+            dataset,
+            pipeline: Arc::new(pipeline),
+            cfg,
+            device,
+            shard: Shard::WHOLE,
+            views: 1,
+            bad_images: BadImages::Stop,
+        }
+    }
+
+    /// This loader skipping images it cannot read or decode (`BadImages::Skip`: the batch is
+    /// one image short, [`EpochIter::skipped`] names them) instead of failing the batch.
+    pub fn with_bad_images(mut self, bad_images: BadImages) -> Self {
+        self.bad_images = bad_images;
+        self
     }
 
     /// This loader giving `views` independently augmented copies of every image (self-supervised
@@ -181,14 +197,17 @@ impl Loader {
         let first = first.min(num_batches);
         let workers = self.cfg.workers.max(1).min((num_batches - first).max(1));
         let mut receivers = Vec::with_capacity(workers);
+        let skipped = Arc::new(Mutex::new(Vec::new()));
         for w in 0..workers {
             let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
             let (dataset, pipeline, order) = (self.dataset.clone(), self.pipeline.clone(), order.clone());
             let (bs, seed, views) = (self.cfg.batch_size.max(1), self.cfg.seed, self.views);
+            let (skip, skipped) = (self.bad_images == BadImages::Skip, skipped.clone());
             std::thread::spawn(move || {
                 for b in (first + w..num_batches).step_by(workers) {
                     let end = ((b + 1) * bs).min(order.len());
-                    let batch = build_batch(&*dataset, &pipeline, &order[b * bs..end], seed, epoch, views);
+                    let source = Source { dataset: &*dataset, pipeline: &pipeline, seed, epoch, views };
+                    let batch = build_batch(&source, &order[b * bs..end], skip.then_some(&*skipped));
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return;
@@ -198,6 +217,7 @@ impl Loader {
             receivers.push(rx);
         }
         EpochIter {
+            skipped,
             receivers,
             first,
             next: first,
@@ -245,39 +265,65 @@ impl BatchPixels {
     }
 }
 
-/// Loads and augments `indices` into one CPU batch of bytes (`views` copies of each image).
-fn build_batch(
-    dataset: &dyn Dataset,
-    pipeline: &Pipeline,
-    indices: &[usize],
+/// Says, at the end of `what` (an epoch, an evaluation), how many images were skipped as
+/// unreadable and which (the first five in full); nothing when none was.
+pub fn report_skipped(what: &str, skipped: &[String]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = skipped.iter().take(5).map(String::as_str).collect();
+    let more = if skipped.len() > 5 { format!("; and {} more", skipped.len() - 5) } else { String::new() };
+    tracing::warn!(
+        "{what}: skipped {} unreadable images (data.bad_images = \"skip\"): {}{more}",
+        skipped.len(),
+        shown.join("; ")
+    );
+}
+
+/// Where a worker's images come from and how they are augmented.
+struct Source<'a> {
+    dataset: &'a dyn Dataset,
+    pipeline: &'a Pipeline,
     seed: u64,
     epoch: u64,
     views: usize,
-) -> Result<(Tensor, Tensor)> {
+}
+
+/// Loads and augments `indices` into one CPU batch of bytes (`views` copies of each image). With
+/// `skipped`, an image that cannot be read or decoded is left out and its error recorded there.
+fn build_batch(source: &Source, indices: &[usize], skipped: Option<&Mutex<Vec<String>>>) -> Result<(Tensor, Tensor)> {
+    let Source { dataset, pipeline, seed, epoch, views } = *source;
     let capacity = indices.len() * views;
     let mut batch = BatchPixels { pixels: Vec::new(), shape: None, filled: 0, capacity };
     let mut labels = Vec::with_capacity(indices.len());
     for &i in indices {
         let mut rng = stream(seed, Stream::Augment, epoch, i as u64);
-        if views == 1 {
+        let loaded = if views == 1 {
             // One view: the pipeline may decode only the part of the image its crop reads.
-            batch.push(&pipeline.load_and_apply(dataset, i, &mut rng)?, dataset, i)?;
+            pipeline.load_and_apply(dataset, i, &mut rng).map(|img| vec![img])
         } else {
-            let mut raw = dataset.load(i)?;
-            for v in 0..views {
-                // The last view takes the decoded image itself.
-                let source = if v + 1 < views {
-                    raw.clone()
-                } else {
-                    std::mem::replace(&mut raw, RawImage::new(0, 0, 0, Vec::new()))
-                };
-                batch.push(&pipeline.apply(source, &mut rng), dataset, i)?;
+            dataset.load(i).map(|raw| (0..views).map(|_| pipeline.apply(raw.clone(), &mut rng)).collect())
+        };
+        let images = match (loaded, skipped) {
+            (Ok(images), _) => images,
+            (Err(e @ (Error::Data { .. } | Error::Io { .. })), Some(list)) => {
+                list.lock().map_err(|_| Error::Argument("a loader worker panicked".into()))?.push(e.to_string());
+                continue;
             }
+            (Err(e), _) => return Err(e),
+        };
+        for img in &images {
+            batch.push(img, dataset, i)?;
         }
         labels.push(dataset.label(i));
     }
+    if labels.is_empty() && !indices.is_empty() {
+        let msg = format!("all {} images of a batch were unreadable and skipped", indices.len());
+        return Err(Error::data(format!("{} dataset", dataset.info().name), msg));
+    }
     let (c, h, w) = batch.shape.unwrap_or((0, 0, 0));
     let n = labels.len() as i64;
+    batch.pixels.truncate(labels.len() * views * c * h * w);
     let dims: Vec<i64> = if views > 1 {
         vec![n, views as i64, c as i64, h as i64, w as i64]
     } else {
@@ -288,6 +334,8 @@ fn build_batch(
 }
 
 pub struct EpochIter {
+    /// The errors of the images skipped so far (`BadImages::Skip`).
+    skipped: Arc<Mutex<Vec<String>>>,
     receivers: Vec<Receiver<Result<(Tensor, Tensor)>>>,
     /// The batch the iteration started at (the workers deal out batches from there).
     first: usize,
@@ -307,6 +355,10 @@ impl EpochIter {
     }
     pub fn num_batches(&self) -> usize {
         self.num_batches
+    }
+    /// The errors of the images skipped so far in this epoch, each naming its file.
+    pub fn skipped(&self) -> Vec<String> {
+        self.skipped.lock().map(|list| list.clone()).unwrap_or_default()
     }
 }
 

@@ -20,7 +20,7 @@ pub mod transform;
 pub mod verify;
 
 use crate::Result;
-pub use config::{AugmentConfig, DataConfig, DatasetKind, Interpolation, PaddingMode};
+pub use config::{AugmentConfig, BadImages, DataConfig, DatasetKind, Interpolation, PaddingMode};
 pub use dataset::{
     ClassRange, Dataset, DatasetInfo, InMemoryDataset, Prefix, RawImage, Split, Splits, Window, WindowedImage,
 };

@@ -188,6 +188,7 @@ impl EpochRun<'_> {
                 images: s.images * world,
             })?;
         }
+        crate::data::loader::report_skipped(&format!("epoch {}", epoch + 1), &batches.skipped());
         let (loader_wait_s, seconds) = (batches.waited().as_secs_f64(), started.elapsed().as_secs_f64());
         self.finish(learner, s, iters, loader_wait_s, seconds)
     }

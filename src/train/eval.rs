@@ -41,7 +41,8 @@ pub fn evaluate_heads(
     // Per head: [top-1 count, top-5 count, loss sum], accumulated on the device.
     let mut sums: Vec<Option<[Tensor; 3]>> = (0..heads).map(|_| None).collect();
     let mut n = 0usize;
-    for batch in loader.epoch(0) {
+    let mut batches = loader.epoch(0);
+    for batch in &mut batches {
         let batch = batch?;
         let labels = batch.labels.unsqueeze(1);
         for (h, z) in logits(&batch.images).into_iter().enumerate().take(heads) {
@@ -57,6 +58,7 @@ pub fn evaluate_heads(
         }
         n += batch.len();
     }
+    crate::data::loader::report_skipped("evaluation", &batches.skipped());
     let denom = n.max(1) as f64;
     Ok(sums
         .into_iter()

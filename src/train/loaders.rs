@@ -24,7 +24,7 @@ pub fn train_loader(cfg: &TrainConfig, train: Arc<dyn Dataset>, device: Device) 
         seed: cfg.seed,
     };
     let views = if cfg.ssl.is_some() { 2 } else { 1 };
-    Loader::new(train, train_pipeline(cfg, &info), lc, device).with_views(views)
+    Loader::new(train, train_pipeline(cfg, &info), lc, device).with_views(views).with_bad_images(cfg.data.bad_images)
 }
 
 /// The evaluation loader of a config: every test image in order, in `eval_batch_size` batches.
@@ -39,5 +39,5 @@ pub fn eval_loader(cfg: &TrainConfig, test: Arc<dyn Dataset>, device: Device) ->
         drop_last: false,
         seed: cfg.seed,
     };
-    Loader::new(test, pipeline, lc, device)
+    Loader::new(test, pipeline, lc, device).with_bad_images(cfg.data.bad_images)
 }
