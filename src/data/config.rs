@@ -19,6 +19,9 @@ pub enum DatasetKind {
     Cub200,
     /// FGVC-Aircraft 2013b, variants, trainval/test (`data.path` required).
     Aircraft,
+    /// ImageNet-1k: `train/<wnid>/`, `val/` in class folders or flat with a label list
+    /// (`data.path` required).
+    Imagenet,
 }
 
 impl DatasetKind {
@@ -32,6 +35,7 @@ impl DatasetKind {
             DatasetKind::TinyImagenet => "tiny_imagenet",
             DatasetKind::Cub200 => "cub200",
             DatasetKind::Aircraft => "aircraft",
+            DatasetKind::Imagenet => "imagenet",
         }
     }
     /// Native image side of the fixed-size datasets.
@@ -40,7 +44,7 @@ impl DatasetKind {
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(32),
             DatasetKind::Mnist | DatasetKind::FashionMnist => Some(28),
             DatasetKind::TinyImagenet => Some(64),
-            DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft => None,
+            DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft | DatasetKind::Imagenet => None,
         }
     }
 }

@@ -18,7 +18,11 @@ fn max_download_bytes(kind: DatasetKind) -> u64 {
     match kind {
         DatasetKind::Mnist | DatasetKind::FashionMnist => 64 * MIB,
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => 256 * MIB,
-        DatasetKind::TinyImagenet | DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft => 512 * MIB,
+        DatasetKind::TinyImagenet
+        | DatasetKind::ImageFolder
+        | DatasetKind::Cub200
+        | DatasetKind::Aircraft
+        | DatasetKind::Imagenet => 512 * MIB,
     }
 }
 
@@ -74,7 +78,9 @@ fn official_mirrors(kind: DatasetKind) -> (Vec<&'static str>, Vec<OfficialFile>,
             vec![("tiny-imagenet-200.zip", "tiny-imagenet-200.zip", Some("90528d7ca1a48142e341f4ef8d21d0de"))],
             Some("tiny-imagenet-200.zip"),
         ),
-        DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft => (vec![], vec![], None),
+        DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft | DatasetKind::Imagenet => {
+            (vec![], vec![], None)
+        }
     }
 }
 
@@ -118,7 +124,7 @@ pub fn dataset_path(data_dir: &Path, kind: DatasetKind) -> Option<PathBuf> {
         DatasetKind::Mnist => "mnist",
         DatasetKind::FashionMnist => "fashion-mnist",
         DatasetKind::TinyImagenet => "tiny-imagenet-200",
-        DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft => return None,
+        DatasetKind::ImageFolder | DatasetKind::Cub200 | DatasetKind::Aircraft | DatasetKind::Imagenet => return None,
     };
     Some(data_dir.join(name))
 }
@@ -140,6 +146,7 @@ pub fn validate(kind: DatasetKind, path: &Path) -> Result<()> {
         DatasetKind::ImageFolder => folder::load_image_folder(path).map(|_| ()),
         DatasetKind::Cub200 => super::fine_grained::load_cub200(path).map(|_| ()),
         DatasetKind::Aircraft => super::fine_grained::load_aircraft(path).map(|_| ()),
+        DatasetKind::Imagenet => super::imagenet::load_imagenet(path).map(|_| ()),
     }
 }
 

@@ -165,6 +165,39 @@ fn is_image(path: &Path) -> bool {
     )
 }
 
+/// The class names of a `train/` folder: its sub-folders, sorted (torchvision's ImageFolder order).
+pub(super) fn class_folders(train_dir: &Path) -> Result<Vec<String>> {
+    let classes: Vec<String> = sorted_entries(train_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::data(train_dir, "no class folders"));
+    }
+    Ok(classes)
+}
+
+/// The (image, label) pairs of `dir/<class>/*`, labels from `index`; a class folder `index` lacks
+/// and an empty class folder are errors naming the folder.
+pub(super) fn class_folder_items(dir: &Path, index: &HashMap<&str, i64>) -> Result<Vec<(PathBuf, i64)>> {
+    let mut items = Vec::new();
+    for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let name = class_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::data(&class_dir, "not a named folder"))?;
+        let label = *index
+            .get(name.as_str())
+            .ok_or_else(|| Error::data(&class_dir, "class folder not present in `train/` (unknown class)"))?;
+        items.extend(non_empty(&class_dir, images_in(&class_dir)?)?.into_iter().map(|p| (p, label)));
+    }
+    if items.is_empty() {
+        return Err(Error::data(dir, "no images (.png/.jpg/.jpeg) found"));
+    }
+    Ok(items)
+}
+
 /// The entries of `dir`, sorted, without hidden ones (`.ipynb_checkpoints/`, `.DS_Store`: tools
 /// put them there, they are never classes or images).
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -215,33 +248,9 @@ pub fn load_image_folder(root: &Path) -> Result<(FolderDataset, FolderDataset)> 
     if !train_dir.is_dir() {
         return Err(Error::data(root, "missing `train/` folder"));
     }
-    let classes: Vec<String> = sorted_entries(&train_dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    if classes.is_empty() {
-        return Err(Error::data(&train_dir, "no class folders"));
-    }
+    let classes = class_folders(&train_dir)?;
     let index: HashMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
-    let list = |dir: &Path| -> Result<Vec<(PathBuf, i64)>> {
-        let mut items = Vec::new();
-        for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
-            let name = class_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| Error::data(&class_dir, "not a named folder"))?;
-            let label = *index
-                .get(name.as_str())
-                .ok_or_else(|| Error::data(&class_dir, "class folder not present in `train/` (unknown class)"))?;
-            items.extend(non_empty(&class_dir, images_in(&class_dir)?)?.into_iter().map(|p| (p, label)));
-        }
-        if items.is_empty() {
-            return Err(Error::data(dir, "no images (.png/.jpg/.jpeg) found"));
-        }
-        Ok(items)
-    };
-    let (train_items, eval_items) = (list(&train_dir)?, list(&eval_dir)?);
+    let (train_items, eval_items) = (class_folder_items(&train_dir, &index)?, class_folder_items(&eval_dir, &index)?);
     drop(index);
     let train = FolderDataset { info: folder_info("image_folder", classes.clone()), items: train_items };
     let eval = FolderDataset { info: folder_info("image_folder", classes), items: eval_items };

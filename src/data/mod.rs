@@ -10,6 +10,7 @@ pub mod erasing;
 pub mod fine_grained;
 pub mod folder;
 pub mod idx;
+pub mod imagenet;
 pub mod jpeg;
 pub mod loader;
 pub mod pil_ops;
@@ -75,6 +76,7 @@ pub fn open_splits(cfg: &DataConfig) -> Result<Splits> {
         DatasetKind::ImageFolder => shared(folder::load_image_folder(&path)?),
         DatasetKind::TinyImagenet => shared(folder::load_tiny_imagenet(&path)?),
         DatasetKind::Cub200 => shared(fine_grained::load_cub200(&path)?),
+        DatasetKind::Imagenet => shared(imagenet::load_imagenet(&path)?),
         DatasetKind::Aircraft => shared(fine_grained::load_aircraft(&path)?),
     };
     if let Some([lo, hi]) = cfg.classes {

@@ -3,7 +3,7 @@
 use super::checksum::{known_md5, md5_hex};
 use super::config::DatasetKind;
 use super::dataset::Dataset;
-use super::{cifar, fine_grained, folder, idx};
+use super::{cifar, fine_grained, folder, idx, imagenet};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,6 +80,10 @@ pub fn detect(path: &Path) -> Result<DatasetKind> {
     if fine_grained::AIRCRAFT_FOLDERS.iter().any(|d| path.join(d).join("images_variant_test.txt").is_file()) {
         return Ok(DatasetKind::Aircraft);
     }
+    // A flat val/ with a label list is ImageNet's layout; class folders are any image folder.
+    if path.join("train").is_dir() && imagenet::VAL_LISTS.iter().any(|l| path.join(l).is_file()) {
+        return Ok(DatasetKind::Imagenet);
+    }
     Ok(DatasetKind::ImageFolder)
 }
 
@@ -120,6 +124,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         DatasetKind::Aircraft => {
             let (tr, te) = fine_grained::load_aircraft(path)?;
             verify_folder("aircraft", tr, te)
+        }
+        DatasetKind::Imagenet => {
+            let (tr, te) = imagenet::load_imagenet(path)?;
+            verify_folder("imagenet", tr, te)
         }
     }
 }
