@@ -5,13 +5,13 @@ import re, sys
 
 rows = []  # (variant, method, ms, mib)
 for line in open(sys.argv[1]):
-    m = re.match(r"RESULT samix (\w+) precision=(\w+) graph=(\w+) cl=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
+    m = re.match(r"RESULT samix (\w+) (?:model=\S+ )?precision=(\w+) graph=(\w+) cl=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
     if m:
         graph = " + CUDA graph" if m.group(3) == "true" else ""
         cl = " channels-last" if m.group(4) == "true" else ""
         rows.append((f"samix {m.group(2)}{cl}{graph}", m.group(1), float(m.group(5)), m.group(6)))
         continue
-    m = re.match(r"RESULT torch (\w+) amp=(\w+) cl=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
+    m = re.match(r"RESULT torch (\w+) (?:model=\S+ )?amp=(\w+) cl=(\w+) .*?: ([\d.]+) ms/step \d+ img/s(?: peak_\w+=(\d+)MiB)?", line)
     if m:
         cl = " channels-last" if m.group(3) == "True" else ""
         rows.append(("PyTorch " + ("bf16 autocast" if m.group(2) == "True" else "f32") + cl, m.group(1), float(m.group(4)), m.group(5)))

@@ -1,7 +1,9 @@
 """PyTorch reference of one training step for vanilla / mixup / cutmix / SAMix
-(ResNet-18 CIFAR variant, 32x32, batch 100), written from the SAMix spec (docs/ALGORITHM.md).
-It is the side-by-side peer for throughput: same work, PyTorch eager (+ optional bf16 autocast).
-Usage: python3 bench/torch_samix_ref.py [--steps 40] [--amp] [--device cuda]
+(ResNet-18 CIFAR variant, 32x32, batch 100; or with --model imagenet-r50 torchvision's ResNet-50
+at 224x224, 1,000 classes, the Mixer on its 14x14x1024 stage 3 upsampled x16), written from the
+SAMix spec (docs/ALGORITHM.md). It is the side-by-side peer for throughput: same work, PyTorch
+eager (+ optional bf16 autocast on the device's type).
+Usage: python3 bench/torch_samix_ref.py [--steps 40] [--amp] [--device cuda] [--model M] [--methods a,b]
 Prints one line per method: ms/step, images/s, and the SAMix/vanilla ratio."""
 import argparse, copy, math, time
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -33,6 +35,18 @@ class ResNet18C(nn.Module):
             if i == 2: f3 = x
         return f3, s.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
+class ResNet50I(nn.Module):
+    """torchvision's ResNet-50; returns (stage3 [N,1024,14,14] at 224, logits)"""
+    def __init__(s, k=1000):
+        super().__init__()
+        import torchvision
+        s.net = torchvision.models.resnet50(num_classes=k)
+    def forward(s, x):
+        n = s.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        f3 = n.layer3(n.layer2(n.layer1(x)))
+        return f3, n.fc(torch.flatten(n.avgpool(n.layer4(f3)), 1))
+
 class Mixer(nn.Module):
     """SAMix mixer: lambda-residual encoding, q/k on concat, 2-layer value net, bilinear x4, sigmoid."""
     def __init__(s, c=256, k=0.25):
@@ -60,19 +74,23 @@ def main():
     ap.add_argument("--warmup", type=int, default=10); ap.add_argument("--amp", action="store_true")
     ap.add_argument("--device", default="cuda"); ap.add_argument("--bs", type=int, default=100)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--model", default="cifar-r18", choices=["cifar-r18", "imagenet-r50"])
+    ap.add_argument("--methods", default="vanilla,mixup,cutmix,samix")
     a = ap.parse_args(); dev = torch.device(a.device)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    net = ResNet18C().to(dev); ema = copy.deepcopy(net).to(dev)
+    big = a.model == "imagenet-r50"
+    S, K, up = (224, 1000, 16) if big else (32, 100, 4)
+    net = (ResNet50I() if big else ResNet18C()).to(dev); ema = copy.deepcopy(net).to(dev)
     for p in ema.parameters(): p.requires_grad_(False)
-    mixer = Mixer().to(dev)
+    mixer = (Mixer(c=1024) if big else Mixer()).to(dev)
     if a.channels_last:
         net = net.to(memory_format=torch.channels_last); ema = ema.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(list(net.parameters()) + list(mixer.parameters()), lr=0.1, momentum=0.9, weight_decay=1e-4)
     beta = torch.distributions.Beta(2.0, 2.0); beta1 = torch.distributions.Beta(1.0, 1.0)
-    x = torch.randn(a.bs, 3, 32, 32, device=dev); y = torch.randint(0, 100, (a.bs,), device=dev)
+    x = torch.randn(a.bs, 3, S, S, device=dev); y = torch.randint(0, K, (a.bs,), device=dev)
     if a.channels_last: x = x.to(memory_format=torch.channels_last)
-    ac = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if a.amp else (lambda: torch.autocast("cuda", enabled=False))
+    ac = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if a.amp else (lambda: torch.autocast(dev.type, enabled=False))
 
     def vanilla():
         with ac(): loss = F.cross_entropy(net(x)[1], y)
@@ -83,11 +101,11 @@ def main():
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     def cutmix():
         lam = float(torch.distributions.Beta(0.2, 0.2).sample()); idx = torch.randperm(a.bs, device=dev)
-        cut = math.sqrt(1 - lam); cw, ch = int(32 * cut), int(32 * cut)
-        cx, cy = int(torch.randint(0, 32, ())), int(torch.randint(0, 32, ()))
-        x1, x2, y1, y2 = max(cx - cw // 2, 0), min(cx + cw // 2, 32), max(cy - ch // 2, 0), min(cy + ch // 2, 32)
+        cut = math.sqrt(1 - lam); cw, ch = int(S * cut), int(S * cut)
+        cx, cy = int(torch.randint(0, S, ())), int(torch.randint(0, S, ()))
+        x1, x2, y1, y2 = max(cx - cw // 2, 0), min(cx + cw // 2, S), max(cy - ch // 2, 0), min(cy + ch // 2, S)
         xm = x.clone(); xm[:, :, y1:y2, x1:x2] = x[idx, :, y1:y2, x1:x2]
-        lam = 1 - (x2 - x1) * (y2 - y1) / 1024
+        lam = 1 - (x2 - x1) * (y2 - y1) / (S * S)
         with ac(): loss = mixup_ce(net(xm)[1], y, idx, lam)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     def samix():
@@ -95,8 +113,8 @@ def main():
         imb, ibb = torch.randperm(a.bs, device=dev), torch.randperm(a.bs, device=dev)
         with ac():
             with torch.no_grad(): f = ema(x)[0]
-            smb = mixer(f, lmb, imb)
-            with torch.no_grad(): sbb = mixer(f, lbb, ibb)
+            smb = mixer(f, lmb, imb, r=up)
+            with torch.no_grad(): sbb = mixer(f, lbb, ibb, r=up)
             if lbb <= 0.08 or lbb >= 0.92: sbb = torch.full_like(sbb, 1 - lbb)
             m = smb.mean(); lmask = 0.1 * (torch.clamp((1 - m - lmb).abs() - 0.1, min=0) - 2 * ((smb - m) ** 2).mean())
             xmb = x * (1 - smb) + x[imb] * smb
@@ -110,15 +128,17 @@ def main():
             for pe, pq in zip(ema.parameters(), net.parameters()): pe.mul_(0.999).add_(pq.detach(), alpha=0.001)
 
     res = {}
-    for name, fn in [("vanilla", vanilla), ("mixup", mixup), ("cutmix", cutmix), ("samix", samix)]:
+    chosen = a.methods.split(",")
+    for name, fn in [(n, f) for n, f in [("vanilla", vanilla), ("mixup", mixup), ("cutmix", cutmix), ("samix", samix)] if n in chosen]:
         for _ in range(a.warmup): fn()
         if dev.type == "cuda": torch.cuda.synchronize()
         t = time.perf_counter()
         for _ in range(a.steps): fn()
         if dev.type == "cuda": torch.cuda.synchronize()
         ms = (time.perf_counter() - t) * 1000 / a.steps; res[name] = ms
-        print(f"RESULT torch {name} amp={a.amp} cl={a.channels_last} bs={a.bs}: {ms:.2f} ms/step {a.bs*1000/ms:.0f} img/s", flush=True)
-    print(f"RATIO samix/vanilla {res['samix']/res['vanilla']:.2f} mixup/vanilla {res['mixup']/res['vanilla']:.2f}", flush=True)
+        print(f"RESULT torch {name} model={a.model} amp={a.amp} cl={a.channels_last} bs={a.bs}: {ms:.2f} ms/step {a.bs*1000/ms:.0f} img/s", flush=True)
+    if "vanilla" in res:
+        print("RATIO " + " ".join(f"{n}/vanilla {res[n]/res['vanilla']:.2f}" for n in res if n != "vanilla"), flush=True)
 
 if __name__ == "__main__":
     main()

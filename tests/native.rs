@@ -115,6 +115,7 @@ fn cuda_only_entry_points_fail_cleanly_without_a_gpu() {
         precision: Precision::F32,
         cuda_graph: true,
         channels_last: false,
+        model: samix::bench::BenchModel::CifarResnet18,
     };
     assert!(bench_step(Method::Vanilla, &opts).unwrap_err().to_string().contains("--cuda-graph"));
 }
@@ -255,6 +256,7 @@ fn bench_reports_step_time_and_peak_memory_on_the_cpu() {
         precision: Precision::F32,
         cuda_graph: false,
         channels_last: false,
+        model: samix::bench::BenchModel::CifarResnet18,
     };
     let r = bench_step(Method::Mixup, &opts).unwrap();
     assert!(r.ms_per_step > 0.0 && (r.images_per_sec - 4000.0 / r.ms_per_step).abs() < 1e-6);
@@ -263,6 +265,30 @@ fn bench_reports_step_time_and_peak_memory_on_the_cpu() {
         Some(PeakMemory::ProcessRss(bytes)) => assert!(bytes > 45_000_000, "{bytes}"),
         other => panic!("expected the process's peak RSS on the CPU, got {other:?}"),
     }
+}
+
+/// The ImageNet step the bench also times: ResNet-50 at 224 with 1,000 classes, and online SAMix
+/// on it (the Mixer on stage 3, 14×14×1024, up-sampled ×16 to the image).
+#[test]
+fn bench_times_the_imagenet_resnet50_step_and_samix_on_it() {
+    let _rng = torch_rng_lock();
+    let opts = BenchOptions {
+        device: Device::Cpu,
+        batch: 2,
+        warmup: 0,
+        steps: 1,
+        precision: Precision::F32,
+        cuda_graph: false,
+        channels_last: true,
+        model: samix::bench::BenchModel::ImagenetResnet50,
+    };
+    for method in [Method::Vanilla, Method::Samix] {
+        let r = bench_step(method, &opts).unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        // ResNet-50's parameters alone are 102 MB (two copies for SAMix).
+        assert!(matches!(r.peak_memory, Some(PeakMemory::ProcessRss(b)) if b > 100_000_000), "{:?}", r.peak_memory);
+    }
+    let err = samix::bench::BenchModel::from_name("imagenet-r18").unwrap_err().to_string();
+    assert!(err.contains("cifar-r18 or imagenet-r50"), "{err}");
 }
 
 #[test]
@@ -332,6 +358,7 @@ fn cuda_graph_samix_step_captures_and_replays() {
         precision: Precision::Bf16,
         cuda_graph: true,
         channels_last: false,
+        model: samix::bench::BenchModel::CifarResnet18,
     };
     let r = bench_step(Method::Samix, &opts).unwrap();
     assert!(r.ms_per_step > 0.0);

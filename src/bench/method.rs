@@ -52,3 +52,49 @@ impl Method {
         })
     }
 }
+
+/// The network and input size the steps are timed on (`samix bench --model`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BenchModel {
+    /// ResNet-18 with the CIFAR stem on 32×32 images, 100 classes (the reference's CIFAR-100 step).
+    #[default]
+    CifarResnet18,
+    /// ResNet-50 with the ImageNet stem on 224×224 images, 1,000 classes (the ImageNet step).
+    ImagenetResnet50,
+}
+
+impl BenchModel {
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "cifar-r18" => Ok(BenchModel::CifarResnet18),
+            "imagenet-r50" => Ok(BenchModel::ImagenetResnet50),
+            other => Err(Error::Argument(format!("unknown --model `{other}` (cifar-r18 or imagenet-r50)"))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchModel::CifarResnet18 => "cifar-r18",
+            BenchModel::ImagenetResnet50 => "imagenet-r50",
+        }
+    }
+    pub fn config(self) -> crate::model::ModelConfig {
+        use crate::model::{Arch, ModelConfig, Stem};
+        match self {
+            BenchModel::CifarResnet18 => ModelConfig::new(Arch::Resnet18),
+            BenchModel::ImagenetResnet50 => ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::Resnet50) },
+        }
+    }
+    /// The input side in pixels.
+    pub fn size(self) -> i64 {
+        match self {
+            BenchModel::CifarResnet18 => 32,
+            BenchModel::ImagenetResnet50 => 224,
+        }
+    }
+    pub fn classes(self) -> i64 {
+        match self {
+            BenchModel::CifarResnet18 => 100,
+            BenchModel::ImagenetResnet50 => 1000,
+        }
+    }
+}

@@ -17,17 +17,17 @@ use tch::{Device, Kind, Tensor};
 
 mod method;
 mod steps;
-pub use method::Method;
+pub use method::{BenchModel, Method};
 use steps::build_step;
 
-/// Refuses a `--batch` above [`crate::limits::MAX_BATCH`], or one whose first-stage feature map
-/// of the benchmarked ResNet-18 at 32 px is above [`crate::limits::MAX_TENSOR_BYTES`] (a batch of
-/// 10⁸ panicked inside libtorch's allocation).
-pub fn check_batch(batch: i64) -> Result<()> {
+/// Refuses a `--batch` above [`crate::limits::MAX_BATCH`], or one whose largest feature map of
+/// the benchmarked network is above [`crate::limits::MAX_TENSOR_BYTES`] (a batch of 10⁸
+/// panicked inside libtorch's allocation).
+pub fn check_batch(batch: i64, model: BenchModel) -> Result<()> {
     use crate::limits::{check_size, check_tensor_bytes, MAX_BATCH};
     check_size("--batch", batch, MAX_BATCH)?;
-    let bytes = crate::model::size::largest_activation_bytes(&steps::cifar_resnet18(), 32, batch.max(0) as u64);
-    check_tensor_bytes("--batch", "one batch of ResNet-18's first-stage feature map", bytes)
+    let bytes = crate::model::size::largest_activation_bytes(&model.config(), model.size() as u64, batch.max(0) as u64);
+    check_tensor_bytes("--batch", "one batch of the network's largest feature map", bytes)
 }
 
 /// How to run the timed steps.
@@ -45,6 +45,8 @@ pub struct BenchOptions {
     /// Convolution weights and the batch in channels-last memory order (the reference's
     /// `--channels-last`).
     pub channels_last: bool,
+    /// The network and input size.
+    pub model: BenchModel,
 }
 
 /// Peak memory while a method was built and timed.
@@ -110,7 +112,7 @@ fn peak_memory(device: Device) -> Result<Option<PeakMemory>> {
 
 /// Times `opts.steps` training steps of `method` after `opts.warmup` untimed ones.
 pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
-    check_batch(opts.batch)?;
+    check_batch(opts.batch, opts.model)?;
     let device = opts.device;
     if opts.cuda_graph && !device.is_cuda() {
         return Err(Error::Argument(format!("--cuda-graph needs a CUDA device, not {device:?}")));
@@ -121,7 +123,7 @@ pub fn bench_step(method: Method, opts: &BenchOptions) -> Result<BenchResult> {
     // The SAMix step's EMA momentum follows the schedule of a run as long as the bench (a
     // captured CUDA graph keeps the momentum of its capture).
     let total_steps = (opts.warmup + opts.steps) as u64;
-    let (_vs, mut step) = build_step(method, device, opts.batch, opts.channels_last, total_steps)?;
+    let (_vs, mut step) = build_step(method, device, opts.batch, opts.channels_last, total_steps, opts.model)?;
     let precision = opts.precision;
     let elapsed = if opts.cuda_graph {
         // Warm-up (on the graph's side stream) creates the gradients and momentum buffers the
@@ -159,7 +161,7 @@ fn time_runs(device: Device, runs: usize, mut run: impl FnMut() -> Result<()>) -
 /// needing a checkpoint, the model or a Mixer), then PuzzleMix with a random saliency (the
 /// saliency's cost not included).
 pub fn bench_policies(device: Device, batch: i64, steps: usize) -> Result<Vec<(String, f64)>> {
-    check_batch(batch)?;
+    check_batch(batch, BenchModel::CifarResnet18)?;
     let mut out = Vec::new();
     for &name in MixConfig::NAMES.iter().filter(|&&n| n != "none") {
         let policy = match MixConfig::from_name(name, None).and_then(|c| input_policy(&c, device)) {

@@ -1,11 +1,11 @@
 //! The training steps the bench times, one per method, each on its own networks and fixed
 //! batch: an input policy's step, online SAMix's (the trainer's own [`OnlineSamix::step`], its EMA
 //! momentum on the trainer's schedule), SAMix-P's, and the MoCo v2 / SAMix-SSL steps.
-use super::method::Method;
+use super::method::{BenchModel, Method};
 use crate::config::MixConfig;
 use crate::loss::mixup_cross_entropy;
 use crate::mix::MixPolicy;
-use crate::model::{Arch, ModelConfig, Network};
+use crate::model::Network;
 use crate::native::{self, Precision};
 use crate::optim::{OptimConfig, Optimizer, ParamGroup};
 use crate::rng::{stream, SamixRng, Stream};
@@ -24,10 +24,6 @@ pub(super) trait BenchStep {
     fn run(&mut self, precision: Precision, on_device: bool, cache_casts: bool) -> Result<()>;
 }
 
-pub(super) fn cifar_resnet18() -> ModelConfig {
-    ModelConfig::new(Arch::Resnet18)
-}
-
 /// SGD 0.1 / 0.9 / 1e-4: the reference recipe, which is samix's default.
 fn reference_sgd() -> OptimConfig {
     OptimConfig::default()
@@ -43,9 +39,16 @@ struct PolicyStep {
 }
 
 impl PolicyStep {
-    /// ResNet-18 CIFAR with the reference's SGD, trained on `x`, `y` mixed by `policy`.
-    fn new(vs: &VarStore, policy: Box<dyn MixPolicy>, x: Tensor, y: Tensor, rng: SamixRng) -> Result<Self> {
-        let net = Network::new(&vs.root(), &cifar_resnet18(), 3, 100)?;
+    /// `model` with the reference's SGD, trained on `x`, `y` mixed by `policy`.
+    fn new(
+        vs: &VarStore,
+        model: BenchModel,
+        policy: Box<dyn MixPolicy>,
+        x: Tensor,
+        y: Tensor,
+        rng: SamixRng,
+    ) -> Result<Self> {
+        let net = Network::new(&vs.root(), &model.config(), 3, model.classes())?;
         let sgd = Optimizer::new(vs, &reference_sgd());
         Ok(PolicyStep { net, sgd, policy, x, y, rng })
     }
@@ -107,12 +110,12 @@ impl BenchStep for SamixStep {
 }
 
 /// The input policy a bench method runs, with the policy's default α.
-fn bench_policy(method: Method, device: Device) -> Result<Box<dyn MixPolicy>> {
+fn bench_policy(method: Method, model: BenchModel, device: Device) -> Result<Box<dyn MixPolicy>> {
     let name = match method {
         Method::Vanilla => "none",
         Method::Mixup => "mixup",
         Method::Cutmix => "cutmix",
-        Method::SamixP => return bench_samix_p(device),
+        Method::SamixP => return bench_samix_p(model, device),
         Method::Samix | Method::Moco | Method::MocoSamix => {
             return Err(Error::Argument(format!("{} is not an input policy", method.name())))
         }
@@ -127,21 +130,23 @@ pub(super) fn build_step(
     batch: i64,
     channels_last: bool,
     total_steps: u64,
+    model: BenchModel,
 ) -> Result<(VarStore, Box<dyn BenchStep>)> {
     tch::manual_seed(0);
     let vs = VarStore::new(device);
-    let x = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+    let side = model.size();
+    let x = Tensor::randn([batch, 3, side, side], (Kind::Float, device));
     let x = if channels_last { native::to_channels_last(&x)? } else { x };
-    let y = Tensor::randint(100, [batch], (Kind::Int64, device));
+    let y = Tensor::randint(model.classes(), [batch], (Kind::Int64, device));
     let rng = stream(0, Stream::Mix, 0, 0);
     let step: Box<dyn BenchStep> = match method {
-        Method::Samix => Box::new(build_samix(&vs, x, y, rng, total_steps)?),
+        Method::Samix => Box::new(build_samix(&vs, model, x, y, rng, total_steps)?),
         Method::Moco | Method::MocoSamix => {
-            let x2 = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+            let x2 = Tensor::randn([batch, 3, side, side], (Kind::Float, device));
             let x2 = if channels_last { native::to_channels_last(&x2)? } else { x2 };
-            Box::new(build_moco(&vs, method == Method::MocoSamix, (x, x2), rng, total_steps)?)
+            Box::new(build_moco(&vs, model, method == Method::MocoSamix, (x, x2), rng, total_steps)?)
         }
-        policy => Box::new(PolicyStep::new(&vs, bench_policy(policy, device)?, x, y, rng)?),
+        policy => Box::new(PolicyStep::new(&vs, model, bench_policy(policy, model, device)?, x, y, rng)?),
     };
     if channels_last {
         native::vars_to_channels_last(&vs)?;
@@ -149,25 +154,32 @@ pub(super) fn build_step(
     Ok((vs, step))
 }
 
-/// SAMix-P over a freshly initialised ResNet-18 encoder and SAMix Mixer with the CIFAR-100 R18
-/// defaults (stage-3 features, α = 2, λ margin 0.08).
-fn bench_samix_p(device: Device) -> Result<Box<dyn MixPolicy>> {
+/// SAMix-P over a freshly initialised encoder and SAMix Mixer with the CIFAR-100 R18 defaults
+/// (stage-3 features, α = 2, λ margin 0.08).
+fn bench_samix_p(model: BenchModel, device: Device) -> Result<Box<dyn MixPolicy>> {
     let vs = VarStore::new(device);
     let root = vs.root();
-    let encoder = Network::new(&(&root / "k"), &cifar_resnet18(), 3, 100)?;
+    let encoder = Network::new(&(&root / "k"), &model.config(), 3, model.classes())?;
     let options = SamixOptions::samix();
-    let shape = mixer_shape(&encoder, options.mask_stage, 32, device)?;
+    let shape = mixer_shape(&encoder, options.mask_stage, model.size(), device)?;
     let mixer = Mixer::new(&(&root / "mixer"), &options.mixer, shape);
-    let pretrained = PretrainedMixer::from_parts(vs, encoder, mixer, options.mask_stage, 32);
+    let pretrained = PretrainedMixer::from_parts(vs, encoder, mixer, options.mask_stage, model.size());
     Ok(Box::new(SamixP::new(pretrained, options.alpha, options.mask_adjust, options.lam_margin)?))
 }
 
-/// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, ×4 bilinear).
-fn build_samix(vs: &VarStore, x: Tensor, y: Tensor, rng: SamixRng, total_steps: u64) -> Result<SamixStep> {
+/// The SAMix step with the CIFAR-100 R18 defaults (α = 2, stage-3 Mixer, bilinear up-sampling).
+fn build_samix(
+    vs: &VarStore,
+    model: BenchModel,
+    x: Tensor,
+    y: Tensor,
+    rng: SamixRng,
+    total_steps: u64,
+) -> Result<SamixStep> {
     let paths = SamixPaths::standard(vs);
-    let online = Network::new(&paths.online, &cifar_resnet18(), 3, 100)?;
-    let ema = Network::new(&paths.ema, &cifar_resnet18(), 3, 100)?;
-    let samix = OnlineSamix::new(vs, &paths, online, ema, SamixOptions::samix(), 32)?;
+    let online = Network::new(&paths.online, &model.config(), 3, model.classes())?;
+    let ema = Network::new(&paths.ema, &model.config(), 3, model.classes())?;
+    let samix = OnlineSamix::new(vs, &paths, online, ema, SamixOptions::samix(), model.size())?;
     let optim = reference_sgd();
     let sgd =
         Optimizer::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }]);
@@ -217,6 +229,7 @@ impl BenchStep for MocoStep {
 /// queue of 65,536), with SAMix-SSL's Mixer (CIFAR R18 defaults) when `samix`.
 fn build_moco(
     vs: &VarStore,
+    model: BenchModel,
     samix: bool,
     views: (Tensor, Tensor),
     rng: SamixRng,
@@ -224,15 +237,15 @@ fn build_moco(
 ) -> Result<MocoStep> {
     let (x1, x2) = views;
     let paths = MocoPaths::standard(vs);
-    let q = Network::new(&paths.query, &cifar_resnet18(), 3, 100)?;
-    let k = Network::new(&paths.key, &cifar_resnet18(), 3, 100)?;
+    let q = Network::new(&paths.query, &model.config(), 3, model.classes())?;
+    let k = Network::new(&paths.key, &model.config(), 3, model.classes())?;
     let cfg = SslConfig::default();
     // SAMix-SSL as a run resolves it: the "auto" area rule, local + 0.5·global.
     let options = crate::samix::SamixConfig::default()
         .resolve(crate::samix::MixerVariant::Samix, crate::samix::Scenario::SelfSupervised);
     let choice = if samix { SslMixingChoice::Samix(options) } else { SslMixingChoice::None };
     let queue = crate::ssl::config::DEFAULT_QUEUE;
-    let model = SslModel::new(vs, &paths, (q, k), cfg, queue, choice, 32)?;
+    let ssl = SslModel::new(vs, &paths, (q, k), cfg, queue, choice, model.size())?;
     crate::ssl::moco::freeze_query_classifier(vs, &paths);
     let optim = OptimConfig { lr: 0.03, ..reference_sgd() };
     let sgd = if samix {
@@ -240,7 +253,7 @@ fn build_moco(
     } else {
         Optimizer::new(vs, &optim)
     };
-    Ok(MocoStep { model, sgd, x1, x2, rng, step: 0, total_steps })
+    Ok(MocoStep { model: ssl, sgd, x1, x2, rng, step: 0, total_steps })
 }
 
 #[cfg(test)]
@@ -252,7 +265,7 @@ mod tests {
     /// momentum is read back from the update `k' − q' = m·(k − q')` by least squares.
     #[test]
     fn samix_step_follows_the_ema_schedule() {
-        let (vs, mut step) = build_step(Method::Samix, Device::Cpu, 4, false, 2).unwrap();
+        let (vs, mut step) = build_step(Method::Samix, Device::Cpu, 4, false, 2, BenchModel::CifarResnet18).unwrap();
         step.run(Precision::F32, false, true).unwrap();
         let var = |name: &str| vs.variables()[name].to_kind(Kind::Double);
         let k_before = var("k.conv1.weight");

@@ -271,6 +271,10 @@ pub struct BenchArgs {
     /// Convolution weights and the batch in channels-last (NHWC) memory order.
     #[arg(long)]
     pub channels_last: bool,
+    /// The network and input: cifar-r18 (ResNet-18, CIFAR stem, 32 px, 100 classes) or
+    /// imagenet-r50 (ResNet-50, ImageNet stem, 224 px, 1,000 classes).
+    #[arg(long, default_value = "cifar-r18")]
+    pub model: String,
     /// Time each mixing policy's `mix` alone instead of training steps.
     #[arg(long)]
     pub policies: bool,
@@ -290,7 +294,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.batch < 1 || args.steps < 1 {
         bail!("--batch and --steps must be at least 1");
     }
-    bench::check_batch(args.batch)?;
+    let model = bench::BenchModel::from_name(&args.model)?;
+    bench::check_batch(args.batch, model)?;
     if let Some(config) = &args.loader {
         let (r, cfg) = bench::bench_config_loader(config, args.data, device, args.steps)?;
         println!(
@@ -324,6 +329,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         precision,
         cuda_graph: args.cuda_graph,
         channels_last: args.channels_last,
+        model,
     };
     bench_steps(&methods, &opts)
 }
@@ -336,8 +342,9 @@ fn bench_steps(methods: &[Method], opts: &BenchOptions) -> Result<()> {
         let r = bench::bench_step(method, opts)?;
         let memory = r.peak_memory.map(|m| format!(" {}={:.0}MiB", m.label(), m.mib())).unwrap_or_default();
         println!(
-            "RESULT samix {} precision={} graph={} cl={} device={:?} bs={}: {:.2} ms/step {:.0} img/s{memory}",
+            "RESULT samix {} model={} precision={} graph={} cl={} device={:?} bs={}: {:.2} ms/step {:.0} img/s{memory}",
             method.name(),
+            opts.model.name(),
             opts.precision.name(),
             opts.cuda_graph,
             opts.channels_last,
