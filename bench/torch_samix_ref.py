@@ -137,7 +137,7 @@ def main():
         if dev.type == "cuda": torch.cuda.synchronize()
         ms = (time.perf_counter() - t) * 1000 / a.steps; res[name] = ms
         print(f"RESULT torch {name} model={a.model} amp={a.amp} cl={a.channels_last} bs={a.bs}: {ms:.2f} ms/step {a.bs*1000/ms:.0f} img/s", flush=True)
-    if "vanilla" in res:
+    if "vanilla" in res and len(res) > 1:
         print("RATIO " + " ".join(f"{n}/vanilla {res[n]/res['vanilla']:.2f}" for n in res if n != "vanilla"), flush=True)
 
 if __name__ == "__main__":
