@@ -302,7 +302,12 @@ fn build_batch(source: &Source, indices: &[usize], skipped: Option<&Mutex<Vec<St
             // One view: the pipeline may decode only the part of the image its crop reads.
             pipeline.load_and_apply(dataset, i, &mut rng).map(|img| vec![img])
         } else {
-            dataset.load(i).map(|raw| (0..views).map(|_| pipeline.apply(raw.clone(), &mut rng)).collect())
+            // Every view but the last augments a copy; the last takes the decoded image itself.
+            dataset.load(i).map(|raw| {
+                let mut views: Vec<RawImage> = (1..views).map(|_| pipeline.apply(raw.clone(), &mut rng)).collect();
+                views.push(pipeline.apply(raw, &mut rng));
+                views
+            })
         };
         let images = match (loaded, skipped) {
             (Ok(images), _) => images,
