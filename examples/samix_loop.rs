@@ -63,8 +63,8 @@ impl StagedNet for TinyNet {
         let (conv, bn) = &self.stages[i];
         h.apply(conv).apply_t(bn, train).relu()
     }
-    fn head(&self, h: &Tensor) -> Tensor {
-        h.mean_dim(&[2i64, 3][..], false, None).apply(&self.fc)
+    fn classifier(&self, pooled: &Tensor) -> Tensor {
+        pooled.apply(&self.fc)
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.widths.clone()

@@ -96,7 +96,7 @@ fn init_from_loads_all_but_the_classifier_and_refuses_other_architectures() {
     let target = VarStore::new(Device::Cpu);
     Network::new(&(target.root() / "q"), &cfg, 3, 10).unwrap();
     let before_fc = target.variables()["q.fc.weight"].copy();
-    let n = interop::init_from(&target, "q.", &file).unwrap();
+    let n = interop::init_from(&target, "q.", "fc.", &file).unwrap();
     let (src, dst) = (source.variables(), target.variables());
     assert_eq!(n, dst.len() - 2, "everything but fc.weight and fc.bias");
     for (name, t) in &dst {
@@ -114,9 +114,10 @@ fn init_from_loads_all_but_the_classifier_and_refuses_other_architectures() {
         .unwrap();
     let wrong = dir.path().join("r50.safetensors");
     interop::save(&wrong, r50.variables().into_iter().collect()).unwrap();
-    let err = interop::init_from(&target, "q.", &wrong).unwrap_err().to_string();
+    let err = interop::init_from(&target, "q.", "fc.", &wrong).unwrap_err().to_string();
     assert!(err.contains("r50.safetensors") && err.contains("model.init_from"), "{err}");
-    let missing = interop::init_from(&target, "q.", &dir.path().join("nope.safetensors")).unwrap_err().to_string();
+    let missing =
+        interop::init_from(&target, "q.", "fc.", &dir.path().join("nope.safetensors")).unwrap_err().to_string();
     assert!(missing.contains("model.init_from") && missing.contains("nope.safetensors"), "{missing}");
     // `samix convert` refuses a state dict of another architecture, naming the key.
     let o = common::samix_cli(

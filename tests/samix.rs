@@ -200,7 +200,7 @@ fn ema_update_and_momentum_schedule() {
 fn mask_losses_match_hand_computed_values() {
     let _rng = common::torch_rng_lock();
     let s = Tensor::from_slice(&[0.2f32, 0.6, 0.9, 0.1]).view([2, 1, 1, 2]);
-    let cfg = |mode, per_sample| MaskLossConfig { mode, margin: 0.1, weight: 0.1, per_sample };
+    let cfg = |mode, per_sample| MaskLossConfig { mode, margin: 0.1, weight: 0.1, per_sample, end_weight: None };
     let got = |mode, per_sample| mask_loss(&s, &lam(0.3), &cfg(mode, per_sample)).double_value(&[]);
     // batch mean 0.45, gap 1 − 0.45 − 0.3 = 0.25, variance 0.1025
     for (mode, want) in [
@@ -216,6 +216,20 @@ fn mask_losses_match_hand_computed_values() {
     assert!((got(MaskLossMode::L1Variance, true) - 0.1 * want).abs() < 1e-6);
     // Inside the margin the L1 term is zero.
     assert_eq!(mask_loss(&s, &lam(0.45), &cfg(MaskLossMode::L1, false)).double_value(&[]), 0.0);
+}
+
+/// The transformer configs' mask-loss annealing: 0.1 → 0.02 by a cosine over the run.
+#[test]
+fn mask_loss_weight_anneals_by_the_cosine() {
+    let cfg = MaskLossConfig { end_weight: Some(0.02), ..MaskLossConfig::samix() };
+    let weight_at = |t| cfg.weight * cfg.weight_scale(t, 1000);
+    assert!((weight_at(0) - 0.1).abs() < 1e-12);
+    assert!((weight_at(500) - 0.06).abs() < 1e-12, "halfway: the mean of the ends");
+    assert!((weight_at(250) - (0.02 + 0.08 * (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0)).abs() < 1e-12);
+    assert!((weight_at(1000) - 0.02).abs() < 1e-12);
+    assert_eq!(MaskLossConfig::samix().weight_scale(500, 1000), 1.0, "no end weight: constant");
+    let bad = MaskLossConfig { end_weight: Some(0.5), ..MaskLossConfig::samix() };
+    assert!(bad.check().unwrap_err().to_string().contains("mix.mask_loss.end_weight"));
 }
 
 #[test]

@@ -246,7 +246,7 @@ fn build_moco(
     let choice = if samix { SslMixingChoice::Samix(options) } else { SslMixingChoice::None };
     let queue = crate::ssl::config::DEFAULT_QUEUE;
     let ssl = SslModel::new(vs, &paths, (q, k), cfg, queue, choice, model.size())?;
-    crate::ssl::moco::freeze_query_classifier(vs, &paths);
+    crate::ssl::moco::freeze_query_classifier(vs, &paths, model.config().arch.classifier_prefix());
     let optim = OptimConfig { lr: 0.03, ..reference_sgd() };
     let sgd = if samix {
         Optimizer::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }])

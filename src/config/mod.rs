@@ -306,7 +306,7 @@ impl TrainConfig {
         self.train.check()?;
         self.optim.check("optim")?;
         self.schedule.check(self.optim.lr, self.train.epochs)?;
-        self.mix.check(self.model.arch.num_stages())?;
+        self.mix.check(self.model.num_stages())?;
         self.log.check()?;
         self.dist.check()?;
         self.model.check()?;
@@ -331,6 +331,7 @@ impl TrainConfig {
             self.check_ssl(ssl)?;
         }
         self.check_network_size()?;
+        self.check_vit_side()?;
         if self.train.linear_probe && self.mix.online_config().is_some() {
             return Err(Error::config(
                 "train.linear_probe",
@@ -345,6 +346,24 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    /// A ViT is built for one image side (its position embedding has an entry per patch): the
+    /// data's must be it.
+    fn check_vit_side(&self) -> Result<()> {
+        if self.model.arch.family() != crate::model::Family::Vit {
+            return Ok(());
+        }
+        let built = self.model.vit_config(3, 1)?.image_size;
+        match self.image_side() {
+            Some(side) if side != built => {
+                let msg = format!(
+                    "the ViT is built for {built}-px images, the data give {side} px (data.augment.image_size)"
+                );
+                Err(Error::config("model.image_size", msg))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The network these keys build, with its SSL neck, within the parameter limit, and its

@@ -1,4 +1,7 @@
-//! The `[model]` table of a run: architecture, stem, width and depth overrides.
+//! The `[model]` table of a run: architecture, stem, width and depth overrides, and the
+//! transformer's shape keys. Also what each architecture calls its input and classifier layers.
+use super::convnext::ConvNextConfig;
+use super::vit::VitConfig;
 use crate::limits::{check_size, check_sizes, MAX_BLOCKS_PER_STAGE, MAX_WIDTH};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -12,15 +15,52 @@ pub enum Arch {
     Resnet101,
     Resnext50_32x4d,
     Wrn28_8,
+    DeitTiny,
+    DeitSmall,
+    DeitBase,
+    ConvnextTiny,
+}
+
+/// The kinds of network, each with its own module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    ResNet,
+    Wide,
+    Vit,
+    ConvNext,
 }
 
 impl Arch {
-    /// Residual stages of the architecture (ResNets 4, WRN 3).
-    pub fn num_stages(self) -> usize {
+    pub fn family(self) -> Family {
         match self {
-            Arch::Wrn28_8 => 3,
-            _ => 4,
+            Arch::Wrn28_8 => Family::Wide,
+            Arch::DeitTiny | Arch::DeitSmall | Arch::DeitBase => Family::Vit,
+            Arch::ConvnextTiny => Family::ConvNext,
+            _ => Family::ResNet,
         }
+    }
+
+    /// The weight of the layer that reads the images (its dimension 1 is the input channels).
+    pub fn input_weight(self) -> &'static str {
+        match self.family() {
+            Family::ResNet | Family::Wide => "conv1.weight",
+            Family::Vit => "patch_embed.proj.weight",
+            Family::ConvNext => "stem.0.weight",
+        }
+    }
+
+    /// The prefix of the linear classifier's variables (what fine-tuning starts afresh).
+    pub fn classifier_prefix(self) -> &'static str {
+        match self.family() {
+            Family::ResNet | Family::Wide => "fc.",
+            Family::Vit => "head.",
+            Family::ConvNext => "head.fc.",
+        }
+    }
+
+    /// The classifier's weight (its dimension 0 is the classes).
+    pub fn classifier_weight(self) -> String {
+        format!("{}weight", self.classifier_prefix())
     }
 }
 
@@ -65,6 +105,24 @@ pub struct ModelConfig {
     /// this (32 as in Wu & He, 2018).
     #[serde(default = "default_norm_groups")]
     pub norm_groups: i64,
+    /// Transformer blocks of a ViT (DeiT: 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
+    /// Attention heads of a ViT (DeiT-T/S/B: 3/6/12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<i64>,
+    /// A ViT's patch side (16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_size: Option<i64>,
+    /// The image side a ViT is built for (its position embedding has one entry per patch);
+    /// must equal the data's (`data.augment.image_size`). Default 224.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<i64>,
+    /// Stochastic depth of the transformers and ConvNeXt: the last block's drop-path
+    /// probability, earlier blocks' rising linearly from 0. Default 0 (timm's); the
+    /// reference's configs set 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_path: Option<f64>,
     /// Start from these weights (a samix weights file; `samix convert` writes one from a
     /// torchvision or timm ResNet), all but the classifier, which starts fresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +143,22 @@ impl ModelConfig {
             blocks: None,
             norm: NormKind::Batch,
             norm_groups: default_norm_groups(),
+            depth: None,
+            heads: None,
+            patch_size: None,
+            image_size: None,
+            drop_path: None,
             init_from: None,
+        }
+    }
+
+    /// Stages of the network this table builds: the ResNets' 4, WRN's 3, ConvNeXt's 4, one per
+    /// block of a ViT.
+    pub fn num_stages(&self) -> usize {
+        match self.arch.family() {
+            Family::Wide => self.blocks.as_ref().map_or(3, Vec::len),
+            Family::Vit => self.depth.unwrap_or(12),
+            Family::ResNet | Family::ConvNext => 4,
         }
     }
 
@@ -98,8 +171,9 @@ impl ModelConfig {
         if self.base_width.is_some_and(|w| w < 1) {
             return Err(Error::config("model.base_width", "must be at least 1"));
         }
+        self.check_family_keys()?;
         if let Some(blocks) = &self.blocks {
-            let stages = self.arch.num_stages();
+            let stages = self.num_stages();
             if blocks.len() != stages || blocks.iter().any(|&b| b < 1) {
                 return Err(Error::config("model.blocks", format!("must list {stages} positive block counts")));
             }
@@ -109,5 +183,91 @@ impl ModelConfig {
             check_size("model.base_width", w, MAX_WIDTH)?;
         }
         Ok(())
+    }
+
+    /// Keys that only some families read are refused where they would be ignored, and the
+    /// transformer's shape keys checked against each other.
+    fn check_family_keys(&self) -> Result<()> {
+        let family = self.arch.family();
+        let vit = family == Family::Vit;
+        let unread: &[(&str, bool)] = &[
+            ("model.depth", self.depth.is_some() && !vit),
+            ("model.heads", self.heads.is_some() && !vit),
+            ("model.image_size", self.image_size.is_some() && !vit),
+            ("model.patch_size", self.patch_size.is_some() && !vit),
+            ("model.drop_path", self.drop_path.is_some() && !matches!(family, Family::Vit | Family::ConvNext)),
+            ("model.blocks", self.blocks.is_some() && vit),
+            ("model.norm", self.norm != NormKind::Batch && matches!(family, Family::Vit | Family::ConvNext)),
+        ];
+        if let Some((key, _)) = unread.iter().find(|(_, refused)| *refused) {
+            let msg =
+                format!("is not read by {:?} networks (they use LayerNorm; a ViT's depth is model.depth)", family);
+            return Err(Error::config(*key, msg));
+        }
+        if self.drop_path.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+            return Err(Error::config("model.drop_path", "must be in [0, 1)"));
+        }
+        for (key, v) in
+            [("model.heads", self.heads), ("model.patch_size", self.patch_size), ("model.image_size", self.image_size)]
+        {
+            if let Some(v) = v {
+                if v < 1 {
+                    return Err(Error::config(key, "must be at least 1"));
+                }
+                check_size(key, v, MAX_WIDTH)?;
+            }
+        }
+        if let Some(d) = self.depth {
+            if d < 1 {
+                return Err(Error::config("model.depth", "must be at least 1"));
+            }
+            check_size("model.depth", d, MAX_BLOCKS_PER_STAGE)?;
+        }
+        Ok(())
+    }
+
+    /// The ViT a `[model]` table names: the DeiT preset with `base_width` (the embedding width),
+    /// `depth`, `heads`, `patch_size`, `image_size` and `drop_path` over it.
+    pub fn vit_config(&self, in_channels: i64, num_classes: i64) -> Result<VitConfig> {
+        let cfg = self;
+        let mut vc = match cfg.arch {
+            Arch::DeitTiny => VitConfig::deit_tiny(in_channels, num_classes),
+            Arch::DeitBase => VitConfig::deit_base(in_channels, num_classes),
+            _ => VitConfig::deit_small(in_channels, num_classes),
+        };
+        vc.embed_dim = cfg.base_width.unwrap_or(vc.embed_dim);
+        vc.depth = cfg.depth.unwrap_or(vc.depth);
+        vc.num_heads = cfg.heads.unwrap_or(vc.num_heads);
+        vc.patch_size = cfg.patch_size.unwrap_or(vc.patch_size);
+        vc.image_size = cfg.image_size.unwrap_or(vc.image_size);
+        vc.drop_path = cfg.drop_path.unwrap_or(0.0);
+        if vc.embed_dim % vc.num_heads != 0 {
+            let msg = format!("{} heads do not divide the width {} (model.base_width)", vc.num_heads, vc.embed_dim);
+            return Err(Error::config("model.heads", msg));
+        }
+        if vc.image_size % vc.patch_size != 0 {
+            let msg = format!("the patch side {} does not divide the image side {}", vc.patch_size, vc.image_size);
+            return Err(Error::config("model.patch_size", msg));
+        }
+        Ok(vc)
+    }
+
+    /// The ConvNeXt a `[model]` table names: ConvNeXt-T with `base_width` (the first stage's
+    /// width, doubling per stage), `blocks`, `stem` (the ImageNet stem patchifies 4×4; the
+    /// CIFAR one is the reference's `ConvNeXt_CIFAR` 3×3 stride-1 stem) and `drop_path` over it.
+    pub fn convnext_config(&self, in_channels: i64, num_classes: i64) -> ConvNextConfig {
+        let cfg = self;
+        let mut cc = ConvNextConfig::tiny(in_channels, num_classes);
+        if let Some(w) = cfg.base_width {
+            cc.dims = (0..cc.dims.len()).map(|i| w << i).collect();
+        }
+        if let Some(b) = &cfg.blocks {
+            cc.depths = b.clone();
+        }
+        if cfg.stem == Stem::Cifar {
+            (cc.stem_kernel, cc.stem_stride) = (3, 1);
+        }
+        cc.drop_path = cfg.drop_path.unwrap_or(0.0);
+        cc
     }
 }

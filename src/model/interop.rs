@@ -23,8 +23,9 @@ pub struct NetworkWeights {
     pub num_classes: i64,
 }
 
-/// Reads a torchvision or timm ResNet/ResNeXt state dict saved as safetensors and checks it
-/// against `config` (channels and classes are read from `conv1.weight` and `fc.weight`).
+/// Reads a torchvision or timm state dict (ResNet/ResNeXt, DeiT, ConvNeXt) saved as safetensors
+/// and checks it against `config` (channels and classes are read from the input layer's and the
+/// classifier's weights: `conv1.weight` and `fc.weight` for a ResNet).
 pub fn import_torchvision(path: &Path, config: &ModelConfig) -> Result<NetworkWeights> {
     let stored = read(path)?;
     let tensors: BTreeMap<String, Tensor> = stored
@@ -53,11 +54,13 @@ pub fn export_torchvision(weights: &NetworkWeights) -> Vec<(String, Tensor)> {
 /// classes: every variable present with its shape, nothing else. Errors name `path` and the key.
 pub fn check_against(path: &Path, tensors: &BTreeMap<String, Tensor>, config: &ModelConfig) -> Result<NetworkWeights> {
     let dim = |name: &str, i: usize| -> Result<i64> {
-        let t = tensors.get(name).ok_or_else(|| Error::data(path, format!("no `{name}` (is this a ResNet?)")))?;
+        let arch = format!("{:?}", config.arch);
+        let t = tensors.get(name).ok_or_else(|| Error::data(path, format!("no `{name}` (is this a {arch}?)")))?;
         t.size().get(i).copied().ok_or_else(|| Error::data(path, format!("`{name}` has too few dimensions")))
     };
-    let (in_channels, num_classes) = (dim("conv1.weight", 1)?, dim("fc.weight", 0)?);
-    check_counts(path, in_channels, num_classes)?;
+    let (input, classifier) = (config.arch.input_weight(), config.arch.classifier_weight());
+    let (in_channels, num_classes) = (dim(input, 1)?, dim(&classifier, 0)?);
+    check_counts(path, config, in_channels, num_classes)?;
     check_finite(path, tensors)?;
     // The architecture as configs name it (`resnet50`).
     let arch = serde_json::to_value(config.arch).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
@@ -88,9 +91,11 @@ pub fn check_against(path: &Path, tensors: &BTreeMap<String, Tensor>, config: &M
 
 /// Input channels and classes as a weights file states them: at least 1 (a network of 0
 /// classes was built and written), at most [`crate::limits::MAX_CLASSES`] (before it is built).
-fn check_counts(path: &Path, in_channels: i64, num_classes: i64) -> Result<()> {
+fn check_counts(path: &Path, config: &ModelConfig, in_channels: i64, num_classes: i64) -> Result<()> {
     use crate::limits::MAX_CLASSES;
-    for (name, what, n) in [("conv1.weight", "input channels", in_channels), ("fc.weight", "classes", num_classes)] {
+    let classifier = config.arch.classifier_weight();
+    let counts = [(config.arch.input_weight(), "input channels", in_channels), (&classifier, "classes", num_classes)];
+    for (name, what, n) in counts {
         if n < 1 || n as u64 > MAX_CLASSES {
             let msg = format!("`{name}` gives {n} {what}; a network has 1 to {MAX_CLASSES}");
             return Err(Error::data(path, msg));
@@ -158,10 +163,10 @@ pub fn network_part(
 }
 
 /// Initialises the network under `prefix` of `vs` (`""` for the root) from a samix weights file
-/// (`samix convert` writes one from torchvision's): every variable but the classifier (`fc.*`,
-/// which keeps its fresh initialisation, as transfer to a new label set needs) must be in the
-/// file with its shape. Returns how many variables were loaded.
-pub fn init_from(vs: &VarStore, prefix: &str, path: &Path) -> Result<usize> {
+/// (`samix convert` writes one from torchvision's or timm's): every variable but the classifier
+/// (`classifier`: `fc.` of a ResNet, which keeps its fresh initialisation, as transfer to a new
+/// label set needs) must be in the file with its shape. Returns how many variables were loaded.
+pub fn init_from(vs: &VarStore, prefix: &str, classifier: &str, path: &Path) -> Result<usize> {
     if !path.is_file() {
         return Err(Error::config("model.init_from", format!("{} is not a file", path.display())));
     }
@@ -172,7 +177,7 @@ pub fn init_from(vs: &VarStore, prefix: &str, path: &Path) -> Result<usize> {
     let mut loaded = Vec::new();
     for name in names {
         let key = &name[prefix.len()..];
-        if key.starts_with("fc.") {
+        if key.starts_with(classifier) {
             continue;
         }
         let var = &vars[name];

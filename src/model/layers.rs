@@ -18,6 +18,11 @@ impl LinearHead {
         };
         LinearHead { fc: nn::linear(path / "fc", in_features, num_classes, cfg) }
     }
+
+    /// The linear layer alone, on pooled (B, C) features.
+    pub fn classify(&self, pooled: &Tensor) -> Tensor {
+        pooled.apply(&self.fc)
+    }
 }
 
 impl nn::Module for LinearHead {

@@ -1,35 +1,42 @@
-//! Image classifiers: ResNet-18/34/50/101 and ResNeXt-50 32x4d (CIFAR or ImageNet stem) and
-//! WRN-28-8. Every network runs stage by stage ([`StagedNet`]), so callers can read any stage's
+//! Image classifiers: ResNet-18/34/50/101 and ResNeXt-50 32x4d (CIFAR or ImageNet stem),
+//! WRN-28-8, the DeiT vision transformers and ConvNeXt. Every network runs stage by stage ([`StagedNet`]), so callers can read any stage's
 //! output (SAMix's Mixer reads stage 3) or mix hidden features between stages (ManifoldMix).
 //! Touches only its own parameters.
 pub mod config;
+pub mod convnext;
 pub mod interop;
 pub mod layers;
 pub mod resnet;
 pub mod size;
 pub mod staged;
+pub mod transformer_layers;
+pub mod vit;
 pub mod wrn;
 
 use crate::Result;
 use tch::{nn, Tensor};
 
-pub use config::{Arch, ModelConfig, NormKind, Stem};
+pub use config::{Arch, Family, ModelConfig, NormKind, Stem};
+pub use convnext::{ConvNext, ConvNextConfig};
 pub use layers::{batch_norm, conv, conv_with, norm, LinearHead, Norm, NormChoice};
 pub use resnet::{ResNet, ResNetConfig};
 pub use staged::StagedNet;
+pub use vit::{VisionTransformer, VitConfig};
 pub use wrn::{WideResNet, WideResNetConfig};
 
 /// Any supported architecture.
 pub enum Network {
     ResNet(ResNet),
     Wide(WideResNet),
+    Vit(VisionTransformer),
+    ConvNext(ConvNext),
 }
 
 impl Network {
     /// Builds the architecture a config names for `in_channels`-channel images and `num_classes`.
     pub fn new(path: &nn::Path, cfg: &ModelConfig, in_channels: i64, num_classes: i64) -> Result<Network> {
-        Ok(match cfg.arch {
-            Arch::Wrn28_8 => {
+        Ok(match cfg.arch.family() {
+            Family::Wide => {
                 let mut wc = WideResNetConfig::wrn28_8(in_channels, num_classes);
                 if let Some(w) = cfg.base_width {
                     wc.base_width = w;
@@ -40,8 +47,10 @@ impl Network {
                 wc.norm = NormChoice { kind: cfg.norm, groups: cfg.norm_groups, ..wc.norm };
                 Network::Wide(WideResNet::new(path, &wc))
             }
-            arch => {
-                let mut rc = ResNetConfig::preset(arch, cfg.stem, in_channels, num_classes);
+            Family::Vit => Network::Vit(VisionTransformer::new(path, &cfg.vit_config(in_channels, num_classes)?)),
+            Family::ConvNext => Network::ConvNext(ConvNext::new(path, &cfg.convnext_config(in_channels, num_classes))),
+            Family::ResNet => {
+                let mut rc = ResNetConfig::preset(cfg.arch, cfg.stem, in_channels, num_classes);
                 if let Some(w) = cfg.base_width {
                     rc.base_width = w;
                 }
@@ -58,6 +67,8 @@ impl Network {
         match self {
             Network::ResNet(n) => n,
             Network::Wide(n) => n,
+            Network::Vit(n) => n,
+            Network::ConvNext(n) => n,
         }
     }
 }
@@ -72,8 +83,17 @@ impl StagedNet for Network {
     fn stage_t(&self, i: usize, h: &Tensor, train: bool) -> Tensor {
         self.inner().stage_t(i, h, train)
     }
+    fn pool(&self, h: &Tensor) -> Tensor {
+        self.inner().pool(h)
+    }
+    fn classifier(&self, pooled: &Tensor) -> Tensor {
+        self.inner().classifier(pooled)
+    }
     fn head(&self, h: &Tensor) -> Tensor {
         self.inner().head(h)
+    }
+    fn stage_map(&self, i: usize, h: &Tensor) -> Tensor {
+        self.inner().stage_map(i, h)
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.inner().stage_channels()

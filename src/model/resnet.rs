@@ -41,7 +41,8 @@ impl ResNetConfig {
             Arch::Resnet34 => (BlockKind::Basic, vec![3, 4, 6, 3], 1, 64),
             Arch::Resnet50 => (BlockKind::Bottleneck, vec![3, 4, 6, 3], 1, 64),
             Arch::Resnet101 => (BlockKind::Bottleneck, vec![3, 4, 23, 3], 1, 64),
-            Arch::Resnext50_32x4d | Arch::Wrn28_8 => (BlockKind::Bottleneck, vec![3, 4, 6, 3], 32, 4),
+            // ResNeXt-50 32x4d; other families never ask for a ResNet preset.
+            _ => (BlockKind::Bottleneck, vec![3, 4, 6, 3], 32, 4),
         };
         ResNetConfig {
             block,
@@ -277,8 +278,8 @@ impl StagedNet for ResNet {
         }
         h
     }
-    fn head(&self, h: &Tensor) -> Tensor {
-        h.apply(&self.head)
+    fn classifier(&self, pooled: &Tensor) -> Tensor {
+        self.head.classify(pooled)
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.channels.clone()

@@ -1,15 +1,18 @@
 //! How big the network a `[model]` table builds would be, estimated from the table alone before
 //! anything is allocated: its parameters (the convolutions, which hold nearly all of them) and
-//! the bytes of its largest activation, the first stage's feature map. [`check`] refuses either
-//! above the limits of [`crate::limits`], naming the keys that sized it.
-use super::config::{Arch, ModelConfig, Stem};
+//! the bytes of its largest activation, the first stage's feature map (a transformer's MLP
+//! activation or attention matrix). [`check`] refuses either above the limits of
+//! [`crate::limits`], naming the keys that sized it.
+use super::config::{Arch, Family, ModelConfig, Stem};
+use super::convnext::ConvNextConfig;
 use super::resnet::{BlockKind, ResNetConfig};
+use super::vit::VitConfig;
 use super::wrn::WideResNetConfig;
 use crate::limits::{check_parameters, check_tensor_bytes};
 use crate::Result;
 
 /// The keys that size a network, as errors name them.
-const KEYS: &str = "model.base_width, model.blocks";
+const KEYS: &str = "model.base_width, model.blocks, model.depth, model.patch_size";
 
 /// Stage by stage: the blocks and their (input → inner → output) channels; the stem's channels
 /// and its downsampling (spatial stride before the first stage).
@@ -56,9 +59,45 @@ fn shape(cfg: &ModelConfig) -> Shape {
     }
 }
 
+/// The ViT a table builds (the DeiT-S preset where its keys disagree: Network::new refuses it).
+fn vit(cfg: &ModelConfig) -> VitConfig {
+    cfg.vit_config(3, 10).unwrap_or_else(|_| VitConfig::deit_small(3, 10))
+}
+
+/// A ViT's parameters: 12·D² per block (qkv, projection, a 4× MLP), the patch embedding and the
+/// position embedding.
+fn vit_parameters(v: &VitConfig) -> u64 {
+    let d = v.embed_dim.max(1) as u64;
+    let tokens = (v.grid().max(1) as u64).saturating_pow(2).saturating_add(1);
+    let hidden = (v.embed_dim as f64 * v.mlp_ratio).max(1.0) as u64;
+    let block = d.saturating_mul(3 * d + d + 2 * hidden);
+    let patch = (v.patch_size.max(1) as u64).saturating_pow(2).saturating_mul(3).saturating_mul(d);
+    block.saturating_mul(v.depth as u64).saturating_add(patch).saturating_add(tokens.saturating_mul(d))
+}
+
+/// ConvNeXt's parameters: 8·C² + 49·C per block, the downsampling convolutions and the stem.
+fn convnext_parameters(c: &ConvNextConfig) -> u64 {
+    let mut total = (c.stem_kernel.max(1) as u64).saturating_pow(2).saturating_mul(3).saturating_mul(c.dims[0] as u64);
+    for (s, (&depth, &dim)) in c.depths.iter().zip(&c.dims).enumerate() {
+        let dim = dim.max(1) as u64;
+        let block = dim.saturating_mul(dim).saturating_mul(8).saturating_add(49 * dim);
+        total = total.saturating_add(block.saturating_mul(depth as u64));
+        if s > 0 {
+            total = total.saturating_add(4u64.saturating_mul(c.dims[s - 1] as u64).saturating_mul(dim));
+        }
+    }
+    total
+}
+
 /// The parameters of the network's convolutions (its shortcuts and classifier aside: an estimate
-/// within a few per cent for the architectures here; ResNet-18: 11.0 M of 11.2 M).
+/// within a few per cent for the architectures here; ResNet-18: 11.0 M of 11.2 M), or of a
+/// transformer's or ConvNeXt's layers.
 pub fn estimated_parameters(cfg: &ModelConfig) -> u64 {
+    match cfg.arch.family() {
+        Family::Vit => return vit_parameters(&vit(cfg)),
+        Family::ConvNext => return convnext_parameters(&cfg.convnext_config(3, 10)),
+        Family::ResNet | Family::Wide => {}
+    }
     let s = shape(cfg);
     let mut cin = s.stem_channels;
     let mut total = 49u64.saturating_mul(3).saturating_mul(cin);
@@ -81,6 +120,11 @@ pub fn estimated_parameters(cfg: &ModelConfig) -> u64 {
 
 /// The channels of the network's last feature map (what a classifier or an SSL neck reads).
 pub fn feature_channels(cfg: &ModelConfig) -> u64 {
+    match cfg.arch.family() {
+        Family::Vit => return vit(cfg).embed_dim.max(1) as u64,
+        Family::ConvNext => return cfg.convnext_config(3, 10).dims.last().map_or(1, |&d| d.max(1) as u64),
+        Family::ResNet | Family::Wide => {}
+    }
     let s = shape(cfg);
     s.stages.last().map_or(s.stem_channels, |st| st.1)
 }
@@ -88,6 +132,23 @@ pub fn feature_channels(cfg: &ModelConfig) -> u64 {
 /// The bytes (f32) of the largest activation of one batch of `batch` images of side `side`: the
 /// stem's output or the first stage's, whichever is larger.
 pub fn largest_activation_bytes(cfg: &ModelConfig, side: u64, batch: u64) -> u64 {
+    match cfg.arch.family() {
+        Family::Vit => {
+            // The MLP's hidden activation or the attention matrix, whichever is larger.
+            let v = vit(cfg);
+            let tokens = (side / v.patch_size.max(1) as u64).saturating_pow(2).saturating_add(1);
+            let mlp = tokens.saturating_mul((v.embed_dim as f64 * v.mlp_ratio).max(1.0) as u64);
+            let attention = tokens.saturating_mul(tokens).saturating_mul(v.num_heads.max(1) as u64);
+            return mlp.max(attention).saturating_mul(batch).saturating_mul(4);
+        }
+        Family::ConvNext => {
+            // The first stage's MLP: four times its width on the stem's grid.
+            let c = cfg.convnext_config(3, 10);
+            let grid = side.div_ceil(c.stem_stride.max(1) as u64).saturating_pow(2);
+            return grid.saturating_mul(4 * c.dims[0].max(1) as u64).saturating_mul(batch).saturating_mul(4);
+        }
+        Family::ResNet | Family::Wide => {}
+    }
     let s = shape(cfg);
     let stem_side = if s.stem_stride > 1 { side.div_ceil(2) } else { side };
     let stage_side = side.div_ceil(s.stem_stride);
@@ -120,6 +181,11 @@ mod tests {
         assert!((20.0..26.0).contains(&mb(Arch::Resnet50)), "{}", mb(Arch::Resnet50));
         assert!((20.0..25.0).contains(&mb(Arch::Resnext50_32x4d)), "{}", mb(Arch::Resnext50_32x4d));
         assert!((20.0..37.0).contains(&mb(Arch::Wrn28_8)), "{}", mb(Arch::Wrn28_8));
+        // timm's counts: DeiT-T 5.7 M, DeiT-S 22.1 M, DeiT-B 86.6 M, ConvNeXt-T 28.6 M.
+        assert!((5.4..5.8).contains(&mb(Arch::DeitTiny)), "{}", mb(Arch::DeitTiny));
+        assert!((21.0..22.2).contains(&mb(Arch::DeitSmall)), "{}", mb(Arch::DeitSmall));
+        assert!((84.0..86.7).contains(&mb(Arch::DeitBase)), "{}", mb(Arch::DeitBase));
+        assert!((27.0..28.7).contains(&mb(Arch::ConvnextTiny)), "{}", mb(Arch::ConvnextTiny));
         let huge = ModelConfig { base_width: Some(100_000_000), ..ModelConfig::new(Arch::Resnet18) };
         assert!(check(&huge, None, 32, 100, "train.batch_size").is_err());
         let imagenet = ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::Resnet50) };

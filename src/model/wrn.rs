@@ -144,8 +144,8 @@ impl StagedNet for WideResNet {
         }
         h
     }
-    fn head(&self, h: &Tensor) -> Tensor {
-        h.apply(&self.head)
+    fn classifier(&self, pooled: &Tensor) -> Tensor {
+        self.head.classify(pooled)
     }
     fn stage_channels(&self) -> Vec<i64> {
         self.channels.clone()

@@ -29,6 +29,10 @@ pub struct MaskLossConfig {
     pub weight: f64,
     #[serde(default)]
     pub per_sample: bool,
+    /// Cosine-anneal the weight per step from `weight` to this (the reference's transformer
+    /// configs: 0.1 → 0, its `CustomCosineAnnealingHook`); unset keeps `weight` throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_weight: Option<f64>,
 }
 
 impl MaskLossConfig {
@@ -37,6 +41,9 @@ impl MaskLossConfig {
         if !(self.weight.is_finite() && self.weight >= 0.0) {
             return Err(crate::Error::config("mix.mask_loss.weight", "must be a number >= 0"));
         }
+        if self.end_weight.is_some_and(|w| !(w.is_finite() && (0.0..=self.weight).contains(&w))) {
+            return Err(crate::Error::config("mix.mask_loss.end_weight", "must be in [0, mix.mask_loss.weight]"));
+        }
         if !(0.0..=1.0).contains(&self.margin) {
             return Err(crate::Error::config(
                 "mix.mask_loss.margin",
@@ -44,6 +51,19 @@ impl MaskLossConfig {
             ));
         }
         Ok(())
+    }
+
+    /// What the configured weight is multiplied by before step `step` of `total`: 1 without an
+    /// `end_weight`, else `(end + (weight − end)·(1 + cos(π·step/total))/2) / weight`.
+    pub fn weight_scale(&self, step: u64, total: u64) -> f64 {
+        match self.end_weight {
+            Some(end) if self.weight > 0.0 => {
+                let progress = step as f64 / total.max(1) as f64;
+                let now = end + (self.weight - end) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0;
+                now / self.weight
+            }
+            _ => 1.0,
+        }
     }
 
     /// The reference's margin δ of the mask's mean area.
@@ -60,6 +80,7 @@ impl MaskLossConfig {
             margin: Self::default_margin(),
             weight: Self::default_weight(),
             per_sample: false,
+            end_weight: None,
         }
     }
     pub fn automix() -> Self {

@@ -163,10 +163,10 @@ impl<N: StagedNet> OnlineSamix<N> {
         let pair_bb = PairInputs::permuted(&f, x, &d.perm_bb);
         let (s_bb, x_bb) = backbone_branch(&self.mixer, o, &pair_bb, &d.lam_bb, adjust);
         let (t_mb, t_bb) = (mix_targets_t(y, &d.perm_mb, &d.lam_mb), mix_targets_t(y, &d.perm_bb, &d.lam_bb));
-        let z_k = self.ema.features(&x_mb, true, &[]).0.apply(&self.ema_mix_head);
+        let z_k = self.ema_mix_head.classify(&self.ema.pool(&self.ema.features(&x_mb, true, &[]).0));
         let mix_k = o.mixer_loss.compute(&z_k, &t_mb);
         let one_q = cross_entropy(&self.online.forward_stages(x, true, &[]).0, y, smoothing);
-        let z_mix = self.online.features(&x_bb, true, &[]).0.apply(&self.online_mix_head);
+        let z_mix = self.online_mix_head.classify(&self.online.pool(&self.online.features(&x_bb, true, &[]).0));
         let mix_q = mixup_cross_entropy(&z_mix, &t_bb, smoothing);
         SamixLosses { one_q, mix_q, mix_k, mask, s_mb, s_bb }
     }
@@ -183,9 +183,13 @@ impl<N: StagedNet> OnlineSamix<N> {
         optimise: impl FnOnce(&Tensor) -> Result<()>,
     ) -> Result<SamixLosses> {
         let momentum = self.ema_momentum(plan.step, plan.total_steps);
-        let losses = crate::native::with_precision(plan.precision, x.device(), plan.cache_casts, || {
+        let mut losses = crate::native::with_precision(plan.precision, x.device(), plan.cache_casts, || {
             self.losses(x, y, plan.draws, plan.smoothing)
         })?;
+        let scale = self.options.mask_loss.weight_scale(plan.step, plan.total_steps);
+        if scale != 1.0 {
+            losses.mask = &losses.mask * scale;
+        }
         optimise(&losses.total())?;
         self.ema_update(momentum)?;
         Ok(losses)
@@ -193,8 +197,9 @@ impl<N: StagedNet> OnlineSamix<N> {
 
     /// Logits of the four predictors of [`HEADS`] (eval mode).
     pub fn head_logits(&self, x: &Tensor) -> Vec<Tensor> {
-        let hk = self.ema.features(x, false, &[]).0;
-        let hq = self.online.features(x, false, &[]).0;
-        vec![self.ema.head(&hk), hk.apply(&self.ema_mix_head), self.online.head(&hq), hq.apply(&self.online_mix_head)]
+        let pk = self.ema.pool(&self.ema.features(x, false, &[]).0);
+        let pq = self.online.pool(&self.online.features(x, false, &[]).0);
+        let (k, q) = (&self.ema_mix_head, &self.online_mix_head);
+        vec![self.ema.classifier(&pk), k.classify(&pk), self.online.classifier(&pq), q.classify(&pq)]
     }
 }

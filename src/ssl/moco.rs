@@ -27,9 +27,9 @@ impl MocoNeck {
 }
 
 impl Module for MocoNeck {
-    /// A last-stage map `N×C×h×w` (or pooled `N×C`) → the unnormalised embedding `N×D`.
-    fn forward(&self, h: &Tensor) -> Tensor {
-        let pooled = if h.dim() == 4 { h.adaptive_avg_pool2d([1, 1]).flatten(1, -1) } else { h.shallow_clone() };
+    /// Pooled backbone features `N×C` (the encoder's [`StagedNet::pool`]) → the unnormalised
+    /// embedding `N×D`.
+    fn forward(&self, pooled: &Tensor) -> Tensor {
         pooled.apply(&self.hidden).relu().apply(&self.out)
     }
 }
@@ -111,13 +111,13 @@ impl<N: StagedNet> Moco<N> {
 
     /// Normalised query embeddings of `x` (with gradient to the query side).
     pub fn query(&self, x: &Tensor, train: bool) -> Tensor {
-        normalize_rows(&self.neck_q.forward(&self.encoder_q.features(x, train, &[]).0))
+        normalize_rows(&self.neck_q.forward(&self.encoder_q.pool(&self.encoder_q.features(x, train, &[]).0)))
     }
 
     /// Normalised embeddings of `x` by the frozen key side in train mode (batch statistics): the
     /// gradient reaches `x` (the Mixer's images), never the key side's parameters.
     pub fn embed_k(&self, x: &Tensor) -> Tensor {
-        normalize_rows(&self.neck_k.forward(&self.encoder_k.features(x, true, &[]).0))
+        normalize_rows(&self.neck_k.forward(&self.encoder_k.pool(&self.encoder_k.features(x, true, &[]).0)))
     }
 
     /// Keys of `x` under no grad. Batch normalisation runs over `key_bn_groups` sub-batches of
@@ -146,7 +146,7 @@ impl<N: StagedNet> Moco<N> {
             let (mut keys, mut maps) = (Vec::new(), Vec::new());
             for chunk in shuffled.chunk(groups, 0) {
                 let (last, kept) = self.encoder_k.features(&chunk, true, &keep);
-                keys.push(normalize_rows(&self.neck_k.forward(&last)));
+                keys.push(normalize_rows(&self.neck_k.forward(&self.encoder_k.pool(&last))));
                 maps.extend(kept);
             }
             let inverse = shuffle.argsort(0, false);
@@ -171,16 +171,16 @@ impl<N: StagedNet> Moco<N> {
     pub fn backbone_features(&self, x: &Tensor) -> Tensor {
         tch::no_grad(|| {
             let last = self.encoder_q.features(x, false, &[]).0;
-            normalize_rows(&last.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+            normalize_rows(&self.encoder_q.pool(&last))
         })
     }
 }
 
-/// Freezes the query encoder's classifier (`fc`), which pre-training neither reads nor trains,
-/// so that no optimiser built afterwards holds it. (Built before, the momentum side still
-/// carries it along: unused either way.)
-pub fn freeze_query_classifier(vs: &VarStore, paths: &MocoPaths) {
-    let classifier = format!("{}fc.", path_prefix(&paths.query));
+/// Freezes the query encoder's classifier (the variables under `classifier`: `fc.` of a ResNet),
+/// which pre-training neither reads nor trains, so that no optimiser built afterwards holds it.
+/// (Built before, the momentum side still carries it along: unused either way.)
+pub fn freeze_query_classifier(vs: &VarStore, paths: &MocoPaths, classifier: &str) {
+    let classifier = format!("{}{classifier}", path_prefix(&paths.query));
     for (name, t) in vs.variables() {
         if name.starts_with(&classifier) {
             let _ = t.set_requires_grad(false);

@@ -48,7 +48,7 @@ pub enum Mixing {
     /// PuzzleMix, guided by the model's input-gradient saliency.
     Saliency(PuzzleMix),
     /// Online SAMix or AutoMix: a Mixer trained with the classifier.
-    Online { config: SamixConfig, options: SamixOptions },
+    Online { config: Box<SamixConfig>, options: SamixOptions },
 }
 
 impl Mixing {
@@ -66,11 +66,11 @@ impl Mixing {
         Ok(match cfg {
             MixConfig::Samix(c) => {
                 c.check_scenario(scenario)?;
-                Mixing::Online { config: c.clone(), options: c.resolve(MixerVariant::Samix, scenario) }
+                Mixing::Online { config: Box::new(c.clone()), options: c.resolve(MixerVariant::Samix, scenario) }
             }
             MixConfig::Automix(c) => {
                 c.check_scenario(scenario)?;
-                Mixing::Online { config: c.0.clone(), options: c.resolve(MixerVariant::Automix, scenario) }
+                Mixing::Online { config: Box::new(c.0.clone()), options: c.resolve(MixerVariant::Automix, scenario) }
             }
             MixConfig::Puzzlemix(p) => {
                 Mixing::Saliency(PuzzleMix::new(p.clone(), info.mean.clone(), info.std.clone())?)

@@ -36,7 +36,7 @@ impl Model {
     pub fn build(cfg: &TrainConfig, info: &DatasetInfo, device: Device) -> Result<Model> {
         let model = Self::build_at(cfg, info, device, None)?;
         if let Some(path) = &cfg.model.init_from {
-            crate::model::interop::init_from(&model.vs, "", path)?;
+            crate::model::interop::init_from(&model.vs, "", cfg.model.arch.classifier_prefix(), path)?;
         }
         Ok(model)
     }
@@ -71,7 +71,8 @@ impl Model {
                 .map(|(_, t)| t.size())
                 .ok_or_else(|| Error::data(&weights, format!("no `{key}` in the checkpoint")))
         };
-        let (classes, channels) = (shape("fc.weight")?[0], shape("conv1.weight")?[1]);
+        let arch = cfg.model.arch;
+        let (classes, channels) = (shape(&arch.classifier_weight())?[0], shape(arch.input_weight())?[1]);
         let info = DatasetInfo {
             name: "frozen".into(),
             num_classes: classes as usize,

@@ -77,7 +77,12 @@ impl SamixLearner {
         let online = Network::new(&paths.online, &cfg.model, channels, classes)?;
         if let Some(path) = &cfg.model.init_from {
             // Before the EMA copy is made from the online network, so both start there.
-            crate::model::interop::init_from(&vs, &path_prefix(&paths.online), path)?;
+            crate::model::interop::init_from(
+                &vs,
+                &path_prefix(&paths.online),
+                cfg.model.arch.classifier_prefix(),
+                path,
+            )?;
         }
         let ema = Network::new(&paths.ema, &cfg.model, channels, classes)?;
         let samix = OnlineSamix::new(&vs, &paths, online, ema, options, image_size)?;

@@ -82,7 +82,12 @@ impl SslLearner {
         let (channels, classes) = (info.channels as i64, info.num_classes as i64);
         let encoder_q = Network::new(&paths.query, &cfg.model, channels, classes)?;
         if let Some(path) = &cfg.model.init_from {
-            crate::model::interop::init_from(&vs, &path_prefix(&paths.query), path)?;
+            crate::model::interop::init_from(
+                &vs,
+                &path_prefix(&paths.query),
+                cfg.model.arch.classifier_prefix(),
+                path,
+            )?;
         }
         let encoder_k = Network::new(&paths.key, &cfg.model, channels, classes)?;
         let side = cfg.image_side().unwrap_or(0);
@@ -103,7 +108,7 @@ impl SslLearner {
         ssl.check(cfg.train.batch_size)?;
         let queue_len = ssl.queue_len(cfg.train.batch_size, bank.dataset().len());
         let model = SslModel::new(&vs, &paths, (encoder_q, encoder_k), ssl.clone(), queue_len, choice, side)?;
-        freeze_query_classifier(&vs, &paths);
+        freeze_query_classifier(&vs, &paths, cfg.model.arch.classifier_prefix());
         let lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
         let (sgd, mixer_lr) = match &samix_config {
             Some(sc) => {

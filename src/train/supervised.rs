@@ -46,7 +46,7 @@ impl SupervisedLearner {
         if cfg.train.linear_probe {
             // Before the optimiser is built, so it holds the classifier's parameters only.
             for (name, t) in model.vs.variables() {
-                if !name.starts_with("fc.") {
+                if !name.starts_with(cfg.model.arch.classifier_prefix()) {
                     let _ = t.set_requires_grad(false);
                 }
             }
