@@ -1,4 +1,4 @@
-"""Independent PyTorch oracle of ONE self-supervised SAMix training step (MoCo v2 + SAMix, tests/parity.rs).
+"""Independent PyTorch oracle of ONE self-supervised SAMix training step (MoCo v2 + SAMix, tests/parity/).
 
     samix_ssl_step.py DIR [--break DETAIL]
 

@@ -1,4 +1,4 @@
-"""Independent PyTorch oracle of ONE supervised online-SAMix training step (tests/parity.rs).
+"""Independent PyTorch oracle of ONE supervised online-SAMix training step (tests/parity/).
 
     samix_step.py DIR [--break DETAIL]
 
@@ -23,6 +23,8 @@ sections) and docs/DESIGN.md, sharing no code with samix. Where each part comes 
     pair-local + η·global form (Form B) .......................... §5.2-§5.4 (default: docs/DESIGN.md)
   * SGD (PyTorch semantics, two parameter groups), EMA over
     parameters only, BN statistics from train-mode forwards ..... §3.5, §3.6, §10
+  * with `"backbone": "vit"` in step.json: a ViT (heads on the final-norm class token) and
+    AdamW with the paramwise rule, from vit_oracle.py ........... issue 26
 The network is written functionally (torch.nn.functional over a dict of leaf tensors), gradients
 come from autograd, SGD and EMA are written out by hand.
 
@@ -41,11 +43,22 @@ So k's and q's statistics move twice, the Mixer's twice; the EMA update never to
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_losses import (  # noqa: E402,F401  (mask_regulariser is also the SSL oracle's)
+    backbone_mixup_ce,
+    mask_regulariser,
+    mixer_branch_loss,
+)
+from step_optim import optimiser_step, sgd_first_step  # noqa: E402,F401  (sgd_first_step: SSL oracle's)
+from vit_oracle import vit_forward, vit_pooled  # noqa: E402
 
 BREAKS = ("mask_not_detached", "lambda_k", "ema_not_frozen")
 
@@ -62,7 +75,7 @@ def is_running_stat(name):
 
 def step_dtype(settings):
     """The floating type the step runs in: `settings["dtype"]` ("float32" or "float64"; the
-    parity test runs both sides in float64, see tests/parity.rs), float32 when absent."""
+    parity test runs both sides in float64, see tests/parity/), float32 when absent."""
     return {"float32": torch.float32, "float64": torch.float64}[settings.get("dtype", "float32")]
 
 
@@ -272,91 +285,6 @@ def mix_images(x, perm, s):
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses.
-# ---------------------------------------------------------------------------------------------
-
-
-def mask_regulariser(s, lam, cfg):
-    """`weight × MaskLoss(s, λ)` of §4.6 (s = M[:,1]); one m̄ over the whole batch, or one per
-    sample (then the per-sample losses are averaged) when per_sample."""
-    n = s.shape[0]
-    groups = s.reshape(n, -1) if cfg["per_sample"] else s.reshape(1, -1)
-    mean = groups.mean(dim=1)
-    variance = ((groups - mean[:, None]) ** 2).mean(dim=1).clamp(min=0.0)
-    gap = 1.0 - mean - lam
-    margin = cfg["margin"]
-    mode = cfg["mode"]
-    if mode == "l1":
-        per_group = (gap.abs() - margin).clamp(min=0.0)
-    elif mode == "l1_variance":
-        per_group = (gap.abs() - margin).clamp(min=0.0) - 2.0 * variance
-    elif mode == "l2_variance":
-        per_group = (gap**2 - margin**2).clamp(min=0.0) - 2.0 * variance
-    elif mode == "sparsity":
-        per_group = ((groups * (groups - 1.0)).abs().mean(dim=1) - margin).clamp(min=0.0)
-    else:
-        raise SystemExit(f"unknown mask loss mode `{mode}`")
-    return per_group.mean() * cfg["weight"]
-
-
-def mixed_target(y_a, y_b, lam, classes, dtype):
-    """ỹ = λ·e_{y_a} + (1−λ)·e_{y_b} (equals e_{y_a} when the labels coincide)."""
-    return lam * F.one_hot(y_a, classes).to(dtype) + (1.0 - lam) * F.one_hot(y_b, classes).to(dtype)
-
-
-def soft_mixup_ce(logits, y_a, y_b, lam):
-    """§5.2 form 2 / §5.3: −(1/N) Σ_n Σ_c ỹ_nc log softmax(z_n)_c."""
-    target = mixed_target(y_a, y_b, lam, logits.shape[1], logits.dtype)
-    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-
-
-def pair_local_global(logits, y_a, y_b, lam, eta):
-    """§5.4 Form B: local = 2-way softmax CE between the two mixed classes, global = mixup CE over
-    all classes; ℓ = local + η·global, batch means. A pair of equal labels has one class only, so
-    its local term (a 1-way softmax) is 0."""
-    pair = torch.stack([logits.gather(1, y_a[:, None])[:, 0], logits.gather(1, y_b[:, None])[:, 0]], dim=1)
-    log_p = F.log_softmax(pair, dim=1)
-    local = -(lam * log_p[:, 0] + (1.0 - lam) * log_p[:, 1])
-    local = torch.where(y_a == y_b, torch.zeros_like(local), local)
-    return local.mean() + eta * soft_mixup_ce(logits, y_a, y_b, lam)
-
-
-def mixer_branch_loss(logits, y_a, y_b, lam, cfg):
-    kind = cfg["kind"]
-    if kind == "soft_ce":
-        return soft_mixup_ce(logits, y_a, y_b, lam)
-    if kind == "pair_local_global":
-        return pair_local_global(logits, y_a, y_b, lam, cfg["eta"])
-    raise SystemExit(f"the oracle implements soft_ce and pair_local_global, not `{kind}`")
-
-
-def backbone_mixup_ce(logits, y_a, y_b, lam, smoothing):
-    """Step 9: λ·CE(z, y_a) + (1−λ)·CE(z, y_b) (the online mix head never uses η, §5.1)."""
-    return lam * F.cross_entropy(logits, y_a, label_smoothing=smoothing) + (1.0 - lam) * F.cross_entropy(
-        logits, y_b, label_smoothing=smoothing
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimiser and EMA.
-# ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def sgd_first_step(param, lr, momentum, weight_decay, nesterov):
-    """torch.optim.SGD's update on the first step (dampening 0): d = g + wd·p; the momentum buffer
-    starts as d; p -= lr·(d + m·buf if nesterov else buf). Parameters without a gradient are left
-    alone, as torch does."""
-    if param.grad is None:
-        return
-    d = param.grad + weight_decay * param
-    if momentum != 0.0:
-        buf = d.clone()
-        d = d + momentum * buf if nesterov else buf
-    param.sub_(lr * d)
-
-
-# ---------------------------------------------------------------------------------------------
 # The step (§3, steps 3-12).
 # ---------------------------------------------------------------------------------------------
 
@@ -378,10 +306,32 @@ def run_step(init, step, settings, broken):
     side = x.shape[-1]
     smoothing = settings["label_smoothing"]
 
+    # The backbone: the ResNet of §9, or a ViT (vit_oracle.py) whose heads read the normalised
+    # class token; `head(net, name, h)` is the linear layer `name` on network `net`'s features.
+    if settings.get("backbone", "resnet") == "vit":
+        heads = settings["vit_heads"]
+
+        def forward(net, images, keep=None):
+            return vit_forward(v, net, images, heads, keep)
+
+        def head(net, name, h):
+            return F.linear(vit_pooled(v, net, h), v.params[f"{name}.weight"], v.params[f"{name}.bias"])
+
+        classifier = "q.head"
+    else:
+
+        def forward(net, images, keep=None):
+            return resnet_forward(v, net, images, keep_stage=keep)
+
+        def head(net, name, h):
+            return linear_head(v, name, h)
+
+        classifier = "q.fc"
+
     # Step 3: EMA encoder's stage features, no gradient, train-mode BN (batch statistics; its own
     # running statistics move).
     with torch.no_grad():
-        _, f = resnet_forward(v, "k", x, keep_stage=mask_stage)
+        _, f = forward("k", x, mask_stage)
 
     # Step 4: Mixer-branch mask with gradient to the Mixer, then the backbone-branch mask.
     s_mb = mixer_mask(v, f, perm_mb, lam_mb, mixer_cfg, mask_stage, side)
@@ -401,28 +351,22 @@ def run_step(init, step, settings, broken):
     x_bb = mix_images(x, perm_bb, s_bb)
 
     # Step 8: Mixer branch through the frozen EMA network + EMA mix head.
-    h_k, _ = resnet_forward(v, "k", x_mb)
-    loss_mix_k = mixer_branch_loss(linear_head(v, "k.head_mix.fc", h_k), y, y[perm_mb], lam_mb, mix["mixer_loss"])
+    h_k, _ = forward("k", x_mb)
+    loss_mix_k = mixer_branch_loss(head("k", "k.head_mix.fc", h_k), y, y[perm_mb], lam_mb, mix["mixer_loss"])
 
     # Step 9: online network on clean images (classifier → CE), then on backbone-branch images
     # (mix head → mixup CE).
-    h_clean, _ = resnet_forward(v, "q", x)
-    loss_one_q = F.cross_entropy(linear_head(v, "q.fc", h_clean), y, label_smoothing=smoothing)
-    h_mix, _ = resnet_forward(v, "q", x_bb)
-    loss_mix_q = backbone_mixup_ce(linear_head(v, "q.head_mix.fc", h_mix), y, y[perm_bb], lam_bb, smoothing)
+    h_clean, _ = forward("q", x)
+    loss_one_q = F.cross_entropy(head("q", classifier, h_clean), y, label_smoothing=smoothing)
+    h_mix, _ = forward("q", x_bb)
+    loss_mix_q = backbone_mixup_ce(head("q", "q.head_mix.fc", h_mix), y, y[perm_bb], lam_bb, smoothing)
 
-    # Step 10-11: one backward of the summed loss, one SGD step per parameter group.
+    # Step 10-11: one backward of the summed loss, one optimiser step per parameter group.
     total = loss_mix_q + loss_one_q + loss_mix_k + loss_mask
     total.backward()
     for name, param in v.params.items():
-        if not param.requires_grad:
-            continue
-        if name.startswith("mixer."):
-            sgd_first_step(param, settings["mixer_lr"], settings["mixer_momentum"],
-                           settings["mixer_weight_decay"], settings["nesterov"] and settings["mixer_momentum"] > 0)
-        else:
-            sgd_first_step(param, settings["lr"], settings["momentum"], settings["weight_decay"],
-                           settings["nesterov"])
+        if param.requires_grad:
+            optimiser_step(name, param, settings)
 
     # Step 12: EMA of the online parameters into the EMA copy (§3.5: parameters only; k's BN
     # running statistics stay what its own two forwards made them).
