@@ -1,6 +1,8 @@
 """PyTorch reference of one training step for vanilla / mixup / cutmix / SAMix
 (ResNet-18 CIFAR variant, 32x32, batch 100; or with --model imagenet-r50 torchvision's ResNet-50
-at 224x224, 1,000 classes, the Mixer on its 14x14x1024 stage 3 upsampled x16), written from the
+at 224x224, 1,000 classes, the Mixer on its 14x14x1024 stage 3 upsampled x16; deit-s: timm's DeiT-S,
+the Mixer on block 6's 14x14x384 patch tokens, x16 nearest; convnext-t: timm's ConvNeXt-T, the
+Mixer on stage 3, 14x14x384, x16 bilinear), written from the
 SAMix spec (docs/ALGORITHM.md). It is the side-by-side peer for throughput: same work, PyTorch
 eager (+ optional bf16 autocast on the device's type).
 Usage: python3 bench/torch_samix_ref.py [--steps 40] [--amp] [--device cuda] [--model M] [--methods a,b]
@@ -47,6 +49,17 @@ class ResNet50I(nn.Module):
         f3 = n.layer3(n.layer2(n.layer1(x)))
         return f3, n.fc(torch.flatten(n.avgpool(n.layer4(f3)), 1))
 
+class TimmStaged(nn.Module):
+    """timm's DeiT-S or ConvNeXt-T; returns (the Mixer's map [N,384,14,14] at 224, logits):
+    DeiT-S's patch tokens after block 6 (forward_intermediates), ConvNeXt-T's stage 3."""
+    def __init__(s, name, index):
+        super().__init__()
+        import timm
+        s.net = timm.create_model(name, pretrained=False, num_classes=1000); s.index = index
+    def forward(s, x):
+        last, maps = s.net.forward_intermediates(x, indices=[s.index])
+        return maps[0], s.net.forward_head(last)
+
 class Mixer(nn.Module):
     """SAMix mixer: lambda-residual encoding, q/k on concat, 2-layer value net, bilinear x4, sigmoid."""
     def __init__(s, c=256, k=0.25):
@@ -54,7 +67,7 @@ class Mixer(nn.Module):
         d = c // 2; s.d = d; s.k = k
         s.q = nn.Conv2d(2 * c, d, 1); s.kk = nn.Conv2d(2 * c, d, 1)
         s.v = nn.Sequential(nn.Conv2d(c, d, 1, bias=False), nn.BatchNorm2d(d), nn.ELU(), nn.Conv2d(d, 1, 1, bias=False))
-    def forward(s, f, lam, idx, r=4):
+    def forward(s, f, lam, idx, r=4, mode="bilinear"):
         k = s.k; lp = ((4/3)*lam**3 - 2*lam**2 + (k+1)*lam) / (k + 1/3)
         xi = f * (1 + lp); xj = f[idx] * (1 + (1 - lp))
         n, c, h, w = f.shape
@@ -63,7 +76,9 @@ class Mixer(nn.Module):
         p = torch.softmax((q @ kk).float() / math.sqrt(s.d), -1)
         v = s.v(xj).flatten(2).transpose(1, 2).float()
         m = (p @ v).reshape(n, 1, h, w)
-        sm = torch.sigmoid(F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False))
+        up = F.interpolate(m, scale_factor=r, mode="nearest") if mode == "nearest" else \
+            F.interpolate(m, scale_factor=r, mode="bilinear", align_corners=False)
+        sm = torch.sigmoid(up)
         return sm  # weight of the second (shuffled) image
 
 def mixup_ce(logits, y, idx, lam):
@@ -74,16 +89,22 @@ def main():
     ap.add_argument("--warmup", type=int, default=10); ap.add_argument("--amp", action="store_true")
     ap.add_argument("--device", default="cuda"); ap.add_argument("--bs", type=int, default=100)
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--model", default="cifar-r18", choices=["cifar-r18", "imagenet-r50"])
+    ap.add_argument("--model", default="cifar-r18", choices=["cifar-r18", "imagenet-r50", "deit-s", "convnext-t"])
     ap.add_argument("--methods", default="vanilla,mixup,cutmix,samix")
     a = ap.parse_args(); dev = torch.device(a.device)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    big = a.model == "imagenet-r50"
+    big = a.model != "cifar-r18"
     S, K, up = (224, 1000, 16) if big else (32, 100, 4)
-    net = (ResNet50I() if big else ResNet18C()).to(dev); ema = copy.deepcopy(net).to(dev)
+    net, channels, mode = {
+        "cifar-r18": lambda: (ResNet18C(), 256, "bilinear"),
+        "imagenet-r50": lambda: (ResNet50I(), 1024, "bilinear"),
+        "deit-s": lambda: (TimmStaged("deit_small_patch16_224", 5), 384, "nearest"),
+        "convnext-t": lambda: (TimmStaged("convnext_tiny", 2), 384, "bilinear"),
+    }[a.model]()
+    net = net.to(dev); ema = copy.deepcopy(net).to(dev)
     for p in ema.parameters(): p.requires_grad_(False)
-    mixer = (Mixer(c=1024) if big else Mixer()).to(dev)
+    mixer = Mixer(c=channels).to(dev)
     if a.channels_last:
         net = net.to(memory_format=torch.channels_last); ema = ema.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(list(net.parameters()) + list(mixer.parameters()), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -113,8 +134,8 @@ def main():
         imb, ibb = torch.randperm(a.bs, device=dev), torch.randperm(a.bs, device=dev)
         with ac():
             with torch.no_grad(): f = ema(x)[0]
-            smb = mixer(f, lmb, imb, r=up)
-            with torch.no_grad(): sbb = mixer(f, lbb, ibb, r=up)
+            smb = mixer(f, lmb, imb, r=up, mode=mode)
+            with torch.no_grad(): sbb = mixer(f, lbb, ibb, r=up, mode=mode)
             if lbb <= 0.08 or lbb >= 0.92: sbb = torch.full_like(sbb, 1 - lbb)
             m = smb.mean(); lmask = 0.1 * (torch.clamp((1 - m - lmb).abs() - 0.1, min=0) - 2 * ((smb - m) ** 2).mean())
             xmb = x * (1 - smb) + x[imb] * smb

@@ -288,7 +288,29 @@ fn bench_times_the_imagenet_resnet50_step_and_samix_on_it() {
         assert!(matches!(r.peak_memory, Some(PeakMemory::ProcessRss(b)) if b > 100_000_000), "{:?}", r.peak_memory);
     }
     let err = samix::bench::BenchModel::from_name("imagenet-r18").unwrap_err().to_string();
-    assert!(err.contains("cifar-r18 or imagenet-r50"), "{err}");
+    assert!(err.contains("cifar-r18, imagenet-r50, deit-s or convnext-t"), "{err}");
+}
+
+/// The transformer step the bench times: online SAMix on DeiT-S at 224, the Mixer reading block
+/// 6's 14×14 patch-token map (one mask value per 16-px patch).
+#[test]
+fn bench_times_samix_on_deit_small() {
+    let _rng = torch_rng_lock();
+    let model = samix::bench::BenchModel::from_name("deit-s").unwrap();
+    assert_eq!(model.samix_options().mask_stage, 5);
+    let opts = BenchOptions {
+        device: Device::Cpu,
+        batch: 2,
+        warmup: 0,
+        steps: 1,
+        precision: Precision::F32,
+        cuda_graph: false,
+        channels_last: false,
+        model,
+    };
+    let r = bench_step(Method::Samix, &opts).unwrap();
+    // DeiT-S's parameters are 88 MB, two copies for SAMix.
+    assert!(matches!(r.peak_memory, Some(PeakMemory::ProcessRss(b)) if b > 170_000_000), "{:?}", r.peak_memory);
 }
 
 #[test]

@@ -61,6 +61,10 @@ pub enum BenchModel {
     CifarResnet18,
     /// ResNet-50 with the ImageNet stem on 224×224 images, 1,000 classes (the ImageNet step).
     ImagenetResnet50,
+    /// DeiT-S on 224×224 images, 1,000 classes; SAMix's Mixer on block 6 (14×14×384, ×16 nearest).
+    DeitSmall,
+    /// ConvNeXt-T (patchify stem) on 224×224 images, 1,000 classes; the Mixer on stage 3.
+    ConvnextTiny,
 }
 
 impl BenchModel {
@@ -68,13 +72,19 @@ impl BenchModel {
         match name {
             "cifar-r18" => Ok(BenchModel::CifarResnet18),
             "imagenet-r50" => Ok(BenchModel::ImagenetResnet50),
-            other => Err(Error::Argument(format!("unknown --model `{other}` (cifar-r18 or imagenet-r50)"))),
+            "deit-s" => Ok(BenchModel::DeitSmall),
+            "convnext-t" => Ok(BenchModel::ConvnextTiny),
+            other => Err(Error::Argument(format!(
+                "unknown --model `{other}` (cifar-r18, imagenet-r50, deit-s or convnext-t)"
+            ))),
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             BenchModel::CifarResnet18 => "cifar-r18",
             BenchModel::ImagenetResnet50 => "imagenet-r50",
+            BenchModel::DeitSmall => "deit-s",
+            BenchModel::ConvnextTiny => "convnext-t",
         }
     }
     pub fn config(self) -> crate::model::ModelConfig {
@@ -82,19 +92,31 @@ impl BenchModel {
         match self {
             BenchModel::CifarResnet18 => ModelConfig::new(Arch::Resnet18),
             BenchModel::ImagenetResnet50 => ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::Resnet50) },
+            BenchModel::DeitSmall => ModelConfig::new(Arch::DeitSmall),
+            BenchModel::ConvnextTiny => ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::ConvnextTiny) },
         }
+    }
+    /// The SAMix settings of the step: the CIFAR-100 R18 defaults, with the Mixer on DeiT-S's
+    /// block 6 (nearest up-sampling, as the reference's ViT configs).
+    pub fn samix_options(self) -> crate::samix::SamixOptions {
+        let mut options = crate::samix::SamixOptions::samix();
+        if self == BenchModel::DeitSmall {
+            options.mask_stage = 5;
+            options.mixer.upsample = Some(crate::samix::Upsample::Nearest);
+        }
+        options
     }
     /// The input side in pixels.
     pub fn size(self) -> i64 {
         match self {
             BenchModel::CifarResnet18 => 32,
-            BenchModel::ImagenetResnet50 => 224,
+            _ => 224,
         }
     }
     pub fn classes(self) -> i64 {
         match self {
             BenchModel::CifarResnet18 => 100,
-            BenchModel::ImagenetResnet50 => 1000,
+            _ => 1000,
         }
     }
 }

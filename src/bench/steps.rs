@@ -10,7 +10,7 @@ use crate::native::{self, Precision};
 use crate::optim::{OptimConfig, Optimizer, ParamGroup};
 use crate::rng::{stream, SamixRng, Stream};
 use crate::samix::ema::path_prefix;
-use crate::samix::{mixer_shape, Mixer, OnlineSamix, PretrainedMixer, SamixOptions, SamixP, SamixPaths, StepPlan};
+use crate::samix::{mixer_shape, Mixer, OnlineSamix, PretrainedMixer, SamixP, SamixPaths, StepPlan};
 use crate::ssl::{MocoPaths, SslConfig, SslMixingChoice, SslModel, SslStepPlan};
 use crate::train::input_policy;
 use crate::{Error, Result};
@@ -160,7 +160,7 @@ fn bench_samix_p(model: BenchModel, device: Device) -> Result<Box<dyn MixPolicy>
     let vs = VarStore::new(device);
     let root = vs.root();
     let encoder = Network::new(&(&root / "k"), &model.config(), 3, model.classes())?;
-    let options = SamixOptions::samix();
+    let options = model.samix_options();
     let shape = mixer_shape(&encoder, options.mask_stage, model.size(), device)?;
     let mixer = Mixer::new(&(&root / "mixer"), &options.mixer, shape);
     let pretrained = PretrainedMixer::from_parts(vs, encoder, mixer, options.mask_stage, model.size());
@@ -179,7 +179,7 @@ fn build_samix(
     let paths = SamixPaths::standard(vs);
     let online = Network::new(&paths.online, &model.config(), 3, model.classes())?;
     let ema = Network::new(&paths.ema, &model.config(), 3, model.classes())?;
-    let samix = OnlineSamix::new(vs, &paths, online, ema, SamixOptions::samix(), model.size())?;
+    let samix = OnlineSamix::new(vs, &paths, online, ema, model.samix_options(), model.size())?;
     let optim = reference_sgd();
     let sgd =
         Optimizer::with_groups(vs, &optim, &[ParamGroup { prefix: path_prefix(&paths.mixer), cfg: optim.clone() }]);
@@ -273,7 +273,7 @@ mod tests {
         let (k_after, q_after) = (var("k.conv1.weight"), var("q.conv1.weight"));
         let (a, b) = (&k_after - &q_after, &k_before - &q_after);
         let m = (&a * &b).sum(Kind::Double).double_value(&[]) / (&b * &b).sum(Kind::Double).double_value(&[]);
-        let ema = SamixOptions::samix().ema;
+        let ema = crate::samix::SamixOptions::samix().ema;
         let scheduled = ema.momentum_at(1, 2);
         assert!((scheduled - ema.momentum).abs() > 4e-4, "the schedule must differ from its base here");
         assert!((m - scheduled).abs() < 2e-5, "EMA momentum {m}, the schedule's {scheduled}");

@@ -271,8 +271,9 @@ pub struct BenchArgs {
     /// Convolution weights and the batch in channels-last (NHWC) memory order.
     #[arg(long)]
     pub channels_last: bool,
-    /// The network and input: cifar-r18 (ResNet-18, CIFAR stem, 32 px, 100 classes) or
-    /// imagenet-r50 (ResNet-50, ImageNet stem, 224 px, 1,000 classes).
+    /// The network and input: cifar-r18 (ResNet-18, CIFAR stem, 32 px, 100 classes),
+    /// imagenet-r50 (ResNet-50, ImageNet stem, 224 px, 1,000 classes), deit-s (DeiT-S, 224 px,
+    /// 1,000 classes, the Mixer on block 6) or convnext-t (ConvNeXt-T, 224 px, 1,000 classes).
     #[arg(long, default_value = "cifar-r18")]
     pub model: String,
     /// Time each mixing policy's `mix` alone instead of training steps.
