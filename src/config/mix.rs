@@ -4,6 +4,7 @@
 use crate::mix::{
     AlignmixConfig, AttentivemixConfig, CutmixConfig, FmixConfig, GridmixConfig, ManifoldmixConfig, MixupConfig,
     MixupCutmixConfig, NoMixConfig, PolicyConfig, PuzzleMixConfig, ResizemixConfig, SaliencymixConfig, SmoothmixConfig,
+    TransmixConfig,
 };
 use crate::samix::{AutomixConfig, MixerVariant, SamixConfig, SamixOptions, SamixPConfig, Scenario};
 use crate::{Error, Result};
@@ -81,6 +82,8 @@ mix_policies! {
     Manifoldmix(ManifoldmixConfig) = "manifoldmix",
     /// Sinkhorn-aligned interpolation of the last feature maps, or ManifoldMix, by coin flip.
     Alignmix(AlignmixConfig) = "alignmix",
+    /// CutMix (or MixUp) with λ re-weighted by a ViT's class-token attention over the box.
+    Transmix(TransmixConfig) = "transmix",
     /// Online SAMix: a learnable Mixer trained through an EMA critic (docs/ALGORITHM.md §3).
     Samix(SamixConfig) = "samix",
     /// Online AutoMix: the same training step with AutoMix's Mixer, mask loss and CE critic.
@@ -100,7 +103,7 @@ impl MixConfig {
     /// (docs/ALGORITHM.md §8). The one place these numbers are stated.
     pub fn default_alpha(name: &str) -> f64 {
         match name {
-            "mixup" | "resizemix" | "puzzlemix" => 1.0,
+            "mixup" | "resizemix" | "puzzlemix" | "transmix" => 1.0,
             "samix" | "automix" | "samix_p" => SamixOptions::samix().alpha,
             "attentivemix" => 2.0,
             _ => 0.2,

@@ -415,8 +415,8 @@ impl TrainConfig {
             }
         }
         match &self.mix {
-            MixConfig::Manifoldmix(_) | MixConfig::Alignmix(_) | MixConfig::Puzzlemix(_) => {
-                Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix mix through a classifier; self-supervised pre-training supports none, the input policies and samix/automix"))
+            MixConfig::Manifoldmix(_) | MixConfig::Alignmix(_) | MixConfig::Puzzlemix(_) | MixConfig::Transmix(_) => {
+                Err(Error::config("mix.policy", "manifoldmix/alignmix/puzzlemix/transmix mix through a classifier; self-supervised pre-training supports none, the input policies and samix/automix"))
             }
             MixConfig::Resizemix(_) if ssl.cross_view => Err(Error::config(
                 "ssl.cross_view",

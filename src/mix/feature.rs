@@ -95,7 +95,7 @@ impl super::PolicyConfig for AlignmixConfig {
 pub(super) fn needs_the_model() -> Error {
     Error::config(
         "mix.policy",
-        "manifoldmix/alignmix/puzzlemix need the model (hidden features or input gradients); the trainer runs them",
+        "manifoldmix/alignmix/puzzlemix/transmix need the model (hidden features, input gradients or attention); the trainer runs them",
     )
 }
 
@@ -247,6 +247,8 @@ pub enum FeatureMix {
     Align(AlignMix),
     /// The reference's CIFAR AlignMix setting: ManifoldMix or AlignMix with probability ½ each.
     ManifoldOrAlign(ManifoldMix, AlignMix),
+    /// TransMix: label weights from a ViT's class-token attention.
+    Transmix(super::transmix::TransMix),
 }
 
 impl FeatureMix {
@@ -261,6 +263,7 @@ impl FeatureMix {
         match self {
             FeatureMix::Manifold(m) => m.forward(net, x, y, train, rng),
             FeatureMix::Align(a) => a.forward(net, x, y, train, rng),
+            FeatureMix::Transmix(t) => t.forward(net, x, y, train, rng),
             FeatureMix::ManifoldOrAlign(m, a) => {
                 if rng.gen_bool(0.5) {
                     m.forward(net, x, y, train, rng)

@@ -23,6 +23,7 @@ mod resizemix;
 mod saliencymix;
 mod smoothmix;
 mod switch;
+mod transmix;
 
 pub use attentivemix::{AttentiveMix, AttentivemixConfig};
 pub use cutmix::{
@@ -42,6 +43,7 @@ pub use resizemix::{ResizeMix, ResizemixConfig};
 pub use saliencymix::{spectral_residual_saliency, SaliencyMix, SaliencymixConfig};
 pub use smoothmix::{gaussian_blob, SmoothMix, SmoothmixConfig};
 pub use switch::{LambdaMode, MixupCutmix, MixupCutmixConfig};
+pub use transmix::{transmix_lambda, TransMix, TransmixConfig};
 
 use crate::rng::SamixRng;
 use crate::{Error, Result};

@@ -95,6 +95,9 @@ impl StagedNet for Network {
     fn stage_map(&self, i: usize, h: &Tensor) -> Tensor {
         self.inner().stage_map(i, h)
     }
+    fn forward_with_class_attention(&self, x: &Tensor, train: bool) -> Option<(Tensor, Tensor)> {
+        self.inner().forward_with_class_attention(x, train)
+    }
     fn stage_channels(&self) -> Vec<i64> {
         self.inner().stage_channels()
     }

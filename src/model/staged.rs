@@ -26,6 +26,11 @@ pub trait StagedNet {
     fn stage_map(&self, _i: usize, h: &Tensor) -> Tensor {
         h.shallow_clone()
     }
+    /// Logits and the last block's class-token attention over the patches (N × patches, mean
+    /// over heads, rows summing to 1), for TransMix; `None` for networks without a class token.
+    fn forward_with_class_attention(&self, _x: &Tensor, _train: bool) -> Option<(Tensor, Tensor)> {
+        None
+    }
     /// Output channels of each stage.
     fn stage_channels(&self) -> Vec<i64>;
     /// Channels of the images the network reads.

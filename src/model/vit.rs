@@ -75,13 +75,36 @@ impl Attention {
     }
 }
 
-impl Module for Attention {
-    fn forward(&self, x: &Tensor) -> Tensor {
+impl Attention {
+    /// q, k and v of `x` (B × N × C), each B × heads × N × C/heads.
+    fn qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
         let (b, n, c) = x.size3().unwrap_or((0, 0, 0));
         let qkv = x.apply(&self.qkv).reshape([b, n, 3, self.heads, c / self.heads]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let out = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false);
-        out.transpose(1, 2).reshape([b, n, c]).apply(&self.proj)
+        (qkv.get(0), qkv.get(1), qkv.get(2))
+    }
+
+    /// The heads' outputs (B × heads × N × d) merged and projected.
+    fn project(&self, heads: &Tensor) -> Tensor {
+        let (b, _, n, d) = heads.size4().unwrap_or((0, 0, 0, 0));
+        heads.transpose(1, 2).reshape([b, n, self.heads * d]).apply(&self.proj)
+    }
+
+    /// The output and the class token's attention over the other tokens (B × (N − 1), mean over
+    /// heads), computed with the softmax written out instead of the fused kernel.
+    pub fn forward_with_class_attention(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let (q, k, v) = self.qkv(x);
+        let scale = 1.0 / (q.size()[3] as f64).sqrt();
+        let weights = (q.matmul(&k.transpose(-2, -1)) * scale).softmax(-1, q.kind());
+        let n = weights.size()[3];
+        let class_attention = weights.select(2, 0).narrow(2, 1, n - 1).mean_dim(1, false, weights.kind());
+        (self.project(&weights.matmul(&v)), class_attention)
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (q, k, v) = self.qkv(x);
+        self.project(&Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false))
     }
 }
 
@@ -104,6 +127,15 @@ impl Block {
             mlp: Mlp::new(&(path / "mlp"), dim, (dim as f64 * mlp_ratio) as i64),
             drop_path,
         }
+    }
+}
+
+impl Block {
+    /// As `forward_t`, also returning the class token's attention (see [`Attention`]).
+    pub fn forward_with_class_attention(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let (out, attention) = self.attn.forward_with_class_attention(&x.apply(&self.norm1));
+        let x = x + drop_path(&out, self.drop_path, train);
+        (&x + drop_path(&x.apply(&self.norm2).apply(&self.mlp), self.drop_path, train), attention)
     }
 }
 
@@ -182,6 +214,15 @@ impl StagedNet for VisionTransformer {
         let (b, n, d) = h.size3().unwrap_or((0, 0, 0));
         let side = ((n - 1) as f64).sqrt().round() as i64;
         h.narrow(1, 1, n - 1).transpose(1, 2).reshape([b, d, side, side])
+    }
+    fn forward_with_class_attention(&self, x: &Tensor, train: bool) -> Option<(Tensor, Tensor)> {
+        let (last, earlier) = self.blocks.split_last()?;
+        let mut h = self.stem_t(x, train);
+        for block in earlier {
+            h = nn::ModuleT::forward_t(block, &h, train);
+        }
+        let (h, attention) = last.forward_with_class_attention(&h, train);
+        Some((self.head(&h), attention))
     }
     fn stage_channels(&self) -> Vec<i64> {
         vec![self.config.embed_dim; self.blocks.len()]

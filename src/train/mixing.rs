@@ -77,6 +77,7 @@ impl Mixing {
             }
             MixConfig::Manifoldmix(c) => Mixing::Feature(c.build()?),
             MixConfig::Alignmix(c) => Mixing::Feature(c.build()?),
+            MixConfig::Transmix(c) => Mixing::Feature(crate::mix::FeatureMix::Transmix(c.build()?)),
             MixConfig::SamixP(c) => {
                 let policy = c.build(device)?;
                 let side = image_side.ok_or_else(|| Error::config("data.augment.image_size", "needed for samix_p"))?;
