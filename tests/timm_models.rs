@@ -1,4 +1,4 @@
-//! The transformers and ConvNeXt against timm's own models (issue 26): timm's DeiT-T and
+//! The transformers and ConvNeXt against timm's own models (issue 26): timm's DeiT-T, Swin-T and
 //! ConvNeXt-T (random weights, LayerNorm affines and layer scales included) → `samix convert`
 //! → samix's network giving timm's logits, and back → timm loading samix's file strictly and
 //! giving them again; small variants (a 2-block ViT, a ConvNeXt with the reference's CIFAR stem)
@@ -66,6 +66,11 @@ fn timm_convnext_tiny_round_trip() {
     round_trip("convnext_tiny", "convnext_tiny");
 }
 
+#[test]
+fn timm_swin_tiny_round_trip() {
+    round_trip("swin_tiny", "swin_tiny");
+}
+
 fn small_vit() -> ModelConfig {
     ModelConfig {
         base_width: Some(48),
@@ -100,6 +105,23 @@ fn small_variant(model: &str, cfg: &ModelConfig, stage: usize) {
     assert_eq!(map.size(), timm_map.size(), "{model}: stage {stage}'s map");
     let diff = (&map - timm_map).abs().max().double_value(&[]);
     assert!(diff < 1e-4, "{model}: stage {stage}'s map differs from timm's by {diff}");
+}
+
+fn small_swin() -> ModelConfig {
+    ModelConfig {
+        base_width: Some(24),
+        heads: Some(2),
+        blocks: Some(vec![2, 2]),
+        patch_size: Some(2),
+        window: Some(4),
+        image_size: Some(32),
+        ..ModelConfig::new(Arch::SwinTiny)
+    }
+}
+
+#[test]
+fn small_swin_with_shifted_windows_matches_timm_with_its_stage_maps() {
+    small_variant("swin_small_test", &small_swin(), 0);
 }
 
 #[test]
@@ -176,4 +198,23 @@ fn init_from_a_vit_starts_only_the_classifier_afresh() {
     assert_eq!(n, dst.len() - 2, "everything but head.weight and head.bias");
     assert!(dst["norm.weight"].equal(&src["norm.weight"]) && dst["pos_embed"].equal(&src["pos_embed"]));
     assert!(dst["head.weight"].equal(&before), "the classifier must start fresh");
+}
+
+/// The transformer keys are checked against each other and against the data, each error naming
+/// its key: a ViT built for 224 px on 32-px CIFAR images, a window key on a ResNet, a Swin whose
+/// stages do not tile into its windows, heads that do not divide the width.
+#[test]
+fn transformer_keys_are_checked_by_name() {
+    let parse = |model: &str| {
+        let text = format!("[data]\ndataset = \"cifar100\"\n[model]\n{model}\n[train]\nepochs = 1\nbatch_size = 8\n");
+        samix::config::TrainConfig::parse(&text, &[]).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let side = parse("arch = \"deit_small\"");
+    assert!(side.contains("model.image_size") && side.contains("224") && side.contains("32 px"), "{side}");
+    assert!(parse("arch = \"deit_small\"\nimage_size = 32\npatch_size = 4").is_empty(), "a 32-px ViT is fine");
+    assert!(parse("arch = \"resnet18\"\nwindow = 7").contains("model.window"));
+    let tiling = parse("arch = \"swin_tiny\"\nimage_size = 32\npatch_size = 2\nwindow = 5");
+    assert!(tiling.contains("model.window"), "{tiling}");
+    let heads = parse("arch = \"deit_tiny\"\nimage_size = 32\npatch_size = 4\nheads = 5");
+    assert!(heads.contains("model.heads"), "{heads}");
 }

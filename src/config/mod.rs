@@ -348,17 +348,18 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// A ViT is built for one image side (its position embedding has an entry per patch): the
-    /// data's must be it.
+    /// A ViT or Swin is built for one image side (the position embedding has an entry per patch,
+    /// Swin's shifted windows a mask per map size): the data's must be it.
     fn check_vit_side(&self) -> Result<()> {
-        if self.model.arch.family() != crate::model::Family::Vit {
-            return Ok(());
-        }
-        let built = self.model.vit_config(3, 1)?.image_size;
+        let built = match self.model.arch.family() {
+            crate::model::Family::Vit => self.model.vit_config(3, 1)?.image_size,
+            crate::model::Family::Swin => self.model.swin_config(3, 1)?.image_size,
+            _ => return Ok(()),
+        };
         match self.image_side() {
             Some(side) if side != built => {
                 let msg = format!(
-                    "the ViT is built for {built}-px images, the data give {side} px (data.augment.image_size)"
+                    "the transformer is built for {built}-px images, the data give {side} px (data.augment.image_size)"
                 );
                 Err(Error::config("model.image_size", msg))
             }

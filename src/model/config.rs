@@ -1,6 +1,7 @@
 //! The `[model]` table of a run: architecture, stem, width and depth overrides, and the
 //! transformer's shape keys. Also what each architecture calls its input and classifier layers.
 use super::convnext::ConvNextConfig;
+use super::swin::SwinConfig;
 use super::vit::VitConfig;
 use crate::limits::{check_size, check_sizes, MAX_BLOCKS_PER_STAGE, MAX_WIDTH};
 use crate::{Error, Result};
@@ -19,6 +20,7 @@ pub enum Arch {
     DeitSmall,
     DeitBase,
     ConvnextTiny,
+    SwinTiny,
 }
 
 /// The kinds of network, each with its own module.
@@ -28,6 +30,7 @@ pub enum Family {
     Wide,
     Vit,
     ConvNext,
+    Swin,
 }
 
 impl Arch {
@@ -36,6 +39,7 @@ impl Arch {
             Arch::Wrn28_8 => Family::Wide,
             Arch::DeitTiny | Arch::DeitSmall | Arch::DeitBase => Family::Vit,
             Arch::ConvnextTiny => Family::ConvNext,
+            Arch::SwinTiny => Family::Swin,
             _ => Family::ResNet,
         }
     }
@@ -44,7 +48,7 @@ impl Arch {
     pub fn input_weight(self) -> &'static str {
         match self.family() {
             Family::ResNet | Family::Wide => "conv1.weight",
-            Family::Vit => "patch_embed.proj.weight",
+            Family::Vit | Family::Swin => "patch_embed.proj.weight",
             Family::ConvNext => "stem.0.weight",
         }
     }
@@ -54,7 +58,7 @@ impl Arch {
         match self.family() {
             Family::ResNet | Family::Wide => "fc.",
             Family::Vit => "head.",
-            Family::ConvNext => "head.fc.",
+            Family::ConvNext | Family::Swin => "head.fc.",
         }
     }
 
@@ -108,16 +112,19 @@ pub struct ModelConfig {
     /// Transformer blocks of a ViT (DeiT: 12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<usize>,
-    /// Attention heads of a ViT (DeiT-T/S/B: 3/6/12).
+    /// Attention heads of a ViT (DeiT-T/S/B: 3/6/12), or of Swin's first stage (3, doubling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<i64>,
-    /// A ViT's patch side (16).
+    /// A ViT's patch side (16) or Swin's (4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch_size: Option<i64>,
-    /// The image side a ViT is built for (its position embedding has one entry per patch);
-    /// must equal the data's (`data.augment.image_size`). Default 224.
+    /// The image side a ViT or Swin is built for (the position embedding's grid, Swin's
+    /// attention masks); must equal the data's (`data.augment.image_size`). Default 224.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<i64>,
+    /// Swin's attention window side (7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
     /// Stochastic depth of the transformers and ConvNeXt: the last block's drop-path
     /// probability, earlier blocks' rising linearly from 0. Default 0 (timm's); the
     /// reference's configs set 0.1.
@@ -147,6 +154,7 @@ impl ModelConfig {
             heads: None,
             patch_size: None,
             image_size: None,
+            window: None,
             drop_path: None,
             init_from: None,
         }
@@ -158,6 +166,7 @@ impl ModelConfig {
         match self.arch.family() {
             Family::Wide => self.blocks.as_ref().map_or(3, Vec::len),
             Family::Vit => self.depth.unwrap_or(12),
+            Family::Swin => self.blocks.as_ref().map_or(4, Vec::len),
             Family::ResNet | Family::ConvNext => 4,
         }
     }
@@ -190,14 +199,17 @@ impl ModelConfig {
     fn check_family_keys(&self) -> Result<()> {
         let family = self.arch.family();
         let vit = family == Family::Vit;
+        let transformer = matches!(family, Family::Vit | Family::Swin);
+        let layer_normed = matches!(family, Family::Vit | Family::ConvNext | Family::Swin);
         let unread: &[(&str, bool)] = &[
             ("model.depth", self.depth.is_some() && !vit),
-            ("model.heads", self.heads.is_some() && !vit),
-            ("model.image_size", self.image_size.is_some() && !vit),
-            ("model.patch_size", self.patch_size.is_some() && !vit),
-            ("model.drop_path", self.drop_path.is_some() && !matches!(family, Family::Vit | Family::ConvNext)),
+            ("model.heads", self.heads.is_some() && !transformer),
+            ("model.image_size", self.image_size.is_some() && !transformer),
+            ("model.patch_size", self.patch_size.is_some() && !transformer),
+            ("model.window", self.window.is_some() && family != Family::Swin),
+            ("model.drop_path", self.drop_path.is_some() && !layer_normed),
             ("model.blocks", self.blocks.is_some() && vit),
-            ("model.norm", self.norm != NormKind::Batch && matches!(family, Family::Vit | Family::ConvNext)),
+            ("model.norm", self.norm != NormKind::Batch && layer_normed),
         ];
         if let Some((key, _)) = unread.iter().find(|(_, refused)| *refused) {
             let msg =
@@ -207,9 +219,13 @@ impl ModelConfig {
         if self.drop_path.is_some_and(|p| !(0.0..1.0).contains(&p)) {
             return Err(Error::config("model.drop_path", "must be in [0, 1)"));
         }
-        for (key, v) in
-            [("model.heads", self.heads), ("model.patch_size", self.patch_size), ("model.image_size", self.image_size)]
-        {
+        let sizes = [
+            ("model.heads", self.heads),
+            ("model.patch_size", self.patch_size),
+            ("model.image_size", self.image_size),
+            ("model.window", self.window),
+        ];
+        for (key, v) in sizes {
             if let Some(v) = v {
                 if v < 1 {
                     return Err(Error::config(key, "must be at least 1"));
@@ -269,5 +285,32 @@ impl ModelConfig {
         }
         cc.drop_path = cfg.drop_path.unwrap_or(0.0);
         cc
+    }
+
+    /// The Swin a `[model]` table names: Swin-T with `base_width` (the first stage's width),
+    /// `heads` (the first stage's), `blocks`, `patch_size`, `window`, `image_size` and
+    /// `drop_path` over it; every stage's side must be a multiple of its window.
+    pub fn swin_config(&self, in_channels: i64, num_classes: i64) -> Result<SwinConfig> {
+        let mut sc = SwinConfig::tiny(in_channels, num_classes);
+        sc.embed_dim = self.base_width.unwrap_or(sc.embed_dim);
+        sc.heads = self.heads.unwrap_or(sc.heads);
+        sc.depths = self.blocks.clone().unwrap_or(sc.depths);
+        sc.patch_size = self.patch_size.unwrap_or(sc.patch_size);
+        sc.window = self.window.unwrap_or(sc.window);
+        sc.image_size = self.image_size.unwrap_or(sc.image_size);
+        sc.drop_path = self.drop_path.unwrap_or(0.0);
+        if sc.embed_dim % sc.heads != 0 {
+            let msg = format!("{} heads do not divide the width {} (model.base_width)", sc.heads, sc.embed_dim);
+            return Err(Error::config("model.heads", msg));
+        }
+        let sides = sc.resolutions();
+        if sc.image_size % sc.patch_size != 0 || sides.iter().any(|&r| r < 1 || r % sc.window.min(r) != 0) {
+            let msg = format!(
+                "the stages' sides {sides:?} (model.image_size / model.patch_size, halving) must be multiples of the window {}",
+                sc.window
+            );
+            return Err(Error::config("model.window", msg));
+        }
+        Ok(sc)
     }
 }

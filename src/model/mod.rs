@@ -1,5 +1,5 @@
 //! Image classifiers: ResNet-18/34/50/101 and ResNeXt-50 32x4d (CIFAR or ImageNet stem),
-//! WRN-28-8, the DeiT vision transformers and ConvNeXt. Every network runs stage by stage ([`StagedNet`]), so callers can read any stage's
+//! WRN-28-8, the DeiT vision transformers, ConvNeXt and Swin. Every network runs stage by stage ([`StagedNet`]), so callers can read any stage's
 //! output (SAMix's Mixer reads stage 3) or mix hidden features between stages (ManifoldMix).
 //! Touches only its own parameters.
 pub mod config;
@@ -9,6 +9,7 @@ pub mod layers;
 pub mod resnet;
 pub mod size;
 pub mod staged;
+pub mod swin;
 pub mod transformer_layers;
 pub mod vit;
 pub mod wrn;
@@ -21,6 +22,7 @@ pub use convnext::{ConvNext, ConvNextConfig};
 pub use layers::{batch_norm, conv, conv_with, norm, LinearHead, Norm, NormChoice};
 pub use resnet::{ResNet, ResNetConfig};
 pub use staged::StagedNet;
+pub use swin::{SwinConfig, SwinTransformer};
 pub use vit::{VisionTransformer, VitConfig};
 pub use wrn::{WideResNet, WideResNetConfig};
 
@@ -30,6 +32,7 @@ pub enum Network {
     Wide(WideResNet),
     Vit(VisionTransformer),
     ConvNext(ConvNext),
+    Swin(SwinTransformer),
 }
 
 impl Network {
@@ -49,6 +52,7 @@ impl Network {
             }
             Family::Vit => Network::Vit(VisionTransformer::new(path, &cfg.vit_config(in_channels, num_classes)?)),
             Family::ConvNext => Network::ConvNext(ConvNext::new(path, &cfg.convnext_config(in_channels, num_classes))),
+            Family::Swin => Network::Swin(SwinTransformer::new(path, &cfg.swin_config(in_channels, num_classes)?)),
             Family::ResNet => {
                 let mut rc = ResNetConfig::preset(cfg.arch, cfg.stem, in_channels, num_classes);
                 if let Some(w) = cfg.base_width {
@@ -69,6 +73,7 @@ impl Network {
             Network::Wide(n) => n,
             Network::Vit(n) => n,
             Network::ConvNext(n) => n,
+            Network::Swin(n) => n,
         }
     }
 }

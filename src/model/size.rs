@@ -6,6 +6,7 @@
 use super::config::{Arch, Family, ModelConfig, Stem};
 use super::convnext::ConvNextConfig;
 use super::resnet::{BlockKind, ResNetConfig};
+use super::swin::SwinConfig;
 use super::vit::VitConfig;
 use super::wrn::WideResNetConfig;
 use crate::limits::{check_parameters, check_tensor_bytes};
@@ -75,6 +76,26 @@ fn vit_parameters(v: &VitConfig) -> u64 {
     block.saturating_mul(v.depth as u64).saturating_add(patch).saturating_add(tokens.saturating_mul(d))
 }
 
+/// The Swin a table builds (Swin-T where its keys disagree: Network::new refuses it).
+fn swin(cfg: &ModelConfig) -> SwinConfig {
+    cfg.swin_config(3, 10).unwrap_or_else(|_| SwinConfig::tiny(3, 10))
+}
+
+/// Swin's parameters: 12·C² per block at each stage's width, the merging layers (8·C² each) and
+/// the patch embedding.
+fn swin_parameters(s: &SwinConfig) -> u64 {
+    let mut total =
+        (s.patch_size.max(1) as u64).saturating_pow(2).saturating_mul(3).saturating_mul(s.embed_dim.max(1) as u64);
+    for (i, &depth) in s.depths.iter().enumerate() {
+        let c = (s.embed_dim.max(1) as u64) << i.min(32);
+        total = total.saturating_add(c.saturating_mul(c).saturating_mul(12).saturating_mul(depth as u64));
+        if i > 0 {
+            total = total.saturating_add(c.saturating_mul(c).saturating_mul(2));
+        }
+    }
+    total
+}
+
 /// ConvNeXt's parameters: 8·C² + 49·C per block, the downsampling convolutions and the stem.
 fn convnext_parameters(c: &ConvNextConfig) -> u64 {
     let mut total = (c.stem_kernel.max(1) as u64).saturating_pow(2).saturating_mul(3).saturating_mul(c.dims[0] as u64);
@@ -96,6 +117,7 @@ pub fn estimated_parameters(cfg: &ModelConfig) -> u64 {
     match cfg.arch.family() {
         Family::Vit => return vit_parameters(&vit(cfg)),
         Family::ConvNext => return convnext_parameters(&cfg.convnext_config(3, 10)),
+        Family::Swin => return swin_parameters(&swin(cfg)),
         Family::ResNet | Family::Wide => {}
     }
     let s = shape(cfg);
@@ -123,6 +145,10 @@ pub fn feature_channels(cfg: &ModelConfig) -> u64 {
     match cfg.arch.family() {
         Family::Vit => return vit(cfg).embed_dim.max(1) as u64,
         Family::ConvNext => return cfg.convnext_config(3, 10).dims.last().map_or(1, |&d| d.max(1) as u64),
+        Family::Swin => {
+            let s = swin(cfg);
+            return (s.embed_dim.max(1) as u64) << s.depths.len().saturating_sub(1).min(32);
+        }
         Family::ResNet | Family::Wide => {}
     }
     let s = shape(cfg);
@@ -146,6 +172,15 @@ pub fn largest_activation_bytes(cfg: &ModelConfig, side: u64, batch: u64) -> u64
             let c = cfg.convnext_config(3, 10);
             let grid = side.div_ceil(c.stem_stride.max(1) as u64).saturating_pow(2);
             return grid.saturating_mul(4 * c.dims[0].max(1) as u64).saturating_mul(batch).saturating_mul(4);
+        }
+        Family::Swin => {
+            // The first stage's MLP activation, or its windows' attention matrices.
+            let s = swin(cfg);
+            let tokens = (side / s.patch_size.max(1) as u64).saturating_pow(2);
+            let mlp = tokens.saturating_mul(4 * s.embed_dim.max(1) as u64);
+            let attention =
+                tokens.saturating_mul((s.window.max(1) as u64).saturating_pow(2)).saturating_mul(s.heads.max(1) as u64);
+            return mlp.max(attention).saturating_mul(batch).saturating_mul(4);
         }
         Family::ResNet | Family::Wide => {}
     }
@@ -186,6 +221,8 @@ mod tests {
         assert!((21.0..22.2).contains(&mb(Arch::DeitSmall)), "{}", mb(Arch::DeitSmall));
         assert!((84.0..86.7).contains(&mb(Arch::DeitBase)), "{}", mb(Arch::DeitBase));
         assert!((27.0..28.7).contains(&mb(Arch::ConvnextTiny)), "{}", mb(Arch::ConvnextTiny));
+        // timm's Swin-T: 28.3 M.
+        assert!((26.5..28.4).contains(&mb(Arch::SwinTiny)), "{}", mb(Arch::SwinTiny));
         let huge = ModelConfig { base_width: Some(100_000_000), ..ModelConfig::new(Arch::Resnet18) };
         assert!(check(&huge, None, 32, 100, "train.batch_size").is_err());
         let imagenet = ModelConfig { stem: Stem::Imagenet, ..ModelConfig::new(Arch::Resnet50) };

@@ -10,7 +10,9 @@
   timm_models.py features MODEL DIR INDEX   saves the block/stage INDEX map timm's
       forward_intermediates gives on that input as DIR/features.safetensors
 
-MODEL: deit_tiny (timm's deit_tiny_patch16_224, 224 px), vit_small_test (32 px, patch 8, width 48,
+MODEL: swin_tiny (timm's swin_tiny_patch4_window7_224), swin_small_test (32 px, 2-px patches, width
+24, depths 2-2, heads 2-4, 4×4 windows, 10 classes: shifted windows in both stages),
+deit_tiny (timm's deit_tiny_patch16_224, 224 px), vit_small_test (32 px, patch 8, width 48,
 depth 2, 3 heads, 10 classes), convnext_tiny (timm's, 224 px), convnext_cifar_test (widths
 16-32-64-128, depths 1-1-2-1, 10 classes, 32 px, with the reference's ConvNeXt_CIFAR stem: a 3x3
 stride-1 convolution in place of timm's 4x4 patchify one).
@@ -21,6 +23,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 from timm.models.convnext import ConvNeXt
+from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
 
@@ -35,6 +38,12 @@ def build(name):
     if name == "convnext_cifar_test":
         model = ConvNeXt(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), num_classes=10)
         model.stem[0] = torch.nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1)
+        return model, 32
+    if name == "swin_tiny":
+        return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False), 224
+    if name == "swin_small_test":
+        model = SwinTransformer(img_size=32, patch_size=2, embed_dim=24, depths=(2, 2), num_heads=(2, 4),
+                                window_size=4, num_classes=10)
         return model, 32
     raise SystemExit(f"unknown model {name}")
 
