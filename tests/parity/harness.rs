@@ -110,22 +110,14 @@ pub fn samix_step(cfg: &TrainConfig, d: Draws, dir: &Path) {
     let ctx = StepContext { epoch: 0, iter: 0, iters_per_epoch, global_step: 0, total_steps };
     let ema_momentum = learner.samix.ema_momentum(0, total_steps);
     let mixer_optim = config.mixer_optim.optim(&cfg.optim);
-    let settings = serde_json::json!({
-        "dtype": "float64",
-        // The first step of a cosine schedule runs at the base rates.
-        "lr": cfg.optim.lr,
-        "momentum": cfg.optim.momentum(),
-        "weight_decay": cfg.optim.weight_decay,
-        "nesterov": cfg.optim.nesterov(),
-        "mixer_lr": mixer_optim.lr,
-        "mixer_momentum": mixer_optim.momentum(),
-        "mixer_weight_decay": mixer_optim.weight_decay,
+    let mut settings = optimiser_settings(cfg, &mixer_optim);
+    let more = serde_json::json!({
         "ema_momentum": ema_momentum,
         "label_smoothing": cfg.train.label_smoothing,
         "mix": match &cfg.mix { MixConfig::Samix(c) => serde_json::to_value(c).unwrap(), MixConfig::Automix(c) => serde_json::to_value(c).unwrap(), _ => unreachable!() },
         "mixer_variant": format!("{:?}", options.mixer.variant).to_lowercase(),
     });
-    let mut settings = settings;
+    merge(&mut settings, more);
     backbone_and_optimiser_settings(cfg, &mut settings);
     std::fs::write(dir.join("step.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
 
@@ -236,5 +228,27 @@ fn backbone_and_optimiser_settings(cfg: &TrainConfig, settings: &mut serde_json:
         settings["eps"] = h.eps.into();
         settings["no_decay_1d"] = cfg.optim.no_decay_1d.into();
         settings["no_decay_names"] = serde_json::json!(cfg.optim.no_decay_names);
+    }
+}
+
+/// The step's settings both oracles read: f64, and each parameter group's optimiser (the first
+/// step of a cosine schedule runs at the base rates).
+pub fn optimiser_settings(cfg: &TrainConfig, mixer_optim: &samix::optim::OptimConfig) -> serde_json::Value {
+    serde_json::json!({
+        "dtype": "float64",
+        "lr": cfg.optim.lr,
+        "momentum": cfg.optim.momentum(),
+        "weight_decay": cfg.optim.weight_decay,
+        "nesterov": cfg.optim.nesterov(),
+        "mixer_lr": mixer_optim.lr,
+        "mixer_momentum": mixer_optim.momentum(),
+        "mixer_weight_decay": mixer_optim.weight_decay,
+    })
+}
+
+/// `into` with the keys of `more` added.
+pub fn merge(into: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(more)) = (into.as_object_mut(), more) {
+        into.extend(more);
     }
 }

@@ -2,7 +2,8 @@
 //! tests/oracle/samix_ssl_step.py.
 use super::common;
 use super::harness::{
-    cifar100_info, compare_with, disagreeing, named, perm, preset, save, work_dir, BATCH, KIND, SIDE,
+    cifar100_info, compare_with, disagreeing, merge, named, optimiser_settings, perm, preset, save, work_dir, BATCH,
+    KIND, SIDE,
 };
 use samix::config::{MixConfig, TrainConfig};
 use samix::ssl::SslDraws;
@@ -50,20 +51,14 @@ fn samix_ssl_step(cfg: &TrainConfig, d: SslDraws, dir: &Path) {
     save(&dir.join("step.safetensors"), step);
     let ctx = StepContext { epoch: 0, iter: 0, iters_per_epoch: 100, global_step: 0, total_steps: 100 };
     let mixer_optim = cfg.mix.online_config().unwrap().0.mixer_optim.optim(&cfg.optim);
-    let settings = serde_json::json!({
-        "dtype": "float64",
-        "lr": cfg.optim.lr,
-        "momentum": cfg.optim.momentum(),
-        "weight_decay": cfg.optim.weight_decay,
-        "nesterov": cfg.optim.nesterov(),
-        "mixer_lr": mixer_optim.lr,
-        "mixer_momentum": mixer_optim.momentum(),
-        "mixer_weight_decay": mixer_optim.weight_decay,
+    let mut settings = optimiser_settings(cfg, &mixer_optim);
+    let more = serde_json::json!({
         "key_momentum": ssl.momentum_at(0, 100),
         "queue_position": 0,
         "ssl": ssl_settings(&ssl, &cfg.mix),
         "mix": serde_json::to_value(cfg.mix.online_config().unwrap().0).unwrap(),
     });
+    merge(&mut settings, more);
     std::fs::write(dir.join("step.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
     let batch = samix::data::loader::Batch { images: x, labels: Tensor::zeros([BATCH], (Kind::Int64, Device::Cpu)) };
     let mut rng = samix::rng::stream(0, samix::rng::Stream::Mix, 0, 0);
