@@ -3,7 +3,7 @@
 //! one λ; AlignMix (Venkataramanan et al. 2022) aligns the last feature maps of the two samples
 //! with Sinkhorn optimal transport before interpolating them. The reference's CIFAR setting draws
 //! ManifoldMix or AlignMix with equal probability each step.
-use super::{mix_targets, random_pairing, LambdaSampler, MixedTargets};
+use super::{mix_targets, needs_the_model, random_pairing, LambdaSampler, MixedForward};
 use crate::model::StagedNet;
 use crate::rng::SamixRng;
 use crate::{Error, Result};
@@ -89,21 +89,6 @@ impl super::PolicyConfig for AlignmixConfig {
     fn build_input(&self) -> Result<Box<dyn super::MixPolicy + Send>> {
         Err(needs_the_model())
     }
-}
-
-/// Why a policy that mixes through the model is not a per-batch input policy.
-pub(super) fn needs_the_model() -> Error {
-    Error::config(
-        "mix.policy",
-        "manifoldmix/alignmix/puzzlemix/transmix need the model (hidden features, input gradients or attention); the trainer runs them",
-    )
-}
-
-/// Logits of a mixed forward pass, its label mix, and where it mixed (0 = input, k = after stage k).
-pub struct MixedForward {
-    pub logits: Tensor,
-    pub targets: MixedTargets,
-    pub mixed_at: usize,
 }
 
 #[derive(Clone, Debug)]

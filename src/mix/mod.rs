@@ -32,7 +32,6 @@ pub use cutmix::{
 };
 pub use feature::{
     align, forward_mixing_at, sinkhorn_plan, AlignMix, AlignmixConfig, FeatureMix, ManifoldMix, ManifoldmixConfig,
-    MixedForward,
 };
 pub use fmix::{fourier_first_weight, FMix, FmixConfig};
 pub use graphcut::GridMrf;
@@ -247,4 +246,19 @@ pub fn mix_targets_t(labels: &Tensor, perm: &Tensor, lam: &Tensor) -> MixedTarge
 /// Labels of a batch-level mix: y_a = labels, y_b = labels[perm], λ broadcast to `[N]`.
 pub fn mix_targets(labels: &Tensor, perm: &Tensor, lam: f64) -> MixedTargets {
     mix_targets_t(labels, perm, &Tensor::from(lam))
+}
+
+/// Why a policy that mixes through the model is not a per-batch input policy.
+pub(crate) fn needs_the_model() -> Error {
+    Error::config(
+        "mix.policy",
+        "manifoldmix/alignmix/puzzlemix/transmix need the model (hidden features, input gradients or attention); the trainer runs them",
+    )
+}
+
+/// Logits of a mixed forward pass, its label mix, and where it mixed (0 = input, k = after stage k).
+pub struct MixedForward {
+    pub logits: Tensor,
+    pub targets: MixedTargets,
+    pub mixed_at: usize,
 }

@@ -56,7 +56,7 @@ impl super::PolicyConfig for PuzzleMixConfig {
         self.check()
     }
     fn build_input(&self) -> Result<Box<dyn super::MixPolicy + Send>> {
-        Err(super::feature::needs_the_model())
+        Err(super::needs_the_model())
     }
 }
 

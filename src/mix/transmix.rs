@@ -8,8 +8,7 @@
 //! states; the reference's loss averages λ over the batch before weighting (a deviation samix
 //! does not copy, docs/DESIGN.md). Touches nothing but the batch it mixes.
 use super::cutmix::{cutmix_box, paste_box, CutBox};
-use super::feature::{needs_the_model, MixedForward};
-use super::{mix_targets, random_pairing, LambdaSampler, MixedTargets};
+use super::{mix_targets, needs_the_model, random_pairing, LambdaSampler, MixedForward, MixedTargets};
 use crate::model::StagedNet;
 use crate::rng::SamixRng;
 use crate::{Error, Result};
