@@ -313,7 +313,7 @@ print(json.dumps(out))
 fn every_listed_policy_reads_writes_and_builds_by_its_name() {
     assert_eq!(
         MixConfig::NAMES.len(),
-        16,
+        17,
         "a policy was added or removed: update the test's list of trainer-built policies if needed"
     );
     for &name in MixConfig::NAMES {
@@ -330,7 +330,8 @@ fn every_listed_policy_reads_writes_and_builds_by_its_name() {
         assert_eq!(toml::from_str::<MixConfig>(&written).unwrap(), cfg, "{name} round trip");
         cfg.check(4).unwrap_or_else(|e| panic!("{name}: {e}"));
         // The trainer builds these (they hold a network, need the model or train a Mixer).
-        let trainer_built = ["attentivemix", "puzzlemix", "manifoldmix", "alignmix", "samix", "automix", "samix_p"];
+        let trainer_built =
+            ["attentivemix", "puzzlemix", "manifoldmix", "alignmix", "transmix", "samix", "automix", "samix_p"];
         match cfg.table().build_input() {
             Ok(_) if trainer_built.contains(&name) => panic!("{name} built without the trainer"),
             Err(e) if !trainer_built.contains(&name) => panic!("{name} did not build from its table: {e}"),
