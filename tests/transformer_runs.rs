@@ -10,12 +10,16 @@ use tch::{Device, Tensor};
 
 const VIT: &str = "arch = \"deit_tiny\"\nbase_width = 24\ndepth = 3\nheads = 2\npatch_size = 4\nimage_size = 28";
 
-/// `tiny_fashion_config`'s run on the tiny ViT.
-fn vit_config(train: usize, mix: &str) -> TrainConfig {
-    let text = tiny_fashion_config(train, 100, 1, mix);
+/// A tiny test config's run with its narrow ResNet-18 swapped for the tiny ViT.
+fn on_vit(text: String) -> TrainConfig {
     let resnet = "arch = \"resnet18\"\nbase_width = 8\nblocks = [1, 1, 1, 1]";
     assert!(text.contains(resnet));
     TrainConfig::parse(&text.replace(resnet, VIT), &[]).unwrap()
+}
+
+/// `tiny_fashion_config`'s run on the tiny ViT.
+fn vit_config(train: usize, mix: &str) -> TrainConfig {
+    on_vit(tiny_fashion_config(train, 100, 1, mix))
 }
 
 #[test]
@@ -43,43 +47,9 @@ fn samix_then_samix_p_on_a_vit() {
 fn samix_ssl_pretrains_a_vit() {
     let _lock = torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-seed = 3
-[data]
-dataset = "fashion_mnist"
-path = "{path}"
-train_limit = 128
-test_limit = 64
-workers = 2
-[data.augment]
-image_size = 28
-random_resized_crop = true
-rrc_scale = [0.2, 1.0]
-hflip = true
-[model]
-{VIT}
-[optim]
-lr = 0.05
-[ssl]
-hidden_dim = 32
-feature_dim = 16
-queue_size = 64
-knn_k = 20
-[mix]
-policy = "samix"
-mask_stage = 1
-lam_margin = 0.0
-[train]
-epochs = 1
-batch_size = 32
-median_of_last = 1
-threads = 1
-"#,
-        path = fashion().display()
-    );
+    let cfg = on_vit(tiny_pretrain_text(1, "policy = \"samix\"\nmask_stage = 1\nlam_margin = 0.0"));
     let run = tmp.path().join("ssl");
-    train_run(&TrainConfig::parse(&text, &[]).unwrap(), &run, false, false, None).unwrap();
+    train_run(&cfg, &run, false, false, None).unwrap();
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("knn_acc1") && metrics.contains("loss_mix"), "{metrics}");
     let backbone: Vec<String> =

@@ -134,15 +134,19 @@ impl Block {
     /// As `forward_t`, also returning the class token's attention (see [`Attention`]).
     pub fn forward_with_class_attention(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         let (out, attention) = self.attn.forward_with_class_attention(&x.apply(&self.norm1));
-        let x = x + drop_path(&out, self.drop_path, train);
-        (&x + drop_path(&x.apply(&self.norm2).apply(&self.mlp), self.drop_path, train), attention)
+        (self.residuals(x, &out, train), attention)
+    }
+
+    /// The block's two residual steps around `attended`, the attention's output on `x`.
+    fn residuals(&self, x: &Tensor, attended: &Tensor, train: bool) -> Tensor {
+        let x = x + drop_path(attended, self.drop_path, train);
+        &x + drop_path(&x.apply(&self.norm2).apply(&self.mlp), self.drop_path, train)
     }
 }
 
 impl nn::ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = x + drop_path(&x.apply(&self.norm1).apply(&self.attn), self.drop_path, train);
-        &x + drop_path(&x.apply(&self.norm2).apply(&self.mlp), self.drop_path, train)
+        self.residuals(x, &x.apply(&self.norm1).apply(&self.attn), train)
     }
 }
 
@@ -204,7 +208,8 @@ impl StagedNet for VisionTransformer {
         nn::ModuleT::forward_t(&self.blocks[i], h, train)
     }
     fn pool(&self, h: &Tensor) -> Tensor {
-        h.apply(&self.norm).select(1, 0)
+        // LayerNorm is per token: normalising the class token alone gives its row of the whole.
+        h.select(1, 0).apply(&self.norm)
     }
     fn classifier(&self, pooled: &Tensor) -> Tensor {
         pooled.apply(&self.head)

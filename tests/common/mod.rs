@@ -74,6 +74,47 @@ threads = 1
     )
 }
 
+/// A tiny MoCo v2 pre-training run on a Fashion-MNIST slice (narrow ResNet-18, small neck and
+/// queue) with `[mix]` = `mix`, for `epochs` epochs.
+pub fn tiny_pretrain_text(epochs: usize, mix: &str) -> String {
+    format!(
+        r#"
+seed = 3
+[data]
+dataset = "fashion_mnist"
+path = "{path}"
+train_limit = 192
+test_limit = 64
+workers = 2
+[data.augment]
+image_size = 28
+random_resized_crop = true
+rrc_scale = [0.2, 1.0]
+hflip = true
+color_jitter = [0.4, 0.4, 0.0, 0.0]
+[model]
+arch = "resnet18"
+base_width = 8
+blocks = [1, 1, 1, 1]
+[optim]
+lr = 0.05
+[ssl]
+hidden_dim = 32
+feature_dim = 16
+queue_size = 96
+knn_k = 20
+[mix]
+{mix}
+[train]
+epochs = {epochs}
+batch_size = 32
+median_of_last = 1
+threads = 1
+"#,
+        path = fashion().display()
+    )
+}
+
 /// libtorch's random generator (weight init) is process-global, and the tests of one file run on
 /// parallel threads: tests that seed it, draw from it or train hold this lock so that a
 /// concurrent test cannot shift their draws.
