@@ -167,6 +167,14 @@ pub mod contrastive {
         weighted.mean(kind)
     }
 
+    /// The reference's extended positive (`feat_pos_extend`): `n(u⊙pos + (1−u)⊙own)` per row,
+    /// `u` element-wise (`N×D`), `n` the L2 normalisation.
+    pub fn extend_positives(pos: &Tensor, own: &Tensor, u: &Tensor) -> Tensor {
+        let blend: Tensor = u * pos + (1.0 - u) * own;
+        let norm = blend.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12);
+        blend / norm
+    }
+
     /// The local loss: a two-way softmax between the two positives only, fitted to (λ, 1 − λ),
     /// averaged over the batch.
     pub fn pair_info_nce(z: &Tensor, pos_a: &Tensor, pos_b: &Tensor, lam: &Tensor, tau: f64) -> Tensor {

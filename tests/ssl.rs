@@ -8,7 +8,7 @@ use samix::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
 use samix::model::{ModelConfig, Network};
 use samix::rng::SamixRng;
 use samix::samix::{ContrastiveLoss, MixerVariant, SamixConfig, Scenario};
-use samix::ssl::{Bank, MocoPaths, SslConfig, SslMixing, SslMixingChoice, SslModel};
+use samix::ssl::{Bank, MocoPaths, SslConfig, SslMixing, SslMixingChoice, SslModel, SslStepPlan};
 use samix::SamixOptions;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -352,4 +352,67 @@ fn the_total_leaves_its_terms_unchanged() {
     close(losses.total(0.5).double_value(&[]), 14.0, "1 + 0.5·2 + 4 + 8");
     close(losses.total(1.0).double_value(&[]), 15.0, "again, weight 1");
     close(losses.moco.double_value(&[]), 1.0, "moco untouched");
+}
+
+/// `mix.mask_loss.end_weight` anneals SAMix-SSL's mask loss as it does the supervised one's: at
+/// the run's last step the term is `end_weight/weight` of its unscaled value (momentum 1 keeps
+/// the key side, and so the Mixer's input, the same between the two evaluations).
+#[test]
+fn ssl_mask_loss_follows_the_end_weight_anneal() {
+    let _lock = torch_rng_lock();
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let mut options = ssl_samix_options();
+    options.mask_loss.end_weight = Some(options.mask_loss.weight * 0.25);
+    let model = build_with(&vs, SslConfig { momentum: 1.0, ..tiny_ssl() }, 16, Some(options));
+    let (x1, x2) = views(8);
+    let d = model.draw(8, &mut SamixRng::seed_from_u64(3), Device::Cpu);
+    let unscaled = model.losses(&x1, &x2, &d, &mut SamixRng::seed_from_u64(4)).unwrap();
+    let unscaled = unscaled.mask.unwrap().double_value(&[]);
+    assert!(unscaled > 0.0, "the mask loss is active before annealing");
+    let plan = |step| SslStepPlan {
+        draws: &d,
+        precision: Default::default(),
+        cache_casts: false,
+        mix_weight: 1.0,
+        step,
+        total_steps: 10,
+        global_batch: 8,
+    };
+    let mut rng = SamixRng::seed_from_u64(4);
+    let run = |step, rng: &mut SamixRng| {
+        let l = model.step((&x1, &x2), &plan(step), rng, |_| Ok(()), |k| Ok(k.shallow_clone())).unwrap();
+        l.mask.unwrap().double_value(&[])
+    };
+    close(run(0, &mut rng), unscaled, "first step: full weight");
+    close(run(10, &mut rng), unscaled * 0.25, "last step: end_weight / weight");
+}
+
+/// `pos_extend = "both"`: each step's blend weights are `N×D`, all interpolating (in [0, 1]) or
+/// all extrapolating (in [1, 2]) by a coin per step, Beta(2, 2) about the range's middle; with
+/// no extension the step draws none.
+#[test]
+fn pos_extend_draws_one_mode_per_step_from_beta_2_2() {
+    let _lock = torch_rng_lock();
+    tch::manual_seed(6);
+    let vs = VarStore::new(Device::Cpu);
+    let mut options = ssl_samix_options();
+    options.contrastive_loss =
+        ContrastiveLoss::GlobalLocal { eta: 0.5, pos_extend: Some(samix::samix::PosExtend::Both) };
+    let model = build_with(&vs, tiny_ssl(), 16, Some(options));
+    let mut rng = SamixRng::seed_from_u64(9);
+    let mut modes = [0usize; 2];
+    for _ in 0..24 {
+        let u = model.draw(8, &mut rng, Device::Cpu).pos_extend;
+        assert_eq!(u.size(), [8, 8], "one weight per image and key dimension");
+        let (lo, hi) = (u.min().double_value(&[]), u.max().double_value(&[]));
+        let extrapolating = lo >= 1.0;
+        assert!(extrapolating || hi <= 1.0, "one mode per step, got [{lo}, {hi}]");
+        let centred = u.mean(Kind::Float).double_value(&[]) - if extrapolating { 1.5 } else { 0.5 };
+        assert!(centred.abs() < 0.1, "Beta(2, 2) is centred on the range's middle, off by {centred}");
+        modes[extrapolating as usize] += 1;
+    }
+    assert!(modes[0] > 3 && modes[1] > 3, "the coin picks both modes: {modes:?}");
+    let plain = build(&VarStore::new(Device::Cpu), tiny_ssl(), 16, true);
+    assert_eq!(plain.draw(8, &mut rng, Device::Cpu).pos_extend.numel(), 0);
 }

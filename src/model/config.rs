@@ -257,10 +257,7 @@ impl ModelConfig {
         vc.patch_size = cfg.patch_size.unwrap_or(vc.patch_size);
         vc.image_size = cfg.image_size.unwrap_or(vc.image_size);
         vc.drop_path = cfg.drop_path.unwrap_or(0.0);
-        if vc.embed_dim % vc.num_heads != 0 {
-            let msg = format!("{} heads do not divide the width {} (model.base_width)", vc.num_heads, vc.embed_dim);
-            return Err(Error::config("model.heads", msg));
-        }
+        check_heads_divide(vc.embed_dim, vc.num_heads)?;
         if vc.image_size % vc.patch_size != 0 {
             let msg = format!("the patch side {} does not divide the image side {}", vc.patch_size, vc.image_size);
             return Err(Error::config("model.patch_size", msg));
@@ -299,10 +296,7 @@ impl ModelConfig {
         sc.window = self.window.unwrap_or(sc.window);
         sc.image_size = self.image_size.unwrap_or(sc.image_size);
         sc.drop_path = self.drop_path.unwrap_or(0.0);
-        if sc.embed_dim % sc.heads != 0 {
-            let msg = format!("{} heads do not divide the width {} (model.base_width)", sc.heads, sc.embed_dim);
-            return Err(Error::config("model.heads", msg));
-        }
+        check_heads_divide(sc.embed_dim, sc.heads)?;
         let sides = sc.resolutions();
         if sc.image_size % sc.patch_size != 0 || sides.iter().any(|&r| r < 1 || r % sc.window.min(r) != 0) {
             let msg = format!(
@@ -313,4 +307,13 @@ impl ModelConfig {
         }
         Ok(sc)
     }
+}
+
+/// A transformer's width must split evenly over its attention heads.
+fn check_heads_divide(width: i64, heads: i64) -> Result<()> {
+    if heads < 1 || width % heads != 0 {
+        let msg = format!("{heads} heads do not divide the width {width} (model.base_width)");
+        return Err(Error::config("model.heads", msg));
+    }
+    Ok(())
 }

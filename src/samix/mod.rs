@@ -27,4 +27,4 @@ pub use mask_loss::{mask_loss, MaskLossConfig, MaskLossMode};
 pub use mixer::{lambda_encoding, lambda_encoding_t, Mixer, MixerConfig, MixerShape, MixerVariant, Upsample};
 pub use online::{OnlineSamix, SamixLosses, SamixPaths, StepPlan, HEADS};
 pub use pretrained::{mixer_shape, PretrainedMixer, SamixP, SamixPConfig};
-pub use scenario::{AreaRule, ContrastiveLoss, MaskAdjust, MixerLossConfig, Scenario, ScenarioLoss};
+pub use scenario::{AreaRule, ContrastiveLoss, MaskAdjust, MixerLossConfig, PosExtend, Scenario, ScenarioLoss};

@@ -29,7 +29,7 @@ pub enum AreaRule {
 
 /// `mix.mixer_loss`: a supervised loss through the EMA critic (`soft_ce`, `pair_local_global`,
 /// `bce_neg`, `decoupled`; see [`MixupLoss`]) or a SAMix-SSL contrastive one (`global`, `local`,
-/// `local_global`; see [`ContrastiveLoss`]), by `kind`.
+/// `local_global`, `global_local`; see [`ContrastiveLoss`]), by `kind`.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MixerLossConfig {
@@ -48,6 +48,12 @@ pub enum MixerLossConfig {
     LocalGlobal {
         #[serde(default = "MixerLossConfig::default_eta")]
         eta: f64,
+    },
+    GlobalLocal {
+        #[serde(default = "MixerLossConfig::default_eta")]
+        eta: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pos_extend: Option<PosExtend>,
     },
 }
 
@@ -69,6 +75,9 @@ impl From<ScenarioLoss> for MixerLossConfig {
             ScenarioLoss::Contrastive(ContrastiveLoss::Global) => MixerLossConfig::Global,
             ScenarioLoss::Contrastive(ContrastiveLoss::Local) => MixerLossConfig::Local,
             ScenarioLoss::Contrastive(ContrastiveLoss::LocalGlobal { eta }) => MixerLossConfig::LocalGlobal { eta },
+            ScenarioLoss::Contrastive(ContrastiveLoss::GlobalLocal { eta, pos_extend }) => {
+                MixerLossConfig::GlobalLocal { eta, pos_extend }
+            }
         }
     }
 }
@@ -88,6 +97,9 @@ impl MixerLossConfig {
             MixerLossConfig::Global => ScenarioLoss::Contrastive(ContrastiveLoss::Global),
             MixerLossConfig::Local => ScenarioLoss::Contrastive(ContrastiveLoss::Local),
             MixerLossConfig::LocalGlobal { eta } => ScenarioLoss::Contrastive(ContrastiveLoss::LocalGlobal { eta }),
+            MixerLossConfig::GlobalLocal { eta, pos_extend } => {
+                ScenarioLoss::Contrastive(ContrastiveLoss::GlobalLocal { eta, pos_extend })
+            }
         }
     }
 }
@@ -103,13 +115,39 @@ pub enum ContrastiveLoss {
     Local,
     /// `local + η·global` (the η-balanced loss; default, η = 0.5).
     LocalGlobal { eta: f64 },
+    /// `global + η·local`, the local term's positives optionally extended ([`PosExtend`]): the
+    /// reference's `MoCoSAMix` with `main_mb_loss = "infoNCE"`, `auxi_mb_loss = "BCE"`,
+    /// `weight_mb_auxi = η` and its `feat_pos_extend` (openmixup/models/selfsup/moco_samix.py).
+    GlobalLocal { eta: f64, pos_extend: Option<PosExtend> },
+}
+
+/// The reference's `feat_pos_extend`: the local term's positive of each source becomes an
+/// element-wise blend of that image's two views' keys, `n(u⊙k_pos + (1−u)⊙k_own)` — `k_pos` the
+/// usual positive (the key of the view the sample does not contain), `k_own` the key of the view
+/// it does — with `u ~ Beta(2, 2)` per element (interpolation), `1 + u` (extrapolation, past
+/// `k_pos` away from `k_own`), or one of the two by a fair coin per step (`both`, the reference's
+/// default). One `u` per image serves both its roles, as the reference draws it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PosExtend {
+    Interpolation,
+    Extrapolation,
+    Both,
 }
 
 impl ContrastiveLoss {
     /// The weight η of the kind that has one.
     pub fn eta(&self) -> Option<f64> {
         match *self {
-            ContrastiveLoss::LocalGlobal { eta } => Some(eta),
+            ContrastiveLoss::LocalGlobal { eta } | ContrastiveLoss::GlobalLocal { eta, .. } => Some(eta),
+            _ => None,
+        }
+    }
+
+    /// The positive extension of the kind that has one.
+    pub fn pos_extend(&self) -> Option<PosExtend> {
+        match *self {
+            ContrastiveLoss::GlobalLocal { pos_extend, .. } => pos_extend,
             _ => None,
         }
     }

@@ -8,13 +8,13 @@
 //! Touches only the networks it holds; the optimiser and the queue's writes belong to the caller.
 use super::config::SslConfig;
 use super::moco::{Moco, MocoPaths};
-use crate::loss::contrastive::{info_nce, mixed_info_nce, pair_info_nce};
+use crate::loss::contrastive::{extend_positives, info_nce, mixed_info_nce, pair_info_nce};
 use crate::mix::{random_pairing, MixPolicy};
 use crate::model::StagedNet;
 use crate::native::Precision;
 use crate::rng::SamixRng;
 use crate::samix::{
-    backbone_branch, mixer_branch, ContrastiveLoss, FirstLambda, Mixer, MixerDraws, PairInputs, SamixOptions,
+    backbone_branch, mixer_branch, ContrastiveLoss, FirstLambda, Mixer, MixerDraws, PairInputs, PosExtend, SamixOptions,
 };
 use crate::Result;
 use tch::nn::VarStore;
@@ -49,6 +49,9 @@ pub struct SslDraws {
     pub perm_bb: Tensor,
     pub perm_mb: Tensor,
     pub adjust_bb: Tensor,
+    /// SAMix-SSL with `pos_extend`: the blend weights `u` of the local term's extended positives
+    /// (`N×D`, in [0, 1] or [1, 2]); empty otherwise.
+    pub pos_extend: Tensor,
 }
 
 /// The loss terms of a step and what the step enqueues.
@@ -168,6 +171,10 @@ impl<N: StagedNet> SslModel<N> {
         match &self.mixing {
             SslMixing::Samix(samix) => {
                 let d = samix.draws.two_branches(n, rng, device, FirstLambda::BackboneBranch);
+                let pos_extend = match samix.options.contrastive_loss.pos_extend() {
+                    Some(how) => draw_pos_extend(how, n, self.moco.cfg.feature_dim, rng, device),
+                    None => Tensor::zeros([0], (Kind::Float, device)),
+                };
                 SslDraws {
                     key_shuffle,
                     lam_bb: d.lam_bb,
@@ -175,6 +182,7 @@ impl<N: StagedNet> SslModel<N> {
                     perm_bb: d.perm_bb,
                     perm_mb: d.perm_mb,
                     adjust_bb: d.adjust_bb,
+                    pos_extend,
                 }
             }
             _ => {
@@ -184,8 +192,9 @@ impl<N: StagedNet> SslModel<N> {
                     lam_bb: scalar(1.0),
                     lam_mb: scalar(1.0),
                     perm_bb: none.shallow_clone(),
-                    perm_mb: none,
+                    perm_mb: none.shallow_clone(),
                     adjust_bb: scalar(0.0),
+                    pos_extend: none.to_kind(Kind::Float),
                 }
             }
         }
@@ -208,9 +217,16 @@ impl<N: StagedNet> SslModel<N> {
         gather: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<SslLosses> {
         self.moco.momentum_update(self.moco.cfg.momentum_at(plan.step, plan.total_steps))?;
-        let losses = crate::native::with_precision(plan.precision, x1.device(), plan.cache_casts, || {
+        let mut losses = crate::native::with_precision(plan.precision, x1.device(), plan.cache_casts, || {
             self.losses(x1, x2, plan.draws, rng)
         })??;
+        if let (SslMixing::Samix(samix), Some(mask)) = (&self.mixing, &losses.mask) {
+            // `mix.mask_loss.end_weight`: the same cosine anneal as the supervised step's.
+            let scale = samix.options.mask_loss.weight_scale(plan.step, plan.total_steps);
+            if scale != 1.0 {
+                losses.mask = Some(mask * scale);
+            }
+        }
         optimise(&losses.total(plan.mix_weight))?;
         // After the backward pass, which still reads the queue as it was.
         let keys = gather(&losses.keys)?;
@@ -296,6 +312,15 @@ impl<N: StagedNet> SslModel<N> {
             ContrastiveLoss::Global => global(),
             ContrastiveLoss::Local => local(),
             ContrastiveLoss::LocalGlobal { eta } => local() + global() * eta,
+            ContrastiveLoss::GlobalLocal { eta, pos_extend: None } => global() + local() * eta,
+            ContrastiveLoss::GlobalLocal { eta, pos_extend: Some(_) } => {
+                // Image n's two roles share its row of u: the λ source n's positive blends its
+                // view-2 key with its own view 1's; the partner's, its view-1 key with its view 2's.
+                let u = &d.pos_extend;
+                let pos_a = extend_positives(&k2, &k1, u);
+                let pos_b = extend_positives(&k1, &k2, u).index_select(0, &d.perm_mb);
+                global() + pair_info_nce(&z_mb, &pos_a, &pos_b, &d.lam_mb, tau) * eta
+            }
         };
         Ok(SslLosses {
             moco: info_nce(&q, &k2, queue, tau),
@@ -328,4 +353,22 @@ pub enum SslMixingChoice {
     None,
     Input { policy: Box<dyn MixPolicy>, cross_view: bool },
     Samix(SamixOptions),
+}
+
+/// The blend weights of `pos_extend` for `n` images of `dim`-wide keys from the host stream:
+/// `u ~ Beta(2, 2)` per element, plus one for extrapolation (`both`: a fair coin per step, drawn
+/// first).
+fn draw_pos_extend(how: PosExtend, n: usize, dim: i64, rng: &mut SamixRng, device: Device) -> Tensor {
+    use rand::Rng;
+    use rand_distr::{Beta, Distribution};
+    let extrapolate = match how {
+        PosExtend::Interpolation => false,
+        PosExtend::Extrapolation => true,
+        PosExtend::Both => rng.gen::<bool>(),
+    };
+    let offset = if extrapolate { 1.0 } else { 0.0 };
+    // Beta(2, 2) has valid parameters, so `new` cannot fail here; the fallback never runs.
+    let beta = Beta::new(2.0f32, 2.0).unwrap_or_else(|_| unreachable!());
+    let values: Vec<f32> = (0..n * dim.max(0) as usize).map(|_| beta.sample(rng) + offset).collect();
+    Tensor::from_slice(&values).view([n as i64, dim]).to_device(device)
 }

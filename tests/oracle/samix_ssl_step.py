@@ -26,6 +26,11 @@ oracle's (samix_step.py, same folder, imported); the rest is here. Where each pa
   * backbone mask: "auto" area adjustment per sample beyond
     mean_margin (target λ_bb), then the λ-margin fallback ......... §6.3, §3.3, §3.4
   * mixed InfoNCE (global), pair softmax (local), local + η·global  §5.5
+  * global + η·local with the local term's positives extended
+    (the reference's main infoNCE + auxiliary BCE, feat_pos_extend):
+    p_a = n(u⊙k2 + (1−u)⊙k1), p_b = n(u⊙k1 + (1−u)⊙k2) permuted
+    with the pair, u given (step.safetensors `pos_extend`) ......... openmixup moco_samix.py
+                                                                      pos_feat_extension, docs/SSL.md
   * one permutation per branch for features, images and keys;
     positives = the other views of both sources .................... §6.2 note, §11 item 11, docs/SSL.md
   * SGD (PyTorch semantics, two parameter groups), BN statistics
@@ -45,6 +50,7 @@ never touches them.
                      view the mixed image contains) instead of k1[perm_bb]
   mask_not_detached  the backbone-branch mask keeps its gradient (L_mix also trains the Mixer)
   no_momentum        the key side's momentum update (step 1) is skipped
+  pos_extend_unpermuted  the partner's extended positive is taken from row i instead of perm[i]
 """
 import argparse
 import json
@@ -72,7 +78,7 @@ from samix_step import (  # noqa: E402  (the supervised oracle's helpers)
     upsampling_factor,
 )
 
-BREAKS = ("leaky_positive", "mask_not_detached", "no_momentum")
+BREAKS = ("leaky_positive", "mask_not_detached", "no_momentum", "pos_extend_unpermuted")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,8 +134,20 @@ def local_mixed_loss(z, pos_a, pos_b, lam, tau):
     return -(lam * log_p[:, 0] + (1.0 - lam) * log_p[:, 1]).mean()
 
 
-def mixer_loss(z, pos_a, pos_b, lam, queue, tau, ssl):
+def extended(pos, own, u):
+    """The reference's extended positive: the L2-normalised element-wise blend u·pos + (1−u)·own."""
+    return F.normalize(u * pos + (1.0 - u) * own, dim=1)
+
+
+def mixer_loss(z, pos_a, pos_b, lam, queue, tau, ssl, extension=None):
     kind = ssl["mixer_loss"]
+    if kind == "global_local":
+        local_a, local_b = pos_a, pos_b
+        if extension is not None:
+            local_a, local_b = extension
+        return global_mixed_loss(z, pos_a, pos_b, lam, queue, tau) + ssl["eta"] * local_mixed_loss(
+            z, local_a, local_b, lam, tau
+        )
     if kind == "global":
         return global_mixed_loss(z, pos_a, pos_b, lam, queue, tau)
     if kind == "local":
@@ -257,7 +275,12 @@ def run_step(init, step, settings, broken):
     loss_mask = mask_regulariser(s_mb, lam_mb, mix["mask_loss"])
     x_mb = mix_pair(x1, x2[perm_mb], s_mb)
     z_mb, _ = embed(v, "k", x_mb)
-    loss_mixer = mixer_loss(z_mb, k2, k1[perm_mb], lam_mb, queue, tau, ssl)
+    extension = None
+    if ssl.get("pos_extend"):
+        u = step["pos_extend"].to(dtype)
+        partner = torch.arange(n) if broken == "pos_extend_unpermuted" else perm_mb
+        extension = (extended(k2, k1, u), extended(k1, k2, u)[partner])
+    loss_mixer = mixer_loss(z_mb, k2, k1[perm_mb], lam_mb, queue, tau, ssl, extension)
 
     # One backward of the total, one SGD step per parameter group.
     total = loss_moco + ssl["mix_weight"] * loss_mix + loss_mixer + loss_mask

@@ -47,6 +47,7 @@ fn samix_ssl_step(cfg: &TrainConfig, d: SslDraws, dir: &Path) {
         ("perm_mb".to_string(), d.perm_mb.copy()),
         ("perm_bb".to_string(), d.perm_bb.copy()),
         ("adjust_bb".to_string(), d.adjust_bb.copy()),
+        ("pos_extend".to_string(), d.pos_extend.copy()),
     ];
     save(&dir.join("step.safetensors"), step);
     let ctx = StepContext { epoch: 0, iter: 0, iters_per_epoch: 100, global_step: 0, total_steps: 100 };
@@ -86,6 +87,7 @@ fn ssl_draws(lam_mb: f32, lam_bb: f32) -> SslDraws {
         perm_mb: perm(&[3, 0, 1, 7, 2, 6, 4, 5]),
         perm_bb: perm(&[5, 2, 4, 0, 7, 1, 3, 6]),
         adjust_bb: Tensor::from(0f64),
+        pos_extend: Tensor::zeros([0], (KIND, Device::Cpu)),
     }
 }
 
@@ -116,6 +118,38 @@ fn samix_ssl_step_matches_the_pytorch_oracle() {
     }
 }
 
+/// The reference's Mixer loss (global + 0.5·local, the local term's positives extended), on
+/// blend weights drawn as a run draws them (extrapolation: `u` in [1, 2]); the oracle must catch
+/// a partner positive taken from the wrong row.
+#[test]
+fn samix_ssl_step_with_the_reference_mixer_loss_matches_the_oracle() {
+    let dir = work_dir("ssl_reference_loss");
+    let cfg = preset(
+        "cifar100_r18_moco_samix.toml",
+        &[
+            "train.batch_size=8",
+            "ssl.queue_size=64",
+            "mix.mixer_loss.kind=global_local",
+            "mix.mixer_loss.eta=0.5",
+            "mix.mixer_loss.pos_extend=extrapolation",
+        ],
+    );
+    let mut d = ssl_draws(0.37, 0.6);
+    let dim = cfg.ssl.as_ref().unwrap().feature_dim;
+    d.pos_extend = (Tensor::rand([BATCH, dim], (KIND, Device::Cpu)) + 1.0).to_kind(KIND);
+    samix_ssl_step(&cfg, d, dir.path());
+    let (excess, n) = compare_with(dir.path(), "samix_ssl_step.py", None);
+    assert!(n > 200, "only {n} quantities compared");
+    let bad = disagreeing(&excess);
+    assert!(bad.is_empty(), "samix and the PyTorch oracle disagree on {bad:?}");
+    let (excess, _) = compare_with(dir.path(), "samix_ssl_step.py", Some("pos_extend_unpermuted"));
+    let bad = disagreeing(&excess);
+    assert!(
+        bad.iter().any(|b| b.starts_with("loss_mixer")),
+        "a wrong partner positive went unnoticed (differences: {bad:?})"
+    );
+}
+
 /// The oracle's `ssl` settings: MoCo's keys and SAMix-SSL's, the latter resolved from `[mix]`.
 fn ssl_settings(ssl: &samix::ssl::SslConfig, mix: &MixConfig) -> serde_json::Value {
     let (c, variant) = mix.online_config().unwrap();
@@ -125,9 +159,11 @@ fn ssl_settings(ssl: &samix::ssl::SslConfig, mix: &MixConfig) -> serde_json::Val
         samix::samix::ContrastiveLoss::Global => ("global", 0.0),
         samix::samix::ContrastiveLoss::Local => ("local", 0.0),
         samix::samix::ContrastiveLoss::LocalGlobal { eta } => ("local_global", eta),
+        samix::samix::ContrastiveLoss::GlobalLocal { eta, .. } => ("global_local", eta),
     };
     json["mixer_loss"] = loss.into();
     json["eta"] = eta.into();
+    json["pos_extend"] = o.contrastive_loss.pos_extend().is_some().into();
     json["mask_adjust"] = if o.area_margin.is_some() { "auto" } else { "probability" }.into();
     json["mean_margin"] = o.area_margin.unwrap_or(0.0).into();
     json
