@@ -32,12 +32,28 @@ fn values_accepted_silently_before_are_refused_naming_the_key() {
         (&samix, &["mix.lam_margin=nan"], "mix.lam_margin"),
         (&samix, &["mix.mixer_optim.min_lr=nan"], "mix.mixer_optim.min_lr"),
         (&samix, &["mix.mixer_optim.weight_decay=nan"], "mix.mixer_optim.weight_decay"),
+        // A probe's BN mode where nothing probes.
+        (&samix, &["train.probe_bn=train"], "train.probe_bn"),
     ];
     for (text, set, key) in cases {
         let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
         let err = TrainConfig::parse(text, &set).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains(key), "{set:?} must be refused naming {key}: {err}");
     }
+    // train.probe_bn = "train" outside linear evaluation: refused when the run starts (a linear
+    // config is only complete once `samix linear` sets the backbone).
+    let mut probe = tiny_batch_25();
+    probe.train.probe_bn = samix::config::ProbeBn::Train;
+    let info = samix::data::DatasetInfo {
+        name: "fashion_mnist".into(),
+        num_classes: 10,
+        channels: 1,
+        mean: vec![0.5],
+        std: vec![0.5],
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+    };
+    let err = samix::train::supervised::SupervisedLearner::new(&probe, &info, tch::Device::Cpu).err();
+    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("train.probe_bn"));
     // --stop-after 0 wrote a summary of nulls and no checkpoint; now refused before anything.
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");

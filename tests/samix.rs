@@ -390,6 +390,13 @@ fn every_shipped_config_parses_and_the_presets_resolve() {
     let (wc, _) = w.mix.online_config().unwrap();
     assert_eq!((wr.mask_stage, wc.mixer_optim.momentum), (1, Some(0.0)));
     assert_eq!(get("tiny_imagenet_r18_samix").mix.online_mixer(Scenario::Supervised).unwrap().mixer.lam_mul_k, -1.0);
+    // The reference's SSL protocol: MoCoSAMix's default Mixer loss, its k-NN τ, the train-mode probe.
+    let r = get("cifar100_r18_moco_samix_reference");
+    let rc = r.mix.online_config().unwrap();
+    let ro = rc.0.resolve(rc.1, Scenario::SelfSupervised);
+    assert_eq!(ro.contrastive_loss, samix::samix::ContrastiveLoss::Global);
+    assert_eq!((r.ssl.as_ref().unwrap().knn_temperature, r.ssl.as_ref().unwrap().queue_size), (0.07, Some(65536)));
+    assert_eq!(get("cifar100_r18_linear_reference").train.probe_bn, samix::config::ProbeBn::Train);
     for n in [
         "quickstart",
         "quickstart_mixup",

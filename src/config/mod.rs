@@ -62,6 +62,21 @@ pub struct RunConfig {
     /// `model.init_from`, or random as a baseline), only the classifier trained.
     #[serde(default)]
     pub linear_probe: bool,
+    /// Linear evaluation's BatchNorm: `eval` (the backbone's statistics stay pre-training's) or
+    /// `train` (the reference's protocol: batch statistics while the classifier trains and the
+    /// running statistics updated, only BN's scale and shift frozen — `frozen_stages = 4,
+    /// norm_eval = False` in openmixup/models/backbones/resnet_mmcls.py).
+    #[serde(default)]
+    pub probe_bn: ProbeBn,
+}
+
+/// `train.probe_bn`: the mode the frozen backbone's BatchNorm runs in during linear evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeBn {
+    #[default]
+    Eval,
+    Train,
 }
 
 impl RunConfig {
@@ -90,6 +105,7 @@ impl RunConfig {
             precision: Precision::default(),
             channels_last: false,
             linear_probe: false,
+            probe_bn: ProbeBn::Eval,
         }
     }
 
@@ -332,6 +348,11 @@ impl TrainConfig {
         }
         self.check_network_size()?;
         self.check_vit_side()?;
+        let never_probes = self.ssl.is_some() || self.mix.online_config().is_some();
+        if self.train.probe_bn == ProbeBn::Train && never_probes {
+            let msg = "applies to linear evaluation, which neither pre-training ([ssl]) nor online SAMix runs";
+            return Err(Error::config("train.probe_bn", msg));
+        }
         if self.train.linear_probe && self.mix.online_config().is_some() {
             return Err(Error::config(
                 "train.linear_probe",

@@ -27,8 +27,9 @@ pub struct SupervisedLearner {
     loss: ClassLoss,
     bce_threshold: Option<f64>,
     precision: Precision,
-    /// Linear evaluation: only the classifier trains; the backbone runs in eval mode.
-    linear_probe: bool,
+    /// Whether the training forward runs in train mode: not in linear evaluation (the frozen
+    /// backbone keeps its BN statistics) unless `train.probe_bn = "train"`.
+    train_mode: bool,
 }
 
 impl SupervisedLearner {
@@ -41,6 +42,12 @@ impl SupervisedLearner {
     pub fn with_mixing(cfg: &TrainConfig, info: &DatasetInfo, device: Device, mixing: Mixing) -> Result<Self> {
         if let Mixing::Online { .. } = mixing {
             return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"));
+        }
+        if cfg.train.probe_bn == crate::config::ProbeBn::Train && !cfg.train.linear_probe {
+            // Checked here, not when the file is read: a linear-evaluation config is complete
+            // only once `samix linear` sets the backbone and the probe.
+            let msg = "applies to linear evaluation only (samix linear, or train.linear_probe)";
+            return Err(Error::config("train.probe_bn", msg));
         }
         let model = Model::build(cfg, info, device)?;
         if cfg.train.linear_probe {
@@ -62,15 +69,16 @@ impl SupervisedLearner {
             loss: cfg.train.loss,
             bce_threshold: cfg.train.bce_threshold,
             precision: cfg.train.precision,
-            linear_probe: cfg.train.linear_probe,
+            train_mode: !cfg.train.linear_probe || cfg.train.probe_bn == crate::config::ProbeBn::Train,
         })
     }
 
     /// The mixed forward pass and its loss.
     fn loss(&self, batch: &Batch, rng: &mut SamixRng) -> Result<Tensor> {
         let net = &self.model.net;
-        // A frozen backbone keeps its BN statistics (eval mode); the linear head has no mode.
-        let train = !self.linear_probe;
+        // A frozen backbone keeps its BN statistics (eval mode) unless `probe_bn = "train"`; the
+        // linear head has no mode.
+        let train = self.train_mode;
         let (logits, targets) = match &self.mixing {
             Mixing::Input(policy) => {
                 let mixed = policy.mix(&batch.images, &batch.labels, rng);

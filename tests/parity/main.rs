@@ -19,6 +19,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod linear;
 mod ssl;
 mod vit;
 
