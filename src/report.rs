@@ -223,6 +223,13 @@ fn legend(g: &Group) -> String {
 }
 
 /// Writes `report.md` and its charts into `out`; returns the markdown table.
+/// The charts of the Mixer's masks against λ, drawn for the groups whose runs log them (online
+/// SAMix/AutoMix and SAMix-SSL; [`crate::samix::mask::AREA_TERMS`]).
+const MASK_AREA_CHARTS: [(&str, &str, &str); 2] = [
+    ("mask_gap_mb", "Mixer-branch mask: mean |area − λ|", "|area − λ|"),
+    ("mask_far_mb", "Mixer-branch mask: share of samples with |area − λ| > 0.25", "share"),
+];
+
 pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
     if run_dirs.is_empty() {
         return Err(Error::Argument("name at least one run directory".into()));
@@ -252,6 +259,16 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
         charts.push(chart(&file, &format!("test top-1 (%), head {head}"), "top-1", &|m| m.acc1_of(head))?);
     }
     charts.push(chart("lr.png", "learning rate", "lr", &|m| m.lr)?);
+    for (term, title, y) in MASK_AREA_CHARTS {
+        let series: Vec<Series> = groups
+            .iter()
+            .filter(|g| g.runs.iter().all(|r| r.metrics.iter().all(|m| m.extra.contains_key(term))))
+            .map(|g| Series { name: legend(g), points: mean_curve(g, |m| m.extra[term]) })
+            .collect();
+        if !series.is_empty() {
+            charts.push(draw(&format!("{term}.png"), title, y, series)?);
+        }
+    }
     let table = table(&groups);
     let mut md = String::from("# samix report\n\n");
     let runs: Vec<String> = groups

@@ -91,6 +91,43 @@ fn the_main_chart_shows_the_best_head_beside_the_deployed_one() {
     assert!(top(best) < top(deployed) && top(deployed) < top(mixup), "{x}");
 }
 
+/// The masks' distance from λ gets its charts where runs log it (online SAMix): one line per
+/// such group, none for a run without a Mixer.
+#[test]
+fn mask_area_charts_show_the_runs_that_have_a_mixer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let samix: Vec<EpochMetrics> = [0.30, 0.20, 0.05]
+        .iter()
+        .enumerate()
+        .map(|(i, &gap)| {
+            let mut e = epoch(i + 1, 50.0, &[]);
+            for (term, v) in samix::samix::mask::AREA_TERMS.iter().zip([gap, gap / 2.0, gap * 2.0, gap]) {
+                e.extra.insert(term.to_string(), v);
+            }
+            e
+        })
+        .collect();
+    write_run(&tmp.path().join("samix"), "optim.lr=0.05", &samix);
+    write_run(
+        &tmp.path().join("mixup"),
+        "optim.lr=0.2",
+        &[epoch(1, 10.0, &[]), epoch(2, 12.0, &[]), epoch(3, 14.0, &[])],
+    );
+    let out = tmp.path().join("rep");
+    samix::report::write_report(&[tmp.path().join("samix"), tmp.path().join("mixup")], &out).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for chart in ["mask_gap_mb.png", "mask_far_mb.png"] {
+        assert!(md.contains(&format!("({chart})")), "{chart} not in the report: {md}");
+        let img = image::open(out.join(chart)).unwrap().to_rgb8();
+        assert!(plot_pixels(&img, colour(0)) > 100, "{chart}: the SAMix run's line is missing");
+        assert_eq!(plot_pixels(&img, colour(1)), 0, "{chart}: a line for the run without a Mixer");
+    }
+    // Without any Mixer run, no such chart.
+    let out = tmp.path().join("rep_mixup");
+    samix::report::write_report(&[tmp.path().join("mixup")], &out).unwrap();
+    assert!(!out.join("mask_gap_mb.png").exists());
+}
+
 /// One chart's points: a list per series.
 type Lines = Vec<Vec<(f64, f64)>>;
 

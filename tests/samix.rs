@@ -218,6 +218,22 @@ fn mask_losses_match_hand_computed_values() {
     assert_eq!(mask_loss(&s, &lam(0.45), &cfg(MaskLossMode::L1, false)).double_value(&[]), 0.0);
 }
 
+/// The masks' distance from λ as the metrics log it: hand-made masks whose first-image shares are
+/// 0.7 (λ 0.7: on it) and 0.5 (λ 0.9: 0.4 off, beyond the 0.25 of `mask_far_*`).
+#[test]
+fn mask_area_statistics_measure_the_distance_from_lambda() {
+    let on = Tensor::full([1, 1, 2, 2], 0.3, (Kind::Float, Device::Cpu));
+    let off = Tensor::from_slice(&[0f32, 1.0, 0.0, 1.0]).view([1, 1, 2, 2]);
+    let s = Tensor::cat(&[on, off], 0);
+    let lam = Tensor::from_slice(&[0.7f32, 0.9]);
+    let (gap, far) = samix::samix::mask::area_gap(&s, &lam);
+    assert!((gap.double_value(&[]) - 0.2).abs() < 1e-6, "mean |area − λ| = (0 + 0.4) / 2");
+    assert!((far.double_value(&[]) - 0.5).abs() < 1e-6, "one sample of two is far");
+    // One λ for the whole batch (a 0-dim tensor), as online SAMix draws it.
+    let (gap, _) = samix::samix::mask::area_gap(&s, &Tensor::from(0.7f32));
+    assert!((gap.double_value(&[]) - 0.1).abs() < 1e-6, "(0 + 0.2) / 2");
+}
+
 /// The transformer configs' mask-loss annealing: 0.1 → 0.02 by a cosine over the run.
 #[test]
 fn mask_loss_weight_anneals_by_the_cosine() {
@@ -302,6 +318,12 @@ fn samix_run_learns_and_writes_its_artifacts() {
     {
         assert!(last.contains_key(key), "{key} missing");
     }
+    for key in samix::samix::mask::AREA_TERMS {
+        let v = last.get(key).copied().unwrap_or_else(|| panic!("{key} missing"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v} is not a distance of areas or a share");
+    }
+    // The L1+Variance mask loss (margin 0.1) holds the Mixer's areas near λ.
+    assert!(last["mask_gap_mb"] < 0.2, "Mixer-branch masks drifted from λ: {}", last["mask_gap_mb"]);
     assert!(last["acc1_one_q"] > 50.0, "online classifier learns: {}", last["acc1_one_q"]);
     assert!(m[2].extra["loss_mix_k"] < m[0].extra["loss_mix_k"], "the critic's loss on Mixer samples falls");
     for f in [

@@ -44,6 +44,12 @@ fn pretraining_resumes_exactly_with_its_queue() {
     };
     assert_eq!(losses(&a), losses(&b));
     assert_eq!(losses(&a).len(), 2);
+    for key in samix::samix::mask::AREA_TERMS {
+        assert!(
+            losses(&a)[1][3][key].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)),
+            "{key} missing or out of range"
+        );
+    }
     assert!(b.join("backbone.safetensors").is_file());
     let backbone: Vec<String> =
         Tensor::read_safetensors(b.join("backbone.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();

@@ -42,3 +42,31 @@ pub fn adjust_area(s: &Tensor, lam: &Tensor) -> Tensor {
 pub fn apply_mask(x: &Tensor, x2: &Tensor, s: &Tensor) -> Tensor {
     x.lerp_tensor(x2, &s.to_kind(x.kind()))
 }
+
+/// The per-epoch statistics of how far the masks' areas are from their λ, as `metrics.jsonl`
+/// names them: the mean `|area − λ|` (area: the first image's share of the mask, `mean(1 − s)`)
+/// and the fraction of samples further than [`FAR_FROM_LAMBDA`] from λ, for the Mixer branch's
+/// mask (`_mb`) and the backbone branch's after its area adjustment and λ-margin fallback (`_bb`).
+/// A healthy Mixer keeps both near 0; a collapsed one (a mask all one image whatever λ) drives
+/// them up.
+pub const AREA_TERMS: [&str; 4] = ["mask_gap_mb", "mask_gap_bb", "mask_far_mb", "mask_far_bb"];
+
+/// The distance of a mask's area from its λ beyond which [`AREA_TERMS`]' `mask_far_*` count it.
+pub const FAR_FROM_LAMBDA: f64 = 0.25;
+
+/// The mean `|mean(1 − s) − λ|` over a batch of masks `s` (`N×1×H×W`) and the fraction of them
+/// further than [`FAR_FROM_LAMBDA`] from λ (`lam`: 0-dim or one per sample); detached.
+pub fn area_gap(s: &Tensor, lam: &Tensor) -> (Tensor, Tensor) {
+    let kind = tch::Kind::Float;
+    let first_share = (-s.detach().to_kind(kind) + 1.0).mean_dim(&[1i64, 2, 3][..], false, kind);
+    let gap = (first_share - lam.detach().to_kind(kind)).abs();
+    (gap.mean(kind), gap.gt(FAR_FROM_LAMBDA).to_kind(kind).mean(kind))
+}
+
+/// The four [`AREA_TERMS`] of one step, named, from both branches' masks and λ.
+pub fn area_terms(s_mb: &Tensor, lam_mb: &Tensor, s_bb: &Tensor, lam_bb: &Tensor) -> [(&'static str, Tensor); 4] {
+    let (gap_mb, far_mb) = area_gap(s_mb, lam_mb);
+    let (gap_bb, far_bb) = area_gap(s_bb, lam_bb);
+    let [a, b, c, d] = AREA_TERMS;
+    [(a, gap_mb), (b, gap_bb), (c, far_mb), (d, far_bb)]
+}

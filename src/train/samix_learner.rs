@@ -28,6 +28,18 @@ use tch::{Device, Tensor};
 
 /// The loss terms summed per epoch for `metrics.jsonl`.
 const LOSS_TERMS: [&str; 4] = ["loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"];
+/// Everything summed per epoch: the loss terms and the masks' distance from λ
+/// ([`crate::samix::mask::AREA_TERMS`]).
+const EPOCH_TERMS: [&str; 8] = [
+    LOSS_TERMS[0],
+    LOSS_TERMS[1],
+    LOSS_TERMS[2],
+    LOSS_TERMS[3],
+    crate::samix::mask::AREA_TERMS[0],
+    crate::samix::mask::AREA_TERMS[1],
+    crate::samix::mask::AREA_TERMS[2],
+    crate::samix::mask::AREA_TERMS[3],
+];
 
 /// SGD over every trainable variable of `vs` with the run's `[optim]`, the Mixer's variables
 /// (under `mixer_prefix`) in their own group with `[mix.mixer_optim]`, and the Mixer's schedule
@@ -113,7 +125,7 @@ impl SamixLearner {
             mixer_lr,
             smoothing: cfg.train.label_smoothing,
             precision: cfg.train.precision,
-            sums: LossSums::new(&LOSS_TERMS),
+            sums: LossSums::new(&EPOCH_TERMS),
             visual: None,
             artifact,
         })
@@ -176,7 +188,9 @@ impl Learner for SamixLearner {
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let d = self.samix.draw(batch.len(), rng, batch.images.device());
         let (losses, lr) = self.step_with(batch, &d, ctx)?;
-        self.sums.add(LOSS_TERMS.into_iter().zip([&losses.one_q, &losses.mix_q, &losses.mix_k, &losses.mask]));
+        let area = crate::samix::mask::area_terms(&losses.s_mb, &d.lam_mb, &losses.s_bb, &d.lam_bb);
+        let terms = LOSS_TERMS.into_iter().zip([&losses.one_q, &losses.mix_q, &losses.mix_k, &losses.mask]);
+        self.sums.add(terms.chain(area.iter().map(|(name, t)| (*name, t))));
         Ok((losses.total().detach(), lr))
     }
 

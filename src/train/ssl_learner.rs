@@ -55,6 +55,19 @@ pub fn linear_evaluation(mut config: TrainConfig, backbone: &Path) -> Result<Tra
     Ok(config)
 }
 
+/// Everything a self-supervised run sums per epoch: the loss terms and, for SAMix-SSL, the
+/// masks' distance from λ ([`crate::samix::mask::AREA_TERMS`]).
+const SSL_EPOCH_TERMS: [&str; 8] = [
+    SslLosses::TERMS[0],
+    SslLosses::TERMS[1],
+    SslLosses::TERMS[2],
+    SslLosses::TERMS[3],
+    crate::samix::mask::AREA_TERMS[0],
+    crate::samix::mask::AREA_TERMS[1],
+    crate::samix::mask::AREA_TERMS[2],
+    crate::samix::mask::AREA_TERMS[3],
+];
+
 pub struct SslLearner {
     pub vs: VarStore,
     pub model: SslModel<Network>,
@@ -131,7 +144,7 @@ impl SslLearner {
             precision: cfg.train.precision,
             visual_every: samix_config.map_or(0, |c| c.visual_every),
             visual: None,
-            sums: LossSums::new(&SslLosses::TERMS),
+            sums: LossSums::new(&SSL_EPOCH_TERMS),
         })
     }
 
@@ -238,7 +251,12 @@ impl Learner for SslLearner {
     fn train_step(&mut self, batch: &Batch, ctx: &StepContext, rng: &mut SamixRng) -> Result<(Tensor, f64)> {
         let d = self.model.draw(batch.len(), rng, batch.images.device());
         let (losses, lr) = self.step_with(batch, &d, ctx, rng)?;
-        self.sums.add(losses.named());
+        let area = match (&losses.s_mb, &losses.s_bb) {
+            (Some(s_mb), Some(s_bb)) => Some(crate::samix::mask::area_terms(s_mb, &d.lam_mb, s_bb, &d.lam_bb)),
+            _ => None,
+        };
+        let area_named = area.iter().flatten().map(|(name, t)| (*name, t));
+        self.sums.add(losses.named().into_iter().chain(area_named));
         Ok((losses.total(self.mix_weight).detach(), lr))
     }
 

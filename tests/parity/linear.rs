@@ -24,7 +24,7 @@ fn probe_step(probe_bn: &str, dir: &Path) {
     tch::no_grad(|| {
         for (name, mut t) in pretrained.variables() {
             if name.ends_with("running_var") {
-                let _ = t.copy_(&(t.rand_like() + 0.5));
+                t.copy_(&(t.rand_like() + 0.5));
             } else if name.ends_with("running_mean") || name.contains("bn") {
                 let _ = t.g_add_(&(t.randn_like() * 0.1));
             }
