@@ -306,6 +306,21 @@ fn summary_reports_each_heads_median_and_the_best_head() {
     );
     assert!(plain.median_by_head.is_empty() && plain.best_head.is_none());
     assert!(serde_json::to_value(&plain).unwrap().get("best_head").is_none());
+    // The reference script's figure: k = 3 keeps 4 records (all 3 here); one_q's median over
+    // the first 2 is 87.5, over all 3 it is 88, the highest of every head's.
+    assert_eq!(s.reference_script_median, Some(88.0));
+}
+
+/// The reference script's figure on a one-head run, by hand: k = 10 keeps the last 12 epochs
+/// (3..14: 50, 51, …, 60, then 0); the median of the first 11 (55) beats that of all 12 (54.5).
+/// Epochs 1 and 2 (100) lie outside: with them the figure would be 56.
+#[test]
+fn the_reference_scripts_median_is_reproduced() {
+    let values: Vec<f64> = [100.0, 100.0].into_iter().chain((50..=60).map(f64::from)).chain([0.0]).collect();
+    let history: Vec<metrics::EpochMetrics> = values.iter().enumerate().map(|(i, &v)| epoch(i + 1, v)).collect();
+    let s = metrics::summarize(&history, 10, 1.0, "Cpu".into(), 0);
+    assert_eq!(s.reference_script_median, Some(55.0));
+    assert_eq!(s.median_acc1, 55.5, "samix's own median of the last 10 (0, 52..60)");
 }
 
 /// A metrics value of 1e100 or more once made `samix report` loop for ever: its tick label (101

@@ -204,6 +204,24 @@ fn attentivemix_keeps_the_frozen_models_top_cells() {
     )
     .unwrap();
     assert!(samix::train::input_policy(&bad.mix, tch::Device::Cpu).unwrap_err().to_string().contains("/nowhere"));
+    // `scorer_train_bn`: the reference's train-mode scorer; its kept cells are the best by the
+    // batch's own statistics, which after training differ from the running ones.
+    let train_bn =
+        TrainConfig::parse(&tiny_fashion_config(1000, 200, 1, &format!("{mix}\nscorer_train_bn = true")), &[]).unwrap();
+    let policy_train = samix::train::input_policy(&train_bn.mix, tch::Device::Cpu).unwrap();
+    let draw = |p: &dyn MixPolicy| {
+        p.mix(&batch.images, &batch.labels, &mut <samix::rng::SamixRng as rand::SeedableRng>::seed_from_u64(7))
+            .first_weight
+            .unwrap()
+    };
+    let first = draw(&policy_train);
+    assert!(!first.equal(&draw(&policy)), "train-mode statistics pick other cells somewhere");
+    let f = tch::no_grad(|| net.features(&batch.images, true, &[]).0);
+    let scores = f.mean_dim(1, false, tch::Kind::Float).view([-1, 16]);
+    let cells = first.view([-1, 1, 4, 7, 4, 7]).select(3, 0).select(4, 0).reshape([-1, 16]);
+    let kept_min = scores.where_self(&cells.gt(0.5), &scores.full_like(f64::INFINITY)).amin(1, false);
+    let dropped_max = scores.where_self(&cells.lt(0.5), &scores.full_like(f64::NEG_INFINITY)).amax(1, false);
+    assert!(bool::try_from(kept_min.ge_tensor(&dropped_max).all()).unwrap(), "kept cells are the train-mode best");
 }
 
 #[test]

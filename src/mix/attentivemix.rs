@@ -31,12 +31,24 @@ pub struct AttentivemixConfig {
     /// A weights file's stem (default imagenet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorer_stem: Option<crate::model::Stem>,
+    /// Score with the scorer's BatchNorm in train mode, as the reference does (its frozen scorer
+    /// is never switched to eval): batch statistics, and its running statistics drift with the
+    /// batches it scores. Off: the statistics the scorer was trained with.
+    #[serde(default)]
+    pub scorer_train_bn: bool,
 }
 
 impl AttentivemixConfig {
     /// The scorer `alpha` and this table name, reading a samix run or checkpoint folder.
     pub fn new(alpha: f64, checkpoint: PathBuf) -> Self {
-        AttentivemixConfig { alpha, checkpoint, upsample_to: None, scorer_arch: None, scorer_stem: None }
+        AttentivemixConfig {
+            alpha,
+            checkpoint,
+            upsample_to: None,
+            scorer_arch: None,
+            scorer_stem: None,
+            scorer_train_bn: false,
+        }
     }
 
     /// The architecture of a scorer given as a weights file.
@@ -50,7 +62,9 @@ impl AttentivemixConfig {
 
     /// The policy around the loaded scorer `net` (variables in `vs`).
     pub fn build(&self, vs: VarStore, net: Network) -> Result<AttentiveMix> {
-        AttentiveMix::new(self.alpha, vs, net, self.upsample_to.map(|s| s as i64))
+        let mut policy = AttentiveMix::new(self.alpha, vs, net, self.upsample_to.map(|s| s as i64))?;
+        policy.train_bn = self.scorer_train_bn;
+        Ok(policy)
     }
 }
 
@@ -67,6 +81,8 @@ pub struct AttentiveMix {
     _vs: VarStore,
     net: Network,
     upsample_to: Option<i64>,
+    /// Whether the scorer's BatchNorm runs in train mode (`scorer_train_bn`).
+    pub train_bn: bool,
 }
 
 impl AttentiveMix {
@@ -86,7 +102,7 @@ impl AttentiveMix {
     /// `net` (with its variables in `vs`) is frozen here.
     pub fn new(alpha: f64, mut vs: VarStore, net: Network, upsample_to: Option<i64>) -> Result<Self> {
         vs.freeze();
-        Ok(AttentiveMix { lambda: LambdaSampler::new(alpha)?, _vs: vs, net, upsample_to })
+        Ok(AttentiveMix { lambda: LambdaSampler::new(alpha)?, _vs: vs, net, upsample_to, train_bn: false })
     }
 
     /// The first image's weight map (`N×1×H×W`, binary) keeping the `⌊cells·λ⌋` best cells.
@@ -98,7 +114,7 @@ impl AttentiveMix {
                 Some(s) => images.upsample_bilinear2d([s, s], false, None, None),
                 None => images.shallow_clone(),
             };
-            let f = self.net.features(&input, false, &[]).0;
+            let f = self.net.features(&input, self.train_bn, &[]).0;
             let (gh, gw) = (f.size()[2], f.size()[3]);
             let cells = gh * gw;
             let scores = f.mean_dim(1, false, Kind::Float).view([n, cells]);

@@ -50,6 +50,13 @@ pub struct Summary {
     pub best_head: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_head_median: Option<f64>,
+    /// What the reference's summary script (openmixup tools/summary/find_automix_val_median.py)
+    /// would print for this run with `median_of_last` as its record count: it keeps the last
+    /// `k + 2` epochs (`k + 1` for `k` below 10) and reports the higher of the medians over the
+    /// first `len − 1` and over all of them, best head first. A touch more optimistic than
+    /// `best_head_median`/`median_acc1`; for comparing with published tables, not a samix figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_script_median: Option<f64>,
 }
 
 /// The key under which a further head's top-1 is kept in [`EpochMetrics::extra`].
@@ -100,6 +107,7 @@ pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: 
     }
     let best = median_by_head.iter().filter(|(_, v)| v.is_finite()).max_by(|a, b| a.1.total_cmp(b.1));
     let (best_head, best_head_median) = (best.map(|(h, _)| h.clone()), best.map(|(_, v)| *v));
+    let reference_script_median = reference_script_median(history, k);
     Summary {
         epochs: history.len(),
         final_acc1: last.map_or(f64::NAN, |m| m.test_acc1),
@@ -116,7 +124,23 @@ pub fn summarize(history: &[EpochMetrics], k: usize, total_time_s: f64, device: 
         median_by_head,
         best_head,
         best_head_median,
+        reference_script_median,
     }
+}
+
+/// [`Summary::reference_script_median`]: over each head (the deployed top-1 alone for a
+/// one-head run), the median of the first `len − 1` and of all the last `k + 2` records (`k + 1`
+/// below 10), the highest of these. None without records.
+fn reference_script_median(history: &[EpochMetrics], k: usize) -> Option<f64> {
+    let records = k + 1 + usize::from(k >= 10);
+    let tail = &history[history.len().saturating_sub(records)..];
+    let heads: Vec<Vec<f64>> = match tail.first().map(|m| m.head_acc1().count()).unwrap_or(0) {
+        0 => vec![tail.iter().map(|m| m.test_acc1).collect()],
+        _ => tail[0].head_acc1().map(|(h, _)| tail.iter().map(|m| m.acc1_of(h)).collect()).collect(),
+    };
+    let prefixes = [tail.len().saturating_sub(1), tail.len()];
+    let medians = heads.iter().flat_map(|v| prefixes.iter().map(move |&i| median_of_last(&v[..i], i)));
+    medians.filter(|m| m.is_finite()).max_by(f64::total_cmp)
 }
 
 /// Reads `metrics.jsonl` (empty when it does not exist); a line that does not parse is an error
