@@ -145,3 +145,37 @@ fn samix_p_trains_through_the_config_and_refuses_mismatched_artifacts() {
     let err = PretrainedMixer::load(tmp.path(), Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("mixer.json"), "{err}");
 }
+
+/// SAMix-P's reference route: the frozen encoder and Mixer run in train mode (the encoder's
+/// features come from the batch's statistics and its running ones drift, still without a
+/// gradient), and the classifier's loss gains a cross-entropy on the clean images — at a fresh
+/// 10-class network about ln 10 on top of the mixup loss, which the plain route does not have.
+#[test]
+fn samix_p_reference_route_runs_the_frozen_parts_in_train_mode_with_a_clean_loss() {
+    use samix::train::{Learner, StepContext};
+    let _rng = common::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = pretrain(tmp.path());
+    let (x, y) = a_batch(16);
+    let mut pretrained = PretrainedMixer::load(&dir, Device::Cpu).unwrap();
+    let eval_features = pretrained.features(&x);
+    let stat = |p: &PretrainedMixer| p.var_store().variables()["k.bn1.running_mean"].copy();
+    let before = stat(&pretrained);
+    pretrained.set_train_mode(true);
+    let train_features = pretrained.features(&x);
+    assert!(!train_features.allclose(&eval_features, 1e-4, 1e-5, false), "batch statistics, not the stored ones");
+    assert!(!stat(&pretrained).equal(&before), "train mode moves the frozen encoder's running statistics");
+    assert!(!train_features.requires_grad());
+
+    let first_loss = |reference: bool| {
+        let mix = format!("policy = \"samix_p\"\nmixer = \"{}\"\nreference_route = {reference}", dir.display());
+        let cfg = TrainConfig::parse(&tiny_fashion_config(100, 50, 1, &mix), &[]).unwrap();
+        let info = open_splits(&cfg.data).unwrap().train.info().clone();
+        let mut learner = samix::train::supervised::SupervisedLearner::new(&cfg, &info, Device::Cpu).unwrap();
+        let ctx = StepContext { epoch: 0, iter: 0, iters_per_epoch: 1, global_step: 0, total_steps: 1 };
+        let batch = samix::data::loader::Batch { images: x.shallow_clone(), labels: y.shallow_clone() };
+        learner.train_step(&batch, &ctx, &mut SamixRng::seed_from_u64(5)).unwrap().0.double_value(&[])
+    };
+    let extra = first_loss(true) - first_loss(false);
+    assert!((extra - 10f64.ln()).abs() < 0.5, "the clean cross-entropy adds about ln 10, got {extra}");
+}

@@ -58,6 +58,22 @@ fn pretraining_resumes_exactly_with_its_queue() {
         "{backbone:?}"
     );
     assert_eq!(ta["moco.queue"].size(), [16, 96]);
+    // The run leaves its key encoder and Mixer for SAMix-P: they load, hold the run's own key
+    // encoder, and mix a batch with masks of the images' size.
+    let pretrained = samix::samix::PretrainedMixer::load(&b, tch::Device::Cpu).unwrap();
+    let loaded: std::collections::BTreeMap<String, Tensor> = pretrained.var_store().variables().into_iter().collect();
+    for name in ["k.conv1.weight", "mixer.query.weight"] {
+        assert!(loaded[name].equal(&tb[name]), "{name} is not the run's");
+    }
+    let policy = samix::samix::SamixP::new(pretrained, 2.0, 0.0, 0.0).unwrap();
+    let x = Tensor::rand([4, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu));
+    let mixed = samix::mix::MixPolicy::mix(
+        &policy,
+        &x,
+        &Tensor::arange(4, (tch::Kind::Int64, tch::Device::Cpu)),
+        &mut <samix::rng::SamixRng as rand::SeedableRng>::seed_from_u64(0),
+    );
+    assert_eq!(mixed.first_weight.unwrap().size(), [4, 1, 28, 28]);
 }
 
 /// `samix pretrain` then `samix linear` on the pre-trained backbone: the linear run trains the

@@ -65,6 +65,46 @@ impl MixerArtifact {
         serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))
     }
 
+    /// The artifact of a Mixer of `options` reading the encoder under `encoder_prefix` (a
+    /// `backbone` network for `info`'s images of `image_size` pixels), the Mixer's variables under
+    /// `mixer_prefix`: what a SAMix or SAMix-SSL run leaves for SAMix-P.
+    pub fn describe(
+        backbone: &ModelConfig,
+        info: &crate::data::DatasetInfo,
+        image_size: i64,
+        options: &super::SamixOptions,
+        shape: MixerShape,
+        (mixer_prefix, encoder_prefix): (String, String),
+    ) -> MixerArtifact {
+        MixerArtifact {
+            backbone: backbone.clone(),
+            in_channels: info.channels as i64,
+            num_classes: info.num_classes as i64,
+            image_size,
+            mask_stage: options.mask_stage,
+            mixer: options.mixer.clone(),
+            shape,
+            mean: info.mean.clone(),
+            std: info.std.clone(),
+            prefixes: vec![mixer_prefix.clone(), encoder_prefix.clone()],
+            mixer_prefix,
+            encoder_prefix,
+            produced_by: None,
+        }
+    }
+
+    /// [`MixerArtifact::save`] into the run folder `dir`, recording the run (its folder, seed and
+    /// the samix version).
+    pub fn save_for_run(&self, vs: &VarStore, dir: &Path, seed: u64) -> Result<()> {
+        let mut artifact = self.clone();
+        artifact.produced_by = Some(Provenance {
+            run_dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
+            samix_version: env!("CARGO_PKG_VERSION").into(),
+            seed,
+        });
+        artifact.save(vs, dir)
+    }
+
     /// Writes the variables of `vs` under this artifact's prefixes and the metadata into `dir`,
     /// each file atomically.
     pub fn save(&self, vs: &VarStore, dir: &Path) -> Result<()> {

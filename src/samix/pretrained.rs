@@ -49,6 +49,8 @@ pub struct PretrainedMixer {
     mask_stage: usize,
     image_size: i64,
     artifact: Option<MixerArtifact>,
+    /// The reference route: encoder and Mixer run in train mode (see [`SamixPConfig::reference_route`]).
+    train_mode: bool,
 }
 
 impl PretrainedMixer {
@@ -93,7 +95,13 @@ impl PretrainedMixer {
         artifact: Option<MixerArtifact>,
     ) -> Self {
         vs.freeze();
-        PretrainedMixer { vs, encoder, mixer, mask_stage, image_size, artifact }
+        PretrainedMixer { vs, encoder, mixer, mask_stage, image_size, artifact, train_mode: false }
+    }
+
+    /// Runs the frozen encoder and Mixer in train mode (BN's batch statistics, its running ones
+    /// drifting; the Mixer's dropout on), as the reference's frozen route does; still no grad.
+    pub fn set_train_mode(&mut self, on: bool) {
+        self.train_mode = on;
     }
 
     /// The metadata it was loaded with (`None` when built from parts).
@@ -119,15 +127,16 @@ impl PretrainedMixer {
         Ok(())
     }
 
-    /// The frozen encoder's stage features the Mixer reads (eval mode, no grad).
+    /// The frozen encoder's stage features the Mixer reads (eval mode unless
+    /// [`PretrainedMixer::set_train_mode`]; no grad).
     pub fn features(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| self.encoder.features(x, false, &[self.mask_stage]).1.remove(0))
+        tch::no_grad(|| self.encoder.features(x, self.train_mode, &[self.mask_stage]).1.remove(0))
     }
 
     /// `s`, the paired image's weight per pixel, for features `f`, pairing `perm` and λ (eval
-    /// mode: dropout off; no grad).
+    /// mode, dropout off, unless [`PretrainedMixer::set_train_mode`]; no grad).
     pub fn mask_from_features(&self, f: &Tensor, perm: &Tensor, lam: &Tensor) -> Tensor {
-        tch::no_grad(|| self.mixer.mask(f, perm, lam, false))
+        tch::no_grad(|| self.mixer.mask(f, perm, lam, self.train_mode))
     }
 
     /// `s` for images `x` (see [`PretrainedMixer::mask_from_features`]).
@@ -151,12 +160,18 @@ pub struct SamixPConfig {
     /// λ or 1−λ at most this gives plain mixup.
     #[serde(default = "SamixPConfig::default_lam_margin")]
     pub lam_margin: f64,
+    /// The reference's only runnable route to a frozen pre-trained Mixer (its `AutoMixup` with an
+    /// external `backbone_k` and a frozen mix block): the frozen encoder and Mixer in train mode
+    /// (batch statistics, dropout on) and a plain cross-entropy on the clean images beside the
+    /// mixup loss. Off: eval-mode frozen parts and the mixup loss alone (docs/ALGORITHM.md §7).
+    #[serde(default)]
+    pub reference_route: bool,
 }
 
 impl SamixPConfig {
     /// The Mixer of `mixer` with online SAMix's α and margin, no area adjustment.
     pub fn new(mixer: PathBuf, alpha: f64) -> Self {
-        SamixPConfig { mixer, alpha, mask_adjust: 0.0, lam_margin: Self::default_lam_margin() }
+        SamixPConfig { mixer, alpha, mask_adjust: 0.0, lam_margin: Self::default_lam_margin(), reference_route: false }
     }
     fn default_alpha() -> f64 {
         super::SamixOptions::samix().alpha
@@ -167,7 +182,9 @@ impl SamixPConfig {
 
     /// The policy, its Mixer and encoder loaded onto `device`.
     pub fn build(&self, device: Device) -> Result<SamixP> {
-        SamixP::new(PretrainedMixer::load(&self.mixer, device)?, self.alpha, self.mask_adjust, self.lam_margin)
+        let mut pretrained = PretrainedMixer::load(&self.mixer, device)?;
+        pretrained.set_train_mode(self.reference_route);
+        SamixP::new(pretrained, self.alpha, self.mask_adjust, self.lam_margin)
     }
 }
 

@@ -14,7 +14,6 @@ use crate::model::Network;
 use crate::native::Precision;
 use crate::optim::{CosineSchedule, Optimizer, ParamGroup};
 use crate::rng::SamixRng;
-use crate::samix::artifact::Provenance;
 use crate::samix::ema::path_prefix;
 use crate::samix::{
     Draws, MixerArtifact, MixerOptimConfig, OnlineSamix, SamixConfig, SamixLosses, SamixOptions, SamixPaths, StepPlan,
@@ -100,21 +99,14 @@ impl SamixLearner {
         let samix = OnlineSamix::new(&vs, &paths, online, ema, options, image_size)?;
         let (sgd, mixer_lr) = sgd_with_mixer_group(&vs, cfg, &config.mixer_optim, path_prefix(&paths.mixer));
         let backbone_lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
-        let artifact = MixerArtifact {
-            backbone: cfg.model.clone(),
-            in_channels: channels,
-            num_classes: classes,
+        let artifact = MixerArtifact::describe(
+            &cfg.model,
+            info,
             image_size,
-            mask_stage: samix.options.mask_stage,
-            mixer: samix.options.mixer.clone(),
-            shape: samix.mixer.shape(),
-            mean: info.mean.clone(),
-            std: info.std.clone(),
-            prefixes: vec![path_prefix(&paths.mixer), path_prefix(&paths.ema)],
-            mixer_prefix: path_prefix(&paths.mixer),
-            encoder_prefix: path_prefix(&paths.ema),
-            produced_by: None,
-        };
+            &samix.options,
+            samix.mixer.shape(),
+            (path_prefix(&paths.mixer), path_prefix(&paths.ema)),
+        );
         Ok(SamixLearner {
             vs,
             samix,
@@ -138,13 +130,7 @@ impl SamixLearner {
 
     /// Saves the Mixer with its EMA encoder as a standalone artifact, recording the run.
     pub fn save_mixer(&self, dir: &Path) -> Result<()> {
-        let mut artifact = self.artifact.clone();
-        artifact.produced_by = Some(Provenance {
-            run_dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
-            samix_version: env!("CARGO_PKG_VERSION").into(),
-            seed: self.seed,
-        });
-        artifact.save(&self.vs, dir)
+        self.artifact.save_for_run(&self.vs, dir, self.seed)
     }
     /// One optimisation step on the given draws (what [`Learner::train_step`] runs after drawing
     /// them): the four losses, one backward pass, the SGD step of both groups at this step's

@@ -84,6 +84,9 @@ pub struct SslLearner {
     visual_every: usize,
     visual: Option<MaskVisuals>,
     sums: LossSums,
+    /// SAMix-SSL: the Mixer with the key encoder it reads, left for SAMix-P at the end.
+    artifact: Option<crate::samix::artifact::MixerArtifact>,
+    seed: u64,
 }
 
 impl SslLearner {
@@ -122,6 +125,17 @@ impl SslLearner {
         let queue_len = ssl.queue_len(cfg.train.batch_size, bank.dataset().len());
         let model = SslModel::new(&vs, &paths, (encoder_q, encoder_k), ssl.clone(), queue_len, choice, side)?;
         freeze_query_classifier(&vs, &paths, cfg.model.arch.classifier_prefix());
+        let artifact = match &model.mixing {
+            SslMixing::Samix(s) => Some(crate::samix::artifact::MixerArtifact::describe(
+                &cfg.model,
+                info,
+                side,
+                &s.options,
+                s.mixer.shape(),
+                (path_prefix(&paths.mixer), path_prefix(&paths.key)),
+            )),
+            _ => None,
+        };
         let lr = CosineSchedule::new(cfg.optim.lr, cfg.train.epochs, &cfg.schedule);
         let (sgd, mixer_lr) = match &samix_config {
             Some(sc) => {
@@ -145,6 +159,8 @@ impl SslLearner {
             visual_every: samix_config.map_or(0, |c| c.visual_every),
             visual: None,
             sums: LossSums::new(&SSL_EPOCH_TERMS),
+            artifact,
+            seed: cfg.seed,
         })
     }
 
@@ -315,6 +331,11 @@ impl Learner for SslLearner {
     fn on_finish(&mut self, out: &Path) -> Result<()> {
         if let Some(v) = &self.visual {
             v.write_evolution(out)?;
+        }
+        if let Some(artifact) = &self.artifact {
+            // The key encoder and its Mixer, as a SAMix run leaves its EMA encoder and Mixer: a
+            // SAMix-SSL run can feed SAMix-P (`policy = "samix_p"`, `mixer = RUN`).
+            artifact.save_for_run(&self.vs, out, self.seed)?;
         }
         crate::files::write_safetensors_atomic(&out.join(BACKBONE_FILE), self.backbone_weights())
     }

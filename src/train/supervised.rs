@@ -30,6 +30,8 @@ pub struct SupervisedLearner {
     /// Whether the training forward runs in train mode: not in linear evaluation (the frozen
     /// backbone keeps its BN statistics) unless `train.probe_bn = "train"`.
     train_mode: bool,
+    /// SAMix-P's reference route: a cross-entropy on the clean images beside the mixup loss.
+    clean_loss: bool,
 }
 
 impl SupervisedLearner {
@@ -70,6 +72,7 @@ impl SupervisedLearner {
             bce_threshold: cfg.train.bce_threshold,
             precision: cfg.train.precision,
             train_mode: !cfg.train.linear_probe || cfg.train.probe_bn == crate::config::ProbeBn::Train,
+            clean_loss: matches!(&cfg.mix, crate::config::MixConfig::SamixP(c) if c.reference_route),
         })
     }
 
@@ -97,10 +100,15 @@ impl SupervisedLearner {
                 return Err(Error::config("mix.policy", "online SAMix/AutoMix run through SamixLearner"))
             }
         };
-        Ok(match self.loss {
+        let loss = match self.loss {
             ClassLoss::Ce => mixup_cross_entropy(&logits, &targets, self.smoothing),
             ClassLoss::Bce => mixup_binary_cross_entropy(&logits, &targets, self.smoothing, self.bce_threshold),
-        })
+        };
+        if !self.clean_loss {
+            return Ok(loss);
+        }
+        let clean = net.forward_t(&batch.images, train);
+        Ok(loss + clean.cross_entropy_for_logits(&batch.labels))
     }
 }
 
