@@ -53,17 +53,24 @@ static void samix_jpeg_scan_limit(j_common_ptr cinfo) {
   }
 }
 
+// Installs the error manager that reports into `msg` and longjmps to `err->jump` (which the
+// caller sets with setjmp in its own frame, the one that must stay alive while libjpeg runs).
+static void samix_jpeg_errors(struct jpeg_decompress_struct* cinfo, struct samix_jpeg_error* err, char* msg,
+                              size_t msg_len) {
+  cinfo->err = jpeg_std_error(&err->pub);
+  err->pub.error_exit = samix_jpeg_error_exit;
+  err->pub.emit_message = samix_jpeg_quiet;
+  err->msg = msg;
+  err->msg_len = msg_len;
+}
+
 // Reads the header: the image's size and number of colour components (1 grey, 3 YCbCr/RGB,
 // 4 CMYK/YCCK). Returns 0, or -1 with `msg` filled.
 int samix_jpeg_header(const uint8_t* data, size_t len, int* width, int* height, int* components, char* msg,
                       size_t msg_len) {
   struct jpeg_decompress_struct cinfo;
   struct samix_jpeg_error err;
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = samix_jpeg_error_exit;
-  err.pub.emit_message = samix_jpeg_quiet;
-  err.msg = msg;
-  err.msg_len = msg_len;
+  samix_jpeg_errors(&cinfo, &err, msg, msg_len);
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return -1;
@@ -88,11 +95,7 @@ int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, 
   struct samix_jpeg_error err;
   struct samix_jpeg_progress progress;
   JSAMPROW row = NULL;
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = samix_jpeg_error_exit;
-  err.pub.emit_message = samix_jpeg_quiet;
-  err.msg = msg;
-  err.msg_len = msg_len;
+  samix_jpeg_errors(&cinfo, &err, msg, msg_len);
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return -1;
