@@ -36,6 +36,11 @@ fn write_run(dir: &Path, lr: &str, history: &[EpochMetrics]) {
     metrics::write_metrics(&dir.join("metrics.jsonl"), history).unwrap();
 }
 
+/// A one-head run of three epochs (top-1 10, 12, 14), far below the others.
+fn write_plain_run(dir: &Path) {
+    write_run(dir, "optim.lr=0.2", &[epoch(1, 10.0, &[]), epoch(2, 12.0, &[]), epoch(3, 14.0, &[])]);
+}
+
 /// The rows of the plot (above the legend) holding pixels of exactly `rgb` in column `x`.
 fn rows_of(img: &RgbImage, x: u32, rgb: [u8; 3]) -> Vec<u32> {
     (0..PLOT_BOTTOM).filter(|&y| img.get_pixel(x, y).0 == rgb).collect()
@@ -58,11 +63,7 @@ fn the_main_chart_shows_the_best_head_beside_the_deployed_one() {
         .map(|(i, &(k, q, mq))| epoch(i + 1, k, &[("one_k", k), ("one_q", q), ("mix_q", mq)]))
         .collect();
     write_run(&tmp.path().join("samix"), "optim.lr=0.05", &samix);
-    write_run(
-        &tmp.path().join("mixup"),
-        "optim.lr=0.2",
-        &[epoch(1, 10.0, &[]), epoch(2, 12.0, &[]), epoch(3, 14.0, &[])],
-    );
+    write_plain_run(&tmp.path().join("mixup"));
     let dirs = [tmp.path().join("samix"), tmp.path().join("mixup")];
     let out = tmp.path().join("rep");
     let table = samix::report::write_report(&dirs, &out).unwrap();
@@ -108,11 +109,7 @@ fn mask_area_charts_show_the_runs_that_have_a_mixer() {
         })
         .collect();
     write_run(&tmp.path().join("samix"), "optim.lr=0.05", &samix);
-    write_run(
-        &tmp.path().join("mixup"),
-        "optim.lr=0.2",
-        &[epoch(1, 10.0, &[]), epoch(2, 12.0, &[]), epoch(3, 14.0, &[])],
-    );
+    write_plain_run(&tmp.path().join("mixup"));
     let out = tmp.path().join("rep");
     samix::report::write_report(&[tmp.path().join("samix"), tmp.path().join("mixup")], &out).unwrap();
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
