@@ -413,6 +413,12 @@ fn pos_extend_draws_one_mode_per_step_from_beta_2_2() {
         modes[extrapolating as usize] += 1;
     }
     assert!(modes[0] > 3 && modes[1] > 3, "the coin picks both modes: {modes:?}");
+    // Draws made by hand without the blend weights are refused, not a shape panic.
+    let (x1, x2) = views(8);
+    let mut d = model.draw(8, &mut rng, Device::Cpu);
+    d.pos_extend = Tensor::zeros([0], (Kind::Float, Device::Cpu));
+    let err = model.losses(&x1, &x2, &d, &mut rng).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("pos_extend"), "{err}");
     let plain = build(&VarStore::new(Device::Cpu), tiny_ssl(), 16, true);
     assert_eq!(plain.draw(8, &mut rng, Device::Cpu).pos_extend.numel(), 0);
 }

@@ -317,6 +317,10 @@ impl<N: StagedNet> SslModel<N> {
                 // Image n's two roles share its row of u: the λ source n's positive blends its
                 // view-2 key with its own view 1's; the partner's, its view-1 key with its view 2's.
                 let u = &d.pos_extend;
+                if u.size() != k1.size() {
+                    let msg = format!("SslDraws::pos_extend is {:?}; the keys are {:?}", u.size(), k1.size());
+                    return Err(crate::Error::Argument(format!("{msg} (draw with SslModel::draw)")));
+                }
                 let pos_a = extend_positives(&k2, &k1, u);
                 let pos_b = extend_positives(&k1, &k2, u).index_select(0, &d.perm_mb);
                 global() + pair_info_nce(&z_mb, &pos_a, &pos_b, &d.lam_mb, tau) * eta
