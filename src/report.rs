@@ -222,7 +222,6 @@ fn legend(g: &Group) -> String {
     }
 }
 
-/// Writes `report.md` and its charts into `out`; returns the markdown table.
 /// The charts of the Mixer's masks against λ, drawn for the groups whose runs log them (online
 /// SAMix/AutoMix and SAMix-SSL; [`crate::samix::mask::AREA_TERMS`]).
 const MASK_AREA_CHARTS: [(&str, &str, &str); 2] = [
@@ -230,6 +229,7 @@ const MASK_AREA_CHARTS: [(&str, &str, &str); 2] = [
     ("mask_far_mb", "Mixer-branch mask: share of samples with |area − λ| > 0.25", "share"),
 ];
 
+/// Writes `report.md` and its charts into `out`; returns the markdown table.
 pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<String> {
     if run_dirs.is_empty() {
         return Err(Error::Argument("name at least one run directory".into()));

@@ -66,6 +66,16 @@ impl MaskLossConfig {
         }
     }
 
+    /// The mask loss `loss` as weighted before step `step` of `total` ([`Self::weight_scale`]):
+    /// the same tensor without an `end_weight`. Both training steps (supervised and
+    /// self-supervised) apply it to the term they computed.
+    pub fn annealed(&self, loss: &tch::Tensor, step: u64, total: u64) -> tch::Tensor {
+        match self.weight_scale(step, total) {
+            1.0 => loss.shallow_clone(),
+            scale => loss * scale,
+        }
+    }
+
     /// The reference's margin δ of the mask's mean area.
     fn default_margin() -> f64 {
         0.1

@@ -186,10 +186,7 @@ impl<N: StagedNet> OnlineSamix<N> {
         let mut losses = crate::native::with_precision(plan.precision, x.device(), plan.cache_casts, || {
             self.losses(x, y, plan.draws, plan.smoothing)
         })?;
-        let scale = self.options.mask_loss.weight_scale(plan.step, plan.total_steps);
-        if scale != 1.0 {
-            losses.mask = &losses.mask * scale;
-        }
+        losses.mask = self.options.mask_loss.annealed(&losses.mask, plan.step, plan.total_steps);
         optimise(&losses.total())?;
         self.ema_update(momentum)?;
         Ok(losses)

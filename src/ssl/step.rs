@@ -221,11 +221,7 @@ impl<N: StagedNet> SslModel<N> {
             self.losses(x1, x2, plan.draws, rng)
         })??;
         if let (SslMixing::Samix(samix), Some(mask)) = (&self.mixing, &losses.mask) {
-            // `mix.mask_loss.end_weight`: the same cosine anneal as the supervised step's.
-            let scale = samix.options.mask_loss.weight_scale(plan.step, plan.total_steps);
-            if scale != 1.0 {
-                losses.mask = Some(mask * scale);
-            }
+            losses.mask = Some(samix.options.mask_loss.annealed(mask, plan.step, plan.total_steps));
         }
         optimise(&losses.total(plan.mix_weight))?;
         // After the backward pass, which still reads the queue as it was.

@@ -15,14 +15,15 @@ pub struct EpochSums {
 #[derive(Debug)]
 pub struct LossSums {
     /// The terms a checkpoint may name (anything else in a checkpoint is an error).
-    terms: &'static [&'static str],
+    terms: Vec<&'static str>,
     sums: std::collections::BTreeMap<&'static str, tch::Tensor>,
     steps: usize,
 }
 
 impl LossSums {
-    pub fn new(terms: &'static [&'static str]) -> Self {
-        LossSums { terms, sums: Default::default(), steps: 0 }
+    /// Sums of the terms of `groups` (a learner's loss terms, and further statistics of its steps).
+    pub fn new(groups: &[&'static [&'static str]]) -> Self {
+        LossSums { terms: groups.concat(), sums: Default::default(), steps: 0 }
     }
 
     /// Adds one step's terms (detached).
@@ -46,7 +47,7 @@ impl LossSums {
     pub fn restore(&mut self, progress: &EpochSums, device: tch::Device, what: &str) -> crate::Result<()> {
         self.sums.clear();
         for (name, &value) in &progress.sums {
-            let Some(term) = self.terms.iter().find(|t| *t == name) else {
+            let Some(&term) = self.terms.iter().find(|t| *t == name) else {
                 return Err(crate::Error::Argument(format!("checkpoint state: unknown {what} loss term `{name}`")));
             };
             self.sums.insert(term, tch::Tensor::from(value as f32).to_device(device));

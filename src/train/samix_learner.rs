@@ -27,18 +27,6 @@ use tch::{Device, Tensor};
 
 /// The loss terms summed per epoch for `metrics.jsonl`.
 const LOSS_TERMS: [&str; 4] = ["loss_one_q", "loss_mix_q", "loss_mix_k", "loss_mask"];
-/// Everything summed per epoch: the loss terms and the masks' distance from λ
-/// ([`crate::samix::mask::AREA_TERMS`]).
-const EPOCH_TERMS: [&str; 8] = [
-    LOSS_TERMS[0],
-    LOSS_TERMS[1],
-    LOSS_TERMS[2],
-    LOSS_TERMS[3],
-    crate::samix::mask::AREA_TERMS[0],
-    crate::samix::mask::AREA_TERMS[1],
-    crate::samix::mask::AREA_TERMS[2],
-    crate::samix::mask::AREA_TERMS[3],
-];
 
 /// SGD over every trainable variable of `vs` with the run's `[optim]`, the Mixer's variables
 /// (under `mixer_prefix`) in their own group with `[mix.mixer_optim]`, and the Mixer's schedule
@@ -117,7 +105,8 @@ impl SamixLearner {
             mixer_lr,
             smoothing: cfg.train.label_smoothing,
             precision: cfg.train.precision,
-            sums: LossSums::new(&EPOCH_TERMS),
+            // The loss terms and the masks' distance from λ.
+            sums: LossSums::new(&[&LOSS_TERMS, &crate::samix::mask::AREA_TERMS]),
             visual: None,
             artifact,
         })

@@ -55,19 +55,6 @@ pub fn linear_evaluation(mut config: TrainConfig, backbone: &Path) -> Result<Tra
     Ok(config)
 }
 
-/// Everything a self-supervised run sums per epoch: the loss terms and, for SAMix-SSL, the
-/// masks' distance from λ ([`crate::samix::mask::AREA_TERMS`]).
-const SSL_EPOCH_TERMS: [&str; 8] = [
-    SslLosses::TERMS[0],
-    SslLosses::TERMS[1],
-    SslLosses::TERMS[2],
-    SslLosses::TERMS[3],
-    crate::samix::mask::AREA_TERMS[0],
-    crate::samix::mask::AREA_TERMS[1],
-    crate::samix::mask::AREA_TERMS[2],
-    crate::samix::mask::AREA_TERMS[3],
-];
-
 pub struct SslLearner {
     pub vs: VarStore,
     pub model: SslModel<Network>,
@@ -158,7 +145,8 @@ impl SslLearner {
             precision: cfg.train.precision,
             visual_every: samix_config.map_or(0, |c| c.visual_every),
             visual: None,
-            sums: LossSums::new(&SSL_EPOCH_TERMS),
+            // The loss terms and, for SAMix-SSL, the masks' distance from λ.
+            sums: LossSums::new(&[&SslLosses::TERMS, &crate::samix::mask::AREA_TERMS]),
             artifact,
             seed: cfg.seed,
         })
