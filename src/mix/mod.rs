@@ -243,9 +243,10 @@ pub fn mix_targets_t(labels: &Tensor, perm: &Tensor, lam: &Tensor) -> MixedTarge
     MixedTargets { y_a: labels.shallow_clone(), y_b: labels.index_select(0, perm), lam }
 }
 
-/// Labels of a batch-level mix: y_a = labels, y_b = labels[perm], λ broadcast to `[N]`.
+/// Labels of a batch-level mix: y_a = labels, y_b = labels[perm], λ broadcast to `[N]` as f32
+/// (the kind [`MixedTargets::lam`] promises; an f64 λ would promote a caller's f32 loss to f64).
 pub fn mix_targets(labels: &Tensor, perm: &Tensor, lam: f64) -> MixedTargets {
-    mix_targets_t(labels, perm, &Tensor::from(lam))
+    mix_targets_t(labels, perm, &Tensor::from(lam as f32))
 }
 
 /// Why a policy that mixes through the model is not a per-batch input policy.
