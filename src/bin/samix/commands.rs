@@ -64,7 +64,7 @@ pub enum TrainMode {
 /// `--resume` without `--config` reads the run's own `config.toml`.
 /// `launch`: this process is one rank of a multi-process run (torchrun's or SLURM's variables).
 pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>, mode: TrainMode) -> Result<()> {
-    crate::signals::install(launch.as_ref().is_none_or(|l| l.rank == 0));
+    super::signals::install(launch.as_ref().is_none_or(|l| l.rank == 0));
     let mut device = parse_device(args.device.as_deref())?;
     let out = run_dir_of(&args)?;
     let config = train_config(&args, &out, mode)?;
@@ -102,7 +102,7 @@ pub fn train(args: TrainArgs, quiet: bool, launch: Option<Launch>, mode: TrainMo
         device,
         progress,
         stop_after: args.stop_after,
-        stop: Some(&crate::signals::STOP),
+        stop: Some(&super::signals::STOP),
         group,
     };
     let s = train::run(opts)?;

@@ -24,9 +24,10 @@ where
     }
 }
 
-/// `quiet`: warnings and errors only (unless `SAMIX_LOG` says otherwise).
+/// `quiet`: warnings and errors only (unless `SAMIX_LOG` says otherwise). A second call in one
+/// process (the Python package runs the command line in-process) keeps the first subscriber.
 pub fn init(quiet: bool) {
     let default = if quiet { "warn" } else { "warn,samix=info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SAMIX_LOG").unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).event_format(Plain).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).event_format(Plain).try_init().ok();
 }

@@ -134,32 +134,50 @@ impl DownloadName {
 }
 
 fn main() {
+    std::process::exit(run_from_args(std::env::args_os()));
+}
+
+/// The whole command line, from its arguments (program name first) to its exit code: what
+/// `main` runs, and what the Python package's `samix` command calls (python/src/cli.rs), so
+/// both are one program. Parse errors, `--help` and `--version` print as clap prints them.
+pub fn run_from_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     samix::host::keep_freed_memory();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
     // `samix train` under a multi-process launch: only rank 0 speaks; the others print
     // warnings and errors.
     let launch = match &cli.command {
-        Command::Train(_) | Command::Pretrain(_) | Command::Linear(_) => samix::dist::Launch::from_env()
-            .unwrap_or_else(|e| {
+        Command::Train(_) | Command::Pretrain(_) | Command::Linear(_) => match samix::dist::Launch::from_env() {
+            Ok(launch) => launch,
+            Err(e) => {
                 eprintln!("error: {e}");
-                std::process::exit(2);
-            }),
+                return 2;
+            }
+        },
         _ => None,
     };
     let rank = launch.as_ref().map(|l| l.rank);
     log_format::init(cli.quiet || rank.is_some_and(|r| r > 0));
-    if let Err(e) = run(cli, launch) {
-        let e = match rank {
-            Some(r) => e.context(format!("rank {r}")),
-            None => e,
-        };
-        if let Some(samix::Error::Interrupted { .. }) = e.downcast_ref::<samix::Error>() {
-            eprintln!("interrupted: {e:#}");
-            std::process::exit(signals::exit_code());
-        }
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    let Err(e) = run(cli, launch) else { return 0 };
+    let e = match rank {
+        Some(r) => e.context(format!("rank {r}")),
+        None => e,
+    };
+    if let Some(samix::Error::Interrupted { .. }) = e.downcast_ref::<samix::Error>() {
+        eprintln!("interrupted: {e:#}");
+        return signals::exit_code();
     }
+    eprintln!("error: {e:#}");
+    1
 }
 
 fn run(cli: Cli, launch: Option<samix::dist::Launch>) -> anyhow::Result<()> {
