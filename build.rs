@@ -35,7 +35,8 @@ fn libjpeg_include() -> Option<PathBuf> {
 }
 
 /// Compiles csrc/jpeg.c (partial, downscaled JPEG decoding) against libjpeg-turbo when its header
-/// is found, linking the static library where there is one so the binary runs on machines without
+/// is found, linking the static library where there is one (not with feature `shared-libjpeg`) so
+/// the binary runs on machines without
 /// it, and sets `samix_libjpeg`; without it samix decodes JPEGs in full with `image` and says so.
 /// `SAMIX_REQUIRE_LIBJPEG=1` (CI) turns the fallback into a build error.
 fn build_jpeg() {
@@ -50,10 +51,13 @@ fn build_jpeg() {
         return;
     };
     cc::Build::new().pic(true).include(&include).file("csrc/jpeg.c").compile("samix_jpeg");
+    // A shared object (the Python extension, feature `shared-libjpeg`) cannot hold the static
+    // library, which distributions build without -fPIC.
+    let shared_only = std::env::var_os("CARGO_FEATURE_SHARED_LIBJPEG").is_some();
     let static_lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
         .iter()
         .map(PathBuf::from)
-        .find(|d| d.join("libjpeg.a").exists());
+        .find(|d| !shared_only && d.join("libjpeg.a").exists());
     match static_lib {
         Some(dir) => {
             println!("cargo:rustc-link-search=native={}", dir.display());
