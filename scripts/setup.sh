@@ -42,4 +42,10 @@ if [ "$have_timm" != "$timm_version" ]; then
   echo "setup: installing timm==$timm_version into $venv (the RandAugment tests' reference)"
   "$venv/bin/python" -m pip install --quiet "timm==$timm_version"
 fi
+pytest_version="9.2.0"
+have_pytest="$("$venv/bin/python" -c 'import pytest; print(pytest.__version__)' 2>/dev/null || true)"
+if [ "$have_pytest" != "$pytest_version" ]; then
+  echo "setup: installing pytest==$pytest_version into $venv (the Python package's tests)"
+  "$venv/bin/python" -m pip install --quiet "pytest==$pytest_version"
+fi
 "$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "at", torch.__path__[0])' 2>/dev/null

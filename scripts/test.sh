@@ -50,6 +50,29 @@ if [ "$#" -eq 0 ]; then
     status=1
   fi
 fi
+# The Python package: its extension built in place (debug, beside the tests' build), its tests
+# (tests/python, pytest) and its worked example on a CIFAR-100 slice (it fails if its loss does
+# not fall). pytest's summary line is added to the totals below.
+if [ "$#" -eq 0 ]; then
+  if scripts/python_inplace.sh 2>&1 | tee -a "$log"; then
+    PYTHONPATH="$root/python" timeout 1800 python -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee -a "$log" || status=1
+    pytest_line="$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tail -1)"
+    echo "test result: pytest. $(grep -oE '[0-9]+ passed' <<<"$pytest_line" || echo 0 passed); $(grep -oE '[0-9]+ failed' <<<"$pytest_line" || echo 0 failed)" >> "$log"
+    cifar="${SAMIX_TEST_DATA:-$shared}/cifar-100-binary.tar.gz"
+    if PYTHONPATH="$root/python" timeout 1800 python examples/pytorch_online_samix.py "$cifar" 30 2>&1 | tee -a "$log"; then
+      echo "test example pytorch_online_samix.py ... ok" | tee -a "$log"
+      echo "test result: ok. 1 passed; 0 failed; 0 ignored" >> "$log"
+    else
+      echo "test example pytorch_online_samix.py ... FAILED" | tee -a "$log"
+      echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
+      status=1
+    fi
+  else
+    echo "test python package ... FAILED (the extension did not build)" | tee -a "$log"
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
+    status=1
+  fi
+fi
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '^test result: .* ([0-9]+) failed' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo "tests: $passed passed, $failed failed"
