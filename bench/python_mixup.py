@@ -4,7 +4,7 @@
    form (α 1), on a CIFAR-sized batch (128×3×32×32, 100 classes) and a tiny one (2×3×8×8, which
    leaves the per-call overhead), median of --calls calls after warm-up. Each side does what it
    does for a training step: samix returns images, y_a, y_b and λ; timm mixes in place and
-   returns the dense smoothed-target matrix (its smoothing 0 here).
+   returns the dense target matrix (label smoothing 0 on both sides).
 2. A training step of torchvision's ResNet-18 (CIFAR stem) at batch --batch: SAMix-P (a samix
    run's frozen Mixer; --mixer, a run folder with mixer.json for 3×32×32 images) against timm's
    Mixup (MixUp α 1) and against no mixing, forward + backward + SGD, median of --steps steps after
@@ -42,8 +42,8 @@ def per_call(calls):
     for shape in ((128, 3, 32, 32), (2, 3, 8, 8)):
         x, y = torch.randn(shape), torch.randint(0, 100, (shape[0],))
         sides = {
-            "MixUp": (samix.MixUp(alpha=1.0, seed=0), timm.data.Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, num_classes=100)),
-            "CutMix": (samix.CutMix(alpha=1.0, seed=0), timm.data.Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=100)),
+            "MixUp": (samix.MixUp(alpha=1.0, seed=0), timm.data.Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, label_smoothing=0.0, num_classes=100)),
+            "CutMix": (samix.CutMix(alpha=1.0, seed=0), timm.data.Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=100)),
         }
         for name, (ours, theirs) in sides.items():
             a = median_ms(lambda: ours(x, y), calls)
@@ -70,7 +70,7 @@ def loop_steps(mixer_dir, steps, batch):
     model = Resnet18Cifar()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     pm = samix.PretrainedMixer.load(mixer_dir, seed=0)
-    tm = timm.data.Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, num_classes=100)
+    tm = timm.data.Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, label_smoothing=0.0, num_classes=100)
     soft_ce = timm.loss.SoftTargetCrossEntropy()
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 100, (batch,))
 

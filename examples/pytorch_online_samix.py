@@ -26,6 +26,8 @@ import torchvision
 
 import samix
 
+# SAMix's α and λ margin; the EMA momentum is shortened for a demo of tens of steps (SAMix's:
+# 0.999 rising to 0.999999 over a run of many thousand, samix's [mix.ema] defaults).
 BATCH, ALPHA, LAM_MARGIN, MOMENTUM = 32, 2.0, 0.08, 0.99
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
@@ -103,9 +105,8 @@ def main():
         opt.zero_grad()
         sum(losses.values()).backward()
         opt.step()
-        with torch.no_grad():
-            for k, q in zip(critic.state_dict().values(), model.state_dict().values()):
-                k.copy_(k * MOMENTUM + q * (1 - MOMENTUM) if k.is_floating_point() else q)
+        with torch.no_grad():  # the critic's parameters follow; its BN statistics are its own
+            torch._foreach_lerp_(list(critic.parameters()), list(model.parameters()), 1 - MOMENTUM)
         clean.append(losses["one_q"].item())
         if step % 10 == 0 or step + 1 == steps:
             print(f"step {step:>3}  " + "  ".join(f"{k} {v.item():.3f}" for k, v in losses.items()), flush=True)

@@ -55,9 +55,18 @@ fi
 # not fall). pytest's summary line is added to the totals below.
 if [ "$#" -eq 0 ]; then
   if scripts/python_inplace.sh 2>&1 | tee -a "$log"; then
-    PYTHONPATH="$root/python" timeout 1800 python -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee -a "$log" || status=1
-    pytest_line="$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tail -1)"
-    echo "test result: pytest. $(grep -oE '[0-9]+ passed' <<<"$pytest_line" || echo 0 passed); $(grep -oE '[0-9]+ failed' <<<"$pytest_line" || echo 0 failed)" >> "$log"
+    pylog="$(mktemp)"
+    pytest_status=0
+    PYTHONPATH="$root/python" timeout 1800 python -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$pylog" || pytest_status=$?
+    # pytest's last line: "N passed[, M failed][, K errors] in …"; none at all (a crash, a
+    # timeout, an import error) counts as one failure.
+    summary="$(grep -E ' in [0-9.]+s' "$pylog" | tail -1 || true)"
+    py_passed="$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)"
+    py_failed="$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')"
+    if [ "$pytest_status" -ne 0 ] && [ "$py_failed" -eq 0 ]; then py_failed=1; fi
+    [ "$pytest_status" -eq 0 ] || status=1
+    rm -f "$pylog"
+    echo "test result: pytest. $py_passed passed; $py_failed failed" >> "$log"
     cifar="${SAMIX_TEST_DATA:-$shared}/cifar-100-binary.tar.gz"
     if PYTHONPATH="$root/python" timeout 1800 python examples/pytorch_online_samix.py "$cifar" 30 2>&1 | tee -a "$log"; then
       echo "test example pytorch_online_samix.py ... ok" | tee -a "$log"

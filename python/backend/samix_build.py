@@ -30,7 +30,7 @@ def _installed_torch():
             "install torch==2.11.0 first (pip install torch==2.11.0). "
             f"Python said: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'nothing'}"
         )
-    folder, version, cxx11_abi = done.stdout.split()[:3]
+    folder, version, cxx11_abi = done.stdout.splitlines()[:3]
     if not version.startswith("2.11.0"):
         raise RuntimeError(f"samix links torch 2.11.0; {sys.executable} has torch {version} ({folder})")
     return folder, cxx11_abi

@@ -8,11 +8,15 @@ cross between them without a copy and autograd runs through both::
     loss = samix.mixup_cross_entropy(model(x_mix), y_a, y_b, lam)
 
     policy = samix.PretrainedMixer.load("runs/cifar100_samix")     # SAMix-P, a frozen Mixer
-    mixer = samix.Mixer(in_channels=256, scale=8)                  # the online Mixer to train
+    mixer = samix.Mixer(in_channels=256, scale=4)                  # the online Mixer to train
     run = samix.read_run("runs/cifar100_samix")                    # summary and metrics
 
-The ``samix`` command this package installs is the samix command line (``samix --help``).
+The ``samix`` command this package installs is the samix command line (``samix --help``);
+``samix.cli([...])`` runs it from Python.
 """
+
+import subprocess
+import sys
 
 import torch  # noqa: F401  (loads the libtorch the extension links; must precede it)
 
@@ -37,11 +41,13 @@ from samix.runs import Run, read_run
 
 
 def cli(argv: "list[str]") -> int:
-    """Runs the samix command line in this process (``argv`` without the program name) and
-    returns its exit code: ``samix.cli(["config", "show", "--config", "configs/quickstart.toml"])``."""
+    """Runs the samix command line (``argv`` without the program name) and returns its exit code:
+    ``samix.cli(["train", "--config", "configs/quickstart.toml"])``. It runs in a child process,
+    as the ``samix`` command does, so its Ctrl-C handling and process settings stay out of this
+    interpreter; its output goes to this process's stdout and stderr."""
     if isinstance(argv, str) or not all(isinstance(a, str) for a in argv):
         raise TypeError("argv: expected a list of strings")
-    return _samix.run_cli(["samix", *argv])
+    return subprocess.run([sys.executable, "-m", "samix", *argv]).returncode
 
 
 __all__ = [

@@ -4,6 +4,7 @@ messages as the command line)."""
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from typing import Optional, Union
@@ -16,6 +17,8 @@ Device = Union[str, torch.device]
 def number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
     return float(value)
 
 

@@ -46,7 +46,9 @@ class PretrainedMixer:
         """Load onto ``device``. ``alpha``: λ ~ Beta(α, α); ``mask_adjust``: the share of masks
         rescaled to cover exactly λ; ``lam_margin``: plain MixUp where λ is this close to 0 or
         1; ``reference_route``: BatchNorm and dropout of the frozen parts in train mode, as
-        OpenMixup's frozen route runs them (samix's ``samix_p`` keys, docs/ALGORITHM.md §7)."""
+        OpenMixup's frozen route runs them (that route also adds a clean-image cross-entropy to
+        the loss, which is the caller's to add here; samix's ``samix_p`` keys,
+        docs/ALGORITHM.md §7)."""
         table = {
             "mixer": _args.path("run_or_artifact_dir", run_or_artifact_dir),
             "alpha": _args.number("alpha", alpha),
@@ -112,7 +114,9 @@ class Mixer:
         self._inner = _samix.Mixer(json.dumps(table), in_channels, scale, _args.device(device))
 
     def __call__(self, features: torch.Tensor, perm: torch.Tensor, lam: Lambda) -> torch.Tensor:
-        return self._inner.mask(features, perm, _lambda(lam, features.device))
+        """``s`` for float32 ``features`` (``N×in_channels×h×w``), the pairing ``perm`` (N int64)
+        and one λ (a float or a 0-dim tensor)."""
+        return self._inner.mask(features, perm, _lambda(lam, features))
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """Every variable by name (parameters and BatchNorm statistics), the Mixer's own tensors."""
@@ -143,7 +147,7 @@ class Mixer:
 
 class MaskLoss:
     """The Mixer's mask loss times ``weight``: ``mode`` "l1_variance" (SAMix: the area's distance
-    from λ beyond ``margin``, minus the mask's variance), "l1" (AutoMix), "l2_variance" or
+    from λ beyond ``margin``, minus twice the mask's variance), "l1" (AutoMix), "l2_variance" or
     "sparsity"; per batch, or per sample with ``per_sample``. ``loss(s, lam)``."""
 
     def __init__(self, mode: str = "l1_variance", *, margin: float = 0.1, weight: float = 0.1, per_sample: bool = False):
@@ -156,18 +160,21 @@ class MaskLoss:
         self._inner = _samix.MaskLoss(json.dumps(table))
 
     def __call__(self, s: torch.Tensor, lam: Lambda) -> torch.Tensor:
-        return self._inner(s, _lambda(lam, s.device))
+        return self._inner(s, _lambda(lam, s))
 
 
 class MixerLoss:
     """The Mixer's classification loss on the EMA critic's logits of the Mixer-branch images:
     "pair_local_global" (SAMix: the pair's two-way local term + ``eta`` · mixup CE), "soft_ce"
-    (AutoMix), "bce_neg" or "decoupled". ``loss(logits, y_a, y_b, lam)``, λ per sample."""
+    (AutoMix), "bce_neg" or "decoupled", each but "soft_ce" weighted by ``eta`` (default 0.5).
+    ``loss(logits, y_a, y_b, lam)``, λ per sample."""
 
-    def __init__(self, kind: str = "pair_local_global", *, eta: float = 0.5):
+    def __init__(self, kind: str = "pair_local_global", *, eta: Optional[float] = None):
         table: Dict[str, object] = {"kind": _args.choice("kind", kind, ("soft_ce", "pair_local_global", "bce_neg", "decoupled"))}
+        if kind == "soft_ce" and eta is not None:
+            raise ValueError("eta: soft_ce has no weight η")
         if kind != "soft_ce":
-            table["eta"] = _args.number("eta", eta)
+            table["eta"] = 0.5 if eta is None else _args.number("eta", eta)
         self._inner = _samix.MixerLoss(json.dumps(table))
 
     def __call__(self, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -183,11 +190,19 @@ def mixup_cross_entropy(
 
 def backbone_mask(s: torch.Tensor, lam: Lambda, *, adjust: Optional[torch.Tensor] = None, lam_margin: float = 0.08) -> torch.Tensor:
     """SAMix's post-processing of the (detached) mask that mixes the classifier's images: the area
-    rescaled to λ where ``adjust`` is 1, plain MixUp where λ is within ``lam_margin`` of 0 or 1."""
-    return _samix.backbone_mask(s, _lambda(lam, s.device), adjust, _args.number("lam_margin", lam_margin))
+    rescaled to λ for the samples whose ``adjust`` flag (N values, 1 or True = adjust) is set,
+    plain MixUp where λ is within ``lam_margin`` (< 0.5) of 0 or 1."""
+    if adjust is not None:
+        if not isinstance(adjust, torch.Tensor):
+            raise TypeError(f"adjust: expected a tensor of N flags, got {type(adjust).__name__}")
+        adjust = adjust.reshape(-1, 1, 1, 1).to(torch.float32)
+    return _samix.backbone_mask(s, _lambda(lam, s), adjust, _args.number("lam_margin", lam_margin))
 
 
-def _lambda(lam: Lambda, device: torch.device) -> torch.Tensor:
+def _lambda(lam: Lambda, beside: torch.Tensor) -> torch.Tensor:
+    """λ as the 0-dim float tensor the extension takes, on the device of ``beside``."""
+    if not isinstance(beside, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(beside).__name__}")
     if isinstance(lam, torch.Tensor):
         return lam
-    return torch.tensor(_args.number("lam", lam), dtype=torch.float32, device=device)
+    return torch.tensor(_args.number("lam", lam), dtype=torch.float32, device=beside.device)

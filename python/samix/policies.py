@@ -83,7 +83,7 @@ class MixUp(Policy):
 
 class CutMix(Policy):
     """CutMix: one box of the partner pasted per batch, λ = the first image's share of pixels.
-    ``no_repeat``: a fresh box per sample."""
+    ``no_repeat``: redraw a pairing that pairs an image with itself (up to 10 times)."""
 
     def __init__(self, alpha: float = 0.2, *, no_repeat: bool = False, seed: Optional[int] = None):
         table = {"alpha": _args.number("alpha", alpha), "no_repeat": _args.flag("no_repeat", no_repeat)}
@@ -106,7 +106,8 @@ class GridMix(Policy):
 
 
 class SmoothMix(Policy):
-    """SmoothMix: a soft Gaussian blob of the partner (``reference``: OpenMixup's blob)."""
+    """SmoothMix: a soft Gaussian blob of the partner (``reference``: OpenMixup's blob); the blob's
+    size sets λ, so ``alpha`` is only checked."""
 
     def __init__(self, alpha: float = 0.2, *, reference: bool = False, seed: Optional[int] = None):
         table = {"alpha": _args.number("alpha", alpha), "reference": _args.flag("reference", reference)}
@@ -114,7 +115,8 @@ class SmoothMix(Policy):
 
 
 class FMix(Policy):
-    """FMix: a binary mask from thresholded low-frequency Fourier noise."""
+    """FMix: a binary mask from thresholded low-frequency Fourier noise of spectrum decay
+    ``decay_power``; ``no_repeat`` as CutMix's."""
 
     def __init__(self, alpha: float = 0.2, *, decay_power: float = 3.0, no_repeat: bool = False, seed: Optional[int] = None):
         table = {

@@ -3,8 +3,9 @@
 //! share memory and autograd with PyTorch (one libtorch, via pyo3-tch), and the command line run
 //! in-process. Python-side wrappers, docstrings and stubs live in ../samix/.
 mod errors;
-mod mixers;
+mod mixer;
 mod policies;
+mod pretrained;
 
 use pyo3::prelude::*;
 
@@ -14,8 +15,9 @@ use pyo3::prelude::*;
 #[path = "../../src/bin/samix/main.rs"]
 mod cli;
 
-/// Runs the command line with `argv` (program name first) and returns its exit code. The GIL is
-/// released for the run, so Python threads keep going and the run's own signals handling applies.
+/// Runs the command line with `argv` (program name first) and returns its exit code: for the
+/// `samix` console script and `python -m samix`, whole processes of their own (the command line
+/// installs its Ctrl-C handling and allocator settings for the process). The GIL is released.
 #[pyfunction]
 fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
     py.allow_threads(|| cli::run_from_args(argv))
@@ -27,7 +29,8 @@ fn _samix(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.py().import("torch")?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     policies::register(m)?;
-    mixers::register(m)?;
+    mixer::register(m)?;
+    m.add_class::<pretrained::PretrainedMixer>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 """The package's `samix` command is the samix command line; run folders read as plain data."""
 
+import os
 import subprocess
 import sys
 
@@ -20,6 +21,13 @@ def test_the_command_line_runs_from_python(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_the_module_finds_torchs_libraries_without_a_library_path():
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    code = "import samix, torch; print(samix.MixUp(seed=0)(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])).lam.dtype)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "torch.float32", done.stderr
 
 
 def test_a_run_folder_reads_as_plain_data(samix_run, tmp_path):

@@ -12,22 +12,43 @@ import samix
 
 
 class Net(torch.nn.Module):
-    """A small CNN whose second stage (16 channels, 7×7 for 28-pixel images) the Mixer reads."""
+    """A small CNN whose second stage (16 channels, 7×7 for 28-pixel images) the Mixer reads, with
+    SAMix's two heads: ``fc`` for clean images, ``mix_head`` for mixed ones."""
 
     def __init__(self):
         super().__init__()
         self.stage1 = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, 2, 1), torch.nn.BatchNorm2d(8), torch.nn.ReLU())
         self.stage2 = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, 2, 1), torch.nn.BatchNorm2d(16), torch.nn.ReLU())
-        self.fc = torch.nn.Linear(16, 10)
+        self.fc, self.mix_head = torch.nn.Linear(16, 10), torch.nn.Linear(16, 10)
 
-    def forward(self, x, keep=False):
+    def features(self, x):
+        """Pooled features and the stage-2 map."""
         f = self.stage2(self.stage1(x))
-        logits = self.fc(f.mean(dim=(2, 3)))
-        return (logits, f) if keep else logits
+        return f.mean(dim=(2, 3)), f
 
 
-def grads(params):
-    return [p.grad for p in params]
+def samix_terms(model, critic, mixer, x, y):
+    """SAMix's four loss terms (src/samix/online.rs `losses`), each branch with its own draws."""
+    n = x.shape[0]
+    (perm_mb, lam_mb), (perm_bb, lam_bb) = (torch.randperm(n), 0.4), (torch.randperm(n), 0.7)
+    with torch.no_grad():
+        f = critic.features(x)[1]
+    s_mb = mixer(f, perm_mb, lam_mb)
+    x_mb = x * (1 - s_mb) + x[perm_mb] * s_mb
+    mix_k = samix.MixerLoss()(critic.mix_head(critic.features(x_mb)[0]), y, y[perm_mb], torch.full((n,), lam_mb))
+    mask = samix.MaskLoss()(s_mb, lam_mb)
+    with torch.no_grad():
+        s_bb = samix.backbone_mask(mixer(f, perm_bb, lam_bb), lam_bb)
+    x_bb = x * (1 - s_bb) + x[perm_bb] * s_bb
+    one_q = torch.nn.functional.cross_entropy(model.fc(model.features(x)[0]), y)
+    mix_q = samix.mixup_cross_entropy(model.mix_head(model.features(x_bb)[0]), y, y[perm_bb], torch.full((n,), lam_bb))
+    return {"one_q": one_q, "mix_q": mix_q, "mix_k": mix_k, "mask": mask}
+
+
+def reached(loss, params):
+    """Which of `params` a loss's gradient reaches (non-zero)."""
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return [g is not None and bool(g.abs().sum() > 0) for g in grads]
 
 
 def test_gradients_reach_the_mixer_and_the_model_where_samix_routes_them():
@@ -36,50 +57,37 @@ def test_gradients_reach_the_mixer_and_the_model_where_samix_routes_them():
     model = Net()
     critic = copy.deepcopy(model).requires_grad_(False)
     mixer = samix.Mixer(in_channels=16, scale=4)
-    params = list(mixer.parameters())
+    mixer_params = list(mixer.parameters())
     assert sorted(n for n, _ in mixer.named_parameters()) == sorted(
         ["key.bias", "key.weight", "query.bias", "query.weight", "value.bn.bias", "value.bn.weight", "value.conv1.weight", "value.conv2.weight"]
     )
-    with torch.no_grad():
-        _, f = critic(x, keep=True)
-    perm, lam = torch.randperm(16), 0.4
-
-    # The Mixer branch: its mask, mixed images through the frozen critic, the Mixer's two losses.
-    s = mixer(f, perm, lam)
-    assert s.shape == (16, 1, 28, 28) and s.requires_grad
-    x_mb = x * (1 - s) + x[perm] * s
-    lam_n = torch.full((16,), lam)
-    loss = samix.MaskLoss()(s, lam) + samix.MixerLoss()(critic(x_mb), y, y[perm], lam_n)
-    loss.backward()
-    assert all(g is not None and g.abs().sum() > 0 for g in grads(params))
-    assert all(p.grad is None for p in critic.parameters())
-    assert all(p.grad is None for p in model.parameters())
-
-    # The backbone branch: the mask without grad, post-processed; only the model learns from it.
-    for p in params:
-        p.grad = None
-    with torch.no_grad():
-        s_bb = samix.backbone_mask(mixer(f, perm, lam), lam)
-    x_bb = x * (1 - s_bb) + x[perm] * s_bb
-    samix.mixup_cross_entropy(model(x_bb), y, y[perm], lam_n).backward()
-    assert all(p.grad is None for p in params)
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    terms = samix_terms(model, critic, mixer, x, y)
+    body = [p for n, p in model.named_parameters() if n.startswith("stage")]
+    # The Mixer learns from its two losses, through samix's mask and losses, and from nothing else.
+    assert all(reached(terms["mix_k"], mixer_params)) and all(reached(terms["mask"], mixer_params))
+    assert not any(reached(terms["mix_q"] + terms["one_q"], mixer_params))
+    # The network: its body from both of its losses, each head from its own.
+    assert all(reached(terms["one_q"], body)) and all(reached(terms["mix_q"], body))
+    assert reached(terms["one_q"], [model.fc.weight, model.mix_head.weight]) == [True, False]
+    assert reached(terms["mix_q"], [model.fc.weight, model.mix_head.weight]) == [False, True]
+    # One backward of the total, as a loop runs it, fills exactly those gradients.
+    sum(terms.values()).backward()
+    assert all(p.grad is not None for p in mixer_params + list(model.parameters()))
 
 
 def test_features_with_grad_pass_it_on_to_the_network_that_made_them():
     torch.manual_seed(0)
     x, _ = fashion("train", 8)
     model, mixer = Net(), samix.Mixer(in_channels=16, scale=4)
-    _, f = model(x, keep=True)
-    mixer(f, torch.randperm(8), 0.5).sum().backward()
-    assert model.stage1[0].weight.grad.abs().sum() > 0
-    assert model.fc.weight.grad is None
+    f = model.features(x)[1]
+    assert all(reached(mixer(f, torch.randperm(8), 0.5).sum(), list(model.stage1.parameters())))
+    assert not any(reached(mixer(f.detach(), torch.randperm(8), 0.5).sum() + f.sum() * 0, list(model.stage1.parameters())))
 
 
 def test_a_torch_optimiser_updates_the_mixers_own_tensors():
     torch.manual_seed(0)
     x, _ = fashion("train", 8)
-    f = Net()(x, keep=True)[1].detach()
+    f = Net().features(x)[1].detach()
     mixer = samix.Mixer(in_channels=16, scale=4).eval()
     perm = torch.randperm(8)
     before = mixer(f, perm, 0.3).detach()
@@ -113,6 +121,24 @@ def test_state_dict_round_trip_and_mismatches():
         a(f, perm, torch.full((4,), 0.5))
     with pytest.raises(ValueError, match=r"^config key `mix.mixer.reduction`"):
         samix.Mixer(in_channels=16, scale=4, reduction=0)
+    with pytest.raises(TypeError, match=r"^features: expected float32 \(the Mixer's kind\), got Double"):
+        a(f.double(), perm, 0.5)
+    with pytest.raises(TypeError, match=r"^perm: expected int64 sample indices, got Int"):
+        a(f, perm.int(), 0.5)
+    # What only libtorch sees is a RuntimeError with its message, and the Mixer stays usable.
+    with pytest.raises(RuntimeError, match=r"^torch: .*index"):
+        a(f, torch.tensor([1, 0, 3, 9]), 0.5)
+    assert torch.equal(a(f, perm, 0.5), b(f, perm, 0.5))
+    with pytest.raises(RuntimeError, match=r"^torch: "):
+        samix.MixerLoss()(torch.randn(4, 10), torch.tensor([0, 1, 2, 10]), torch.tensor([0, 1, 2, 3]), torch.rand(4))
+    with pytest.raises(ValueError, match=r"^adjust: expected shape \[4, 1, 1, 1\], got \[2, 1, 1, 1\]"):
+        samix.backbone_mask(torch.rand(4, 1, 8, 8), 0.5, adjust=torch.ones(2))
+    with pytest.raises(ValueError, match=r"^config key `mix.lam_margin`"):
+        samix.backbone_mask(torch.rand(4, 1, 8, 8), 0.5, lam_margin=0.7)
+    with pytest.raises(ValueError, match=r"^eta: soft_ce has no weight"):
+        samix.MixerLoss("soft_ce", eta=0.5)
+    with pytest.raises(ValueError, match=r"^config key `mix.mixer_loss.eta`: must be a number >= 0"):
+        samix.MixerLoss(eta=-1.0)
 
 
 @pytest.mark.parametrize("mode,margin,per_sample", [("l1_variance", 0.1, False), ("l1", 0.05, True), ("l2_variance", 0.1, True)])
@@ -142,3 +168,14 @@ def test_mixer_loss_is_the_pairs_local_term_plus_eta_global():
     glob = (lam * ce(z, y_a, reduction="none") + (1 - lam) * ce(z, y_b, reduction="none")).mean()
     assert torch.allclose(samix.MixerLoss(eta=0.5)(z, y_a, y_b, lam), local + 0.5 * glob, atol=1e-6)
     assert torch.allclose(samix.MixerLoss("soft_ce")(z, y_a, y_b, lam), glob, atol=1e-6)
+
+
+def test_backbone_mask_adjusts_the_flagged_samples_area_to_lambda():
+    torch.manual_seed(4)
+    s = torch.rand(4, 1, 8, 8)
+    out = samix.backbone_mask(s, 0.3, adjust=torch.tensor([True, False, True, False]))
+    area = (1 - out).mean(dim=(1, 2, 3))
+    assert torch.allclose(area[[0, 2]], torch.tensor([0.3, 0.3]), atol=1e-5)
+    assert torch.equal(out[[1, 3]], s[[1, 3]])
+    # λ within lam_margin of 0 or 1: plain MixUp (the partner's weight 1 − λ everywhere).
+    assert torch.allclose(samix.backbone_mask(s, 0.05), torch.full_like(s, 0.95))

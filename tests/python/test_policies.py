@@ -53,6 +53,9 @@ def test_each_policy_gives_the_rust_librarys_output_for_the_same_seed(make, tabl
         assert (got.first_weight is None) == ("first_weight" not in want)
         if got.first_weight is not None:
             assert torch.equal(got.first_weight.expand_as(want["first_weight"]), want["first_weight"])
+        assert (got.pairing is None) == ("pairing" not in want)
+        if got.pairing is not None:
+            assert torch.equal(got.pairing, want["pairing"])
 
 
 def test_a_seeded_policy_repeats_and_draws_afresh_per_call():
@@ -107,6 +110,8 @@ def test_bad_arguments_raise_one_clear_error():
         samix.MixUp(alpha=-1.0)
     with pytest.raises(TypeError, match=r"^alpha: expected a number, got str"):
         samix.CutMix(alpha="1")
+    with pytest.raises(ValueError, match=r"^alpha: expected a finite number, got nan"):
+        samix.CutMix(alpha=float("nan"))
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'alfa'"):
         samix.CutMix(alfa=1.0)
     with pytest.raises(ValueError, match=r"^mode: 'pixel' is not one of"):
@@ -120,7 +125,7 @@ def test_bad_arguments_raise_one_clear_error():
         policy(x[:, 0], y)
     with pytest.raises(TypeError, match=r"^y: expected int64 class indices, got Float"):
         policy(x, y.float())
-    with pytest.raises(ValueError, match=r"^y: expected shape \[8\] \(one label per image\), got \[7\]"):
+    with pytest.raises(ValueError, match=r"^y: expected shape \[8\] \(one per sample\), got \[7\]"):
         policy(x, y[:7])
     with pytest.raises(TypeError, match=r"^x: expected a floating-point tensor"):
         policy((x * 255).to(torch.uint8), y)

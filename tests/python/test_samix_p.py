@@ -23,14 +23,17 @@ def test_samix_p_mixes_as_it_reports_and_stays_out_of_autograd(samix_run):
     mixer = samix.PretrainedMixer.load(samix_run, seed=0)
     assert (mixer.image_size, mixer.in_channels) == (28, 1)
     x, y = fashion("train", 32)
-    x = normalise(x, mixer)
+    x = normalise(x, mixer).requires_grad_()
     m = mixer.mix(x, y)
-    assert m.first_weight.shape == (32, 1, 28, 28) and not m.images.requires_grad
+    # The images carry the batch's graph; the frozen Mixer's masks carry none.
+    assert m.first_weight.shape == (32, 1, 28, 28) and m.images.requires_grad and not m.first_weight.requires_grad
     partner = x[m.pairing]
     assert torch.allclose(m.images, x * m.first_weight + partner * (1 - m.first_weight), atol=1e-6)
     assert torch.equal(m.y_b, y[m.pairing]) and m.lam.shape == (32,)
     again = samix.PretrainedMixer.load(samix_run, seed=0)(x, y)
     assert torch.equal(again.images, m.images)
+    with pytest.raises(ValueError, match=r"^config key `mix.policy`: use samix.PretrainedMixer.load"):
+        samix.Policy("samix_p", {"mixer": str(samix_run)})
 
 
 def test_a_pytorch_loop_with_samix_p_learns(samix_run):
