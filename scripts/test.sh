@@ -61,8 +61,8 @@ if [ "$#" -eq 0 ]; then
     # pytest's last line: "N passed[, M failed][, K errors] in …"; none at all (a crash, a
     # timeout, an import error) counts as one failure.
     summary="$(grep -E ' in [0-9.]+s' "$pylog" | tail -1 || true)"
-    py_passed="$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)"
-    py_failed="$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')"
+    py_passed="$( (grep -oE '[0-9]+ passed' <<<"$summary" || true) | awk '{s+=$1} END {print s+0}')"
+    py_failed="$( (grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" || true) | awk '{s+=$1} END {print s+0}')"
     if [ "$pytest_status" -ne 0 ] && [ "$py_failed" -eq 0 ]; then py_failed=1; fi
     [ "$pytest_status" -eq 0 ] || status=1
     rm -f "$pylog"
