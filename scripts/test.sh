@@ -37,18 +37,24 @@ fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
+# One line of the totals for a check outside cargo test: `record NAME COMMAND...` runs it.
+record() {
+  local name="$1"
+  shift
+  if "$@" 2>&1 | tee -a "$log"; then
+    echo "test $name ... ok" | tee -a "$log"
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored" >> "$log"
+  else
+    echo "test $name ... FAILED" | tee -a "$log"
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
+    status=1
+  fi
+}
 cargo test --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # The examples build with the tests; one runs on a real slice (it fails if its loss does not fall).
 example_dir="${SAMIX_TEST_DATA:-$shared}/fashion-mnist"
 if [ "$#" -eq 0 ]; then
-  if cargo run --quiet --example samix_loop -- "$example_dir" 40 2>&1 | tee -a "$log"; then
-    echo "test example samix_loop ... ok" | tee -a "$log"
-    echo "test result: ok. 1 passed; 0 failed; 0 ignored" >> "$log"
-  else
-    echo "test example samix_loop ... FAILED" | tee -a "$log"
-    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
-    status=1
-  fi
+  record "example samix_loop" cargo run --quiet --example samix_loop -- "$example_dir" 40
 fi
 # The Python package: its extension built in place (debug, beside the tests' build), its tests
 # (tests/python, pytest) and its worked example on a CIFAR-100 slice (it fails if its loss does
@@ -68,14 +74,7 @@ if [ "$#" -eq 0 ]; then
     rm -f "$pylog"
     echo "test result: pytest. $py_passed passed; $py_failed failed" >> "$log"
     cifar="${SAMIX_TEST_DATA:-$shared}/cifar-100-binary.tar.gz"
-    if PYTHONPATH="$root/python" timeout 1800 python examples/pytorch_online_samix.py "$cifar" 30 2>&1 | tee -a "$log"; then
-      echo "test example pytorch_online_samix.py ... ok" | tee -a "$log"
-      echo "test result: ok. 1 passed; 0 failed; 0 ignored" >> "$log"
-    else
-      echo "test example pytorch_online_samix.py ... FAILED" | tee -a "$log"
-      echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
-      status=1
-    fi
+    record "example pytorch_online_samix.py" env PYTHONPATH="$root/python" timeout 1800 python examples/pytorch_online_samix.py "$cifar" 30
   else
     echo "test python package ... FAILED (the extension did not build)" | tee -a "$log"
     echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" >> "$log"
