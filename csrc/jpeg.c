@@ -2,8 +2,10 @@
 // jpeg_crop_scanline and jpeg_skip_scanlines): what a random-resized crop needs of an image and
 // nothing more. Rows below the region are never entropy-decoded, rows above it are
 // entropy-decoded only, columns outside it get no IDCT, upsampling or colour conversion, and a
-// scale of 1/2, 1/4 or 1/8 is applied inside the IDCT. Errors come back as a return code and a
-// message (libjpeg's error_exit longjmps here instead of exiting); nothing is kept between calls.
+// scale of 1/2, 1/4 or 1/8 is applied inside the IDCT. The caller learns the image's size from
+// its own walk over the markers (src/data/jpeg.rs), so libjpeg reads each header once. Errors
+// come back as a return code and a message (libjpeg's error_exit longjmps here instead of
+// exiting); nothing is kept between calls.
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,31 +66,11 @@ static void samix_jpeg_errors(struct jpeg_decompress_struct* cinfo, struct samix
   err->msg_len = msg_len;
 }
 
-// Reads the header: the image's size and number of colour components (1 grey, 3 YCbCr/RGB,
-// 4 CMYK/YCCK). Returns 0, or -1 with `msg` filled.
-int samix_jpeg_header(const uint8_t* data, size_t len, int* width, int* height, int* components, char* msg,
-                      size_t msg_len) {
-  struct jpeg_decompress_struct cinfo;
-  struct samix_jpeg_error err;
-  samix_jpeg_errors(&cinfo, &err, msg, msg_len);
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    return -1;
-  }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, data, (unsigned long)len);
-  jpeg_read_header(&cinfo, TRUE);
-  *width = (int)cinfo.image_width;
-  *height = (int)cinfo.image_height;
-  *components = cinfo.num_components;
-  jpeg_destroy_decompress(&cinfo);
-  return 0;
-}
-
 // Decodes rows [y, y+h) and columns [x, x+w) of the image scaled by 1/scale (1, 2, 4 or 8;
-// coordinates are in the scaled image) into `out` as planar RGB: 3 planes of h × w bytes, so
-// `capacity` must be at least 3·h·w. Grey images come out as three equal planes. The pixels are
-// those of a full decode at that scale. Returns 0, or -1 with `msg` filled.
+// coordinates are in the scaled image) into `out` as RGB rows (h rows of w interleaved pixels,
+// as libjpeg writes them), so `capacity` must be at least 3·h·w. Grey images come out with three
+// equal channels. The pixels are those of a full decode at that scale. Returns 0, or -1 with
+// `msg` filled.
 int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, int y, int w, int h, uint8_t* out,
                              size_t capacity, char* msg, size_t msg_len) {
   struct jpeg_decompress_struct cinfo;
@@ -129,8 +111,8 @@ int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, 
   JDIMENSION width = (JDIMENSION)(x + w) - xoffset;
   if ((JDIMENSION)(x + w) < cinfo.output_width) width += 1;
   if (width < cinfo.output_width) jpeg_crop_scanline(&cinfo, &xoffset, &width);
-  size_t plane = (size_t)h * (size_t)w;
-  if (3 * plane > capacity || xoffset > (JDIMENSION)x || xoffset + width < (JDIMENSION)(x + w)) {
+  size_t row_bytes = 3 * (size_t)w;
+  if (row_bytes * (size_t)h > capacity || xoffset > (JDIMENSION)x || xoffset + width < (JDIMENSION)(x + w)) {
     snprintf(msg, msg_len, "decoded columns %u..%u do not cover %d..%d, or the buffer is too small", xoffset,
              xoffset + width, x, x + w);
     jpeg_destroy_decompress(&cinfo);
@@ -145,15 +127,7 @@ int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, 
       jpeg_destroy_decompress(&cinfo);
       return -1;
     }
-    const JSAMPLE* src = row + 3 * skip;
-    uint8_t* red = out + (size_t)r * (size_t)w;
-    uint8_t* green = red + plane;
-    uint8_t* blue = green + plane;
-    for (int c = 0; c < w; c++) {
-      red[c] = src[3 * c];
-      green[c] = src[3 * c + 1];
-      blue[c] = src[3 * c + 2];
-    }
+    memcpy(out + (size_t)r * row_bytes, row + 3 * skip, row_bytes);
   }
   // The rows below are never read: aborting frees the decoder without decoding them.
   jpeg_abort_decompress(&cinfo);

@@ -26,6 +26,17 @@ def png(width, height, seed):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
+def jpeg(width, height, seed, mode="RGB", **options):
+    """A small JPEG written by the venv's Pillow (baseline unless `options` say otherwise)."""
+    from PIL import Image
+
+    im = Image.new("RGB", (width, height))
+    im.putdata([((x * 17 + seed) % 256, (y * 29) % 256, (x * y * 3) % 256) for y in range(height) for x in range(width)])
+    out = io.BytesIO()
+    im.convert(mode).save(out, "JPEG", **options)
+    return out.getvalue()
+
+
 def safetensors(tensors):
     """tensors: [(name, dtype, shape, bytes)]"""
     header, offset, body = {}, 0, b""
@@ -90,6 +101,11 @@ def image_and_archive_seeds(corpus):
         return bytes([pick, kind]) + struct.pack("<H", len(content)) + content
     tree = b"".join(entry(s, c, n, 0, png(6, 5, s * 4 + c + n)) for s in (0, 1) for c in (0, 1) for n in (0, 3))
     write(corpus, "image_folder", "two_classes", tree)
+    # JPEGs (name 1: "1.jpg"): baseline 4:2:0, progressive, 4:4:4 and grey, which the training
+    # pipeline decodes in part; and CMYK, which it decodes whole.
+    kinds = [{}, {"progressive": True}, {"subsampling": 0}, {"mode": "L"}, {"mode": "CMYK"}]
+    tree = b"".join(entry(k % 2, k // 2, 1, 0, jpeg(37, 29, k, **kw)) for k, kw in enumerate(kinds))
+    write(corpus, "image_folder", "jpegs", tree)
 
     f32 = lambda n: struct.pack(f"<{n}f", *[0.5 * i for i in range(n)])
     good = [("conv.weight", "F32", [2, 1, 3, 3], f32(18)), ("fc.bias", "F32", [3], f32(3)),

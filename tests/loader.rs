@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use samix::data::loader::{Loader, LoaderConfig, Shard};
 use samix::data::resample;
 use samix::data::transform::{self, Pipeline, Step};
-use samix::data::{cifar, idx, Dataset, InMemoryDataset, RawImage};
+use samix::data::{cifar, idx, Dataset, InMemoryDataset, PixelView, RawImage};
 use samix::data::{AugmentConfig, DatasetKind, PaddingMode};
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ fn transforms_keep_their_invariants() {
     assert_eq!(transform::hflip(&transform::hflip(&img)), img);
     assert_eq!(transform::hflip(&img).pixel(0, 3, 0), img.pixel(0, 3, 5));
     // Resampling a window onto its own size is the identity.
-    assert_eq!(resample::resize_window(&img, 0.0, 0.0, 8.0, 6.0, 8, 6), img);
+    assert_eq!(resample::resize_window(PixelView::planar(&img), 0.0, 0.0, 8.0, 6.0, 8, 6), img);
     let rrc = Step::RandomResizedCrop {
         size: 5,
         scale: (0.08, 1.0),
@@ -184,7 +184,7 @@ fn bicubic_resampling_reproduces_quadratics_and_is_selectable() {
     let img = RawImage::new(1, h, w, data);
     // The window [4, 16) × [4, 16) at twice the resolution: every tap stays inside the image.
     let (top, left, side, out) = (4.0, 4.0, 12.0, 24usize);
-    let up = resample::resize_window_bicubic(&img, top, left, side, side, out, out);
+    let up = resample::resize_window_bicubic(PixelView::planar(&img), top, left, side, side, out, out);
     let s = side / out as f64;
     for oy in 0..out {
         for ox in 0..out {
@@ -193,7 +193,7 @@ fn bicubic_resampling_reproduces_quadratics_and_is_selectable() {
             assert!((got - q(cy, cx)).abs() <= 0.5 + 1e-6, "({oy}, {ox}): {got} vs {}", q(cy, cx));
         }
     }
-    let bilinear = resample::resize_window(&img, top, left, side, side, out, out);
+    let bilinear = resample::resize_window(PixelView::planar(&img), top, left, side, side, out, out);
     let worst = (0..out)
         .flat_map(|oy| (0..out).map(move |ox| (oy, ox)))
         .map(|(oy, ox)| {

@@ -1,10 +1,14 @@
 //! The image-folder scanner and decoder on an arbitrary small tree of files: the dataset opens
-//! or gives an error naming a path, and every image it lists decodes or gives an error — never
+//! or gives an error naming a path, and every image it lists decodes, whole and through the
+//! training pipeline's partial JPEG decoding (a random-resized crop), or gives an error — never
 //! a panic.
 #![no_main]
 mod common;
 use libfuzzer_sys::fuzz_target;
+use rand::SeedableRng;
 use samix::data::folder::{decode_rgb, load_image_folder};
+use samix::data::transform::Pipeline;
+use samix::data::AugmentConfig;
 
 const SPLITS: [&str; 4] = ["train", "val", "test", "other"];
 const CLASSES: [&str; 4] = ["a", "b", "c", ".hidden"];
@@ -48,6 +52,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(*label >= 0 && (*label as usize) < samix::data::Dataset::info(&train).num_classes);
             if let Ok(img) = decode_rgb(path) {
                 assert_eq!(img.data.len(), img.channels * img.height * img.width);
+            }
+        }
+        let crop = AugmentConfig { image_size: Some(16), random_resized_crop: true, hflip: true, ..Default::default() };
+        let pipeline = Pipeline::train(&crop, None, &[0.5], &[0.5]);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(data.first().copied().unwrap_or(0)));
+        for index in 0..samix::data::Dataset::len(&train) {
+            if let Ok(img) = pipeline.load_and_apply(&train, index, &mut rng) {
+                assert_eq!((img.channels, img.height, img.width), (3, 16, 16));
             }
         }
     }

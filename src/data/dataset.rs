@@ -50,10 +50,76 @@ pub struct Window {
     pub max_scale: usize,
 }
 
+/// Decoded bytes in the order their decoder wrote them: channel-major ([`RawImage`]), or
+/// pixel-major rows (`height × width × channels`, as libjpeg writes scanlines), which resampling
+/// reads in place rather than first reordering them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    Planar(RawImage),
+    Interleaved { channels: usize, height: usize, width: usize, data: Vec<u8> },
+}
+
+impl Decoded {
+    /// A view of the bytes with the strides of their order.
+    pub fn view(&self) -> PixelView<'_> {
+        match self {
+            Decoded::Planar(img) => PixelView::planar(img),
+            Decoded::Interleaved { channels, height, width, data } => PixelView {
+                data,
+                channels: *channels,
+                height: *height,
+                width: *width,
+                channel_step: 1,
+                row_step: width * channels,
+                column_step: *channels,
+            },
+        }
+    }
+
+    /// The bytes channel-major.
+    pub fn into_planar(self) -> RawImage {
+        match self {
+            Decoded::Planar(img) => img,
+            interleaved => {
+                let v = interleaved.view();
+                let data = (0..v.channels)
+                    .flat_map(|c| (0..v.height).flat_map(move |y| (0..v.width).map(move |x| v.at(c, y, x))))
+                    .collect();
+                RawImage::new(v.channels, v.height, v.width, data)
+            }
+        }
+    }
+}
+
+/// `channels × height × width` bytes read through strides, whichever order they are stored in.
+#[derive(Clone, Copy, Debug)]
+pub struct PixelView<'a> {
+    pub data: &'a [u8],
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Bytes from one channel, row or column to the next.
+    pub channel_step: usize,
+    pub row_step: usize,
+    pub column_step: usize,
+}
+
+impl<'a> PixelView<'a> {
+    pub fn planar(img: &'a RawImage) -> Self {
+        let (height, width) = (img.height, img.width);
+        let (channel_step, row_step, column_step) = (height * width, width, 1);
+        PixelView { data: &img.data, channels: img.channels, height, width, channel_step, row_step, column_step }
+    }
+
+    pub fn at(&self, c: usize, y: usize, x: usize) -> u8 {
+        self.data[c * self.channel_step + y * self.row_step + x * self.column_step]
+    }
+}
+
 /// A decoded image, or the part of it a [`Window`] needs, with the window in its pixels.
 #[derive(Clone, Debug)]
 pub struct WindowedImage {
-    pub image: RawImage,
+    pub image: Decoded,
     pub window: Window,
 }
 
@@ -72,7 +138,7 @@ pub trait Dataset: Send + Sync {
     fn load_window(&self, index: usize, pick: &mut dyn FnMut(usize, usize) -> Window) -> Result<WindowedImage> {
         let image = self.load(index)?;
         let window = pick(image.height, image.width);
-        Ok(WindowedImage { image, window })
+        Ok(WindowedImage { image: Decoded::Planar(image), window })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Image-folder datasets decoded on demand: `root/{train,val|test}/<class>/*.{png,jpg,jpeg}` and the
 //! Tiny-ImageNet-200 layout (`train/<wnid>/images/*`, `val/images/*` + `val/val_annotations.txt`).
 //! Listing validates the layout; decoding errors name the file when the image is read.
-use super::dataset::{Dataset, DatasetInfo, RawImage, Window, WindowedImage};
+use super::dataset::{Dataset, DatasetInfo, Decoded, RawImage, Window, WindowedImage};
 use super::jpeg;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -51,7 +51,7 @@ impl Dataset for FolderDataset {
         }
         let image = decode_rgb_bytes(path, &bytes)?;
         let window = pick(image.height, image.width);
-        Ok(WindowedImage { image, window })
+        Ok(WindowedImage { image: Decoded::Planar(image), window })
     }
     fn info(&self) -> &DatasetInfo {
         &self.info
@@ -117,10 +117,11 @@ fn decode_rgb_bytes(path: &Path, bytes: &[u8]) -> Result<RawImage> {
 /// The header of a JPEG this build can decode in part (libjpeg-turbo present, grey or colour,
 /// complete); anything else goes through [`decode_rgb_bytes`], which also names what is wrong.
 fn partially_decodable(bytes: &[u8]) -> Option<jpeg::Header> {
-    if !jpeg::PARTIAL_DECODING || !jpeg::is_jpeg(bytes) || !jpeg::has_end(bytes) {
+    if !jpeg::PARTIAL_DECODING || !jpeg::is_jpeg(bytes) {
         return None;
     }
-    jpeg::header(bytes).ok().filter(|h| matches!(h.components, 1 | 3) && h.width > 0 && h.height > 0)
+    let found = jpeg::markers(bytes);
+    found.frame.filter(|h| found.complete && matches!(h.components, 1 | 3) && h.width > 0 && h.height > 0)
 }
 
 /// Decodes the part of a JPEG that `window` (plus its margin) covers, at the largest DCT

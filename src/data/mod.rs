@@ -23,7 +23,8 @@ pub mod verify;
 use crate::Result;
 pub use config::{AugmentConfig, BadImages, DataConfig, DatasetKind, Interpolation, PaddingMode};
 pub use dataset::{
-    ClassRange, Dataset, DatasetInfo, InMemoryDataset, Prefix, RawImage, Split, Splits, Window, WindowedImage,
+    ClassRange, Dataset, DatasetInfo, Decoded, InMemoryDataset, PixelView, Prefix, RawImage, Split, Splits, Window,
+    WindowedImage,
 };
 use std::sync::Arc;
 

@@ -1,40 +1,64 @@
-//! Resampling a window of a CHW byte image onto a new grid: bilinear (half-pixel centres, as
-//! `align_corners=False`) and bicubic (Keys a = −0.5, PIL's resize kernel without antialiasing),
-//! both rounding as `f32::round` then clamping. Used by the resizing steps of [`super::transform`].
-use super::dataset::RawImage;
+//! Resampling a window of a byte image (planar, or interleaved as a JPEG decoder writes it) onto
+//! a new grid: bilinear (half-pixel centres, as `align_corners=False`) and bicubic (Keys
+//! a = −0.5, PIL's resize kernel without antialiasing), both rounding as `f32::round` then
+//! clamping; the output is planar. Used by the resizing steps of [`super::transform`].
+use super::dataset::{PixelView, RawImage};
 
 /// Bilinear resampling (half-pixel centres, as `align_corners=False`) of the source window
 /// `[top, top+h) × [left, left+w)` onto an `out_h × out_w` grid; coordinates clamp at the borders.
-pub fn resize_window(img: &RawImage, top: f64, left: f64, h: f64, w: f64, out_h: usize, out_w: usize) -> RawImage {
+pub fn resize_window(src: PixelView, top: f64, left: f64, h: f64, w: f64, out_h: usize, out_w: usize) -> RawImage {
     let (sy, sx) = (h / out_h as f64, w / out_w as f64);
     let coords = |o: usize, s: f64, off: f64, n: usize| -> (usize, usize, f32) {
         let c = (off + (o as f64 + 0.5) * s - 0.5).clamp(0.0, (n - 1) as f64);
         let i0 = c.floor() as usize;
         (i0, (i0 + 1).min(n - 1), (c - i0 as f64) as f32)
     };
-    let ys: Vec<_> = (0..out_h).map(|o| coords(o, sy, top, img.height)).collect();
-    let xs: Vec<_> = (0..out_w).map(|o| coords(o, sx, left, img.width)).collect();
-    let (plane, w) = (img.height * img.width, img.width);
-    let mut data = vec![0u8; img.channels * out_h * out_w];
-    // Each output row: both source rows interpolated across first (the same operations, in the
-    // same order, as one pixel at a time), then blended down in a loop the compiler vectorises.
-    let (mut upper, mut lower) = (vec![0f32; out_w], vec![0f32; out_w]);
-    let across = |row: &[u8], out: &mut [f32]| {
+    let ys: Vec<_> = (0..out_h).map(|o| coords(o, sy, top, src.height)).collect();
+    let xs: Vec<_> = (0..out_w).map(|o| coords(o, sx, left, src.width)).collect();
+    let mut data = vec![0u8; src.channels * out_h * out_w];
+    // Each output row blends two source rows interpolated across (the same operations, in the
+    // same order, as one pixel at a time) in a loop the compiler vectorises. A source row serves
+    // several output rows when the window is enlarged, so the last two interpolated rows are kept.
+    let across = |c: usize, y: usize, out: &mut [f32]| {
+        let row = &src.data[c * src.channel_step + y * src.row_step..];
+        let step = src.column_step;
         for (o, &(x0, x1, fx)) in out.iter_mut().zip(&xs) {
-            *o = f32::from(row[x0]) * (1.0 - fx) + f32::from(row[x1]) * fx;
+            *o = f32::from(row[x0 * step]) * (1.0 - fx) + f32::from(row[x1 * step]) * fx;
         }
     };
-    let out_rows = data.chunks_exact_mut(out_w.max(1));
-    let in_rows =
-        img.data.chunks_exact(plane.max(1)).take(img.channels).flat_map(|channel| ys.iter().map(move |y| (channel, y)));
-    for (out_row, (channel, &(y0, y1, fy))) in out_rows.zip(in_rows) {
-        across(&channel[y0 * w..(y0 + 1) * w], &mut upper);
-        across(&channel[y1 * w..(y1 + 1) * w], &mut lower);
-        for ((o, &a), &b) in out_row.iter_mut().zip(&upper).zip(&lower) {
-            *o = round_to_byte(a * (1.0 - fy) + b * fy);
+    let plane = (out_h * out_w).max(1);
+    for (c, out_plane) in data.chunks_exact_mut(plane).enumerate() {
+        let mut rows = TwoRows { index: [usize::MAX; 2], values: [vec![0f32; out_w], vec![0f32; out_w]] };
+        for (out_row, &(y0, y1, fy)) in out_plane.chunks_exact_mut(out_w.max(1)).zip(&ys) {
+            let upper = rows.fetch(y0, y1, |y, buf| across(c, y, buf));
+            let lower = rows.fetch(y1, y0, |y, buf| across(c, y, buf));
+            let (upper, lower) = (&rows.values[upper], &rows.values[lower]);
+            for ((o, &a), &b) in out_row.iter_mut().zip(upper).zip(lower) {
+                *o = round_to_byte(a * (1.0 - fy) + b * fy);
+            }
         }
     }
-    RawImage::new(img.channels, out_h, out_w, data)
+    RawImage::new(src.channels, out_h, out_w, data)
+}
+
+/// The two most recently interpolated source rows of a channel and their row indices.
+struct TwoRows {
+    index: [usize; 2],
+    values: [Vec<f32>; 2],
+}
+
+impl TwoRows {
+    /// The slot holding source row `want`, filling one with `fill` unless it is there already;
+    /// the slot holding `keep` (the other row the output row needs) is not overwritten.
+    fn fetch(&mut self, want: usize, keep: usize, fill: impl FnOnce(usize, &mut [f32])) -> usize {
+        if let Some(slot) = self.index.iter().position(|&i| i == want) {
+            return slot;
+        }
+        let slot = usize::from(self.index[0] == keep);
+        fill(want, &mut self.values[slot]);
+        self.index[slot] = want;
+        slot
+    }
 }
 
 /// `x.round().clamp(0.0, 255.0) as u8` without a call to libm's `roundf`: adding the largest
@@ -62,7 +86,7 @@ fn cubic(t: f64) -> f64 {
 /// As [`resize_window`] with bicubic resampling: each output pixel weighs the 4×4 source pixels
 /// around its centre by [`cubic`] (indices clamped at the borders), rounded and clamped to bytes.
 pub fn resize_window_bicubic(
-    img: &RawImage,
+    src: PixelView,
     top: f64,
     left: f64,
     h: f64,
@@ -82,30 +106,31 @@ pub fn resize_window_bicubic(
         out
     };
     let (sy, sx) = (h / out_h as f64, w / out_w as f64);
-    let ys: Vec<_> = (0..out_h).map(|o| taps(o, sy, top, img.height)).collect();
-    let xs: Vec<_> = (0..out_w).map(|o| taps(o, sx, left, img.width)).collect();
-    let (plane, w) = (img.height * img.width, img.width);
-    let mut data = Vec::with_capacity(img.channels * out_h * out_w);
-    for channel in img.data.chunks_exact(plane.max(1)).take(img.channels) {
+    let ys: Vec<_> = (0..out_h).map(|o| taps(o, sy, top, src.height)).collect();
+    let xs: Vec<_> = (0..out_w).map(|o| taps(o, sx, left, src.width)).collect();
+    let step = src.column_step;
+    let mut data = Vec::with_capacity(src.channels * out_h * out_w);
+    for c in 0..src.channels {
         for ty in &ys {
-            let rows = ty.map(|(y, wy)| (&channel[y * w..(y + 1) * w], wy));
+            let rows = ty.map(|(y, wy)| (&src.data[c * src.channel_step + y * src.row_step..], wy));
             for tx in &xs {
                 let mut v = 0f32;
                 for &(row, wy) in &rows {
                     for &(x, wx) in tx {
-                        v += f32::from(row[x]) * wy * wx;
+                        v += f32::from(row[x * step]) * wy * wx;
                     }
                 }
                 data.push(round_to_byte(v));
             }
         }
     }
-    RawImage::new(img.channels, out_h, out_w, data)
+    RawImage::new(src.channels, out_h, out_w, data)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::RawImage;
+    use super::{PixelView, RawImage};
+    use crate::data::Decoded;
 
     /// Every multiple of 2⁻¹⁶ in [−2, 257] and the floats around each half: the same byte as
     /// rounding with `round` then clamping.
@@ -156,8 +181,29 @@ mod tests {
             let (top, left) = (rng.gen_range(-2.0..h as f64), rng.gen_range(-2.0..w as f64));
             let (wh, ww) = (rng.gen_range(0.5..h as f64 + 3.0), rng.gen_range(0.5..w as f64 + 3.0));
             let (oh, ow) = (rng.gen_range(1..80), rng.gen_range(1..80));
-            let got = super::resize_window(&img, top, left, wh, ww, oh, ow);
+            let got = super::resize_window(PixelView::planar(&img), top, left, wh, ww, oh, ow);
             assert_eq!(got.data, resize_one_by_one(&img, top, left, wh, ww, oh, ow), "{h}×{w} → {oh}×{ow}");
+        }
+    }
+
+    /// The same image stored pixel-major (as libjpeg writes it) resamples to the same bytes, in
+    /// both kernels.
+    #[test]
+    fn interleaved_sources_resample_as_planar_ones() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..20 {
+            let (h, w) = (rng.gen_range(1..40), rng.gen_range(1..40));
+            let planar = RawImage::new(3, h, w, (0..3 * h * w).map(|_| rng.gen()).collect());
+            let data = (0..h * w * 3).map(|i| planar.pixel(i % 3, i / 3 / w, i / 3 % w)).collect();
+            let interleaved = Decoded::Interleaved { channels: 3, height: h, width: w, data };
+            assert_eq!(interleaved.clone().into_planar(), planar);
+            let (top, left, wh, ww) = (rng.gen_range(0.0..h as f64), rng.gen_range(0.0..w as f64), 7.5, 9.25);
+            let (oh, ow) = (rng.gen_range(1..50), rng.gen_range(1..50));
+            for kernel in [super::resize_window, super::resize_window_bicubic] {
+                let want = kernel(PixelView::planar(&planar), top, left, wh, ww, oh, ow);
+                assert_eq!(kernel(interleaved.view(), top, left, wh, ww, oh, ow), want, "{h}×{w} → {oh}×{ow}");
+            }
         }
     }
 }

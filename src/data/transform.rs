@@ -2,7 +2,7 @@
 //! resize + centre crop, the photometric steps of [`super::color`]) and normalisation into f32. Pure functions of the image and an RNG.
 use super::color::{Jitter, Planes};
 use super::config::{AugmentConfig, Interpolation, PaddingMode};
-use super::dataset::{Dataset, Window};
+use super::dataset::{Dataset, PixelView, Window};
 use super::erasing::RandomErasingConfig;
 use super::randaug::RandAugmentConfig;
 use super::resample::{resize_window, resize_window_bicubic};
@@ -120,7 +120,7 @@ impl Pipeline {
             window.max_scale = max_scale;
             window
         })?;
-        let mut img = first.resample(&loaded.image, &loaded.window);
+        let mut img = first.resample(loaded.image.view(), &loaded.window);
         for step in rest {
             img = apply_step(step, img, rng);
         }
@@ -180,7 +180,7 @@ pub fn apply_step<R: Rng>(step: &Step, img: RawImage, rng: &mut R) -> RawImage {
         }
         Step::RandomResizedCrop { .. } | Step::ResizeCenterCrop { .. } => {
             let window = step.window(img.height, img.width, rng);
-            step.resample(&img, &window)
+            step.resample(PixelView::planar(&img), &window)
         }
         Step::ColorJitter { strength, p } => {
             if !rng.gen_bool(p) {
@@ -254,7 +254,7 @@ impl Step {
 
     /// Resamples `window` of `img` to the window's output size with this step's interpolation
     /// (bilinear unless a random-resized crop says bicubic).
-    pub fn resample(&self, img: &RawImage, window: &Window) -> RawImage {
+    pub fn resample(&self, img: PixelView, window: &Window) -> RawImage {
         let Window { top, left, height, width, out_h, out_w, .. } = *window;
         match self {
             Step::RandomResizedCrop { interpolation: Interpolation::Bicubic, .. } => {
