@@ -48,4 +48,10 @@ if [ "$have_pytest" != "$pytest_version" ]; then
   echo "setup: installing pytest==$pytest_version into $venv (the Python package's tests)"
   "$venv/bin/python" -m pip install --quiet "pytest==$pytest_version"
 fi
+scipy_version="1.17.1"
+have_scipy="$("$venv/bin/python" -c 'import scipy; print(scipy.__version__)' 2>/dev/null || true)"
+if [ "$have_scipy" != "$scipy_version" ]; then
+  echo "setup: installing scipy==$scipy_version into $venv (the ImageNet devkit converter's test)"
+  "$venv/bin/python" -m pip install --quiet "scipy==$scipy_version"
+fi
 "$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "at", torch.__path__[0])' 2>/dev/null

@@ -41,7 +41,7 @@ fn flat_val(root: &Path, index: &HashMap<&str, i64>) -> Result<Vec<(PathBuf, i64
     let val_dir = root.join("val");
     let Some(list) = VAL_LISTS.iter().map(|l| root.join(l)).find(|p| p.is_file()) else {
         let msg = format!(
-            "the validation images are not in class folders and no label list was found ({}): give one `<file> <class index or wnid>` line per image (the devkit's ILSVRC2012_validation_ground_truth.txt numbers classes in meta.mat's order; convert it first)",
+            "the validation images are not in class folders and no label list was found ({}): give one `<file> <class index or wnid>` line per image (the devkit's ILSVRC2012_validation_ground_truth.txt numbers classes in meta.mat's order: scripts/imagenet_val_list.py converts it)",
             VAL_LISTS.join(", ")
         );
         return Err(Error::data(&val_dir, msg));
