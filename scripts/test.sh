@@ -64,15 +64,17 @@ if [ "$#" -eq 0 ]; then
     pylog="$(mktemp)"
     pytest_status=0
     PYTHONPATH="$root/python" timeout 1800 python -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$pylog" || pytest_status=$?
-    # pytest's last line: "N passed[, M failed][, K errors] in …"; none at all (a crash, a
+    # pytest's last line: "N passed[, M failed][, K skipped][, E errors] in …"; none at all (a crash, a
     # timeout, an import error) counts as one failure.
     summary="$(grep -E ' in [0-9.]+s' "$pylog" | tail -1 || true)"
     py_passed="$( (grep -oE '[0-9]+ passed' <<<"$summary" || true) | awk '{s+=$1} END {print s+0}')"
     py_failed="$( (grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" || true) | awk '{s+=$1} END {print s+0}')"
+    # Skipped: the CUDA tests on a machine without a GPU, reported like cargo's ignored tests.
+    py_skipped="$( (grep -oE '[0-9]+ skipped' <<<"$summary" || true) | awk '{s+=$1} END {print s+0}')"
     if [ "$pytest_status" -ne 0 ] && [ "$py_failed" -eq 0 ]; then py_failed=1; fi
     [ "$pytest_status" -eq 0 ] || status=1
     rm -f "$pylog"
-    echo "test result: pytest. $py_passed passed; $py_failed failed" >> "$log"
+    echo "test result: pytest. $py_passed passed; $py_failed failed; $py_skipped ignored" >> "$log"
     cifar="${SAMIX_TEST_DATA:-$shared}/cifar-100-binary.tar.gz"
     record "example pytorch_online_samix.py" env PYTHONPATH="$root/python" timeout 1800 python examples/pytorch_online_samix.py "$cifar" 30
   else
