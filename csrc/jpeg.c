@@ -69,10 +69,11 @@ static void samix_jpeg_errors(struct jpeg_decompress_struct* cinfo, struct samix
 // Decodes rows [y, y+h) and columns [x, x+w) of the image scaled by 1/scale (1, 2, 4 or 8;
 // coordinates are in the scaled image) into `out` as RGB rows (h rows of w interleaved pixels,
 // as libjpeg writes them), so `capacity` must be at least 3·h·w. Grey images come out with three
-// equal channels. The pixels are those of a full decode at that scale. Returns 0, or -1 with
-// `msg` filled.
-int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, int y, int w, int h, uint8_t* out,
-                             size_t capacity, char* msg, size_t msg_len) {
+// equal channels. The pixels are those of a full decode at that scale. `expected` is the width,
+// height and component count the caller read from the header; libjpeg must read the same.
+// Returns 0, or -1 with `msg` filled.
+int samix_jpeg_decode_region(const uint8_t* data, size_t len, const int expected[3], int scale, int x, int y, int w,
+                             int h, uint8_t* out, size_t capacity, char* msg, size_t msg_len) {
   struct jpeg_decompress_struct cinfo;
   struct samix_jpeg_error err;
   struct samix_jpeg_progress progress;
@@ -87,6 +88,15 @@ int samix_jpeg_decode_region(const uint8_t* data, size_t len, int scale, int x, 
   cinfo.progress = &progress.pub;
   jpeg_mem_src(&cinfo, data, (unsigned long)len);
   jpeg_read_header(&cinfo, TRUE);
+  // The caller sized the region and the memory budget from its own reading of the frame header;
+  // a file built to read differently to libjpeg is refused before any buffer is allocated.
+  if ((int)cinfo.image_width != expected[0] || (int)cinfo.image_height != expected[1] ||
+      cinfo.num_components != expected[2]) {
+    snprintf(msg, msg_len, "libjpeg reads a %ux%u image of %d components, the marker walk %dx%d of %d",
+             cinfo.image_width, cinfo.image_height, cinfo.num_components, expected[0], expected[1], expected[2]);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
   if (cinfo.num_components != 1 && cinfo.num_components != 3) {
     snprintf(msg, msg_len, "%d colour components (only grey and RGB/YCbCr decode partially)", cinfo.num_components);
     jpeg_destroy_decompress(&cinfo);

@@ -101,10 +101,11 @@ def image_and_archive_seeds(corpus):
         return bytes([pick, kind]) + struct.pack("<H", len(content)) + content
     tree = b"".join(entry(s, c, n, 0, png(6, 5, s * 4 + c + n)) for s in (0, 1) for c in (0, 1) for n in (0, 3))
     write(corpus, "image_folder", "two_classes", tree)
-    # JPEGs (name 1: "1.jpg"): baseline 4:2:0, progressive, 4:4:4 and grey, which the training
-    # pipeline decodes in part; and CMYK, which it decodes whole.
+    # JPEGs in train/ (classes a-c; names "1.jpg", "2.jpeg"): baseline 4:2:0, progressive, 4:4:4
+    # and grey, which the training pipeline decodes in part (and DCT-downscaled: its crop is
+    # 4 pixels); and CMYK, which it decodes whole.
     kinds = [{}, {"progressive": True}, {"subsampling": 0}, {"mode": "L"}, {"mode": "CMYK"}]
-    tree = b"".join(entry(k % 2, k // 2, 1, 0, jpeg(37, 29, k, **kw)) for k, kw in enumerate(kinds))
+    tree = b"".join(entry(0, k % 3, 1 + k // 3, 0, jpeg(37, 29, k, **kw)) for k, kw in enumerate(kinds))
     write(corpus, "image_folder", "jpegs", tree)
 
     f32 = lambda n: struct.pack(f"<{n}f", *[0.5 * i for i in range(n)])

@@ -131,7 +131,7 @@ fn partial_and_downscaled_jpeg_regions_match_pillows_draft_decode() {
                 [(0, 0, sh, sw), (sh / 3 + 1, sw / 4 + 3, sh / 3, sw / 3), (sh - 5, sw - 7, 5, 7), (9, 0, 1, sw)];
             for (top, left, height, width) in regions {
                 let region = ScaledRegion { scale, top, left, height, width };
-                let got = decode_region(&bytes, region).unwrap_or_else(|e| panic!("{name} {region:?}: {e}"));
+                let got = decode_region(&bytes, h, region).unwrap_or_else(|e| panic!("{name} {region:?}: {e}"));
                 let got = got.into_planar();
                 assert_eq!((got.channels, got.height, got.width), (3, height, width), "{name} {region:?}");
                 let (mean, worst) = region_vs_pillow(&got, &pil, sw, top, left);
@@ -139,9 +139,14 @@ fn partial_and_downscaled_jpeg_regions_match_pillows_draft_decode() {
             }
         }
     }
-    let bad =
-        decode_region(b"\xFF\xD8\xFF\xE0 not a jpeg", ScaledRegion { scale: 1, top: 0, left: 0, height: 1, width: 1 });
-    assert!(bad.is_err());
+    let region = ScaledRegion { scale: 1, top: 0, left: 0, height: 1, width: 1 };
+    let h = samix::data::jpeg::Header { width: 1, height: 1, components: 3 };
+    assert!(decode_region(b"\xFF\xD8\xFF\xE0 not a jpeg", h, region).is_err());
+    // A header read differently from libjpeg's (a crafted file) is refused before decoding.
+    let bytes = std::fs::read(tmp.path().join("sub420.jpg")).unwrap();
+    let other = samix::data::jpeg::Header { width: 901, height: 704, components: 3 };
+    let err = decode_region(&bytes, other, region).map(|_| ()).unwrap_err();
+    assert!(err.contains("901x703") && err.contains("901x704"), "{err}");
 }
 
 /// Mean absolute difference of two images of one size.

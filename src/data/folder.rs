@@ -47,7 +47,16 @@ impl Dataset for FolderDataset {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         if let Some(header) = partially_decodable(&bytes) {
             let window = pick(header.height, header.width);
-            return decode_window(path, &bytes, header, window);
+            return decode_window(path, &bytes, header, window).or_else(|partial| {
+                // libjpeg refused what the marker walk let through (a damaged table the whole-
+                // image decoder tolerates): that decoder decides, as `data verify`'s does, for
+                // the window already drawn from the header's size.
+                let image = decode_rgb_bytes(path, &bytes)?;
+                if (image.height, image.width) != (header.height, header.width) {
+                    return Err(partial);
+                }
+                Ok(WindowedImage { image: Decoded::Planar(image), window })
+            });
         }
         let image = decode_rgb_bytes(path, &bytes)?;
         let window = pick(image.height, image.width);
@@ -147,8 +156,8 @@ fn decode_window(path: &Path, bytes: &[u8], header: jpeg::Header, window: Window
     let (left, right) = span(window.left, window.width, header.width);
     let region =
         jpeg::ScaledRegion { scale, top, left, height: bottom.saturating_sub(top), width: right.saturating_sub(left) };
-    let image =
-        jpeg::decode_region(bytes, region).map_err(|e| Error::data(path, format!("cannot decode JPEG: {e}")))?;
+    let image = jpeg::decode_region(bytes, header, region)
+        .map_err(|e| Error::data(path, format!("cannot decode JPEG: {e}")))?;
     let window = Window {
         top: window.top / s - top as f64,
         left: window.left / s - left as f64,

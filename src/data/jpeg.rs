@@ -39,6 +39,7 @@ mod ffi {
         pub fn samix_jpeg_decode_region(
             data: *const u8,
             len: usize,
+            expected: *const c_int,
             scale: c_int,
             x: c_int,
             y: c_int,
@@ -58,21 +59,26 @@ fn message(buf: &[u8]) -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Decodes `region` (which must lie inside the scaled image) of a grey or colour JPEG: the same
-/// pixels as a full decode at that scale, as RGB rows (interleaved, as libjpeg writes them).
+/// Decodes `region` (which must lie inside the scaled image) of a grey or colour JPEG whose frame
+/// header reads as `header` ([`markers`]; libjpeg must read the same, or the file is refused):
+/// the same pixels as a full decode at that scale, as RGB rows (interleaved, as libjpeg writes
+/// them).
 #[cfg(samix_libjpeg)]
-pub fn decode_region(bytes: &[u8], region: ScaledRegion) -> Result<Decoded, String> {
+pub fn decode_region(bytes: &[u8], header: Header, region: ScaledRegion) -> Result<Decoded, String> {
     let ScaledRegion { scale, top, left, height, width } = region;
     let int = |v: usize| i32::try_from(v).map_err(|_| format!("region coordinate {v} is too large"));
+    let expected = [int(header.width)?, int(header.height)?, int(header.components)?];
     let capacity = 3 * height * width;
     let mut out = vec![0u8; capacity];
     let mut msg = [0u8; 256];
     // SAFETY: `out` holds `capacity` bytes and the C side writes at most that many (it checks);
-    // the other pointers are valid for the call and nothing is kept after it.
+    // `expected` holds the 3 ints it reads; the other pointers are valid for the call and nothing
+    // is kept after it.
     let rc = unsafe {
         ffi::samix_jpeg_decode_region(
             bytes.as_ptr(),
             bytes.len(),
+            expected.as_ptr(),
             int(scale)?,
             int(left)?,
             int(top)?,
@@ -91,7 +97,7 @@ pub fn decode_region(bytes: &[u8], region: ScaledRegion) -> Result<Decoded, Stri
 }
 
 #[cfg(not(samix_libjpeg))]
-pub fn decode_region(_bytes: &[u8], _region: ScaledRegion) -> Result<Decoded, String> {
+pub fn decode_region(_bytes: &[u8], _header: Header, _region: ScaledRegion) -> Result<Decoded, String> {
     Err("this build has no libjpeg-turbo (see build.rs)".into())
 }
 
@@ -103,8 +109,9 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 /// What one walk over a JPEG's marker segments finds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Markers {
-    /// The frame header, when there is exactly one and it is of a kind libjpeg-turbo decodes
-    /// (baseline, extended or progressive; Huffman or arithmetic).
+    /// The frame header, when there is exactly one, before the first scan, and of a kind
+    /// libjpeg-turbo decodes (8-bit samples, at most 65,500 pixels a side; baseline, extended or
+    /// progressive, Huffman or arithmetic).
     pub frame: Option<Header>,
     /// Whether the segments reach the end-of-image marker.
     pub complete: bool,
@@ -134,7 +141,9 @@ pub fn markers(bytes: &[u8]) -> Markers {
             0x01 | 0xD0..=0xD7 => {}
             _ => match length(i) {
                 Some(len) if len >= 2 => {
-                    if is_frame(code) {
+                    // libjpeg needs the frame before the first scan ("SOS before SOF"): a scan
+                    // first counts as a frame that cannot be read.
+                    if is_frame(code) || (code == 0xDA && frames == 0) {
                         frames += 1;
                         found.frame = frame_header(code, &bytes[i..n.min(i + len)]).filter(|_| frames == 1);
                     }
@@ -164,13 +173,15 @@ fn is_frame(code: u8) -> bool {
 }
 
 /// The size and components of a frame header segment (from its length field on), if it is one
-/// of the processes libjpeg-turbo decodes.
+/// this build's libjpeg-turbo decodes: 8-bit samples, baseline, extended or progressive (Huffman
+/// or arithmetic), at most 65,500 pixels a side (libjpeg's JPEG_MAX_DIMENSION).
 fn frame_header(code: u8, segment: &[u8]) -> Option<Header> {
-    if !matches!(code, 0xC0 | 0xC1 | 0xC2 | 0xC9 | 0xCA) || segment.len() < 8 {
+    if !matches!(code, 0xC0 | 0xC1 | 0xC2 | 0xC9 | 0xCA) || segment.len() < 8 || segment[2] != 8 {
         return None;
     }
     let word = |k: usize| usize::from(segment[k]) << 8 | usize::from(segment[k + 1]);
-    Some(Header { height: word(3), width: word(5), components: usize::from(segment[7]) })
+    let header = Header { height: word(3), width: word(5), components: usize::from(segment[7]) };
+    (header.height <= 65_500 && header.width <= 65_500).then_some(header)
 }
 
 /// Whether a JPEG's marker segments reach its end-of-image marker ([`markers`]).
@@ -241,6 +252,16 @@ mod tests {
         for code in [0xC0, 0xC1, 0xC9, 0xCA] {
             assert_eq!(markers(&file(&[frame(code, 10, 12, 1)])).frame.map(|h| (h.height, h.width)), Some((10, 12)));
         }
+        // What libjpeg would refuse: 12-bit samples, a side past 65,500, a scan before the frame.
+        let mut twelve_bit = frame(0xC1, 10, 10, 3);
+        twelve_bit[4] = 12;
+        assert_eq!(markers(&file(&[twelve_bit])).frame, None);
+        assert_eq!(markers(&file(&[frame(0xC0, 65_501, 10, 3)])).frame, None);
+        assert!(markers(&file(&[frame(0xC0, 65_500, 10, 3)])).frame.is_some());
+        let scan_first =
+            [&[0xFF, 0xD8][..], &segment(0xDA, &[1, 1, 0, 0, 63, 0]), &[0x12], &frame(0xC0, 9, 9, 3)].concat();
+        let scan_first = [scan_first, segment(0xDA, &[1, 1, 0, 0, 63, 0]), vec![0x34, 0xFF, 0xD9]].concat();
+        assert_eq!(markers(&scan_first), Markers { frame: None, complete: true });
         // Entropy data ending in a lone FF, or in nothing, is incomplete.
         let mut lone = whole[..whole.len() - 1].to_vec();
         assert!(!markers(&lone).complete);
